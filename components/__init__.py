@@ -1,0 +1,1 @@
+"""driftguard components: pure drift statistics and thin TFX shells over them."""

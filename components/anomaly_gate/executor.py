@@ -1,0 +1,110 @@
+"""AnomalyGate executor: read every span's anomalies; fail with a precise message on errors."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any, Dict, List, Optional
+
+from tensorflow_metadata.proto.v0 import anomalies_pb2
+from tfx.dsl.components.base import base_executor
+from tfx.dsl.io import fileio
+from tfx.types import artifact_utils
+
+from components.anomaly_gate import spec
+
+ANOMALIES_FILE = "SchemaDiff.pb"
+_SEVERITY_RANK = {"WARNING": 1, "ERROR": 2}
+
+
+class AnomaliesFoundError(RuntimeError):
+    """Validation found anomalies at or above the configured severity."""
+
+
+def load_anomalies(artifact, split: str) -> anomalies_pb2.Anomalies:
+    path = os.path.join(artifact_utils.get_split_uri([artifact], split), ANOMALIES_FILE)
+    proto = anomalies_pb2.Anomalies()
+    with fileio.open(path, "rb") as f:
+        proto.ParseFromString(f.read())
+    return proto
+
+
+def span_of(artifact, span_by_node: Dict[str, int]) -> Optional[int]:
+    """The span an anomalies artifact describes: its own property if set, else the span of
+    the node that produced it (TFX writes outputs to ``<root>/<node_id>/<key>/<id>``)."""
+    if artifact.span:
+        return int(artifact.span)
+    parts = os.path.normpath(artifact.uri).split(os.sep)
+    for node_id, span in span_by_node.items():
+        if node_id in parts:
+            return int(span)
+    return None
+
+
+def collect_anomalies(artifacts, span_by_node: Optional[Dict[str, int]] = None
+                      ) -> List[Dict[str, Any]]:
+    """Flatten anomalies of many (span, split) pairs into plain records, dataset-level too."""
+    records = []
+    for artifact in artifacts:
+        span = span_of(artifact, span_by_node or {})
+        for split in artifact_utils.decode_split_names(artifact.split_names):
+            proto = load_anomalies(artifact, split)
+            for feature, info in sorted(proto.anomaly_info.items()):
+                records.append(_record(span, split, feature, info))
+            if proto.HasField("dataset_anomaly_info"):
+                records.append(_record(span, split, None, proto.dataset_anomaly_info))
+    return records
+
+
+def _record(span, split, feature, info) -> Dict[str, Any]:
+    reasons = [{"type": anomalies_pb2.AnomalyInfo.Type.Name(r.type),
+                "short": r.short_description, "description": r.description}
+               for r in info.reason]
+    return {
+        "span": span,
+        "split": split,
+        "feature": feature,
+        "severity": anomalies_pb2.AnomalyInfo.Severity.Name(info.severity),
+        "short": info.short_description,
+        "description": info.description,
+        "reasons": reasons,
+    }
+
+
+def format_record(r: Dict[str, Any]) -> str:
+    where = f"feature '{r['feature']}'" if r["feature"] else "dataset"
+    span = f"span {r['span']}" if r["span"] is not None else "span ?"
+    kinds = ", ".join(x["type"] for x in r["reasons"]) or "anomaly"
+    return (f"{span} ({r['split']} split): {where}: {r['short']} [{kinds}] — "
+            f"{r['description']}")
+
+
+def blocking(records, fail_on_severity: str) -> List[Dict[str, Any]]:
+    threshold = _SEVERITY_RANK[fail_on_severity]
+    return [r for r in records if _SEVERITY_RANK.get(r["severity"], 2) >= threshold]
+
+
+class Executor(base_executor.BaseExecutor):
+    def Do(self, input_dict, output_dict, exec_properties) -> None:
+        fail_on = exec_properties.get(spec.FAIL_ON_SEVERITY_KEY) or "ERROR"
+        if fail_on not in _SEVERITY_RANK:
+            raise ValueError(f"fail_on_severity must be one of {sorted(_SEVERITY_RANK)}, "
+                             f"got {fail_on!r}")
+        span_by_node = json.loads(exec_properties.get(spec.SPAN_BY_NODE_KEY) or "{}")
+        records = collect_anomalies(input_dict[spec.ANOMALIES_KEY], span_by_node)
+        bad = blocking(records, fail_on)
+        for r in records:
+            logging.warning("anomaly: %s", format_record(r))
+        if bad:
+            lines = "\n  ".join(format_record(r) for r in bad)
+            raise AnomaliesFoundError(
+                f"{len(bad)} anomal{'y' if len(bad) == 1 else 'ies'} of severity >= {fail_on} "
+                f"in the training data; Transform and Trainer will not run:\n  {lines}")
+        schema_in = artifact_utils.get_single_uri(input_dict[spec.SCHEMA_KEY])
+        out = artifact_utils.get_single_instance(output_dict[spec.VALIDATED_SCHEMA_KEY])
+        for name in fileio.listdir(schema_in):
+            fileio.copy(os.path.join(schema_in, name), os.path.join(out.uri, name))
+        # Transform expects exactly one file in a Schema artifact, so the (non-blocking)
+        # anomalies travel as custom properties instead of a file beside the schema.
+        out.set_int_custom_property("anomaly_count", len(records))
+        out.set_string_custom_property("anomalies", json.dumps(records)[:50_000])

@@ -1,0 +1,34 @@
+"""RegistryPusher component: wiring only."""
+import json
+from typing import Any, Dict, Optional
+
+from tfx import types
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.types import standard_artifacts
+
+from components.registry_pusher import executor
+from components.registry_pusher.spec import RegistryPusherSpec
+
+
+class RegistryPusher(base_component.BaseComponent):
+    """Copies a blessed model to ``<registry_dir>/<version>/`` (TF Serving layout) atomically.
+
+    Beside the SavedModel, ``<version>/profile/`` holds what drift checks compare new data
+    against: the training statistics, the schema (and its version), the evaluation metrics
+    and the spans the model was trained on. Unblessed models are never pushed.
+    """
+
+    SPEC_CLASS = RegistryPusherSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
+
+    def __init__(self, model: types.BaseChannel, model_blessing: types.BaseChannel,
+                 schema: types.BaseChannel, statistics: types.BaseChannel,
+                 evaluation: types.BaseChannel, examples: types.BaseChannel,
+                 registry_dir: str, schema_version: int,
+                 profile_extra: Optional[Dict[str, Any]] = None):
+        super().__init__(spec=RegistryPusherSpec(
+            model=model, model_blessing=model_blessing, schema=schema, statistics=statistics,
+            evaluation=evaluation, examples=examples, registry_dir=str(registry_dir),
+            schema_version=int(schema_version),
+            profile_extra_json=json.dumps(profile_extra or {}, sort_keys=True),
+            pushed_model=types.Channel(type=standard_artifacts.PushedModel)))

@@ -1,0 +1,187 @@
+"""RegistryPusher executor: blessed model + profile -> ``<registry>/<version>/``, atomically.
+
+Layout of one version (TF Serving reads the numeric folder; it ignores ``profile/``)::
+
+    <registry>/<version>/saved_model.pb
+    <registry>/<version>/variables/...
+    <registry>/<version>/profile/profile.json          # spans, schema version, metrics, lineage
+    <registry>/<version>/profile/schema.pbtxt
+    <registry>/<version>/profile/training_statistics/  # TFDV DatasetFeatureStatisticsList
+    <registry>/<version>/profile/eval_metrics.json
+
+A version folder is assembled under ``<registry>/.staging/`` and renamed into place in one
+``os.rename``, so a reader (or a crash) never sees a partial version. Pushing the same model
+artifact twice finds the existing version and does not create a second one.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import pathlib
+import shutil
+import uuid
+from typing import Any, Dict, List, Optional
+
+from tfx.components.evaluator import constants as evaluator_constants
+from tfx.dsl.components.base import base_executor
+from tfx.types import artifact_utils
+from tfx.utils import path_utils
+
+from components.registry_pusher import spec
+
+PROFILE_DIR = "profile"
+PROFILE_FILE = "profile.json"
+STAGING_DIR = ".staging"
+
+
+def is_blessed(blessing) -> bool:
+    return (blessing.has_custom_property(evaluator_constants.ARTIFACT_PROPERTY_BLESSED_KEY)
+            and blessing.get_int_custom_property(
+                evaluator_constants.ARTIFACT_PROPERTY_BLESSED_KEY)
+            == evaluator_constants.BLESSED_VALUE)
+
+
+def existing_versions(registry: pathlib.Path) -> List[int]:
+    if not registry.is_dir():
+        return []
+    return sorted(int(p.name) for p in registry.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def read_profile(registry: pathlib.Path, version: int) -> Dict[str, Any]:
+    return json.loads((registry / str(version) / PROFILE_DIR / PROFILE_FILE).read_text())
+
+
+def find_version_of_model(registry: pathlib.Path, model_uri: str) -> Optional[int]:
+    for v in existing_versions(registry):
+        try:
+            if read_profile(registry, v).get("model_artifact", {}).get("uri") == model_uri:
+                return v
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def overall_metrics(evaluation_uri: str) -> Dict[str, Dict[str, float]]:
+    """Overall-slice metrics per model ('candidate', 'baseline') and their diffs."""
+    import tensorflow_model_analysis as tfma
+
+    result: Dict[str, Dict[str, float]] = {}
+    for per_slice in tfma.load_metrics(evaluation_uri):
+        if per_slice.slice_key.single_slice_keys:
+            continue
+        for kv in per_slice.metric_keys_and_values:
+            which = kv.key.model_name or "candidate"
+            if kv.key.is_diff:
+                which = f"{which}_diff"
+            if kv.value.HasField("double_value"):
+                result.setdefault(which, {})[kv.key.name] = kv.value.double_value.value
+    return result
+
+
+def _fsync_tree(root: pathlib.Path) -> None:
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    _fsync_dir(root)
+
+
+def _fsync_dir(path: pathlib.Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def publish_version(registry: pathlib.Path, staged: pathlib.Path) -> int:
+    """Rename a complete staged folder to the next free version number; return it."""
+    while True:
+        version = (existing_versions(registry) or [0])[-1] + 1
+        target = registry / str(version)
+        try:
+            os.rename(staged, target)  # atomic; fails if another push took this number
+        except OSError:
+            if target.exists():
+                continue
+            raise
+        _fsync_dir(registry)
+        return version
+
+
+class Executor(base_executor.BaseExecutor):
+    def Do(self, input_dict, output_dict, exec_properties) -> None:
+        model = artifact_utils.get_single_instance(input_dict[spec.MODEL_KEY])
+        blessing = artifact_utils.get_single_instance(input_dict[spec.MODEL_BLESSING_KEY])
+        pushed = artifact_utils.get_single_instance(output_dict[spec.PUSHED_MODEL_KEY])
+        registry = pathlib.Path(exec_properties[spec.REGISTRY_DIR_KEY])
+
+        if not is_blessed(blessing):
+            logging.warning("model %s is not blessed by the Evaluator; nothing is pushed",
+                            model.uri)
+            pushed.set_int_custom_property("pushed", 0)
+            return
+
+        existing = find_version_of_model(registry, model.uri)
+        if existing is not None:
+            logging.info("model %s is already version %d; not pushing it again", model.uri,
+                         existing)
+            self._mark_pushed(pushed, registry, existing)
+            return
+
+        registry.mkdir(parents=True, exist_ok=True)
+        staging_root = registry / STAGING_DIR
+        staging_root.mkdir(exist_ok=True)
+        staged = staging_root / uuid.uuid4().hex
+        try:
+            shutil.copytree(path_utils.serving_model_path(model.uri), staged)
+            profile_dir = staged / PROFILE_DIR
+            profile_dir.mkdir()
+            self._write_profile(profile_dir, input_dict, exec_properties, model, blessing)
+            _fsync_tree(staged)
+            version = publish_version(registry, staged)
+        except BaseException:
+            shutil.rmtree(staged, ignore_errors=True)
+            raise
+        # The version number is the folder name, decided by the rename; the profile does not
+        # repeat it, so nothing has to be rewritten after the rename.
+        logging.info("pushed model %s as %s", model.uri, registry / str(version))
+        self._mark_pushed(pushed, registry, version)
+
+    @staticmethod
+    def _mark_pushed(pushed, registry: pathlib.Path, version: int) -> None:
+        pushed.set_int_custom_property("pushed", 1)
+        pushed.set_string_custom_property("pushed_destination", str(registry / str(version)))
+        pushed.set_int_custom_property("pushed_version", version)
+
+    @staticmethod
+    def _write_profile(profile_dir: pathlib.Path, input_dict, exec_properties, model,
+                       blessing) -> None:
+        schema_uri = artifact_utils.get_single_uri(input_dict[spec.SCHEMA_KEY])
+        schema_files = [n for n in os.listdir(schema_uri) if n.endswith(".pbtxt")]
+        shutil.copyfile(os.path.join(schema_uri, schema_files[0]), profile_dir / "schema.pbtxt")
+        stats_uri = artifact_utils.get_single_uri(input_dict[spec.STATISTICS_KEY])
+        shutil.copytree(stats_uri, profile_dir / "training_statistics")
+        evaluation_uri = artifact_utils.get_single_uri(input_dict[spec.EVALUATION_KEY])
+        metrics = overall_metrics(evaluation_uri)
+        (profile_dir / "eval_metrics.json").write_text(json.dumps(metrics, indent=1,
+                                                                  sort_keys=True))
+        spans = sorted({int(a.span) for a in input_dict[spec.EXAMPLES_KEY]})
+        extra = json.loads(exec_properties.get(spec.PROFILE_EXTRA_KEY) or "{}")
+        profile = {
+            "pushed_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "spans": spans,
+            "schema_version": int(exec_properties[spec.SCHEMA_VERSION_KEY]),
+            "schema_file": f"{PROFILE_DIR}/schema.pbtxt",
+            "training_statistics": f"{PROFILE_DIR}/training_statistics",
+            "eval_metrics": metrics,
+            "model_artifact": {"id": model.id, "uri": model.uri},
+            "blessing_artifact": {"id": blessing.id, "uri": blessing.uri},
+            **extra,
+        }
+        (profile_dir / PROFILE_FILE).write_text(json.dumps(profile, indent=1, sort_keys=True))

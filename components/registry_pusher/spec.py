@@ -1,0 +1,32 @@
+"""Keys and spec of RegistryPusher, imported by both the component and the executor."""
+from tfx import types
+from tfx.types import standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ExecutionParameter
+
+MODEL_KEY = "model"
+MODEL_BLESSING_KEY = "model_blessing"
+SCHEMA_KEY = "schema"
+STATISTICS_KEY = "statistics"
+EVALUATION_KEY = "evaluation"
+EXAMPLES_KEY = "examples"
+PUSHED_MODEL_KEY = "pushed_model"
+REGISTRY_DIR_KEY = "registry_dir"
+SCHEMA_VERSION_KEY = "schema_version"
+PROFILE_EXTRA_KEY = "profile_extra_json"
+
+
+class RegistryPusherSpec(types.ComponentSpec):
+    PARAMETERS = {
+        REGISTRY_DIR_KEY: ExecutionParameter(type=str),
+        SCHEMA_VERSION_KEY: ExecutionParameter(type=int),
+        PROFILE_EXTRA_KEY: ExecutionParameter(type=str, optional=True),
+    }
+    INPUTS = {
+        MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
+        MODEL_BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing),
+        SCHEMA_KEY: ChannelParameter(type=standard_artifacts.Schema),
+        STATISTICS_KEY: ChannelParameter(type=standard_artifacts.ExampleStatistics),
+        EVALUATION_KEY: ChannelParameter(type=standard_artifacts.ModelEvaluation),
+        EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
+    }
+    OUTPUTS = {PUSHED_MODEL_KEY: ChannelParameter(type=standard_artifacts.PushedModel)}

@@ -1,0 +1,1 @@
+"""driftguard pipelines, configuration and CLI."""

@@ -1,0 +1,159 @@
+"""Builds the driftguard TFX pipelines from one Config.
+
+Training pipeline, for a rolling window of spans ``[s_1, ..., s_K]``::
+
+    per span s:  ExampleGen_span<s> -> StatisticsGen_span<s> -> ExampleValidator_span<s>
+    ImportSchemaGen (schemas/<model>/v<N>/schema.pbtxt)
+    AnomalyGate (all spans' anomalies; error severity stops the run here)
+    -> Transform (all spans) -> Trainer (Keras)
+    Resolver (latest blessed model) -> Evaluator (TFMA: value + change thresholds)
+    -> RegistryPusher (only when blessed)
+
+ExampleGen ingests exactly one span per node (TFX's rule for ``RangeConfig``), so the window
+is one ExampleGen per span, joined with ``tfx.dsl.union`` where Transform and Evaluator read
+all of them. Every span is validated on its own, so an anomaly names its span.
+"""
+from __future__ import annotations
+
+import pathlib
+from typing import List, Optional, Sequence
+
+from pipeline.config import Config
+
+MODULE_FILE = str(pathlib.Path(__file__).with_name("taxi_model.py"))
+SPAN_PATTERN = "span-{SPAN}/*"
+RESOLVER_ID = "latest_blessed_model_resolver"
+
+
+def eval_config(config: Config):
+    """TFMA config: AUC must reach ``min_auc`` and not fall more than ``max_auc_drop`` below
+    the blessed baseline on the same evaluation data."""
+    import tensorflow_model_analysis as tfma
+
+    from pipeline import taxi_model
+
+    auc_threshold = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.evaluation.min_auc}),
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+            absolute={"value": -config.evaluation.max_auc_drop}))
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(
+            signature_name="serving_default",
+            label_key=taxi_model.LABEL_KEY,
+            preprocessing_function_names=["transform_features"])],
+        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=["payment_type"])],
+        metrics_specs=[tfma.MetricsSpec(
+            metrics=[tfma.MetricConfig(class_name="ExampleCount"),
+                     tfma.MetricConfig(class_name="BinaryAccuracy"),
+                     tfma.MetricConfig(class_name="AUC")],
+            # The gate applies to the overall slice only: per-payment-type slices are reported
+            # for analysis, but some are too small for a meaningful AUC.
+            per_slice_thresholds={"auc": tfma.PerSliceMetricThresholds(thresholds=[
+                tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()],
+                                             threshold=auc_threshold)])},
+        )])
+
+
+def example_gen(config: Config, span: int, data_root: Optional[str] = None):
+    from tfx import v1 as tfx
+
+    return tfx.components.CsvExampleGen(
+        input_base=str(data_root or config.data_path),
+        input_config=tfx.proto.Input(splits=[
+            tfx.proto.Input.Split(name="single_split", pattern=SPAN_PATTERN)]),
+        range_config=tfx.proto.RangeConfig(static_range=tfx.proto.StaticRange(
+            start_span_number=int(span), end_span_number=int(span))),
+    ).with_id(f"ExampleGen_span{int(span)}")
+
+
+def create_pipeline(config: Config, spans: Sequence[int], *, data_root: Optional[str] = None,
+                    enable_cache: bool = False):
+    """The training pipeline over the window ``spans`` (oldest first).
+
+    Args:
+      config: paths, thresholds and training parameters.
+      spans: the span numbers to train on (at most ``config.training.window_spans``).
+      data_root: folder holding ``span-<N>/`` folders; defaults to ``config.data_path``.
+      enable_cache: reuse outputs of identical executions (off: each run is a fresh run).
+    """
+    from tfx import v1 as tfx
+    from tfx.types import channel_utils
+
+    from components.anomaly_gate import AnomalyGate
+    from components.registry_pusher import RegistryPusher
+
+    spans = [int(s) for s in spans]
+    if not spans:
+        raise ValueError("create_pipeline needs at least one span")
+    if len(set(spans)) != len(spans):
+        raise ValueError(f"spans must be distinct, got {spans}")
+
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=str(config.schema_file))
+    example_gens, validators = [], []
+    components: List = [schema_gen]
+    for span in spans:
+        eg = example_gen(config, span, data_root)
+        stats = tfx.components.StatisticsGen(examples=eg.outputs["examples"]).with_id(
+            f"StatisticsGen_span{span}")
+        validator = tfx.components.ExampleValidator(
+            statistics=stats.outputs["statistics"], schema=schema_gen.outputs["schema"]
+        ).with_id(f"ExampleValidator_span{span}")
+        example_gens.append(eg)
+        validators.append(validator)
+        components += [eg, stats, validator]
+
+    def joined(channels):
+        return channels[0] if len(channels) == 1 else channel_utils.union(channels)
+
+    examples = joined([eg.outputs["examples"] for eg in example_gens])
+    gate = AnomalyGate(anomalies=joined([v.outputs["anomalies"] for v in validators]),
+                       schema=schema_gen.outputs["schema"],
+                       fail_on_severity=config.validation.fail_on_severity,
+                       span_by_node={v.id: s for v, s in zip(validators, spans)})
+    schema = gate.outputs["validated_schema"]
+    transform = tfx.components.Transform(examples=examples, schema=schema,
+                                         module_file=MODULE_FILE)
+    t = config.training
+    trainer = tfx.components.Trainer(
+        module_file=MODULE_FILE,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema,
+        train_args=tfx.proto.TrainArgs(num_steps=t.train_steps),
+        eval_args=tfx.proto.EvalArgs(num_steps=t.eval_steps),
+        custom_config={"batch_size": t.batch_size, "hidden_units": list(t.hidden_units),
+                       "learning_rate": t.learning_rate},
+    )
+    resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id(RESOLVER_ID)
+    evaluator = tfx.components.Evaluator(
+        examples=examples,
+        model=trainer.outputs["model"],
+        baseline_model=resolver.outputs["model"],
+        eval_config=eval_config(config),
+    )
+    pusher = RegistryPusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        schema=schema,
+        statistics=transform.outputs["pre_transform_stats"],
+        evaluation=evaluator.outputs["evaluation"],
+        examples=examples,
+        registry_dir=str(config.model_registry),
+        schema_version=config.schema_version,
+        profile_extra={"model_name": config.model_name},
+    )
+    components += [gate, transform, trainer, resolver, evaluator, pusher]
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.training_pipeline_name(),
+        pipeline_root=str(config.pipeline_root),
+        components=components,
+        enable_cache=enable_cache,
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            str(config.metadata_path)),
+        beam_pipeline_args=list(config.beam_args),
+    )

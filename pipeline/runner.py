@@ -1,0 +1,168 @@
+"""Runs a pipeline on the local or Beam runner and reports what really happened, from MLMD.
+
+``LocalDagRunner.run()`` returns normally even when a component fails, so success is never
+inferred from it: after the run, every node's execution state is read back from MLMD.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from typing import Dict, List, Optional
+
+from pipeline.config import Config
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+_STATE_NAMES = {0: "UNKNOWN", 1: "NEW", 2: "RUNNING", 3: "COMPLETE", 4: "FAILED",
+                5: "CACHED", 6: "CANCELED"}
+
+
+@dataclasses.dataclass
+class NodeResult:
+    node_id: str
+    state: str                      # COMPLETE, CACHED, FAILED, ..., or NOT_RUN
+    execution_id: Optional[int] = None
+    error: Optional[str] = None
+    custom_properties: Dict[str, object] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class RunResult:
+    pipeline_name: str
+    nodes: List[NodeResult]
+
+    @property
+    def failed(self) -> List[NodeResult]:
+        return [n for n in self.nodes if n.state in ("FAILED", "CANCELED")]
+
+    @property
+    def not_run(self) -> List[NodeResult]:
+        return [n for n in self.nodes if n.state == "NOT_RUN"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.not_run
+
+    def node(self, node_id: str) -> NodeResult:
+        for n in self.nodes:
+            if n.node_id == node_id:
+                return n
+        raise KeyError(node_id)
+
+    def first_error(self) -> Optional[NodeResult]:
+        return self.failed[0] if self.failed else None
+
+
+def _max_execution_id(metadata_path: str) -> int:
+    if not os.path.exists(metadata_path):
+        return 0
+    from ml_metadata import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+
+    cfg = metadata_store_pb2.ConnectionConfig()
+    cfg.sqlite.filename_uri = metadata_path
+    cfg.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    store = metadata_store.MetadataStore(cfg)
+    return max((e.id for e in store.get_executions()), default=0)
+
+
+def error_message(execution) -> Optional[str]:
+    """The executor's error as TFX stored it on the execution (``__execution_result__``)."""
+    prop = execution.custom_properties.get("__execution_result__")
+    if prop is None or not prop.string_value:
+        return None
+    try:
+        return json.loads(prop.string_value).get("resultMessage") or prop.string_value
+    except ValueError:
+        return prop.string_value
+
+
+def short_error(message: Optional[str]) -> str:
+    """The last exception line of a traceback (plus any indented detail lines after it)."""
+    if not message:
+        return "no error message was recorded"
+    lines = message.strip().splitlines()
+    # A Python traceback ends with "ExceptionType: message" followed by the message's lines.
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i] and not lines[i].startswith(" ") and ":" in lines[i] and (
+                "Error" in lines[i].split(":")[0] or "Exception" in lines[i].split(":")[0]):
+            return "\n".join(lines[i:])
+    return lines[-1]
+
+
+def collect_results(pipeline, metadata_path: str, after_execution_id: int) -> RunResult:
+    """Execution state of every node of ``pipeline`` among executions newer than the given id."""
+    from ml_metadata import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+
+    cfg = metadata_store_pb2.ConnectionConfig()
+    cfg.sqlite.filename_uri = metadata_path
+    cfg.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    store = metadata_store.MetadataStore(cfg)
+    by_node: Dict[str, NodeResult] = {}
+    new = [e for e in store.get_executions() if e.id > after_execution_id]
+    name = pipeline.pipeline_info.pipeline_name
+    for execution in sorted(new, key=lambda e: e.id):
+        for ctx in store.get_contexts_by_execution(execution.id):
+            ctx_type = store.get_context_types_by_id([ctx.type_id])[0].name
+            if ctx_type == "node" and ctx.name.startswith(name + "."):
+                node_id = ctx.name[len(name) + 1:]
+                props = {}
+                for k, v in execution.custom_properties.items():
+                    if k.startswith("__"):
+                        continue
+                    kind = v.WhichOneof("value")
+                    if kind in ("int_value", "string_value", "double_value"):
+                        props[k] = getattr(v, kind)
+                by_node[node_id] = NodeResult(
+                    node_id=node_id,
+                    state=_STATE_NAMES.get(execution.last_known_state, "UNKNOWN"),
+                    execution_id=execution.id,
+                    error=error_message(execution),
+                    custom_properties=props)
+    results = []
+    for component in pipeline.components:
+        results.append(by_node.get(component.id, NodeResult(component.id, "NOT_RUN")))
+    return RunResult(pipeline_name=name, nodes=results)
+
+
+def run(pipeline, config: Config, runner: Optional[str] = None) -> RunResult:
+    """Run ``pipeline`` on ``runner`` ('local' or 'beam') and return per-node results."""
+    from tfx import v1 as tfx
+
+    runner = runner or config.runner
+    metadata_path = str(config.metadata_path)
+    config.runs_path.mkdir(parents=True, exist_ok=True)
+    before = _max_execution_id(metadata_path)
+    if runner == "local":
+        tfx.orchestration.LocalDagRunner().run(pipeline)
+    elif runner == "beam":
+        from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
+        BeamDagRunner().run(pipeline)
+    else:
+        raise ValueError(f"runner must be 'local' or 'beam', got {runner!r}")
+    result = collect_results(pipeline, metadata_path, before)
+    for n in result.nodes:
+        logging.info("node %s: %s", n.node_id, n.state)
+    return result
+
+
+def artifact_uri(metadata_path: str, execution_id: int, output_key: str) -> Optional[str]:
+    """URI of an execution's output artifact published under ``output_key``."""
+    from ml_metadata import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+
+    cfg = metadata_store_pb2.ConnectionConfig()
+    cfg.sqlite.filename_uri = metadata_path
+    cfg.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    store = metadata_store.MetadataStore(cfg)
+    for event in store.get_events_by_execution_ids([execution_id]):
+        if event.type != metadata_store_pb2.Event.OUTPUT:
+            continue
+        keys = [s.key for s in event.path.steps if s.HasField("key")]
+        if output_key in keys:
+            return store.get_artifacts_by_id([event.artifact_id])[0].uri
+    return None
