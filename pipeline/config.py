@@ -31,7 +31,7 @@ class ConfigError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
     window_spans: int = 2          # rolling window: the newest N spans train the model
-    train_steps: int = 300
+    train_steps: int = 150
     eval_steps: int = 50
     batch_size: int = 64
     hidden_units: Tuple[int, ...] = (32, 16)

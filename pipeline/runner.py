@@ -26,6 +26,7 @@ class NodeResult:
     state: str                      # COMPLETE, CACHED, FAILED, ..., or NOT_RUN
     execution_id: Optional[int] = None
     error: Optional[str] = None
+    seconds: Optional[float] = None  # wall time, from MLMD's create and last-update times
     custom_properties: Dict[str, object] = dataclasses.field(default_factory=dict)
 
 
@@ -56,16 +57,21 @@ class RunResult:
         return self.failed[0] if self.failed else None
 
 
-def _max_execution_id(metadata_path: str) -> int:
-    if not os.path.exists(metadata_path):
-        return 0
+def open_store(metadata_path: str):
+    """A read-only MLMD store over the sqlite file at ``metadata_path``."""
     from ml_metadata import metadata_store
     from ml_metadata.proto import metadata_store_pb2
 
     cfg = metadata_store_pb2.ConnectionConfig()
     cfg.sqlite.filename_uri = metadata_path
-    cfg.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
-    store = metadata_store.MetadataStore(cfg)
+    cfg.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    return metadata_store.MetadataStore(cfg)
+
+
+def _max_execution_id(metadata_path: str) -> int:
+    if not os.path.exists(metadata_path):
+        return 0
+    store = open_store(metadata_path)
     return max((e.id for e in store.get_executions()), default=0)
 
 
@@ -95,13 +101,7 @@ def short_error(message: Optional[str]) -> str:
 
 def collect_results(pipeline, metadata_path: str, after_execution_id: int) -> RunResult:
     """Execution state of every node of ``pipeline`` among executions newer than the given id."""
-    from ml_metadata import metadata_store
-    from ml_metadata.proto import metadata_store_pb2
-
-    cfg = metadata_store_pb2.ConnectionConfig()
-    cfg.sqlite.filename_uri = metadata_path
-    cfg.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    store = metadata_store.MetadataStore(cfg)
+    store = open_store(metadata_path)
     by_node: Dict[str, NodeResult] = {}
     new = [e for e in store.get_executions() if e.id > after_execution_id]
     name = pipeline.pipeline_info.pipeline_name
@@ -122,6 +122,8 @@ def collect_results(pipeline, metadata_path: str, after_execution_id: int) -> Ru
                     state=_STATE_NAMES.get(execution.last_known_state, "UNKNOWN"),
                     execution_id=execution.id,
                     error=error_message(execution),
+                    seconds=(execution.last_update_time_since_epoch
+                             - execution.create_time_since_epoch) / 1000.0,
                     custom_properties=props)
     results = []
     for component in pipeline.components:
@@ -150,19 +152,17 @@ def run(pipeline, config: Config, runner: Optional[str] = None) -> RunResult:
     return result
 
 
-def artifact_uri(metadata_path: str, execution_id: int, output_key: str) -> Optional[str]:
-    """URI of an execution's output artifact published under ``output_key``."""
-    from ml_metadata import metadata_store
+def output_artifact(metadata_path: str, execution_id: Optional[int], output_key: str):
+    """The MLMD artifact an execution published under ``output_key`` (or None)."""
+    if execution_id is None:
+        return None
     from ml_metadata.proto import metadata_store_pb2
 
-    cfg = metadata_store_pb2.ConnectionConfig()
-    cfg.sqlite.filename_uri = metadata_path
-    cfg.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    store = metadata_store.MetadataStore(cfg)
+    store = open_store(metadata_path)
     for event in store.get_events_by_execution_ids([execution_id]):
         if event.type != metadata_store_pb2.Event.OUTPUT:
             continue
         keys = [s.key for s in event.path.steps if s.HasField("key")]
         if output_key in keys:
-            return store.get_artifacts_by_id([event.artifact_id])[0].uri
+            return store.get_artifacts_by_id([event.artifact_id])[0]
     return None

@@ -14,6 +14,7 @@ TFX loads this file by path in Transform and Trainer, so it only imports what th
 """
 from __future__ import annotations
 
+import logging
 import os
 from typing import Dict, List
 
@@ -169,8 +170,10 @@ def run_fn(fn_args) -> None:
                           batch_size, seed)
     model = build_model(tf_transform_output, list(cfg.get("hidden_units", [32, 16])),
                         float(cfg.get("learning_rate", 0.01)))
-    model.fit(train, steps_per_epoch=fn_args.train_steps, validation_data=evaluation,
-              validation_steps=fn_args.eval_steps, epochs=1, verbose=2)
+    history = model.fit(train, steps_per_epoch=fn_args.train_steps, validation_data=evaluation,
+                        validation_steps=fn_args.eval_steps, epochs=1, verbose=0)
+    logging.info("trained %d steps: %s", fn_args.train_steps,
+                 {k: round(float(v[-1]), 4) for k, v in history.history.items()})
     signatures = {
         "serving_default": _serving_signature(model, tf_transform_output),
         "transform_features": _transform_signature(model, tf_transform_output),

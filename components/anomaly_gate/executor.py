@@ -12,6 +12,7 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 
 from components.anomaly_gate import spec
+from components.artifacts import artifact_span
 
 ANOMALIES_FILE = "SchemaDiff.pb"
 _SEVERITY_RANK = {"WARNING": 1, "ERROR": 2}
@@ -29,24 +30,12 @@ def load_anomalies(artifact, split: str) -> anomalies_pb2.Anomalies:
     return proto
 
 
-def span_of(artifact, span_by_node: Dict[str, int]) -> Optional[int]:
-    """The span an anomalies artifact describes: its own property if set, else the span of
-    the node that produced it (TFX writes outputs to ``<root>/<node_id>/<key>/<id>``)."""
-    if artifact.span:
-        return int(artifact.span)
-    parts = os.path.normpath(artifact.uri).split(os.sep)
-    for node_id, span in span_by_node.items():
-        if node_id in parts:
-            return int(span)
-    return None
-
-
 def collect_anomalies(artifacts, span_by_node: Optional[Dict[str, int]] = None
                       ) -> List[Dict[str, Any]]:
     """Flatten anomalies of many (span, split) pairs into plain records, dataset-level too."""
     records = []
     for artifact in artifacts:
-        span = span_of(artifact, span_by_node or {})
+        span = artifact_span(artifact, span_by_node)
         for split in artifact_utils.decode_split_names(artifact.split_names):
             proto = load_anomalies(artifact, split)
             for feature, info in sorted(proto.anomaly_info.items()):
@@ -75,8 +64,22 @@ def format_record(r: Dict[str, Any]) -> str:
     where = f"feature '{r['feature']}'" if r["feature"] else "dataset"
     span = f"span {r['span']}" if r["span"] is not None else "span ?"
     kinds = ", ".join(x["type"] for x in r["reasons"]) or "anomaly"
-    return (f"{span} ({r['split']} split): {where}: {r['short']} [{kinds}] — "
+    splits = r.get("splits") or [r["split"]]
+    return (f"{span} ({', '.join(splits)}): {where}: {r['short']} [{kinds}] — "
             f"{r['description']}")
+
+
+def merge_splits(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """One record per (span, feature, anomaly) with the list of splits where it was found."""
+    merged: Dict[tuple, Dict[str, Any]] = {}
+    for r in records:
+        key = (r["span"], r["feature"], r["short"], r["description"])
+        if key in merged:
+            merged[key]["splits"].append(r["split"])
+        else:
+            merged[key] = {**r, "splits": [r["split"]]}
+    return sorted(merged.values(), key=lambda r: (r["span"] if r["span"] is not None else -1,
+                                                  r["feature"] or ""))
 
 
 def blocking(records, fail_on_severity: str) -> List[Dict[str, Any]]:
@@ -92,6 +95,7 @@ class Executor(base_executor.BaseExecutor):
                              f"got {fail_on!r}")
         span_by_node = json.loads(exec_properties.get(spec.SPAN_BY_NODE_KEY) or "{}")
         records = collect_anomalies(input_dict[spec.ANOMALIES_KEY], span_by_node)
+        records = merge_splits(records)
         bad = blocking(records, fail_on)
         for r in records:
             logging.warning("anomaly: %s", format_record(r))

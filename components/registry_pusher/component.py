@@ -25,10 +25,12 @@ class RegistryPusher(base_component.BaseComponent):
                  schema: types.BaseChannel, statistics: types.BaseChannel,
                  evaluation: types.BaseChannel, examples: types.BaseChannel,
                  registry_dir: str, schema_version: int,
-                 profile_extra: Optional[Dict[str, Any]] = None):
+                 profile_extra: Optional[Dict[str, Any]] = None,
+                 span_by_node: Optional[Dict[str, int]] = None):
         super().__init__(spec=RegistryPusherSpec(
             model=model, model_blessing=model_blessing, schema=schema, statistics=statistics,
             evaluation=evaluation, examples=examples, registry_dir=str(registry_dir),
             schema_version=int(schema_version),
             profile_extra_json=json.dumps(profile_extra or {}, sort_keys=True),
+            span_by_node_json=json.dumps(span_by_node or {}, sort_keys=True),
             pushed_model=types.Channel(type=standard_artifacts.PushedModel)))

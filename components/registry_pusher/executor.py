@@ -29,11 +29,13 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
+from components.artifacts import artifact_span
 from components.registry_pusher import spec
 
 PROFILE_DIR = "profile"
 PROFILE_FILE = "profile.json"
 STAGING_DIR = ".staging"
+STATS_FILE = "FeatureStats.pb"
 
 
 def is_blessed(blessing) -> bool:
@@ -78,6 +80,24 @@ def overall_metrics(evaluation_uri: str) -> Dict[str, Dict[str, float]]:
             if kv.value.HasField("double_value"):
                 result.setdefault(which, {})[kv.key.name] = kv.value.double_value.value
     return result
+
+
+def merge_statistics(stats_artifacts, span_by_node: Dict[str, int]):
+    """One DatasetFeatureStatisticsList holding every (span, split) of the training window,
+    each dataset named ``span-<N>/<split>`` (what TFDV's visualizations show as its name)."""
+    from tensorflow_metadata.proto.v0 import statistics_pb2
+    from tfx.components.statistics_gen import stats_artifact_utils
+
+    merged = statistics_pb2.DatasetFeatureStatisticsList()
+    for artifact in stats_artifacts:
+        span = artifact_span(artifact, span_by_node)
+        for split in artifact_utils.decode_split_names(artifact.split_names):
+            stats = stats_artifact_utils.load_statistics(artifact, split).proto()
+            for dataset in stats.datasets:
+                copy = merged.datasets.add()
+                copy.CopyFrom(dataset)
+                copy.name = f"span-{span}/{split}"
+    return merged
 
 
 def _fsync_tree(root: pathlib.Path) -> None:
@@ -165,20 +185,23 @@ class Executor(base_executor.BaseExecutor):
         schema_uri = artifact_utils.get_single_uri(input_dict[spec.SCHEMA_KEY])
         schema_files = [n for n in os.listdir(schema_uri) if n.endswith(".pbtxt")]
         shutil.copyfile(os.path.join(schema_uri, schema_files[0]), profile_dir / "schema.pbtxt")
-        stats_uri = artifact_utils.get_single_uri(input_dict[spec.STATISTICS_KEY])
-        shutil.copytree(stats_uri, profile_dir / "training_statistics")
+        span_by_node = json.loads(exec_properties.get(spec.SPAN_BY_NODE_KEY) or "{}")
+        stats_dir = profile_dir / "training_statistics"
+        stats_dir.mkdir()
+        merged = merge_statistics(input_dict[spec.STATISTICS_KEY], span_by_node)
+        (stats_dir / STATS_FILE).write_bytes(merged.SerializeToString())
         evaluation_uri = artifact_utils.get_single_uri(input_dict[spec.EVALUATION_KEY])
         metrics = overall_metrics(evaluation_uri)
         (profile_dir / "eval_metrics.json").write_text(json.dumps(metrics, indent=1,
                                                                   sort_keys=True))
-        spans = sorted({int(a.span) for a in input_dict[spec.EXAMPLES_KEY]})
+        spans = sorted({artifact_span(a) for a in input_dict[spec.EXAMPLES_KEY]})
         extra = json.loads(exec_properties.get(spec.PROFILE_EXTRA_KEY) or "{}")
         profile = {
             "pushed_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
             "spans": spans,
             "schema_version": int(exec_properties[spec.SCHEMA_VERSION_KEY]),
             "schema_file": f"{PROFILE_DIR}/schema.pbtxt",
-            "training_statistics": f"{PROFILE_DIR}/training_statistics",
+            "training_statistics": f"{PROFILE_DIR}/training_statistics/{STATS_FILE}",
             "eval_metrics": metrics,
             "model_artifact": {"id": model.id, "uri": model.uri},
             "blessing_artifact": {"id": blessing.id, "uri": blessing.uri},

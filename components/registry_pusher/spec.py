@@ -13,6 +13,7 @@ PUSHED_MODEL_KEY = "pushed_model"
 REGISTRY_DIR_KEY = "registry_dir"
 SCHEMA_VERSION_KEY = "schema_version"
 PROFILE_EXTRA_KEY = "profile_extra_json"
+SPAN_BY_NODE_KEY = "span_by_node_json"
 
 
 class RegistryPusherSpec(types.ComponentSpec):
@@ -20,6 +21,8 @@ class RegistryPusherSpec(types.ComponentSpec):
         REGISTRY_DIR_KEY: ExecutionParameter(type=str),
         SCHEMA_VERSION_KEY: ExecutionParameter(type=int),
         PROFILE_EXTRA_KEY: ExecutionParameter(type=str, optional=True),
+        # {"StatisticsGen_span3": 3, ...}: see components.artifacts.artifact_span.
+        SPAN_BY_NODE_KEY: ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {
         MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),

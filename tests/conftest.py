@@ -1,0 +1,106 @@
+"""Shared fixtures. Expensive TFX runs happen once per session and are shared by tests."""
+from __future__ import annotations
+
+import hashlib
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+DATA = REPO / "data" / "taxi"
+DRIFTGUARD = [sys.executable, "-m", "pipeline.cli"]
+
+
+def run_cli(*args, config=None, env=None, timeout=1800):
+    """Run the real `driftguard` CLI in a subprocess; return CompletedProcess."""
+    cmd = list(DRIFTGUARD)
+    if config is not None:
+        cmd += ["--config", str(config)]
+    cmd += [str(a) for a in args]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def tree_digest(root: pathlib.Path) -> dict:
+    """{relative path: sha256} of every file under root (empty dict if root is missing)."""
+    out = {}
+    if not root.exists():
+        return out
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def write_config(path: pathlib.Path, **values) -> pathlib.Path:
+    import json
+
+    path.write_text(json.dumps(values, indent=1))
+    return path
+
+
+# Small and fast training settings for tests: enough to learn the label (AUC ~0.9).
+FAST_TRAINING = {"train_steps": 120, "eval_steps": 20, "batch_size": 64}
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory):
+    """A runs folder + a data folder with the real spans 1-3 and crafted bad spans.
+
+    span 1, 2: real taxi data (2013Q1, 2013Q2)            -> train version 1
+    span 3:    real 2013Q3 with tips shuffled across rows  -> a deliberately worse candidate
+    span 4:    real 2013Q3 without the payment_type column
+    span 5:    real 2013Q3 with trip_start_hour as text
+    span 6:    real 2013Q3 with 30 % of payment_type = 'Bitcoin' (outside the domain)
+    """
+    import pandas as pd
+
+    root = tmp_path_factory.mktemp("ws")
+    data = root / "data"
+    for s in (1, 2):
+        (data / f"span-{s}").mkdir(parents=True)
+        shutil.copy(DATA / f"span-{s}" / "data.csv", data / f"span-{s}" / "data.csv")
+    q3 = pd.read_csv(DATA / "span-3" / "data.csv")
+    variants = {
+        3: q3.assign(tips=q3["tips"].sample(frac=1.0, random_state=7).to_numpy()),
+        4: q3.drop(columns=["payment_type"]),
+        5: q3.assign(trip_start_hour=q3["trip_start_hour"].map(lambda h: f"{h}h")),
+        6: q3.assign(payment_type=[("Bitcoin" if i % 10 < 3 else p)
+                                   for i, p in enumerate(q3["payment_type"])]),
+    }
+    for s, df in variants.items():
+        (data / f"span-{s}").mkdir(parents=True)
+        df.to_csv(data / f"span-{s}" / "data.csv", index=False)
+    schemas = root / "schemas"
+    shutil.copytree(REPO / "schemas" / "taxi", schemas / "taxi")
+    return root
+
+
+def make_config(workspace: pathlib.Path, name: str, **overrides) -> pathlib.Path:
+    values = {
+        "data_root": str(workspace / "data"),
+        "schema_root": str(workspace / "schemas" / "taxi"),
+        "runs_dir": str(workspace / "runs"),
+        "training": dict(FAST_TRAINING),
+    }
+    for k, v in overrides.items():
+        if isinstance(v, dict) and isinstance(values.get(k), dict):
+            values[k] = {**values[k], **v}
+        else:
+            values[k] = v
+    return write_config(workspace / f"{name}.json", **values)
+
+
+@pytest.fixture(scope="session")
+def first_push(workspace):
+    """`driftguard train --spans 1,2`: the first training run, which pushes version 1."""
+    cfg = make_config(workspace, "base")
+    proc = run_cli("train", "--spans", "1,2", config=cfg)
+    return {"config": cfg, "proc": proc, "registry": workspace / "runs" / "serving" / "taxi"}

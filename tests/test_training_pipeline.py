@@ -1,0 +1,160 @@
+"""The training pipeline, run for real (LocalDagRunner / BeamDagRunner) on small spans."""
+from __future__ import annotations
+
+import json
+import pathlib
+
+import pytest
+
+from conftest import make_config, run_cli, tree_digest
+
+pytestmark = pytest.mark.tfx
+
+
+def node_executions(metadata: pathlib.Path, node_id: str, pipeline: str = "taxi-training"):
+    """MLMD executions of one pipeline node, oldest first."""
+    from pipeline.runner import open_store
+
+    store = open_store(str(metadata))
+    ctx = store.get_context_by_type_and_name("node", f"{pipeline}.{node_id}")
+    if ctx is None:
+        return []
+    return sorted(store.get_executions_by_context(ctx.id), key=lambda e: e.id)
+
+
+def test_first_run_pushes_version_1_with_profile(first_push):
+    proc, registry = first_push["proc"], first_push["registry"]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "pushed taxi version 1" in proc.stdout
+    assert "no blessed baseline yet" in proc.stdout
+    version = registry / "1"
+    # TF Serving layout: <model>/<version>/saved_model.pb + variables/
+    assert (version / "saved_model.pb").is_file()
+    assert (version / "variables" / "variables.index").is_file()
+    assert sorted(p.name for p in registry.iterdir() if not p.name.startswith(".")) == ["1"]
+    assert not any((registry / ".staging").iterdir()), "a staged push was left behind"
+
+    profile = json.loads((version / "profile" / "profile.json").read_text())
+    assert profile["spans"] == [1, 2]
+    assert profile["schema_version"] == 1
+    assert profile["eval_metrics"]["candidate"]["auc"] >= 0.7
+    assert profile["eval_metrics"]["candidate"]["example_count"] > 100
+    assert "baseline" not in profile["eval_metrics"]
+    schema_text = (version / "profile" / "schema.pbtxt").read_text()
+    assert 'name: "payment_type"' in schema_text
+
+    from tensorflow_metadata.proto.v0 import statistics_pb2
+
+    stats = statistics_pb2.DatasetFeatureStatisticsList()
+    stats.ParseFromString((version / profile["training_statistics"]).read_bytes())
+    names = sorted(d.name for d in stats.datasets)
+    assert names == ["span-1/eval", "span-1/train", "span-2/eval", "span-2/train"]
+    assert sum(d.num_examples for d in stats.datasets) == 884 + 1078
+    assert {"fare", "payment_type", "tips"} <= {f.path.step[0] for f in stats.datasets[0].features}
+
+    # Every node of the run completed, as recorded in MLMD (not inferred from the runner).
+    metadata = pathlib.Path(first_push["config"]).parent / "runs" / "metadata.sqlite"
+    for node in ("Transform", "Trainer", "Evaluator", "RegistryPusher"):
+        states = [e.last_known_state for e in node_executions(metadata, node)]
+        assert states and states[0] == 3, (node, states)  # 3 = COMPLETE
+
+
+def test_pushed_model_serves_predictions(first_push):
+    """The registry version is a working SavedModel: raw tf.Examples in, probabilities out."""
+    import pandas as pd
+    import tensorflow as tf
+
+    assert first_push["proc"].returncode == 0
+    model = tf.saved_model.load(str(first_push["registry"] / "1"))
+    serve = model.signatures["serving_default"]
+    rows = pd.read_csv(pathlib.Path(__file__).parent.parent / "data/taxi/span-3/data.csv").head(50)
+    examples = []
+    for _, row in rows.drop(columns=["tips"]).iterrows():  # serving requests carry no label
+        feats = {}
+        for k, v in row.items():
+            if pd.isna(v):
+                continue
+            if isinstance(v, str):
+                feats[k] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode()]))
+            elif k.startswith("trip_start_") and float(v).is_integer():
+                feats[k] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v)]))
+            else:
+                feats[k] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(v)]))
+        examples.append(tf.train.Example(features=tf.train.Features(feature=feats))
+                        .SerializeToString())
+    probs = serve(examples=tf.constant(examples))["probabilities"].numpy().ravel()
+    assert probs.shape == (50,)
+    assert ((probs >= 0) & (probs <= 1)).all()
+    # The label is learnable: cash trips (no recorded tips) score lower than card trips.
+    cash = (rows["payment_type"] == "Cash").to_numpy()
+    assert probs[cash].mean() < probs[~cash].mean()
+
+
+def test_worse_candidate_is_not_pushed(first_push, workspace):
+    """Trained on shuffled labels: evaluated against blessed v1, not blessed, registry intact."""
+    assert first_push["proc"].returncode == 0
+    registry = first_push["registry"]
+    before = tree_digest(registry)
+    cfg = make_config(workspace, "shuffled", training={"window_spans": 1})
+    proc = run_cli("train", "--spans", "3", config=cfg)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "candidate NOT blessed" in proc.stdout
+    assert "blessed baseline" in proc.stdout and "no blessed baseline" not in proc.stdout
+    assert "nothing was pushed; serving stays at version 1" in proc.stdout
+    assert tree_digest(registry) == before
+
+    metadata = workspace / "runs" / "metadata.sqlite"
+    evals = node_executions(metadata, "Evaluator")
+    assert len(evals) == 2
+    from components.registry_pusher.executor import overall_metrics
+    from pipeline.runner import output_artifact
+
+    evaluation = output_artifact(str(metadata), evals[-1].id, "evaluation")
+    metrics = overall_metrics(evaluation.uri)
+    assert "baseline" in metrics, "the candidate was not compared with the blessed model"
+    assert metrics["candidate"]["auc"] < 0.7
+    blessing = output_artifact(str(metadata), evals[-1].id, "blessing")
+    assert blessing.custom_properties["blessed"].int_value == 0
+
+
+def test_change_threshold_rejects_a_worse_model_on_beam_runner(first_push, workspace):
+    """Only the change threshold gates here (min_auc 0): an untrained candidate loses to v1.
+
+    Runs on BeamDagRunner, so both runners are exercised.
+    """
+    assert first_push["proc"].returncode == 0
+    registry = first_push["registry"]
+    before = tree_digest(registry)
+    cfg = make_config(workspace, "untrained", evaluation={"min_auc": 0.0},
+                      training={"train_steps": 1, "learning_rate": 1e-6})
+    proc = run_cli("train", "--spans", "1,2", "--runner", "beam", config=cfg)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "runner beam" in proc.stderr
+    assert "candidate NOT blessed" in proc.stdout, proc.stdout
+    assert "below the baseline" in proc.stdout
+    assert tree_digest(registry) == before
+
+
+def test_bad_spans_stop_before_training_and_name_the_problem(first_push, workspace):
+    """Missing column (span 4), wrong type (span 5), out-of-domain category (span 6)."""
+    assert first_push["proc"].returncode == 0
+    registry = first_push["registry"]
+    before = tree_digest(registry)
+    metadata = workspace / "runs" / "metadata.sqlite"
+    transforms_before = len(node_executions(metadata, "Transform"))
+    trainers_before = len(node_executions(metadata, "Trainer"))
+
+    cfg = make_config(workspace, "bad", training={"window_spans": 3})
+    proc = run_cli("train", "--spans", "4,5,6", config=cfg)
+    assert proc.returncode == 2, proc.stdout
+    err = proc.stderr
+    assert "failed at AnomalyGate" in err
+    assert "nothing was pushed" in err
+    lines = [ln for ln in err.splitlines() if ln.strip().startswith("span ")]
+    assert any("span 4" in ln and "'payment_type'" in ln and "missing" in ln.lower()
+               for ln in lines), err
+    assert any("span 5" in ln and "'trip_start_hour'" in ln and "INT" in ln for ln in lines), err
+    assert any("span 6" in ln and "'payment_type'" in ln and "Bitcoin" in ln for ln in lines), err
+    assert tree_digest(registry) == before
+    assert len(node_executions(metadata, "Transform")) == transforms_before
+    assert len(node_executions(metadata, "Trainer")) == trainers_before
