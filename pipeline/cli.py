@@ -154,6 +154,19 @@ def _verbose_option(f):
                         help="Stream TFX's full log to stderr instead of a progress list.")(f)
 
 
+def _check_schema(cfg: config_lib.Config) -> None:
+    """The configured schema version exists and parses, before any pipeline work starts."""
+    from pipeline import schemas
+
+    if not cfg.schema_file.is_file():
+        raise DriftguardError(f"schema version {cfg.schema_version} not found: "
+                              f"{cfg.schema_file} does not exist")
+    try:
+        schemas.load_schema(cfg.schema_file)
+    except schemas.SchemaVersionError as e:
+        raise DriftguardError(str(e)) from None
+
+
 def train_spans(cfg: config_lib.Config, spans: Sequence[int], *, runner: Optional[str] = None,
                 data_root: Optional[pathlib.Path] = None, verbose: bool = False):
     """Run the training pipeline on ``spans``; print a summary; return the RunResult."""
@@ -162,9 +175,7 @@ def train_spans(cfg: config_lib.Config, spans: Sequence[int], *, runner: Optiona
 
     data_root = pathlib.Path(data_root or cfg.data_path)
     _check_spans_exist(cfg, spans, data_root)
-    if not cfg.schema_file.is_file():
-        raise DriftguardError(f"schema version {cfg.schema_version} not found: "
-                              f"{cfg.schema_file} does not exist")
+    _check_schema(cfg)
     log_path = _setup_logging(cfg.runs_path, "train", verbose)
     click.echo(f"training on span(s) {', '.join(map(str, spans))} from {data_root} "
                f"(schema v{cfg.schema_version}, runner {runner or cfg.runner})", err=True)
@@ -185,10 +196,11 @@ def _print_summary(cfg: config_lib.Config, result, elapsed: float, log_path) -> 
             f"the training pipeline failed at {failed.node_id}:\n"
             f"{runner_lib.short_error(failed.error)}\n"
             f"(nothing was pushed; full log: {log_path})")
-    if result.not_run:
-        names = ", ".join(n.node_id for n in result.not_run)
-        raise DriftguardError(f"the training pipeline did not run {names} "
-                              f"(full log: {log_path})")
+    if result.not_run or result.runner_error:
+        names = ", ".join(n.node_id for n in result.not_run) or "all components"
+        cause = f": {result.runner_error}" if result.runner_error else ""
+        raise DriftguardError(f"the training pipeline did not complete{cause}\n"
+                              f"(components not run: {names}; full log: {log_path})")
     click.echo(f"pipeline completed in {elapsed:.0f} s; full log: {log_path}")
     evaluation = _evaluation_text(cfg, result)
     version = pushed_version(cfg, result)

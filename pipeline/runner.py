@@ -34,6 +34,7 @@ class NodeResult:
 class RunResult:
     pipeline_name: str
     nodes: List[NodeResult]
+    runner_error: Optional[str] = None  # what the runner raised, if it raised
 
     @property
     def failed(self) -> List[NodeResult]:
@@ -45,7 +46,7 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.not_run
+        return not self.failed and not self.not_run and self.runner_error is None
 
     def node(self, node_id: str) -> NodeResult:
         for n in self.nodes:
@@ -138,15 +139,30 @@ def run(pipeline, config: Config, runner: Optional[str] = None) -> RunResult:
     runner = runner or config.runner
     metadata_path = str(config.metadata_path)
     config.runs_path.mkdir(parents=True, exist_ok=True)
-    before = _max_execution_id(metadata_path)
-    if runner == "local":
-        tfx.orchestration.LocalDagRunner().run(pipeline)
-    elif runner == "beam":
-        from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
-        BeamDagRunner().run(pipeline)
-    else:
+    if runner not in ("local", "beam"):
         raise ValueError(f"runner must be 'local' or 'beam', got {runner!r}")
+    before = _max_execution_id(metadata_path)
+    raised: Optional[BaseException] = None
+    try:
+        if runner == "local":
+            tfx.orchestration.LocalDagRunner().run(pipeline)
+        else:
+            from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
+            BeamDagRunner().run(pipeline)
+    except Exception as e:  # noqa: BLE001 - the truth is read from MLMD below
+        # Depending on where a node fails, the runners either return normally or re-raise
+        # the executor's exception; either way the node states in MLMD say what happened.
+        logging.exception("the %s runner raised", runner)
+        raised = e
     result = collect_results(pipeline, metadata_path, before)
+    if raised is not None:
+        result.runner_error = f"{type(raised).__name__}: {raised}"
+        failed = result.first_error()
+        if failed is not None and not failed.error:
+            # When the launcher re-raises, TFX publishes the FAILED execution without its
+            # message; the exception we caught is that message.
+            failed.error = result.runner_error
+            result.runner_error = None
     for n in result.nodes:
         logging.info("node %s: %s", n.node_id, n.state)
     return result

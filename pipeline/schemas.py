@@ -50,7 +50,7 @@ def load_schema(path: os.PathLike):
     try:
         return text_format.Parse(path.read_text(), schema_pb2.Schema())
     except text_format.ParseError as e:
-        raise SchemaVersionError(f"{path}: not a valid Schema pbtxt: {e}") from e
+        raise SchemaVersionError(f"{path}: not a valid Schema pbtxt: {e}") from None
 
 
 def schema_text(schema) -> str:

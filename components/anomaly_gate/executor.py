@@ -73,7 +73,8 @@ def merge_splits(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     """One record per (span, feature, anomaly) with the list of splits where it was found."""
     merged: Dict[tuple, Dict[str, Any]] = {}
     for r in records:
-        key = (r["span"], r["feature"], r["short"], r["description"])
+        # Descriptions may differ between splits only in numbers ("~30%" vs "~29%").
+        key = (r["span"], r["feature"], r["short"], tuple(x["type"] for x in r["reasons"]))
         if key in merged:
             merged[key]["splits"].append(r["split"])
         else:
