@@ -263,10 +263,23 @@ def run(ctx: click.Context, runner: Optional[str], beam_args, verbose: bool) -> 
 
     For now: trains on the config's first spans and pushes version 1 when blessed.
     """
+    from components.registry_pusher.executor import existing_versions, read_profile
+
     cfg = _load_config(ctx)
     if beam_args:
         cfg = cfg.replace(beam_args=tuple(cfg.beam_args) + tuple(beam_args))
-    train_spans(cfg, list(cfg.first_spans), runner=runner, verbose=verbose)
+    spans = sorted(int(s) for s in cfg.first_spans)
+    profiles = {v: read_profile(cfg.model_registry, v)
+                for v in existing_versions(cfg.model_registry)}
+    done = [v for v, p in profiles.items()
+            if p.get("spans") == spans and p.get("schema_version") == cfg.schema_version]
+    if done:
+        click.echo(f"{cfg.model_name} version {done[-1]} was already trained on span(s) "
+                   f"{', '.join(map(str, spans))} with schema v{cfg.schema_version}; "
+                   f"nothing to do.\n(to train again anyway: driftguard train --spans "
+                   f"{','.join(map(str, spans))})")
+    else:
+        train_spans(cfg, spans, runner=runner, verbose=verbose)
     click.echo(f"registry: {cfg.model_registry}\nMLMD:     {cfg.metadata_path}")
 
 

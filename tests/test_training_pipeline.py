@@ -158,3 +158,14 @@ def test_bad_spans_stop_before_training_and_name_the_problem(first_push, workspa
     assert tree_digest(registry) == before
     assert len(node_executions(metadata, "Transform")) == transforms_before
     assert len(node_executions(metadata, "Trainer")) == trainers_before
+
+
+def test_run_again_on_the_same_spans_does_not_push_a_duplicate(first_push, workspace):
+    assert first_push["proc"].returncode == 0
+    registry = first_push["registry"]
+    before = tree_digest(registry)
+    cfg = make_config(workspace, "rerun", first_spans=[1, 2])
+    proc = run_cli("run", config=cfg)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "taxi version 1 was already trained on span(s) 1, 2 with schema v1" in proc.stdout
+    assert tree_digest(registry) == before
