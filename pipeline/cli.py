@@ -81,6 +81,11 @@ def _setup_logging(runs_path: pathlib.Path, command: str, verbose: bool) -> path
         root.addHandler(sh)
     else:
         root.addHandler(_ProgressHandler())
+    # TensorFlow attaches its own stderr handler when it is imported before the root logger
+    # has one; route its records to the log file like everything else, whatever the order.
+    tf_logger = logging.getLogger("tensorflow")
+    tf_logger.handlers.clear()
+    tf_logger.propagate = True
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     logging.captureWarnings(True)
@@ -247,7 +252,7 @@ def _evaluation_text(cfg: config_lib.Config, result) -> str:
 
 
 def _serving_version_text(cfg: config_lib.Config) -> str:
-    from components.registry_pusher.executor import existing_versions
+    from components.registry_pusher.registry import existing_versions
 
     versions = existing_versions(cfg.model_registry)
     return f"version {versions[-1]}" if versions else "no version (registry empty)"
@@ -263,7 +268,7 @@ def run(ctx: click.Context, runner: Optional[str], beam_args, verbose: bool) -> 
 
     For now: trains on the config's first spans and pushes version 1 when blessed.
     """
-    from components.registry_pusher.executor import existing_versions, read_profile
+    from components.registry_pusher.registry import existing_versions, read_profile
 
     cfg = _load_config(ctx)
     if beam_args:

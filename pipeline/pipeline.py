@@ -82,8 +82,8 @@ def create_pipeline(config: Config, spans: Sequence[int], *, data_root: Optional
     from tfx import v1 as tfx
     from tfx.types import channel_utils
 
-    from components.anomaly_gate import AnomalyGate
-    from components.registry_pusher import RegistryPusher
+    from components.anomaly_gate.component import AnomalyGate
+    from components.registry_pusher.component import RegistryPusher
 
     spans = [int(s) for s in spans]
     if not spans:

@@ -1,4 +1,4 @@
-"""AnomalyGate: stops a training run when ExampleValidator found anomalies of error severity."""
-from components.anomaly_gate.component import AnomalyGate
+"""AnomalyGate: stops a training run when ExampleValidator found anomalies of error severity.
 
-__all__ = ["AnomalyGate"]
+The TFX component is ``components.anomaly_gate.component.AnomalyGate``.
+"""

@@ -1,4 +1,5 @@
-"""RegistryPusher: pushes a blessed model into a TF-Serving-layout registry with its profile."""
-from components.registry_pusher.component import RegistryPusher
+"""RegistryPusher: pushes a blessed model into a TF-Serving-layout registry with its profile.
 
-__all__ = ["RegistryPusher"]
+``component.RegistryPusher`` is the TFX component; ``registry`` is the on-disk layout, usable
+without TensorFlow (the package itself imports nothing heavy).
+"""

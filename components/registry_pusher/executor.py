@@ -32,10 +32,9 @@ from tfx.utils import path_utils
 from components.artifacts import artifact_span
 from components.registry_pusher import spec
 
-PROFILE_DIR = "profile"
-PROFILE_FILE = "profile.json"
-STAGING_DIR = ".staging"
-STATS_FILE = "FeatureStats.pb"
+from components.registry_pusher.registry import (  # noqa: F401  (re-exported)
+    PROFILE_DIR, PROFILE_FILE, STAGING_DIR, STATS_FILE, fsync_tree, existing_versions,
+    find_version_of_model, publish_version, read_profile)
 
 
 def is_blessed(blessing) -> bool:
@@ -43,26 +42,6 @@ def is_blessed(blessing) -> bool:
             and blessing.get_int_custom_property(
                 evaluator_constants.ARTIFACT_PROPERTY_BLESSED_KEY)
             == evaluator_constants.BLESSED_VALUE)
-
-
-def existing_versions(registry: pathlib.Path) -> List[int]:
-    if not registry.is_dir():
-        return []
-    return sorted(int(p.name) for p in registry.iterdir() if p.is_dir() and p.name.isdigit())
-
-
-def read_profile(registry: pathlib.Path, version: int) -> Dict[str, Any]:
-    return json.loads((registry / str(version) / PROFILE_DIR / PROFILE_FILE).read_text())
-
-
-def find_version_of_model(registry: pathlib.Path, model_uri: str) -> Optional[int]:
-    for v in existing_versions(registry):
-        try:
-            if read_profile(registry, v).get("model_artifact", {}).get("uri") == model_uri:
-                return v
-        except (OSError, ValueError):
-            continue
-    return None
 
 
 def overall_metrics(evaluation_uri: str) -> Dict[str, Dict[str, float]]:
@@ -100,40 +79,6 @@ def merge_statistics(stats_artifacts, span_by_node: Dict[str, int]):
     return merged
 
 
-def _fsync_tree(root: pathlib.Path) -> None:
-    for dirpath, _, files in os.walk(root):
-        for name in files:
-            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-    _fsync_dir(root)
-
-
-def _fsync_dir(path: pathlib.Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def publish_version(registry: pathlib.Path, staged: pathlib.Path) -> int:
-    """Rename a complete staged folder to the next free version number; return it."""
-    while True:
-        version = (existing_versions(registry) or [0])[-1] + 1
-        target = registry / str(version)
-        try:
-            os.rename(staged, target)  # atomic; fails if another push took this number
-        except OSError:
-            if target.exists():
-                continue
-            raise
-        _fsync_dir(registry)
-        return version
-
-
 class Executor(base_executor.BaseExecutor):
     def Do(self, input_dict, output_dict, exec_properties) -> None:
         model = artifact_utils.get_single_instance(input_dict[spec.MODEL_KEY])
@@ -163,7 +108,7 @@ class Executor(base_executor.BaseExecutor):
             profile_dir = staged / PROFILE_DIR
             profile_dir.mkdir()
             self._write_profile(profile_dir, input_dict, exec_properties, model, blessing)
-            _fsync_tree(staged)
+            fsync_tree(staged)
             version = publish_version(registry, staged)
         except BaseException:
             shutil.rmtree(staged, ignore_errors=True)
