@@ -112,6 +112,9 @@ def test_worse_candidate_is_not_pushed(first_push, workspace):
     evaluation = output_artifact(str(metadata), evals[-1].id, "evaluation")
     metrics = overall_metrics(evaluation.uri)
     assert "baseline" in metrics, "the candidate was not compared with the blessed model"
+    # The gate's numbers are TFMA's, one per name: candidate - baseline is the recorded diff.
+    assert metrics["candidate_diff"]["auc"] == pytest.approx(
+        metrics["candidate"]["auc"] - metrics["baseline"]["auc"], abs=1e-6)
     assert metrics["candidate"]["auc"] < 0.7
     blessing = output_artifact(str(metadata), evals[-1].id, "blessing")
     assert blessing.custom_properties["blessed"].int_value == 0

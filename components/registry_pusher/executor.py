@@ -57,7 +57,13 @@ def overall_metrics(evaluation_uri: str) -> Dict[str, Dict[str, float]]:
             if kv.key.is_diff:
                 which = f"{which}_diff"
             if kv.value.HasField("double_value"):
-                result.setdefault(which, {})[kv.key.name] = kv.value.double_value.value
+                metrics = result.setdefault(which, {})
+                if kv.key.name in metrics:
+                    raise ValueError(
+                        f"evaluation {evaluation_uri} has two overall '{kv.key.name}' metrics "
+                        f"for {which}; metric names must be unique (is "
+                        f"include_default_metrics off?)")
+                metrics[kv.key.name] = kv.value.double_value.value
     return result
 
 
