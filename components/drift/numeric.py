@@ -1,0 +1,297 @@
+r"""Two-sample comparisons of a numeric feature on raw values.
+
+Binned scores (PSI, Jensen-Shannon, Hellinger, L-infinity, chi-square) live in
+:mod:`components.drift.divergence`; this module holds the tests that need the values
+themselves, and :func:`compare_numeric`, which computes every score for one feature.
+
+- :func:`ks` -- Kolmogorov-Smirnov statistic and p-value.
+- :func:`wasserstein` -- earth mover's distance, in the feature's units.
+- :func:`normalized_wasserstein` -- the same divided by the reference's mean absolute
+  deviation around its median, so 0.1 reads "the mass moved by a tenth of a typical
+  deviation".
+- :func:`cliffs_delta` -- :math:`P(Y > X) - P(Y < X)`, the direction of a shift.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, NamedTuple, Tuple
+
+import numpy as np
+
+from ._distributions import ks_two_sample_sf
+from .binning import quantile_edges
+from .divergence import chi_square, hellinger, jensen_shannon, linf, psi
+
+__all__ = ["KSResult", "ks", "wasserstein", "mean_absolute_deviation", "normalized_wasserstein", "cliffs_delta",
+           "NumericComparison", "compare_numeric"]
+
+
+def _finite(name: str, values) -> np.ndarray:
+    arr = np.asarray(values, dtype=float).ravel()
+    if arr.size == 0:
+        raise ValueError(f"{name} must hold at least one value, got an empty array")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite; remove missing values and infinities first")
+    return arr
+
+
+class KSResult(NamedTuple):
+    """Result of :func:`ks`."""
+
+    statistic: float
+    p_value: float
+
+
+class _Grid(NamedTuple):
+    """Both samples counted on their pooled distinct values: one sort serves every statistic."""
+
+    values: np.ndarray  # distinct pooled values, increasing
+    ref: np.ndarray  # reference count at each value
+    cur: np.ndarray  # current count at each value
+
+    @classmethod
+    def build(cls, x: np.ndarray, y: np.ndarray) -> "_Grid":
+        values, inverse = np.unique(np.concatenate([x, y]), return_inverse=True)
+        return cls(values, np.bincount(inverse[:x.size], minlength=values.size),
+                   np.bincount(inverse[x.size:], minlength=values.size))
+
+    def _cdfs(self) -> Tuple[np.ndarray, np.ndarray]:
+        return np.cumsum(self.ref) / self.ref.sum(), np.cumsum(self.cur) / self.cur.sum()
+
+    def ks(self) -> KSResult:
+        fx, fy = self._cdfs()
+        d = float(np.max(np.abs(fx - fy)))
+        return KSResult(d, ks_two_sample_sf(d, int(self.ref.sum()), int(self.cur.sum())))
+
+    def wasserstein(self) -> float:
+        fx, fy = self._cdfs()
+        return float(np.sum(np.abs(fx[:-1] - fy[:-1]) * np.diff(self.values)))
+
+    def cliffs_delta(self) -> float:
+        below = np.cumsum(self.ref) - self.ref  # reference values strictly below each value
+        u = float(np.sum(self.cur * (below + self.ref / 2.0)))
+        return 2.0 * u / (float(self.ref.sum()) * float(self.cur.sum())) - 1.0
+
+
+def _grid(reference, current) -> _Grid:
+    return _Grid.build(_finite("reference", reference), _finite("current", current))
+
+
+def ks(reference, current) -> KSResult:
+    r"""Two-sample Kolmogorov-Smirnov test.
+
+    Returns
+    -------
+    KSResult
+        ``statistic`` :math:`D = \sup_t |F_{ref}(t) - F_{cur}(t)|` and its two-sided
+        asymptotic ``p_value`` (:func:`components.drift._distributions.ks_two_sample_sf`).
+
+    Notes
+    -----
+    :math:`D` is a poor *effect size* for discrete-heavy data: multiplying every fare by
+    1.003 moves each price atom past its old value and gives :math:`D \approx 0.03` on the
+    taxi data, the value of a genuine 3% shift (``trip_seconds * 1.003``: 0.07). Use its
+    p-value, or use :math:`D` with continuous features only.
+
+    References
+    ----------
+    .. [1] N. Smirnov, "Table for estimating the goodness of fit of empirical
+       distributions", Ann. Math. Statist. 19 (1948), 279-281.
+
+    Examples
+    --------
+    >>> r = ks([1, 2, 3, 4], [3, 4, 5, 6])
+    >>> r.statistic
+    0.5
+    >>> ks([1.0, 2.0], [1.0, 2.0]).p_value
+    1.0
+    """
+    return _grid(reference, current).ks()
+
+
+def wasserstein(reference, current) -> float:
+    r"""First Wasserstein (earth mover's) distance between two samples, in their units.
+
+    Notes
+    -----
+    :math:`W_1 = \int_{-\infty}^{\infty} |F_{ref}(t) - F_{cur}(t)|\,dt`, the least
+    average distance the reference mass must travel to become the current one [1]_.
+    Scaling every value by :math:`1+\epsilon` gives :math:`W_1 = \epsilon\,E|X|`: a tiny
+    shift stays tiny even on discrete values. Heavy tails make it noisy (one 1,700-mile
+    trip moves it a lot), which is why it is not the default score.
+
+    References
+    ----------
+    .. [1] L. N. Vaserstein, "Markov processes over denumerable products of spaces
+       describing large systems of automata", Probl. Inf. Transm. 5 (1969), 47-52.
+
+    Examples
+    --------
+    >>> wasserstein([0, 1, 3], [5, 6, 8])
+    5.0
+    >>> wasserstein([0.0, 1.0], [0.0, 1.0])
+    0.0
+    """
+    return _grid(reference, current).wasserstein()
+
+
+def mean_absolute_deviation(values) -> float:
+    r"""Mean absolute deviation around the median, :math:`E|X - \mathrm{med}(X)|`.
+
+    Zero only for a constant sample, unlike the IQR or the median absolute deviation,
+    which vanish as soon as half the values are equal (68% of taxi tips are 0).
+
+    Examples
+    --------
+    >>> mean_absolute_deviation([0, 0, 0, 1, 9])
+    2.0
+    """
+    x = _finite("values", values)
+    return float(np.mean(np.abs(x - np.median(x))))
+
+
+def _normalized(distance: float, x: np.ndarray, y: np.ndarray) -> float:
+    scale = mean_absolute_deviation(x)
+    if scale == 0.0:
+        scale = mean_absolute_deviation(np.concatenate([x, y]))
+    return 0.0 if scale == 0.0 else distance / scale
+
+
+def normalized_wasserstein(reference, current) -> float:
+    r"""Wasserstein distance divided by the reference's mean absolute deviation.
+
+    Notes
+    -----
+    :math:`W_1(F_{ref}, F_{cur}) / E|X_{ref} - \mathrm{med}(X_{ref})|`. Evidently divides by
+    the standard deviation instead; on heavy tails that standard deviation is itself
+    dominated by a few outliers (taxi fares: sd 11.5 for a median of 7.85), so a 10%
+    fare increase scores only about 0.1. When the reference is constant the pooled
+    sample's deviation is used, and 0 is returned when both samples are one same value.
+
+    Examples
+    --------
+    >>> normalized_wasserstein([0, 1, 2, 3, 4], [1, 2, 3, 4, 5])  # shift by 1, deviation 1.2
+    0.8333333333333334
+    """
+    x = _finite("reference", reference)
+    y = _finite("current", current)
+    return _normalized(_Grid.build(x, y).wasserstein(), x, y)
+
+
+def cliffs_delta(reference, current) -> float:
+    r"""Cliff's delta, :math:`P(Y > X) - P(Y < X)` for :math:`X` reference, :math:`Y` current.
+
+    Notes
+    -----
+    In [-1, 1]; positive means the current values tend to be larger. It is
+    :math:`2U/(nm) - 1` for the Mann-Whitney :math:`U` of the current sample, with ties
+    counted as one half [1]_.
+
+    References
+    ----------
+    .. [1] N. Cliff, "Dominance statistics: ordinal analyses to answer ordinal
+       questions", Psychological Bulletin 114 (1993), 494-509.
+
+    Examples
+    --------
+    >>> cliffs_delta([1, 2, 3], [4, 5, 6])
+    1.0
+    >>> cliffs_delta([1, 2], [1, 2])
+    0.0
+    """
+    return _grid(reference, current).cliffs_delta()
+
+
+@dataclass(frozen=True)
+class NumericComparison:
+    """Every score, p-value and descriptive statistic of one numeric feature."""
+
+    scores: Dict[str, float]
+    p_values: Dict[str, float]
+    details: Dict[str, object] = field(default_factory=dict)
+
+
+def compare_numeric(reference, current, n_bins: int = 10, test_bins: int = 20) -> NumericComparison:
+    r"""Compare two samples of a numeric feature with every available score.
+
+    Parameters
+    ----------
+    reference, current : array_like of float
+        Finite values, missing values removed.
+    n_bins : int, default 10
+        Reference-quantile bins for the binned scores (see
+        :func:`components.drift.binning.quantile_edges`): deciles, the PSI convention.
+    test_bins : int, default 20
+        Reference-quantile bins for the chi-square test. On the taxi data, at the level a
+        Holm correction over 30 checks asks for (3.3e-4), 20 bins detect a 2-hour shift of
+        ``trip_start_hour`` in 100% of 2,000-row samples (10 bins: 90%), and without
+        drift they reject at the nominal rate (0.0013-0.0030 at level 0.002, 4,000
+        splits). Bins from the *pooled* sample would be more powerful (they can put an
+        edge between a price atom and its displaced copy) but, for the same reason, find
+        ``fare * 1.003`` significant in 92% of 2,000-row samples, which the noisy PSI of
+        small samples then lets through (80% reported); these bins: 0.5%.
+
+    Returns
+    -------
+    NumericComparison
+        ``scores``: ``psi``, ``jensen_shannon``, ``hellinger``, ``linf`` and
+        ``cramers_v`` on the ``n_bins`` reference-quantile bins, ``chi_square`` (the test
+        statistic on the ``test_bins`` reference-quantile bins), ``ks`` (:math:`D`) and ``wasserstein`` (normalized).
+        ``p_values``: ``chi_square`` and ``ks``. ``details``: decile edges and counts,
+        means, medians, Cliff's delta.
+
+    Notes
+    -----
+    Cramer's V is taken on the deciles, like the other effect sizes: on the finer test
+    bins an edge can sit next to a price atom, and ``fare * 1.005`` then scores 0.07.
+
+    All statistics come from one sort of the pooled sample, so 100,000 rows per side
+    take a few tens of milliseconds.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> ref = rng.lognormal(2.0, 0.6, 5000)
+    >>> same = compare_numeric(ref, rng.lognormal(2.0, 0.6, 5000))
+    >>> up = compare_numeric(ref, 1.10 * rng.lognormal(2.0, 0.6, 5000))
+    >>> round(same.scores["psi"], 3), round(up.scores["psi"], 3)
+    (0.005, 0.032)
+    >>> same.p_values["chi_square"] > 0.05, up.p_values["chi_square"] < 1e-6
+    (True, True)
+    """
+    x = _finite("reference", reference)
+    y = _finite("current", current)
+    grid = _Grid.build(x, y)
+    def counts(edges: np.ndarray):
+        index = np.searchsorted(edges, grid.values, side="left")
+        return (np.bincount(index, weights=grid.ref, minlength=edges.size + 1).astype(np.int64),
+                np.bincount(index, weights=grid.cur, minlength=edges.size + 1).astype(np.int64))
+
+    edges = quantile_edges(x, n_bins, distinct=grid.values[grid.ref > 0])
+    ref_counts, cur_counts = counts(edges)
+    test_edges = quantile_edges(x, test_bins, distinct=grid.values[grid.ref > 0])
+    chi = chi_square(*counts(test_edges), ordered=True)
+    effect = chi_square(ref_counts, cur_counts, ordered=True)
+    ks_result = grid.ks()
+    scores = {
+        "psi": psi(ref_counts, cur_counts),
+        "jensen_shannon": jensen_shannon(ref_counts, cur_counts),
+        "hellinger": hellinger(ref_counts, cur_counts),
+        "linf": linf(ref_counts, cur_counts),
+        "cramers_v": effect.cramers_v,
+        "chi_square": chi.statistic,
+        "ks": ks_result.statistic,
+        "wasserstein": _normalized(grid.wasserstein(), x, y),
+    }
+    p_values = {"chi_square": chi.p_value, "ks": ks_result.p_value}
+    details = {
+        "bin_edges": edges.tolist(),
+        "reference_counts": ref_counts.tolist(),
+        "current_counts": cur_counts.tolist(),
+        "mean_reference": float(np.mean(x)),
+        "mean_current": float(np.mean(y)),
+        "median_reference": float(np.median(x)),
+        "median_current": float(np.median(y)),
+        "cliffs_delta": grid.cliffs_delta(),
+    }
+    return NumericComparison(scores, p_values, details)

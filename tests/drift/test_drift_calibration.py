@@ -1,0 +1,97 @@
+"""The detector's targets on real data (Chicago taxi trips), seeded and deterministic.
+
+The full table (200 trials per cell, baselines included) is printed by
+``benchmarks/drift_calibration.py``; these tests keep a few trials per case.
+"""
+import numpy as np
+import pytest
+
+from components.drift import detect_drift
+
+#: The label, and a column with one non-null value in 15,002 rows (all-null in samples: rejected by design).
+TAXI_EXCLUDE = ["tips", "pickup_census_tract"]
+
+
+def _drifted(ref, cur):
+    return detect_drift(ref, cur, exclude=TAXI_EXCLUDE)
+
+
+@pytest.mark.parametrize("n, trials", [(500, 40), (2000, 40), (10_000, 16), (100_000, 6)])
+def test_false_alarms_at_most_5_percent(taxi_pair, n, trials):
+    alarms = []
+    for seed in range(trials):
+        ref, cur, _ = taxi_pair(n, 1000 + seed)
+        report = _drifted(ref, cur)
+        if report.drift_detected:
+            alarms.append((seed, report.drifted_features, report.multivariate.drifted))
+    assert len(alarms) <= int(0.05 * trials), alarms
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_negligible_fare_change_is_not_reported_at_100k(taxi_pair, seed):
+    ref, cur, _ = taxi_pair(100_000, seed)
+    cur["fare"] = cur["fare"] * 1.003
+    report = _drifted(ref, cur)
+    fare = report.features["fare"]
+    assert not report.drift_detected, report.drifted_features
+    assert fare.p_values["ks"] < 1e-10  # statistically "significant"...
+    assert fare.score < fare.threshold / 10  # ...but far too small to matter
+
+
+def _scale_fare(cur, rng):
+    cur["fare"] = cur["fare"] * 1.10
+    return "fare", "distribution"
+
+
+def _shift_hour(cur, rng):
+    cur["trip_start_hour"] = (cur["trip_start_hour"] + 2) % 24
+    return "trip_start_hour", "distribution"
+
+
+def _fewer_cash(cur, rng):
+    cash = np.flatnonzero((cur["payment_type"] == "Cash").to_numpy())
+    cur.loc[rng.choice(cash, size=int(0.10 * len(cur)), replace=False), "payment_type"] = "Credit Card"
+    return "payment_type", "distribution"
+
+
+def _unseen(cur, rng):
+    cur.loc[rng.choice(len(cur), size=int(0.05 * len(cur)), replace=False), "payment_type"] = "Mobile"
+    return "payment_type", "unseen_categories"
+
+
+def _missing_fare(cur, rng):
+    cur.loc[rng.choice(len(cur), size=int(0.10 * len(cur)), replace=False), "fare"] = np.nan
+    return "fare", "missing_rate"
+
+
+def _missing_company(cur, rng):
+    present = np.flatnonzero(cur["company"].notna().to_numpy())
+    cur.loc[rng.choice(present, size=int(0.10 * len(cur)), replace=False), "company"] = None
+    return "company", "missing_rate"
+
+
+@pytest.mark.parametrize("seed", [11, 12, 13])
+@pytest.mark.parametrize("change", [_scale_fare, _shift_hour, _fewer_cash, _unseen, _missing_fare, _missing_company],
+                         ids=["fare x 1.10", "hour +2h", "Cash -10 pts", "5% unseen", "fare +10 pts missing",
+                              "company +10 pts missing"])
+def test_each_change_is_reported_at_2000_rows(taxi_pair, change, seed):
+    ref, cur, rng = taxi_pair(2000, seed)
+    feature, reason = change(cur, rng)
+    report = _drifted(ref, cur)
+    assert report.drift_detected
+    assert report.features[feature].drifted and reason in report.features[feature].reasons, \
+        report.features[feature].checks
+    others = [f for f in report.drifted_features if f != feature]
+    assert not others, others
+
+
+@pytest.mark.parametrize("seed", [21, 22, 23])
+def test_joint_only_change_is_reported_at_2000_rows(taxi_pair, seed):
+    ref, cur, rng = taxi_pair(2000, seed)
+    cur["trip_miles"] = rng.permutation(cur["trip_miles"].to_numpy())  # marginals unchanged, link to fare broken
+    report = _drifted(ref, cur)
+    assert report.drift_detected and not report.drifted_features
+    mv = report.multivariate
+    assert mv.drifted
+    pair = next(p for p in mv.pairs if set(p.features) == {"fare", "trip_miles"})
+    assert pair.drifted and pair.rho_reference > 0.4 and abs(pair.rho_current) < 0.1
