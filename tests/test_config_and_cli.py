@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from conftest import DATA, REPO, run_cli, write_config
+from helpers import DATA, REPO, run_cli, write_config
 from pipeline import config as config_lib
 
 

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from conftest import REPO, run_cli, write_config
+from helpers import REPO, run_cli, write_config
 
 
 def _sha(path):

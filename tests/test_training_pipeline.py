@@ -6,7 +6,7 @@ import pathlib
 
 import pytest
 
-from conftest import make_config, run_cli, tree_digest
+from helpers import make_config, run_cli, tree_digest
 
 pytestmark = pytest.mark.tfx
 
