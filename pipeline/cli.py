@@ -105,8 +105,7 @@ def _parse_spans(text: str) -> List[int]:
         raise DriftguardError(str(e)) from None
 
 
-def _check_spans_exist(cfg: config_lib.Config, spans: Sequence[int],
-                       data_root: pathlib.Path) -> None:
+def _check_spans_exist(spans: Sequence[int], data_root: pathlib.Path) -> None:
     from pipeline import data
 
     try:
@@ -179,7 +178,7 @@ def train_spans(cfg: config_lib.Config, spans: Sequence[int], *, runner: Optiona
     from pipeline import runner as runner_lib
 
     data_root = pathlib.Path(data_root or cfg.data_path)
-    _check_spans_exist(cfg, spans, data_root)
+    _check_spans_exist(spans, data_root)
     _check_schema(cfg)
     log_path = _setup_logging(cfg.runs_path, "train", verbose)
     click.echo(f"training on span(s) {', '.join(map(str, spans))} from {data_root} "
@@ -354,7 +353,7 @@ def schema_new_version(ctx: click.Context, span: int, dry_run: bool) -> None:
     from pipeline import schemas
 
     cfg = _load_config(ctx)
-    _check_spans_exist(cfg, [span], cfg.data_path)
+    _check_spans_exist([span], cfg.data_path)
     _setup_logging(cfg.runs_path, "schema", verbose=False)
     root = cfg.schema_file.parent.parent
     try:

@@ -1,7 +1,6 @@
 """Config validation, span parsing, data spans and the CLI surface (no TFX run)."""
 from __future__ import annotations
 
-import json
 import subprocess
 
 import pytest

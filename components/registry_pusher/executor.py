@@ -22,7 +22,7 @@ import os
 import pathlib
 import shutil
 import uuid
-from typing import Any, Dict, List, Optional
+from typing import Dict
 
 from tfx.components.evaluator import constants as evaluator_constants
 from tfx.dsl.components.base import base_executor
@@ -32,9 +32,9 @@ from tfx.utils import path_utils
 from components.artifacts import artifact_span
 from components.registry_pusher import spec
 
-from components.registry_pusher.registry import (  # noqa: F401  (re-exported)
-    PROFILE_DIR, PROFILE_FILE, STAGING_DIR, STATS_FILE, fsync_tree, existing_versions,
-    find_version_of_model, publish_version, read_profile)
+from components.registry_pusher.registry import (
+    PROFILE_DIR, PROFILE_FILE, STAGING_DIR, STATS_FILE, find_version_of_model, fsync_tree,
+    publish_version)
 
 
 def is_blessed(blessing) -> bool:
