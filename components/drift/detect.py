@@ -163,6 +163,21 @@ def _compare_feature(name: str, kind: str, ref: Column, cur: Column, method_name
                     "n_reference": int(n_ref - ref_missing.sum()), "n_current": int(n_cur - cur_missing.sum())}
 
 
+def _missing_only(ref: Column, cur: Column, missing_threshold: float
+                  ) -> Tuple[List[Tuple[str, str, float, float, float, str]], Dict[str, Any]]:
+    """Checks of a column with only missing values on one side: its missing rate alone."""
+    n_ref, n_cur = ref.values.size, cur.values.size
+    ref_missing, cur_missing = int(ref.missing.sum()), int(cur.missing.sum())
+    miss = missing_rate(ref_missing, n_ref, cur_missing, n_cur)
+    side = "reference" if ref_missing == n_ref else "current"
+    checks = [("missing_rate", "missing_rate_difference", abs(miss.difference), missing_threshold, miss.p_value,
+               f"missing {miss.rate_reference:.1%} -> {miss.rate_current:.1%} (no value at all in the {side} data)")]
+    return checks, {"scores": {"missing_rate_difference": miss.difference}, "p_values": {"missing_rate": miss.p_value},
+                    "details": {"missing_rate_reference": miss.rate_reference, "missing_rate_current": miss.rate_current,
+                                "all_missing": side},
+                    "n_reference": n_ref - ref_missing, "n_current": n_cur - cur_missing}
+
+
 def detect_drift(
     reference,
     current,
@@ -181,6 +196,7 @@ def detect_drift(
     multivariate_threshold: float = DEFAULT_MULTIVARIATE_THRESHOLD,
     max_rows: int = DEFAULT_MAX_ROWS,
     seed: Optional[int] = 0,
+    all_missing: str = "error",
 ) -> DriftReport:
     r"""Compare ``current`` with ``reference`` and report drift per feature and jointly.
 
@@ -216,6 +232,13 @@ def detect_drift(
         Rows per side sampled for the multivariate check.
     seed : int or None, default 0
         Seed of that sample (:class:`numpy.random.Generator`); the global RNG is never used.
+    all_missing : {"error", "compare"}, default "error"
+        A column with only missing values on one side: ``"error"`` raises
+        :class:`DriftInputError` (right for two files a person hands in, where it is
+        usually a mistake); ``"compare"`` reports it through its missing-rate check
+        alone (right for a production span in which a feature stopped arriving: that is
+        drift, not bad input). A column missing on *both* sides is then skipped and
+        listed in ``report.excluded``.
 
     Returns
     -------
@@ -249,6 +272,8 @@ def detect_drift(
     'wasserstein'
     """
     alpha = _check_probability("alpha", alpha)
+    if all_missing not in ("error", "compare"):
+        raise ValueError(f"all_missing must be 'error' or 'compare', got {all_missing!r}")
     multivariate_alpha = _check_probability("multivariate_alpha", multivariate_alpha)
     if correction not in CORRECTIONS:
         raise ValueError(f"unknown correction {correction!r}; available: {', '.join(CORRECTIONS)}")
@@ -275,8 +300,20 @@ def detect_drift(
     raw_checks: List[Tuple[str, Tuple[str, str, float, float, float, str]]] = []
     info: Dict[str, Dict[str, Any]] = {}
     kinds: Dict[str, str] = {}
+    skipped: List[str] = []
     for name in names:
         config = configs.get(name, FeatureConfig())
+        if all_missing == "compare":
+            ref_none, cur_none = bool(np.all(ref_cols[name].missing)), bool(np.all(cur_cols[name].missing))
+            if ref_none and cur_none:
+                skipped.append(name)
+                continue
+            if ref_none or cur_none:
+                present = cur_cols[name] if ref_none else ref_cols[name]
+                kinds[name] = config.kind or present.kind
+                checks, info[name] = _missing_only(ref_cols[name], cur_cols[name], missing_threshold)
+                raw_checks.extend((name, c) for c in checks)
+                continue
         kind = _resolve_kind(name, ref_cols[name], cur_cols[name], config)
         kinds[name] = kind
         method_name = config.method or DEFAULT_METHODS[kind]
@@ -289,6 +326,7 @@ def detect_drift(
         raw_checks.extend((name, c) for c in checks)
 
     adjusted = adjust_p_values([c[4] for _, c in raw_checks], correction)
+    names = [n for n in names if n not in skipped]
     per_feature: Dict[str, Dict[str, CheckResult]] = {name: {} for name in names}
     for (name, (check, method_name, score, threshold, p, direction)), p_adj in zip(raw_checks, adjusted):
         drifted = bool(p_adj <= alpha and score >= threshold)
@@ -300,7 +338,7 @@ def detect_drift(
         checks = per_feature[name]
         reasons = tuple(k for k in ("distribution", "unseen_categories", "missing_rate")
                         if k in checks and checks[k].drifted)
-        deciding = checks[reasons[0]] if reasons else checks["distribution"]
+        deciding = checks[reasons[0]] if reasons else checks.get("distribution", next(iter(checks.values())))
         features[name] = FeatureDrift(
             name=name, kind=kinds[name], method=deciding.method, score=deciding.score, threshold=deciding.threshold,
             p_value=deciding.p_value, p_value_adjusted=deciding.p_value_adjusted, drifted=bool(reasons),
@@ -308,7 +346,7 @@ def detect_drift(
 
     mv = None
     if multivariate:
-        numeric = [n for n in names if kinds[n] == "numeric"]
+        numeric = [n for n in names if kinds[n] == "numeric" and "all_missing" not in info[n]["details"]]
         mv = rank_correlation_check({n: ref_cols[n].values for n in numeric}, {n: cur_cols[n].values for n in numeric},
                                     numeric, alpha=multivariate_alpha, threshold=multivariate_threshold,
                                     correction=correction, max_rows=max_rows, seed=seed)
@@ -325,5 +363,5 @@ def detect_drift(
     n_cur = next(iter(cur_cols.values())).values.size
     drift = any(f.drifted for f in features.values()) or bool(mv is not None and mv.drifted)
     every_column = list(ref_cols) + [c for c in cur_cols if c not in ref_cols]
-    excluded = tuple(c for c in every_column if c in set(exclude))
+    excluded = tuple(c for c in every_column if c in set(exclude) or c in skipped)
     return DriftReport(drift, features, mv, int(n_ref), int(n_cur), settings, excluded)

@@ -218,3 +218,17 @@ def test_arrow_columns_are_read_from_buffers_with_offsets_and_nulls():
     assert cols["dic"].values.tolist() == ["b", None, "a", "a", "b", None]
     assert cols["b"].values.tolist() == [None, "False", "True", "True", None, "False"]
     assert cols["s"].values.tolist() == [None, "y", "z", "x", None, "y"]
+
+
+def test_all_missing_compare_reports_a_feature_that_stopped_arriving():
+    rng = np.random.default_rng(3)
+    ref = {"a": rng.normal(size=2000), "b": rng.choice(["x", "y"], 2000), "gone": [None] * 2000}
+    cur = {"a": rng.normal(size=2000), "b": [None] * 2000, "gone": [None] * 2000}
+    with pytest.raises(DriftInputError, match="'b' of the current table has only missing values"):
+        detect_drift(ref, cur)
+    report = detect_drift(ref, cur, all_missing="compare")
+    assert report.drift_detected and report.drifted_features == ["b"]
+    assert report.features["b"].reasons == ("missing_rate",)
+    assert report.features["b"].details["all_missing"] == "current"
+    assert report.excluded == ("gone",)
+    assert not report.features["a"].drifted
