@@ -135,6 +135,7 @@ def main(ctx: click.Context, config_path: Optional[str]) -> None:
     Start here:
       driftguard run                      the main job on the embedded default
       driftguard train --spans 1-2        train on spans 1 and 2, push if blessed
+      driftguard check --span 5           validate span 5 and compare it with the serving model
       driftguard drift REF.csv CUR.csv    compare two tables for drift
     """
     ctx.ensure_object(dict)
@@ -308,6 +309,95 @@ def train(ctx: click.Context, spans_text: str, data_root: Optional[pathlib.Path]
             f"{len(spans)} spans given but training.window_spans is {cfg.training.window_spans}; "
             f"pass at most {cfg.training.window_spans} spans or raise the window in the config")
     train_spans(cfg, spans, runner=runner, data_root=data_root, verbose=verbose)
+
+
+def check_span(cfg: config_lib.Config, span: int, *, runner: Optional[str] = None,
+               data_root: Optional[pathlib.Path] = None, verbose: bool = False):
+    """Run the span-check pipeline on ``span``; return ``(report dict, report folder)``."""
+    import json
+
+    from components.drift_detector import spec as detector_spec
+    from pipeline import pipeline as pipeline_lib
+    from pipeline import runner as runner_lib
+
+    data_root = pathlib.Path(data_root or cfg.data_path)
+    _check_spans_exist([span], data_root)
+    _check_schema(cfg)
+    log_path = _setup_logging(cfg.runs_path, f"check-span{span}", verbose)
+    click.echo(f"checking span {span} from {data_root} (schema v{cfg.schema_version}, "
+               f"baseline: {_serving_version_text(cfg)})", err=True)
+    pipe = pipeline_lib.create_check_pipeline(cfg, span, data_root=str(data_root))
+    result = runner_lib.run(pipe, cfg, runner)
+    failed = result.first_error()
+    if failed is not None:
+        raise DriftguardError(f"the span check of span {span} failed at {failed.node_id}:\n"
+                              f"{runner_lib.short_error(failed.error)}\n(full log: {log_path})")
+    if result.not_run or result.runner_error:
+        names = ", ".join(n.node_id for n in result.not_run) or "all components"
+        raise DriftguardError(f"the span check of span {span} did not complete "
+                              f"(not run: {names}; full log: {log_path})")
+    node = result.node("DriftDetector")
+    artifact = runner_lib.output_artifact(str(cfg.metadata_path), node.execution_id, "drift_report")
+    report_dir = pathlib.Path(artifact.uri)
+    report = json.loads((report_dir / detector_spec.REPORT_JSON).read_text())
+    return report, report_dir
+
+
+def _print_check(report: dict, report_dir: pathlib.Path, span: int) -> None:
+    from components.drift_detector.compare import headline
+
+    ctx = report.get("context", {})
+    if report.get("status") == "no_baseline":
+        click.echo(f"span {span}: {headline(report)}")
+    else:
+        click.echo(f"span {span} vs version {ctx.get('baseline_version')} (trained on spans "
+                   f"{', '.join(map(str, ctx.get('baseline_spans') or []))}): {headline(report)}")
+        if report.get("table"):
+            click.echo(report["table"])
+        for name, what in report.get("type_changes", {}).items():
+            click.echo(f"type change: {name}: {what}")
+        for name, items in report.get("skew", {}).items():
+            for item in items:
+                click.echo(f"skew: {name}: {item['type']}: {item['description']}")
+    anomalies = report.get("anomalies", [])
+    if anomalies:
+        from components.anomaly_gate.executor import format_record
+
+        click.echo(f"schema anomalies ({len(anomalies)}):")
+        for record in anomalies:
+            click.echo(f"  {record['severity']}: {format_record(record)}")
+    click.echo(f"report: {report_dir / 'report.html'}")
+
+
+@main.command()
+@click.option("--span", "span", type=int, required=True, help="The span number to check.")
+@click.option("--data-root", type=click.Path(file_okay=False, path_type=pathlib.Path),
+              default=None, help="Folder of span-<N>/ folders (default: the config's data_root).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@_runner_option
+@_beam_arg_option
+@_verbose_option
+@click.pass_context
+def check(ctx: click.Context, span: int, data_root: Optional[pathlib.Path], as_json: bool,
+          runner: Optional[str], beam_args, verbose: bool) -> None:
+    """Check one span: schema anomalies, skew and drift against the serving model's profile.
+
+    Exit status: 0 nothing found, 1 drift or schema anomalies, 2 error.
+    """
+    import json
+
+    cfg = _load_config(ctx)
+    if beam_args:
+        cfg = cfg.replace(beam_args=tuple(cfg.beam_args) + tuple(beam_args))
+    if span < 0:
+        raise DriftguardError(f"--span must be a span number >= 0, got {span}")
+    report, report_dir = check_span(cfg, span, runner=runner, data_root=data_root, verbose=verbose)
+    if as_json:
+        click.echo(json.dumps({**report, "report_dir": str(report_dir)}, sort_keys=True))
+    else:
+        _print_check(report, report_dir, span)
+    if report.get("drift_detected") or report.get("anomalies"):
+        ctx.exit(1)
 
 
 @main.command()

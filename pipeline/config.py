@@ -74,6 +74,38 @@ class ValidationConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class DriftConfig:
+    # Family-wise level of the per-feature tests (components.drift.detect_drift).
+    alpha: float = 0.01
+    # Rows of a span (and of the training window, as the baseline) the exact tests use; a
+    # bigger span is sampled uniformly in Beam, its rows and missing values still counted.
+    max_rows: int = 100_000
+    # Not compared. Time itself: every quarter's timestamps and months differ from the
+    # training window's by construction, so they would "drift" on every span and page people
+    # about the calendar. Seasonality shows up in the features that depend on it.
+    exclude: Tuple[str, ...] = ("trip_start_timestamp", "trip_start_month")
+    # Per-feature overrides, e.g. {"fare": {"method": "psi", "threshold": 0.2}}
+    features: Optional[Dict[str, Dict[str, Any]]] = None
+
+    def validate(self, path: str) -> None:
+        _check_range(f"{path}.alpha", self.alpha, 1e-9, 0.5)
+        _check_range(f"{path}.max_rows", self.max_rows, 100, 100_000_000)
+        if self.features is None:
+            return
+        if not isinstance(self.features, Mapping):
+            raise ConfigError(f"{path}.features must be a mapping of feature name to settings")
+        from components.drift.config import as_feature_config
+
+        for name, settings in self.features.items():
+            if not isinstance(settings, Mapping):
+                raise ConfigError(f"{path}.features.{name} must be a mapping (method, threshold, kind)")
+            try:
+                as_feature_config(settings)
+            except (TypeError, ValueError) as e:
+                raise ConfigError(f"{path}.features.{name}: {e}") from None
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     model_name: str = "taxi"
     data_root: str = "data/taxi"          # span-<N>/ folders, read through span-{SPAN}/*
@@ -86,6 +118,7 @@ class Config:
     training: TrainingConfig = TrainingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     validation: ValidationConfig = ValidationConfig()
+    drift: DriftConfig = DriftConfig()
 
     # ---- derived paths (relative paths resolve against the repo root, or against the
     # folder of the config file they came from) ----
@@ -124,6 +157,9 @@ class Config:
     def training_pipeline_name(self) -> str:
         return f"{self.model_name}-training"
 
+    def check_pipeline_name(self) -> str:
+        return f"{self.model_name}-check"
+
     def validate(self) -> "Config":
         if not _NAME_RE.match(self.model_name):
             raise ConfigError(f"model_name must match {_NAME_RE.pattern} (a plain folder name), "
@@ -137,6 +173,7 @@ class Config:
         self.training.validate("training")
         self.evaluation.validate("evaluation")
         self.validation.validate("validation")
+        self.drift.validate("drift")
         return self
 
     def replace(self, **changes: Any) -> "Config":

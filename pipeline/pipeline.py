@@ -9,6 +9,11 @@ Training pipeline, for a rolling window of spans ``[s_1, ..., s_K]``::
     Resolver (latest blessed model) -> Evaluator (TFMA: value + change thresholds)
     -> RegistryPusher (only when blessed)
 
+Span-check pipeline, for one new span ``s``::
+
+    ExampleGen_span<s> -> StatisticsGen -> ExampleValidator (schema of the config's version)
+                       -> DriftDetector (vs the profile next to the serving model version)
+
 ExampleGen ingests exactly one span per node (TFX's rule for ``RangeConfig``), so the window
 is one ExampleGen per span, joined with ``tfx.dsl.union`` where Transform and Evaluator read
 all of them. Every span is validated on its own, so an anomaly names its span.
@@ -153,13 +158,45 @@ def create_pipeline(config: Config, spans: Sequence[int], *, data_root: Optional
         schema_version=config.schema_version,
         profile_extra={"model_name": config.model_name},
         span_by_node={s.id: span for s, span in zip(statistics, spans)},
+        reference_max_rows=config.drift.max_rows,
     )
     components += [gate, transform, trainer, resolver, evaluator, pusher]
     return tfx.dsl.Pipeline(
         pipeline_name=config.training_pipeline_name(),
-        pipeline_root=str(config.pipeline_root),
+        pipeline_root=str(config.pipeline_root / config.training_pipeline_name()),
         components=components,
         enable_cache=enable_cache,
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            str(config.metadata_path)),
+        beam_pipeline_args=list(config.beam_args),
+    )
+
+
+def create_check_pipeline(config: Config, span: int, *, data_root: Optional[str] = None):
+    """The span-check pipeline: validate span ``span`` and compare it with the serving baseline.
+
+    The DriftDetector finds its baseline on disk (the newest version in the registry), so the
+    check needs no resolver and runs the same on every orchestrator.
+    """
+    from tfx import v1 as tfx
+
+    from components.drift_detector.component import DriftDetector
+
+    span = int(span)
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=str(config.schema_file))
+    eg = example_gen(config, span, data_root)
+    stats = tfx.components.StatisticsGen(examples=eg.outputs["examples"])
+    validator = tfx.components.ExampleValidator(statistics=stats.outputs["statistics"],
+                                                schema=schema_gen.outputs["schema"])
+    detector = DriftDetector(examples=eg.outputs["examples"], anomalies=validator.outputs["anomalies"],
+                             registry_dir=str(config.model_registry),
+                             span=span, alpha=config.drift.alpha, max_rows=config.drift.max_rows,
+                             exclude=config.drift.exclude, feature_config=config.drift.features)
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.check_pipeline_name(),
+        pipeline_root=str(config.pipeline_root / config.check_pipeline_name()),
+        components=[schema_gen, eg, stats, validator, detector],
+        enable_cache=False,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             str(config.metadata_path)),
         beam_pipeline_args=list(config.beam_args),

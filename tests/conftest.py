@@ -21,6 +21,8 @@ def workspace(tmp_path_factory):
     span 4:    real 2013Q3 without the payment_type column
     span 5:    real 2013Q3 with trip_start_hour as text
     span 6:    real 2013Q3 with 30 % of payment_type = 'Bitcoin' (outside the domain)
+    span 7:    1,000 rows drawn (with replacement) from spans 1-2: no drift by construction
+    span 8:    span 7 with every fare 25 % higher: drift in one feature
     """
     import pandas as pd
 
@@ -37,6 +39,10 @@ def workspace(tmp_path_factory):
         6: q3.assign(payment_type=[("Bitcoin" if i % 10 < 3 else p)
                                    for i, p in enumerate(q3["payment_type"])]),
     }
+    window = pd.concat([pd.read_csv(DATA / f"span-{s}" / "data.csv") for s in (1, 2)])
+    same = window.sample(n=1000, replace=True, random_state=11)
+    variants[7] = same
+    variants[8] = same.assign(fare=(same["fare"] * 1.25).round(2))
     for s, df in variants.items():
         (data / f"span-{s}").mkdir(parents=True)
         df.to_csv(data / f"span-{s}" / "data.csv", index=False)

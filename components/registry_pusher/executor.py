@@ -8,6 +8,7 @@ Layout of one version (TF Serving reads the numeric folder; it ignores ``profile
     <registry>/<version>/profile/schema.pbtxt
     <registry>/<version>/profile/training_statistics/  # TFDV DatasetFeatureStatisticsList
     <registry>/<version>/profile/eval_metrics.json
+    <registry>/<version>/profile/reference_sample/     # <= N training rows (Parquet), the drift baseline
 
 A version folder is assembled under ``<registry>/.staging/`` and renamed into place in one
 ``os.rename``, so a reader (or a crash) never sees a partial version. Pushing the same model
@@ -25,16 +26,17 @@ import uuid
 from typing import Dict
 
 from tfx.components.evaluator import constants as evaluator_constants
-from tfx.dsl.components.base import base_executor
+from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
 from components.artifacts import artifact_span
 from components.registry_pusher import spec
 
+from components.examples_io import examples_file_patterns, read_sample, sample_examples, write_sample
 from components.registry_pusher.registry import (
-    PROFILE_DIR, PROFILE_FILE, STAGING_DIR, STATS_FILE, find_version_of_model, fsync_tree,
-    publish_version)
+    PROFILE_DIR, PROFILE_FILE, REFERENCE_SAMPLE_DIR, STAGING_DIR, STATS_FILE, find_version_of_model,
+    fsync_tree, publish_version)
 
 
 def is_blessed(blessing) -> bool:
@@ -85,7 +87,7 @@ def merge_statistics(stats_artifacts, span_by_node: Dict[str, int]):
     return merged
 
 
-class Executor(base_executor.BaseExecutor):
+class Executor(base_beam_executor.BaseBeamExecutor):
     def Do(self, input_dict, output_dict, exec_properties) -> None:
         model = artifact_utils.get_single_instance(input_dict[spec.MODEL_KEY])
         blessing = artifact_utils.get_single_instance(input_dict[spec.MODEL_BLESSING_KEY])
@@ -130,8 +132,7 @@ class Executor(base_executor.BaseExecutor):
         pushed.set_string_custom_property("pushed_destination", str(registry / str(version)))
         pushed.set_int_custom_property("pushed_version", version)
 
-    @staticmethod
-    def _write_profile(profile_dir: pathlib.Path, input_dict, exec_properties, model,
+    def _write_profile(self, profile_dir: pathlib.Path, input_dict, exec_properties, model,
                        blessing) -> None:
         schema_uri = artifact_utils.get_single_uri(input_dict[spec.SCHEMA_KEY])
         schema_files = [n for n in os.listdir(schema_uri) if n.endswith(".pbtxt")]
@@ -146,6 +147,12 @@ class Executor(base_executor.BaseExecutor):
         (profile_dir / "eval_metrics.json").write_text(json.dumps(metrics, indent=1,
                                                                   sort_keys=True))
         spans = sorted({artifact_span(a) for a in input_dict[spec.EXAMPLES_KEY]})
+        sample_dir = str(profile_dir / REFERENCE_SAMPLE_DIR)
+        max_rows = int(exec_properties.get(spec.REFERENCE_MAX_ROWS_KEY) or 100_000)
+        with self._make_beam_pipeline() as pipeline:
+            write_sample(sample_examples(pipeline, examples_file_patterns(input_dict[spec.EXAMPLES_KEY]),
+                                         max_rows), sample_dir)
+        _, sample_summary = read_sample(sample_dir)
         extra = json.loads(exec_properties.get(spec.PROFILE_EXTRA_KEY) or "{}")
         profile = {
             "pushed_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
@@ -154,6 +161,9 @@ class Executor(base_executor.BaseExecutor):
             "schema_file": f"{PROFILE_DIR}/schema.pbtxt",
             "training_statistics": f"{PROFILE_DIR}/training_statistics/{STATS_FILE}",
             "eval_metrics": metrics,
+            "reference_sample": {"dir": f"{PROFILE_DIR}/{REFERENCE_SAMPLE_DIR}",
+                                 "rows": sample_summary["rows"],
+                                 "sampled_rows": sample_summary["sampled_rows"]},
             "model_artifact": {"id": model.id, "uri": model.uri},
             "blessing_artifact": {"id": blessing.id, "uri": blessing.uri},
             **extra,

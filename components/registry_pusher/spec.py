@@ -14,6 +14,7 @@ REGISTRY_DIR_KEY = "registry_dir"
 SCHEMA_VERSION_KEY = "schema_version"
 PROFILE_EXTRA_KEY = "profile_extra_json"
 SPAN_BY_NODE_KEY = "span_by_node_json"
+REFERENCE_MAX_ROWS_KEY = "reference_max_rows"
 
 
 class RegistryPusherSpec(types.ComponentSpec):
@@ -23,6 +24,8 @@ class RegistryPusherSpec(types.ComponentSpec):
         PROFILE_EXTRA_KEY: ExecutionParameter(type=str, optional=True),
         # {"StatisticsGen_span3": 3, ...}: see components.artifacts.artifact_span.
         SPAN_BY_NODE_KEY: ExecutionParameter(type=str, optional=True),
+        # rows of the training window kept as the drift baseline's reference sample
+        REFERENCE_MAX_ROWS_KEY: ExecutionParameter(type=int, optional=True),
     }
     INPUTS = {
         MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),

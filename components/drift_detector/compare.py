@@ -1,0 +1,159 @@
+"""Compare a span's sample with the serving model's reference sample: the DriftDetector's logic.
+
+No TFX, Beam or TensorFlow here: the executor reads the files and hands tables in, so this is
+tested on plain Arrow tables. The statistics themselves are ``components.drift``.
+
+What is compared
+    Every feature of the baseline schema that the SERVING environment expects (the label is
+    not a feature; its drift shows in the model's realized accuracy), minus ``exclude`` and
+    features the schema deprecates. A feature that stopped arriving is reported through its
+    missing rate (100% missing is drift, not bad input). A feature whose type changed (a
+    number now arriving as text) cannot be compared value by value: it is listed under
+    ``type_changes`` and counts as drift, because a model fed text for a number is broken
+    whatever the values are.
+"""
+from __future__ import annotations
+
+import datetime
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+import pyarrow as pa
+
+from components.drift import detect_drift
+from components.drift.report import json_safe
+
+REPORT_VERSION = 1
+
+
+def _kind(data_type: pa.DataType) -> Optional[str]:
+    if pa.types.is_null(data_type):
+        return None
+    if pa.types.is_integer(data_type) or pa.types.is_floating(data_type) or pa.types.is_decimal(data_type):
+        return "numeric"
+    if pa.types.is_boolean(data_type) or pa.types.is_string(data_type) or pa.types.is_large_string(data_type):
+        return "categorical"
+    return "other"
+
+
+def serving_features(schema) -> List[str]:
+    """Names of the schema's features the SERVING environment expects, not deprecated.
+
+    ``schema`` is a ``tensorflow_metadata`` Schema proto (duck-typed: no import here).
+    """
+    names = []
+    for feature in schema.feature:
+        # PLANNED, DEPRECATED, DEBUG_ONLY, DISABLED (tensorflow_metadata LifecycleStage): not live features
+        if feature.lifecycle_stage in (1, 5, 6, 7):
+            continue
+        if "SERVING" in feature.not_in_environment:
+            continue
+        if feature.in_environment and "SERVING" not in feature.in_environment:
+            continue
+        names.append(feature.name)
+    return names
+
+
+def compare_span(reference: pa.Table, current: pa.Table, features: Sequence[str], *,
+                 current_summary: Optional[Mapping[str, Any]] = None,
+                 reference_summary: Optional[Mapping[str, Any]] = None,
+                 exclude: Sequence[str] = (), feature_config: Optional[Mapping[str, Any]] = None,
+                 alpha: float = 0.01, context: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+    """The DriftReport artifact's JSON: ``components.drift`` verdicts plus what the span check adds.
+
+    ``reference``/``current``: flat tables (one scalar column per feature). ``features``: the
+    features to compare (see :func:`serving_features`). Returns a JSON-safe dict with
+    ``drift_detected``, ``features``, ``multivariate`` (the ``driftguard drift --json``
+    contract), and ``type_changes``, ``not_compared``, ``rows``, ``context``.
+    """
+    exclude = set(exclude)
+    compared: Dict[str, pa.Array] = {}
+    current_cols: Dict[str, pa.Array] = {}
+    type_changes: Dict[str, str] = {}
+    not_compared: Dict[str, str] = {}
+    for name in features:
+        if name in exclude:
+            not_compared[name] = "excluded by configuration"
+            continue
+        if name not in reference.column_names:
+            not_compared[name] = "not in the reference sample"
+            continue
+        ref_col = reference.column(name)
+        cur_col = current.column(name) if name in current.column_names else pa.nulls(current.num_rows)
+        ref_kind, cur_kind = _kind(ref_col.type), _kind(cur_col.type)
+        if ref_kind is None and cur_kind is None:
+            not_compared[name] = "no value on either side"
+            continue
+        if ref_kind == "other" or cur_kind == "other":
+            not_compared[name] = f"unsupported type {ref_col.type} / {cur_col.type}"
+            continue
+        if ref_kind and cur_kind and ref_kind != cur_kind:
+            type_changes[name] = (f"{'number' if ref_kind == 'numeric' else 'text'} in the reference, "
+                                  f"{'number' if cur_kind == 'numeric' else 'text'} in this span")
+            continue
+        if ref_kind is None or cur_kind is None:  # all missing on one side: give it the other side's type
+            kind_type = (cur_col if ref_kind is None else ref_col).type
+            if ref_kind is None:
+                ref_col = pa.nulls(len(ref_col), kind_type)
+            else:
+                cur_col = pa.nulls(len(cur_col), kind_type)
+        compared[name] = ref_col
+        current_cols[name] = cur_col
+    extra_features = sorted(set(current.column_names) - set(reference.column_names) - exclude)
+
+    report: Dict[str, Any]
+    if compared:
+        result = detect_drift(pa.table(compared), pa.table(current_cols), feature_config=feature_config or {},
+                              alpha=alpha, all_missing="compare")
+        report = result.to_dict()
+        ranked = sorted((f for f in result.features.values() if f.drifted), key=lambda f: -f.severity)
+        report["drifted_features"] = [f.name for f in ranked]
+        report["table"] = result.format_table()
+    else:
+        report = {"drift_detected": False, "features": {}, "multivariate": None, "drifted_features": []}
+    report["drift_detected"] = bool(report["drift_detected"] or type_changes)
+    report["type_changes"] = type_changes
+    report["not_compared"] = not_compared
+    report["new_features"] = extra_features
+    report["rows"] = {"reference": dict(reference_summary or {"sampled_rows": reference.num_rows}),
+                      "current": dict(current_summary or {"sampled_rows": current.num_rows})}
+    report["status"] = "compared"
+    report["report_version"] = REPORT_VERSION
+    report["created_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    report["context"] = dict(context or {})
+    return json_safe(report)
+
+
+def no_baseline_report(registry_dir: str, context: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+    """The report of a span checked before any model was pushed: explicitly nothing to compare."""
+    return {
+        "status": "no_baseline", "drift_detected": False, "features": {}, "multivariate": None,
+        "drifted_features": [], "type_changes": {}, "not_compared": {}, "new_features": [],
+        "message": f"no model version in {registry_dir} yet, so there is no baseline profile to compare "
+                   "this span with; drift is not assessed (this is not a 'no drift' verdict)",
+        "report_version": REPORT_VERSION,
+        "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "context": dict(context or {}),
+    }
+
+
+def headline(report: Mapping[str, Any], limit: int = 3) -> str:
+    """One line for people: the verdict and the worst features with their scores."""
+    if report.get("status") == "no_baseline":
+        return "no baseline yet (no model pushed): drift not assessed"
+    parts = []
+    for name in report.get("drifted_features", [])[:limit]:
+        f = report["features"][name]
+        parts.append(f"{name} {f['method']}={f['score']:.3g}" if f.get("score") is not None else name)
+    for name in list(report.get("type_changes", {}))[:limit]:
+        parts.append(f"{name} type changed")
+    mv = report.get("multivariate") or {}
+    if mv.get("drifted"):
+        pairs = [p for p in mv.get("pairs", []) if p.get("drifted")]
+        if pairs:
+            parts.append("joint " + "x".join(pairs[0].get("features", [])))
+        else:
+            parts.append("joint drift")
+    if not report.get("drift_detected"):
+        return "no drift"
+    more = len(report.get("drifted_features", [])) - limit
+    return "DRIFT: " + ", ".join(parts) + (f" (+{more} more)" if more > 0 else "")

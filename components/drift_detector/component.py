@@ -1,0 +1,32 @@
+"""DriftDetector component: wiring only."""
+import json
+from typing import Any, Dict, Optional, Sequence
+
+from tfx import types
+from tfx.dsl.components.base import base_beam_component, executor_spec
+
+from components.drift_detector import executor
+from components.drift_detector.spec import DriftDetectorSpec, DriftReport
+
+
+class DriftDetector(base_beam_component.BaseBeamComponent):
+    """Compares a span's examples with the profile stored next to the serving model version.
+
+    The baseline is found on disk (``<registry_dir>/<newest version>/profile/``), the same way on
+    every orchestrator. Before any push it records "no baseline" explicitly. Output: a
+    ``DriftguardDriftReport`` artifact (``report.json`` + ``report.html``) with the int custom
+    property ``drift_detected`` for ``tfx.dsl.Cond``.
+    """
+
+    SPEC_CLASS = DriftDetectorSpec
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
+
+    def __init__(self, examples: types.BaseChannel, registry_dir: str, span: int,
+                 anomalies: Optional[types.BaseChannel] = None, alpha: float = 0.01,
+                 max_rows: int = 100_000, exclude: Sequence[str] = (),
+                 feature_config: Optional[Dict[str, Dict[str, Any]]] = None):
+        super().__init__(spec=DriftDetectorSpec(
+            examples=examples, anomalies=anomalies, registry_dir=str(registry_dir), span=int(span), alpha=float(alpha),
+            max_rows=int(max_rows), exclude_json=json.dumps(list(exclude)),
+            feature_config_json=json.dumps(feature_config or {}, sort_keys=True),
+            drift_report=types.Channel(type=DriftReport)))

@@ -1,0 +1,113 @@
+"""DriftDetector executor: Beam pass over the span, then ``compare.compare_span`` against the profile."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pathlib
+from typing import Any, Dict
+
+from tfx.dsl.components.base import base_beam_executor
+from tfx.types import artifact_utils
+
+from components.drift_detector import spec
+from components.drift_detector.compare import compare_span, no_baseline_report, serving_features
+from components.drift_detector.html import write_html
+from components.examples_io import examples_file_patterns, read_sample, sample_examples, write_sample
+from components.registry_pusher.registry import PROFILE_DIR, REFERENCE_SAMPLE_DIR, existing_versions, read_profile
+
+
+class BaselineError(RuntimeError):
+    """The baseline profile exists but cannot be used (named file and reason)."""
+
+
+def load_baseline(registry: pathlib.Path, version: int):
+    """``(profile dict, schema proto, reference table, reference summary)`` of a registry version."""
+    from tensorflow_data_validation import load_schema_text
+
+    profile = read_profile(registry, version)
+    profile_dir = registry / str(version) / PROFILE_DIR
+    sample_dir = profile_dir / REFERENCE_SAMPLE_DIR
+    if not sample_dir.is_dir():
+        raise BaselineError(f"{profile_dir} has no {REFERENCE_SAMPLE_DIR}/ (pushed by an older driftguard?); "
+                            f"push a model again to give version {version} a drift baseline")
+    table, summary = read_sample(str(sample_dir))
+    schema = load_schema_text(str(profile_dir / "schema.pbtxt"))
+    return profile, schema, table, summary
+
+
+def skew_anomalies(reference, current, schema) -> Dict[str, Any]:
+    """TFDV's training/serving skew comparators of the schema, on the same two samples."""
+    import tensorflow_data_validation as tfdv
+    from tensorflow_metadata.proto.v0 import anomalies_pb2
+
+    type_name = anomalies_pb2.AnomalyInfo.Type.Name
+
+    ref_df, cur_df = reference.to_pandas(), current.to_pandas()
+    ref_stats = tfdv.generate_statistics_from_dataframe(ref_df)
+    cur_stats = tfdv.generate_statistics_from_dataframe(cur_df)
+    anomalies = tfdv.validate_statistics(ref_stats, schema, environment="SERVING", serving_statistics=cur_stats)
+    skew = {}
+    for name, info in anomalies.anomaly_info.items():
+        reasons = [r for r in info.reason if "SKEW" in type_name(r.type) or "COMPARATOR" in type_name(r.type)]
+        if reasons:
+            skew[name] = [{"type": type_name(r.type), "description": r.description} for r in reasons]
+    return skew
+
+
+class Executor(base_beam_executor.BaseBeamExecutor):
+    def Do(self, input_dict, output_dict, exec_properties) -> None:
+        report_artifact = artifact_utils.get_single_instance(output_dict[spec.DRIFT_REPORT_KEY])
+        registry = pathlib.Path(exec_properties[spec.REGISTRY_DIR_KEY])
+        span = int(exec_properties[spec.SPAN_KEY])
+        context: Dict[str, Any] = {"span": span, "registry": str(registry)}
+        versions = existing_versions(registry) if registry.is_dir() else []
+        out = pathlib.Path(report_artifact.uri)
+        out.mkdir(parents=True, exist_ok=True)
+
+        if not versions:
+            report = no_baseline_report(str(registry), context)
+            report_artifact.set_int_custom_property(spec.HAS_BASELINE, 0)
+            report_artifact.set_int_custom_property(spec.BASELINE_VERSION, 0)
+        else:
+            version = versions[-1]
+            profile, schema, reference, reference_summary = load_baseline(registry, version)
+            context.update({"baseline_version": version, "baseline_spans": profile.get("spans"),
+                            "schema_version": profile.get("schema_version"),
+                            "model_name": registry.name})
+            examples = input_dict[spec.EXAMPLES_KEY]
+            sample_dir = str(out / "current_sample")
+            with self._make_beam_pipeline() as pipeline:
+                write_sample(sample_examples(pipeline, examples_file_patterns(examples),
+                                             int(exec_properties[spec.MAX_ROWS_KEY])), sample_dir)
+            current, current_summary = read_sample(sample_dir)
+            if current_summary["rows"] == 0:
+                raise ValueError(f"span {span} has no rows ({', '.join(a.uri for a in examples)})")
+            report = compare_span(
+                reference, current, serving_features(schema), current_summary=current_summary,
+                reference_summary=reference_summary,
+                exclude=json.loads(exec_properties.get(spec.EXCLUDE_KEY) or "[]"),
+                feature_config=json.loads(exec_properties.get(spec.FEATURE_CONFIG_KEY) or "{}"),
+                alpha=float(exec_properties[spec.ALPHA_KEY]), context=context)
+            report["skew"] = skew_anomalies(reference, current, schema)
+            report_artifact.set_int_custom_property(spec.HAS_BASELINE, 1)
+            report_artifact.set_int_custom_property(spec.BASELINE_VERSION, version)
+
+        anomalies = []
+        if input_dict.get(spec.ANOMALIES_KEY):
+            from components.anomaly_gate.executor import collect_anomalies, merge_splits
+
+            anomalies = merge_splits(collect_anomalies(input_dict[spec.ANOMALIES_KEY], None))
+            for record in anomalies:
+                record["span"] = span
+        report["anomalies"] = anomalies
+        report_artifact.set_int_custom_property(spec.N_ANOMALIES, len(anomalies))
+        drifted = int(bool(report["drift_detected"]))
+        report_artifact.set_int_custom_property(spec.DRIFT_DETECTED, drifted)
+        report_artifact.set_int_custom_property(
+            spec.N_DRIFTED, len(report.get("drifted_features", [])) + len(report.get("type_changes", {})))
+        report_artifact.set_int_custom_property("span", span)
+        (out / spec.REPORT_JSON).write_text(json.dumps(report, indent=1, sort_keys=True))
+        write_html(report, out / spec.REPORT_HTML)
+        logging.info("span %d: %s (report %s)", span, "DRIFT" if drifted else "no drift",
+                     os.path.join(report_artifact.uri, spec.REPORT_HTML))

@@ -1,0 +1,78 @@
+"""components.drift_detector.compare and its HTML page, on plain Arrow tables (no TFX run)."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pytest
+from google.protobuf import text_format
+from tensorflow_metadata.proto.v0 import schema_pb2
+
+from components.drift_detector.compare import compare_span, headline, no_baseline_report, serving_features
+from components.drift_detector.html import render_html
+from helpers import DATA, REPO
+
+
+@pytest.fixture(scope="module")
+def schema():
+    return text_format.Parse((REPO / "schemas/taxi/v1/schema.pbtxt").read_text(), schema_pb2.Schema())
+
+
+@pytest.fixture(scope="module")
+def window():
+    return pa.concat_tables([pacsv.read_csv(DATA / f"span-{s}" / "data.csv") for s in (1, 2)])
+
+
+def test_serving_features_leave_out_label_and_deprecated(schema):
+    names = serving_features(schema)
+    assert "tips" not in names                  # not_in_environment: SERVING
+    assert "pickup_census_tract" not in names   # lifecycle_stage: DEPRECATED
+    assert {"fare", "payment_type", "company", "trip_start_hour"} <= set(names)
+
+
+def test_resample_of_the_window_does_not_drift_and_keeps_every_score(schema, window):
+    rng = np.random.default_rng(5)
+    current = window.take(pa.array(rng.integers(0, window.num_rows, 1500)))
+    report = compare_span(window, current, serving_features(schema), exclude=["trip_start_timestamp"])
+    assert report["drift_detected"] is False and headline(report) == "no drift"
+    assert set(report["features"]) == set(serving_features(schema)) - {"trip_start_timestamp"}
+    assert all("psi" in f["scores"] for f in report["features"].values())
+    assert report["not_compared"] == {"trip_start_timestamp": "excluded by configuration"}
+
+
+def test_gone_feature_type_change_and_new_feature(schema, window):
+    current = window.drop(["payment_type"])
+    hours = pa.array([f"{h}h" for h in current.column("trip_start_hour").to_pylist()])
+    current = current.set_column(current.column_names.index("trip_start_hour"), "trip_start_hour", hours)
+    current = current.append_column("surge", pa.array(np.ones(current.num_rows)))
+    report = compare_span(window, current, serving_features(schema))
+    assert report["drift_detected"] is True
+    assert report["features"]["payment_type"]["reasons"] == ["missing_rate"]
+    assert report["type_changes"] == {"trip_start_hour": "number in the reference, text in this span"}
+    assert "trip_start_hour" not in report["features"]
+    assert report["new_features"] == ["surge"]
+    line = headline(report)
+    assert "payment_type missing_rate_difference=1" in line and "trip_start_hour type changed" in line
+
+
+def test_html_page_is_self_contained_and_escapes_names(schema, window):
+    fare = pa.array(np.asarray(window.column("fare").to_pylist(), dtype=float) * 1.3)
+    current = window.set_column(window.column_names.index("fare"), "fare", fare)
+    current = current.append_column("<script>x</script>", pa.array(np.ones(current.num_rows)))
+    report = compare_span(window, current, serving_features(schema), context={"span": 9, "baseline_version": 2,
+                                                                               "baseline_spans": [1, 2],
+                                                                               "schema_version": 1})
+    html = render_html(report)
+    assert re.search(r'id="verdict" class="verdict drift">DRIFT: fare psi=', html)
+    assert "compared with model version 2" in html and "<b>fare</b>" in html
+    assert "&lt;script&gt;x&lt;/script&gt;" in html  # the new feature is listed, escaped
+    assert "<script>" not in html and not re.search(r"https?://", html)
+
+
+def test_no_baseline_report_is_explicit():
+    report = no_baseline_report("/x/registry", {"span": 3})
+    assert report["status"] == "no_baseline" and report["drift_detected"] is False
+    assert "no baseline" in headline(report)
+    assert "there is no baseline profile" in render_html(report)
