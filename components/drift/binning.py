@@ -26,10 +26,15 @@ from typing import Dict, Iterable, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["OTHER", "quantile_edges", "bin_counts", "category_counts", "align_counts", "category_bins"]
+from ._hashing import distinct_objects
+
+__all__ = ["OTHER", "quantile_edges", "quantile_edges_from_counts", "inverted_cdf_positions",
+           "order_statistics", "bin_counts", "category_counts", "align_counts", "category_bins"]
 
 #: Label of the bucket pooling rare and unseen categories.
 OTHER = "__other__"
+#: From this many values on, :func:`category_counts` counts string objects in a hash table.
+_FAST_MIN_ROWS = 1 << 16
 
 
 def quantile_edges(reference, n_bins: int = 10, distinct=None) -> np.ndarray:
@@ -95,6 +100,11 @@ def quantile_edges(reference, n_bins: int = 10, distinct=None) -> np.ndarray:
         return np.array([np.nextafter(v, -np.inf), v])
     grid = np.unique(np.quantile(values, np.arange(1, 10 * k) / (10 * k), method="inverted_cdf"))
     cuts = np.unique(np.quantile(values, np.arange(1, k) / k, method="inverted_cdf"))
+    return _edges_between(grid, cuts, distinct)
+
+
+def _edges_between(grid: np.ndarray, cuts: np.ndarray, distinct: np.ndarray) -> np.ndarray:
+    """The edge rule of :func:`quantile_edges`, given its quantile grid, cut values and distinct values."""
     on_grid = np.searchsorted(grid, cuts, side="right")
     on_values = np.searchsorted(distinct, cuts, side="right")
     upper = np.where(on_grid < grid.size, grid[np.minimum(on_grid, grid.size - 1)],
@@ -102,6 +112,82 @@ def quantile_edges(reference, n_bins: int = 10, distinct=None) -> np.ndarray:
     keep = np.isfinite(upper)
     low, high = cuts[keep], upper[keep]
     return np.unique(low + (high - low) / 2.0)
+
+
+def inverted_cdf_positions(n: int, probabilities: np.ndarray) -> np.ndarray:
+    """0-based order statistics that ``numpy.quantile(..., method="inverted_cdf")`` returns.
+
+    The same arithmetic as numpy's ``_inverted_cdf`` (``n*p - 1`` rounded up, exact
+    integers kept, clipped at 0), so quantiles read from counts are bit-for-bit those
+    of ``numpy.quantile`` on the raw values.
+
+    Examples
+    --------
+    >>> inverted_cdf_positions(10, np.array([0.1, 0.25, 0.5, 1.0])).tolist()
+    [0, 2, 4, 9]
+    """
+    index = n * np.asarray(probabilities, dtype=float) - 1
+    previous = np.floor(index)
+    positions = np.where(index - previous == 0, previous, previous + 1).astype(np.intp)
+    positions[positions < 0] = 0
+    return positions
+
+
+def order_statistics(distinct: np.ndarray, counts: np.ndarray, positions) -> np.ndarray:
+    """Values at 0-based ``positions`` of the sorted sample given as distinct values and their counts.
+
+    Examples
+    --------
+    >>> order_statistics(np.array([0.0, 1.0, 5.0]), np.array([3, 1, 2]), [0, 2, 3, 5]).tolist()
+    [0.0, 0.0, 1.0, 5.0]
+    """
+    cumulative = np.cumsum(counts)
+    return distinct[np.searchsorted(cumulative, np.asarray(positions), side="right")]
+
+
+def quantile_edges_from_counts(distinct, counts, n_bins: int = 10) -> np.ndarray:
+    r""":func:`quantile_edges` of a reference given as distinct values and their counts.
+
+    Bit-for-bit the edges :func:`quantile_edges` gives on the raw values (with no
+    negative zeros among them), at the cost of the distinct values instead of the rows:
+    the quantiles are read off the cumulative counts. This is what lets
+    :func:`components.drift.numeric.compare_numeric` handle millions of rows, and a
+    Beam job bin a span from its value counts alone.
+
+    Parameters
+    ----------
+    distinct : array_like of float
+        Increasing distinct finite values.
+    counts : array_like of int
+        How often each occurs (values with count 0 are ignored).
+
+    Examples
+    --------
+    >>> quantile_edges_from_counts([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [1] * 10, n_bins=5)
+    array([2.5, 4.5, 6.5, 8.5])
+    >>> quantile_edges_from_counts([0, 1, 2, 3], [70, 10, 10, 10], n_bins=5)
+    array([0.5, 1.5])
+    """
+    distinct = np.asarray(distinct, dtype=float).ravel()
+    counts = np.asarray(counts).ravel()
+    if distinct.shape != counts.shape:
+        raise ValueError(f"distinct and counts must have the same length, got {distinct.size} and {counts.size}")
+    present = counts > 0
+    distinct, counts = distinct[present], counts[present].astype(np.int64)
+    if distinct.size == 0:
+        raise ValueError("reference must hold at least one value, got no counts")
+    if not np.all(np.isfinite(distinct)) or np.any(np.diff(distinct) <= 0):
+        raise ValueError("distinct values must be finite and strictly increasing")
+    k = int(n_bins)
+    if k < 2:
+        raise ValueError(f"n_bins must be at least 2, got {n_bins!r}")
+    if distinct.size == 1:
+        v = distinct[0]
+        return np.array([np.nextafter(v, -np.inf), v])
+    n = int(counts.sum())
+    grid = np.unique(order_statistics(distinct, counts, inverted_cdf_positions(n, np.arange(1, 10 * k) / (10 * k))))
+    cuts = np.unique(order_statistics(distinct, counts, inverted_cdf_positions(n, np.arange(1, k) / k)))
+    return _edges_between(grid, cuts, distinct)
 
 
 def bin_counts(values, edges) -> np.ndarray:
@@ -125,8 +211,32 @@ def category_counts(values: Iterable) -> Dict[str, int]:
     >>> category_counts(["Cash", "Credit Card", "Cash"])
     {'Cash': 2, 'Credit Card': 1}
     """
+    fast = _count_strings(values)
+    if fast is not None:
+        return fast
     counts = Counter(values)
     return {str(label): int(counts[label]) for label in sorted(counts, key=str)}
+
+
+def _count_strings(values):
+    """:func:`category_counts` of a large object array of ``str``, counted per distinct object.
+
+    Same result as ``Counter``: equal strings held by different objects are merged by
+    value, over the distinct objects only. ``None`` when not applicable.
+    """
+    if not isinstance(values, np.ndarray) or values.dtype != object or values.ndim != 1 \
+            or values.size < _FAST_MIN_ROWS:
+        return None
+    found = distinct_objects(np.ascontiguousarray(values))
+    if found is None:
+        return None
+    objects, codes = found
+    if any(type(v) is not str for v in objects):  # equal non-str labels (1, 1.0, True) keep Counter's rules
+        return None
+    merged: Dict[str, int] = {}
+    for label, count in zip(objects.tolist(), np.bincount(codes, minlength=objects.size).tolist()):
+        merged[label] = merged.get(label, 0) + count
+    return {label: merged[label] for label in sorted(merged)}
 
 
 def align_counts(reference: Mapping[str, int], current: Mapping[str, int]) -> Tuple[List[str], np.ndarray, np.ndarray]:

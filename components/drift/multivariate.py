@@ -131,8 +131,13 @@ def spearman(x, y) -> SpearmanResult:
         raise ValueError(f"x and y must have the same length, got {n} and {y.size}")
     if n < 3:
         return SpearmanResult(float("nan"), float("nan"), n)
-    u, gx, cx = _midrank_cdf(x)
-    v, gy, cy = _midrank_cdf(y)
+    return _spearman_ranked(_midrank_cdf(x), _midrank_cdf(y), n)
+
+
+def _spearman_ranked(ranked_x, ranked_y, n: int) -> SpearmanResult:
+    """:func:`spearman` from the :func:`_midrank_cdf` of each column (n >= 3 rows)."""
+    u, gx, cx = ranked_x
+    v, gy, cy = ranked_y
     b = float(np.mean(u * u) - 0.25)
     c = float(np.mean(v * v) - 0.25)
     if b <= 0 or c <= 0:
@@ -298,14 +303,29 @@ def rank_correlation_check(
         else:
             usable.append(k)
 
+    # mid-ranks of a column on a set of complete rows, shared by every pair with the same rows
+    ranked: Dict[Tuple[int, str, bytes], Tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def midranks(side: int, data: Dict[str, np.ndarray], name: str, rows: np.ndarray, key: bytes):
+        found = ranked.get((side, name, key))
+        if found is None:
+            found = ranked[(side, name, key)] = _midrank_cdf(data[name][rows])
+        return found
+
+    present = [{k: ~np.isnan(data[k]) for k in usable} for data in (ref, cur)]
     raw: List[Tuple[Tuple[str, str], SpearmanResult, SpearmanResult, float]] = []
     for i, a in enumerate(usable):
         for b in usable[i + 1:]:
             results = []
-            for data in (ref, cur):
-                both = ~np.isnan(data[a]) & ~np.isnan(data[b])
-                results.append(spearman(data[a][both], data[b][both]) if both.sum() >= MIN_ROWS
-                               else SpearmanResult(float("nan"), float("nan"), int(both.sum())))
+            for side, data in enumerate((ref, cur)):
+                both = present[side][a] & present[side][b]
+                n_both = int(both.sum())
+                if n_both >= MIN_ROWS:
+                    key = np.packbits(both).tobytes()
+                    results.append(_spearman_ranked(midranks(side, data, a, both, key),
+                                                    midranks(side, data, b, both, key), n_both))
+                else:
+                    results.append(SpearmanResult(float("nan"), float("nan"), n_both))
             r_ref, r_cur = results
             if not (math.isfinite(r_ref.rho) and math.isfinite(r_cur.rho)):
                 continue

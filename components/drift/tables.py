@@ -14,14 +14,18 @@ from __future__ import annotations
 import math
 import numbers
 import sys
-from dataclasses import dataclass
-from typing import Dict, List, Mapping
+from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, Optional
 
 import numpy as np
 
+from ._hashing import distinct_objects
 from .errors import DriftInputError
 
 __all__ = ["Column", "read_table", "as_labels"]
+
+#: From this many rows on, text columns are read per distinct object (:func:`_text_column`).
+_FAST_MIN_ROWS = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -31,12 +35,17 @@ class Column:
     name: str
     kind: str
     values: np.ndarray
+    known_missing: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
 
     @property
     def missing(self) -> np.ndarray:
-        if self.kind == "numeric":
-            return np.isnan(self.values)
-        return np.equal(self.values, None)
+        """Boolean mask of the missing values (computed once, read-only)."""
+        mask = self.known_missing
+        if mask is None:
+            mask = np.isnan(self.values) if self.kind == "numeric" else np.equal(self.values, None)
+            mask.setflags(write=False)
+            object.__setattr__(self, "known_missing", mask)  # a cache: the column itself never changes
+        return mask
 
 
 def _is_null(value) -> bool:
@@ -103,7 +112,13 @@ def _from_pandas(name: str, series, side: str) -> Column:
         labels = [None if _is_null(v) else str(bool(v)) for v in series]
         return Column(name, "categorical", np.array(labels, dtype=object))
     kind = getattr(dtype, "kind", "O")
-    if kind in "iuf":
+    if kind in "iuf" and isinstance(dtype, np.dtype):  # plain numpy column: NaN already marks missing
+        values = series.to_numpy(dtype=float)
+        if np.shares_memory(values, series.to_numpy()):  # a view of the caller's frame: never written to
+            values = values.view()
+            values.flags.writeable = False
+        return Column(name, "numeric", values)
+    if kind in "iuf":  # nullable extension types (Int64, Float64): pd.NA -> NaN
         return Column(name, "numeric", series.to_numpy(dtype=float, na_value=np.nan))
     if kind in "Mm":
         if getattr(dtype, "tz", None) is not None:
@@ -111,7 +126,36 @@ def _from_pandas(name: str, series, side: str) -> Column:
         return _from_numpy(name, series.to_numpy(), side)
     if kind == "b":
         return _from_numpy(name, series.to_numpy(), side)
-    return _from_objects(name, series.to_numpy(dtype=object), side, series.isna().to_numpy())
+    items = series.to_numpy(dtype=object)
+    text = _text_column(name, items, sys.modules.get("pandas"))
+    if text is not None:
+        return text
+    return _from_objects(name, items, side, series.isna().to_numpy())
+
+
+def _text_column(name: str, items: np.ndarray, pd) -> Column:
+    """A large object column holding only ``str`` and missing values, read per distinct object.
+
+    The usual CSV text column repeats a few dozen string objects; judging each distinct
+    object once (pandas' own ``isna`` for missing, ``type(v) is str`` for text) gives
+    the same column as :func:`_from_objects` without a Python-level pass over every row.
+    ``None`` when the column is small, mixed, or holds too many distinct objects.
+    """
+    if pd is None or items.size < _FAST_MIN_ROWS:
+        return None
+    found = distinct_objects(np.ascontiguousarray(items))
+    if found is None:
+        return None
+    objects, codes = found
+    null = np.asarray(pd.isna(objects), dtype=bool)
+    present = objects[~null]
+    if present.size == 0 or any(type(v) is not str for v in present):
+        return None
+    mask = null[codes]
+    out = np.ascontiguousarray(items).copy()
+    out[mask] = None
+    mask.setflags(write=False)
+    return Column(name, "categorical", out, mask)
 
 
 def _arrow_fixed_width(name: str, chunked, pa, side: str) -> np.ndarray:
