@@ -1,0 +1,320 @@
+"""The ``alerts:`` section of the driftguard config: rules, sinks and delivery settings.
+
+``parse_alerts_config(None)`` gives the defaults: every rule enabled with its default threshold
+and severity, and one ``jsonl`` sink writing ``alerts.jsonl`` under the runs folder::
+
+    rules:
+      feature_psi: {threshold: 0.25}
+      skew: {enabled: false}
+    sinks:
+      - {type: jsonl, path: alerts.jsonl}
+      - {type: webhook, url_env: DRIFTGUARD_WEBHOOK_URL, hmac_secret_env: DRIFTGUARD_WEBHOOK_SECRET,
+         min_severity: warning}
+    delivery: {timeout_seconds: 5, max_attempts: 8, backoff_seconds: 30}
+
+Secrets (webhook URLs, HMAC secrets, SMTP passwords) are never written in the config: sinks
+name the environment variables that hold them (``url_env``, ``hmac_secret_env``,
+``password_env``), read at send time. Errors name the dotted path of the offending key and
+never repeat a value that might be a secret.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import types
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Type
+
+from components.alerts.alert import SEVERITIES
+
+
+class AlertsConfigError(ValueError):
+    """An ``alerts`` setting is unknown, mistyped, out of range or a literal secret."""
+
+
+# name -> (default severity, default threshold or None when the rule takes none, threshold range)
+RULES: Dict[str, Tuple[str, Optional[float], Optional[Tuple[float, float]]]] = {
+    "feature_psi": ("critical", 0.2, (0.0, 100.0)),             # PSI > threshold on a feature
+    "dataset_drift": ("warning", None, None),
+    "multivariate_drift": ("warning", None, None),
+    "schema_anomalies": ("critical", None, None),
+    "skew": ("warning", None, None),
+    "accuracy_drop": ("critical", 0.05, (0.0, 1.0)),             # relative drop vs baseline
+    "estimated_accuracy_drop": ("warning", 0.05, (0.0, 1.0)),
+}
+
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SINK_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+# Keys people write when they paste a secret; each gets a message pointing at the *_env key.
+_LITERAL_SECRETS = {"url": "url_env", "webhook_url": "url_env", "hmac_secret": "hmac_secret_env",
+                    "secret": "hmac_secret_env", "password": "password_env", "token": "url_env",
+                    "username": "username_env"}
+
+
+@dataclasses.dataclass(frozen=True)
+class RuleConfig:
+    name: str
+    enabled: bool = True
+    severity: str = "warning"
+    threshold: Optional[float] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SinkConfig:
+    """Fields every sink has. ``name`` defaults to the type; two sinks of one type need names."""
+
+    name: str = ""
+    min_severity: str = "info"
+
+    type = ""  # class attribute, set by each subclass
+
+
+@dataclasses.dataclass(frozen=True)
+class JsonlSinkConfig(SinkConfig):
+    type = "jsonl"
+    path: str = "alerts.jsonl"        # relative paths resolve against the runs folder
+
+
+@dataclasses.dataclass(frozen=True)
+class WebhookSinkConfig(SinkConfig):
+    type = "webhook"
+    url_env: str = "DRIFTGUARD_WEBHOOK_URL"
+    hmac_secret_env: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SlackSinkConfig(SinkConfig):
+    type = "slack"
+    url_env: str = "DRIFTGUARD_SLACK_URL"
+
+
+@dataclasses.dataclass(frozen=True)
+class AlertmanagerSinkConfig(SinkConfig):
+    type = "alertmanager"
+    url_env: str = "DRIFTGUARD_ALERTMANAGER_URL"   # base URL; alerts go to {base}/api/v2/alerts
+
+
+@dataclasses.dataclass(frozen=True)
+class EmailSinkConfig(SinkConfig):
+    type = "email"
+    host: str = "127.0.0.1"
+    port: int = 25
+    sender: str = ""
+    to: Tuple[str, ...] = ()
+    username_env: Optional[str] = None
+    password_env: Optional[str] = None
+    starttls: bool = False
+
+
+SINK_TYPES: Dict[str, Type[SinkConfig]] = {
+    c.type: c for c in (JsonlSinkConfig, WebhookSinkConfig, SlackSinkConfig, AlertmanagerSinkConfig,
+                        EmailSinkConfig)}
+
+
+@dataclasses.dataclass(frozen=True)
+class DeliveryConfig:
+    timeout_seconds: float = 5.0      # connect and each read, per send
+    max_attempts: int = 8             # then the row is 'failed' and no longer retried
+    backoff_seconds: float = 30.0     # retry n waits backoff * 2**(n-1) ...
+    max_backoff_seconds: float = 3600.0   # ... capped here
+
+
+@dataclasses.dataclass(frozen=True)
+class AlertsConfig:
+    rules: Mapping[str, RuleConfig]
+    sinks: Tuple[SinkConfig, ...]
+    delivery: DeliveryConfig = DeliveryConfig()
+
+    def rule(self, name: str) -> RuleConfig:
+        return self.rules[name]
+
+
+def default_rules() -> Mapping[str, RuleConfig]:
+    return types.MappingProxyType({name: RuleConfig(name, True, sev, thr) for name, (sev, thr, _) in RULES.items()})
+
+
+def parse_alerts_config(data: Optional[Mapping[str, Any]], path: str = "alerts") -> AlertsConfig:
+    """Validate the ``alerts`` mapping (from YAML/JSON) into an :class:`AlertsConfig`.
+
+    ``None`` gives the defaults. Raises :class:`AlertsConfigError` naming the dotted path.
+    """
+    if data is None:
+        data = {}
+    _expect_mapping(data, path)
+    _reject_unknown(data, path, ("rules", "sinks", "delivery"))
+    rules = _parse_rules(data.get("rules"), f"{path}.rules")
+    if "sinks" in data:
+        sinks = _parse_sinks(data["sinks"], f"{path}.sinks")
+    else:
+        sinks = (JsonlSinkConfig(name="jsonl"),)
+    delivery = _parse_delivery(data.get("delivery"), f"{path}.delivery")
+    return AlertsConfig(rules=rules, sinks=sinks, delivery=delivery)
+
+
+def _parse_rules(data: Any, path: str) -> Mapping[str, RuleConfig]:
+    rules = dict(default_rules())
+    if data is None:
+        return types.MappingProxyType(rules)
+    _expect_mapping(data, path)
+    for name, settings in data.items():
+        where = f"{path}.{name}"
+        if name not in RULES:
+            raise AlertsConfigError(f"{where}: unknown rule {name!r}; known: {', '.join(RULES)}")
+        severity, threshold, bounds = RULES[name]
+        if settings is None:
+            settings = {}
+        if isinstance(settings, bool):          # `skew: false` as shorthand
+            settings = {"enabled": settings}
+        _expect_mapping(settings, where)
+        allowed = ("enabled", "severity") + (("threshold",) if bounds else ())
+        _reject_unknown(settings, where, allowed)
+        enabled = _typed(settings, "enabled", bool, where, True)
+        severity = _severity(settings.get("severity", severity), f"{where}.severity")
+        if bounds:
+            threshold = _number(settings, "threshold", where, threshold)
+            lo, hi = bounds
+            if not lo < threshold < hi:
+                raise AlertsConfigError(f"{where}.threshold must be > {lo:g} and < {hi:g}, got {threshold!r}")
+        rules[name] = RuleConfig(name, enabled, severity, threshold)
+    return types.MappingProxyType(rules)
+
+
+def _parse_sinks(data: Any, path: str) -> Tuple[SinkConfig, ...]:
+    if not isinstance(data, (list, tuple)):
+        raise AlertsConfigError(f"{path} must be a list of sinks, got {type(data).__name__}")
+    sinks: List[SinkConfig] = []
+    seen: Dict[str, str] = {}
+    for i, item in enumerate(data):
+        where = f"{path}[{i}]"
+        _expect_mapping(item, where)
+        kind = item.get("type")
+        if kind is None:
+            raise AlertsConfigError(f"{where}.type is missing; known: {', '.join(SINK_TYPES)}")
+        if kind not in SINK_TYPES:
+            raise AlertsConfigError(f"{where}.type: unknown sink type {kind!r}; known: {', '.join(SINK_TYPES)}")
+        sink = _parse_sink(SINK_TYPES[kind], item, where)
+        if sink.name in seen:
+            raise AlertsConfigError(f"{where}.name: duplicate sink name {sink.name!r} (also {seen[sink.name]}); "
+                                    "give each sink of the same type a distinct `name`")
+        seen[sink.name] = where
+        sinks.append(sink)
+    return tuple(sinks)
+
+
+def _parse_sink(cls: Type[SinkConfig], item: Mapping[str, Any], where: str) -> SinkConfig:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in item:
+        if key in _LITERAL_SECRETS and key not in fields:
+            raise AlertsConfigError(
+                f"{where}.{key}: secrets are not allowed in the config file; put the value in an "
+                f"environment variable and name that variable with `{_LITERAL_SECRETS[key]}`")
+    _reject_unknown(item, where, ("type",) + tuple(fields))
+    values: Dict[str, Any] = {}
+    for name in fields:
+        if name not in item:
+            continue
+        key_path = f"{where}.{name}"
+        value = item[name]
+        if name == "min_severity":
+            values[name] = _severity(value, key_path)
+        elif name.endswith("_env"):
+            values[name] = _env_name(value, key_path, optional=name != "url_env")
+        elif name == "to":
+            values[name] = _addresses(value, key_path)
+        elif name == "port":
+            port = _typed(item, "port", int, where, 25)
+            if not 1 <= port <= 65535:
+                raise AlertsConfigError(f"{key_path} must be in 1..65535, got {port!r}")
+            values[name] = port
+        elif name == "starttls":
+            values[name] = _typed(item, name, bool, where, False)
+        else:   # name, path, host, sender: non-empty strings
+            values[name] = _typed(item, name, str, where, "")
+            if not values[name].strip():
+                raise AlertsConfigError(f"{key_path} must be a non-empty string")
+    values.setdefault("name", cls.type)
+    if not _SINK_NAME_RE.match(values["name"]):
+        raise AlertsConfigError(f"{where}.name must match {_SINK_NAME_RE.pattern}, got {values['name']!r}")
+    if cls is EmailSinkConfig:
+        for required in ("sender", "to"):
+            if required not in values:
+                raise AlertsConfigError(f"{where}.{required} is required for an email sink")
+        if ("username_env" in values) != ("password_env" in values):
+            raise AlertsConfigError(f"{where}: username_env and password_env go together (SMTP login)")
+    return cls(**values)
+
+
+def _parse_delivery(data: Any, path: str) -> DeliveryConfig:
+    if data is None:
+        return DeliveryConfig()
+    _expect_mapping(data, path)
+    _reject_unknown(data, path, tuple(f.name for f in dataclasses.fields(DeliveryConfig)))
+    d = DeliveryConfig()
+    timeout = _number(data, "timeout_seconds", path, d.timeout_seconds)
+    attempts = _typed(data, "max_attempts", int, path, d.max_attempts)
+    backoff = _number(data, "backoff_seconds", path, d.backoff_seconds)
+    cap = _number(data, "max_backoff_seconds", path, d.max_backoff_seconds)
+    if not 0 < timeout <= 300:
+        raise AlertsConfigError(f"{path}.timeout_seconds must be > 0 and <= 300, got {timeout!r}")
+    if not 1 <= attempts <= 1000:
+        raise AlertsConfigError(f"{path}.max_attempts must be in 1..1000, got {attempts!r}")
+    if not 0 <= backoff <= 86400:
+        raise AlertsConfigError(f"{path}.backoff_seconds must be in 0..86400, got {backoff!r}")
+    if not 0 <= cap <= 7 * 86400:
+        raise AlertsConfigError(f"{path}.max_backoff_seconds must be in 0..604800, got {cap!r}")
+    return DeliveryConfig(timeout, attempts, backoff, cap)
+
+
+# -- small validators -------------------------------------------------------------------------
+
+def _expect_mapping(value: Any, path: str) -> None:
+    if not isinstance(value, Mapping):
+        raise AlertsConfigError(f"{path} must be a mapping, got {type(value).__name__}")
+
+
+def _reject_unknown(data: Mapping[str, Any], path: str, allowed: Tuple[str, ...]) -> None:
+    for key in data:
+        if key not in allowed:
+            raise AlertsConfigError(f"{path}.{key}: unknown key; allowed: {', '.join(allowed)}")
+
+
+def _typed(data: Mapping[str, Any], key: str, kind: type, path: str, default: Any) -> Any:
+    value = data.get(key, default)
+    # bool is an int subclass: `port: true` must not pass as 1.
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise AlertsConfigError(f"{path}.{key} must be {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _number(data: Mapping[str, Any], key: str, path: str, default: Any) -> float:
+    value = data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise AlertsConfigError(f"{path}.{key} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _severity(value: Any, path: str) -> str:
+    if value not in SEVERITIES:
+        raise AlertsConfigError(f"{path}: unknown severity {value!r}; known: {', '.join(SEVERITIES)}")
+    return value
+
+
+def _env_name(value: Any, path: str, optional: bool) -> Optional[str]:
+    if value is None and optional:
+        return None
+    # The value is not echoed: someone may have pasted the secret itself here.
+    if not isinstance(value, str) or not _ENV_NAME_RE.match(value):
+        raise AlertsConfigError(f"{path} must be the NAME of an environment variable (letters, digits, _), "
+                                "not the secret itself; the value is not shown here")
+    return value
+
+
+def _addresses(value: Any, path: str) -> Tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not value:
+        raise AlertsConfigError(f"{path} must be a non-empty list of e-mail addresses")
+    for i, a in enumerate(value):
+        if not isinstance(a, str) or "@" not in a:
+            raise AlertsConfigError(f"{path}[{i}] must be an e-mail address, got {a!r}")
+    return tuple(value)

@@ -1,0 +1,148 @@
+"""Rules: each fires on a crafted report and stays quiet below its threshold."""
+import copy
+import datetime
+
+import pytest
+
+from components.alerts import evaluate, parse_alerts_config
+
+NOW = datetime.datetime(2026, 11, 25, 21, 0, tzinfo=datetime.timezone.utc)
+
+
+def cfg(**rules):
+    return parse_alerts_config({"rules": rules})
+
+
+def only(name, **settings):
+    """A config with just one rule enabled."""
+    names = ["feature_psi", "dataset_drift", "multivariate_drift", "schema_anomalies", "skew", "accuracy_drop",
+             "estimated_accuracy_drop"]
+    return parse_alerts_config({"rules": {n: ({"enabled": True, **settings} if n == name else {"enabled": False})
+                                          for n in names}})
+
+
+def report(**overrides):
+    base = {
+        "status": "compared", "drift_detected": False, "drifted_features": [], "type_changes": {},
+        "features": {
+            "fare": {"kind": "numeric", "method": "psi", "score": 0.31, "drifted": True,
+                     "direction": "increase", "scores": {"psi": 0.31, "ks": 0.2}},
+            "company": {"kind": "categorical", "method": "psi", "score": 0.12, "drifted": True,
+                        "scores": {"psi": 0.12}},
+            "trip_miles": {"kind": "numeric", "method": "ks", "score": 0.05, "drifted": False,
+                           "scores": {"psi": 0.19}},
+        },
+        "multivariate": {"drifted": False, "method": "spearman", "score": 0.05, "threshold": 0.1, "pairs": []},
+        "anomalies": [], "skew": {},
+    }
+    base.update(overrides)
+    return base
+
+
+def run(config, rep=None, monitor=None):
+    return evaluate(config, model="taxi", span=8, drift_report=rep, monitor=monitor, now=NOW)
+
+
+def test_feature_psi_one_alert_per_feature_above_threshold():
+    alerts = run(only("feature_psi"), report())
+    assert [a.labels["feature"] for a in alerts] == ["fare"]          # company 0.12 and trip_miles 0.19 < 0.2
+    a = alerts[0]
+    assert a.title == "taxi span 8: PSI 0.31 > 0.2 on fare"
+    assert a.rule == "feature_psi" and a.severity == "critical"
+    assert dict(a.labels) == {"model": "taxi", "span": "8", "rule": "feature_psi", "feature": "fare"}
+    assert a.dedup_key == "taxi/span-8/feature_psi/fare"
+    assert a.created_at == "2026-11-25T21:00:00Z"
+    assert "0.31" in a.summary and a.values["psi"] == 0.31
+    lower = run(only("feature_psi", threshold=0.1), report())
+    assert [a.labels["feature"] for a in lower] == ["fare", "trip_miles", "company"]   # worst first
+    assert run(only("feature_psi", threshold=0.31), report()) == []                    # not strictly above
+
+
+def test_feature_psi_reads_score_when_method_is_psi_without_scores():
+    rep = report(features={"fare": {"method": "psi", "score": 0.5}, "x": {"method": "ks", "score": 0.9}})
+    assert [a.labels["feature"] for a in run(only("feature_psi"), rep)] == ["fare"]
+
+
+def test_dataset_drift_lists_top_features_and_type_changes():
+    rep = report(drift_detected=True, drifted_features=["fare", "company"], type_changes={"hour": "INT -> STRING"})
+    [a] = run(only("dataset_drift"), rep)
+    assert a.dedup_key == "taxi/span-8/dataset_drift" and a.severity == "warning" and "feature" not in a.labels
+    assert a.title == "taxi span 8: drift in 3 features (fare, company, hour)"
+    assert "fare: psi=0.31" in a.summary and "hour: type changed: INT -> STRING" in a.summary
+    assert run(only("dataset_drift"), report(drift_detected=False)) == []
+
+
+def test_multivariate_drift():
+    mv = {"drifted": True, "method": "spearman", "score": 0.25, "threshold": 0.1, "pairs": [
+        {"features": ["fare", "trip_miles"], "delta": 0.249, "drifted": True},
+        {"features": ["trip_miles", "trip_seconds"], "delta": -0.251, "drifted": True},
+        {"features": ["a", "b"], "delta": 0.01, "drifted": False}]}
+    [a] = run(only("multivariate_drift"), report(multivariate=mv))
+    assert a.title == "taxi span 8: joint drift in 2 feature pairs (trip_miles x trip_seconds, fare x trip_miles)"
+    assert "delta -0.251" in a.summary
+    assert run(only("multivariate_drift"), report()) == []
+    assert run(only("multivariate_drift"), report(multivariate=None)) == []
+
+
+def test_schema_anomalies_one_alert_listing_them_even_without_baseline():
+    anomalies = [{"feature": "payment_type", "severity": "ERROR", "short": "Unexpected string values",
+                  "description": "Bitcoin"},
+                 {"feature": "fare", "severity": "WARNING", "short": "Out-of-range values", "description": "< 0"}]
+    [a] = run(only("schema_anomalies"), report(anomalies=anomalies))
+    assert a.severity == "critical" and a.dedup_key == "taxi/span-8/schema_anomalies"
+    assert a.title == ("taxi span 8: 2 schema anomalies (payment_type: Unexpected string values, "
+                       "fare: Out-of-range values)")
+    assert "payment_type [ERROR] Unexpected string values: Bitcoin" in a.summary
+    assert run(only("schema_anomalies"), report()) == []
+    # ExampleValidator runs without a baseline too, so anomalies still alert on a no_baseline report.
+    no_baseline = {"status": "no_baseline", "drift_detected": False, "features": {}, "anomalies": anomalies}
+    assert [a.rule for a in run(cfg(), no_baseline)] == ["schema_anomalies"]
+
+
+def test_skew():
+    skew = {"fare": [{"type": "COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH", "description": "0.2 > 0.1"}],
+            "company": []}
+    [a] = run(only("skew"), report(skew=skew))
+    assert a.title == "taxi span 8: training/serving skew in 1 feature (fare)"
+    assert "COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH" in a.summary
+    assert run(only("skew"), report(skew={"company": []})) == []
+
+
+@pytest.mark.parametrize("rule, key", [("accuracy_drop", "realized_accuracy"),
+                                       ("estimated_accuracy_drop", "estimated_accuracy")])
+def test_accuracy_drop_is_relative_to_baseline(rule, key):
+    # baseline 0.88, threshold 5 %: fires below 0.836
+    [a] = run(only(rule), None, {"baseline_accuracy": 0.88, key: 0.80})
+    assert a.rule == rule and a.dedup_key == f"taxi/span-8/{rule}"
+    assert "0.800" in a.title and "9.1% below baseline 0.880" in a.title
+    assert run(only(rule), None, {"baseline_accuracy": 0.88, key: 0.84}) == []
+    assert run(only(rule), None, {"baseline_accuracy": 0.88, key: None}) == []
+    assert run(only(rule), None, None) == []
+    assert len(run(only(rule, threshold=0.01), None, {"baseline_accuracy": 0.88, key: 0.86})) == 1
+
+
+def test_no_baseline_report_raises_no_drift_alerts():
+    rep = report(status="no_baseline", drift_detected=True, drifted_features=["fare"],
+                 multivariate={"drifted": True, "pairs": []}, skew={"fare": [{"type": "X", "description": "y"}]})
+    assert run(cfg(), rep) == []
+    assert run(cfg(), None) == []
+
+
+def test_disabled_rules_and_severity_override():
+    rep = report(drift_detected=True, drifted_features=["fare"])
+    alerts = run(cfg(feature_psi={"enabled": False}, dataset_drift={"severity": "critical"}), rep)
+    assert [(a.rule, a.severity) for a in alerts] == [("dataset_drift", "critical")]
+
+
+def test_real_span8_report(span8_report):
+    """The DriftDetector report of data/taxi span 8 vs spans 1-2 (tests/alerts/span8_report.json)."""
+    rep = copy.deepcopy(span8_report)
+    alerts = run(cfg(), rep)
+    keys = [a.dedup_key for a in alerts]
+    assert keys == ["taxi/span-8/feature_psi/trip_start_timestamp", "taxi/span-8/feature_psi/trip_start_month",
+                    "taxi/span-8/feature_psi/trip_miles", "taxi/span-8/dataset_drift",
+                    "taxi/span-8/multivariate_drift"]
+    assert alerts[2].title == "taxi span 8: PSI 0.29 > 0.2 on trip_miles"
+    assert all("\n" not in a.title for a in alerts)
+    again = run(cfg(), rep)
+    assert [a.dedup_key for a in again] == keys and [a.to_dict() for a in again] == [a.to_dict() for a in alerts]
