@@ -62,6 +62,13 @@ def flatten_batch(batch: pa.RecordBatch) -> pa.Table:
     return pa.Table.from_arrays(columns, names=names)
 
 
+def column_floats(column) -> np.ndarray:
+    """A pyarrow (chunked) numeric column as float64 numpy, NaN for nulls."""
+    column = column.cast(pa.float64())
+    chunks = getattr(column, "chunks", [column])
+    return np.concatenate([c.to_numpy(zero_copy_only=False) for c in chunks]) if chunks else np.zeros(0)
+
+
 @dataclass
 class SpanSample:
     """Exact counts over every row, and a uniform sample of at most ``max_rows`` rows."""

@@ -62,8 +62,13 @@ class _ProgressHandler(logging.Handler):
             click.echo(f"  {node:<32} done   {took:6.1f} s", err=True)
 
 
-def _setup_logging(runs_path: pathlib.Path, command: str, verbose: bool) -> pathlib.Path:
+_SESSION_LOG: Optional[pathlib.Path] = None  # set by `run`: one log file for the whole replay
+
+
+def _setup_logging(runs_path: pathlib.Path, command: str, verbose: bool, progress: bool = True) -> pathlib.Path:
     """Full logs go to runs/logs/<time>-<command>.log; the console gets progress only."""
+    if _SESSION_LOG is not None:
+        return _SESSION_LOG
     log_dir = runs_path / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -79,7 +84,7 @@ def _setup_logging(runs_path: pathlib.Path, command: str, verbose: bool) -> path
         sh = logging.StreamHandler(sys.stderr)
         sh.setLevel(logging.INFO)
         root.addHandler(sh)
-    else:
+    elif progress:
         root.addHandler(_ProgressHandler())
     # TensorFlow attaches its own stderr handler when it is imported before the root logger
     # has one; route its records to the log file like everything else, whatever the order.
@@ -140,6 +145,16 @@ def main(ctx: click.Context, config_path: Optional[str]) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["config_path"] = config_path
+    ctx.obj["load_config"] = lambda: _AlertsSettings(_load_config(ctx))
+
+
+class _AlertsSettings:
+    """What `driftguard alerts ...` needs from the config (components/alerts/cli.py)."""
+
+    def __init__(self, cfg: config_lib.Config):
+        self.alerts = cfg.alerts_settings
+        self.runs_path = cfg.runs_path
+        self.model_name = cfg.model_name
 
 
 def _runner_option(f):
@@ -173,7 +188,8 @@ def _check_schema(cfg: config_lib.Config) -> None:
 
 
 def train_spans(cfg: config_lib.Config, spans: Sequence[int], *, runner: Optional[str] = None,
-                data_root: Optional[pathlib.Path] = None, verbose: bool = False):
+                data_root: Optional[pathlib.Path] = None, verbose: bool = False,
+                warm_start_from: Optional[str] = None):
     """Run the training pipeline on ``spans``; print a summary; return the RunResult."""
     from pipeline import pipeline as pipeline_lib
     from pipeline import runner as runner_lib
@@ -185,7 +201,7 @@ def train_spans(cfg: config_lib.Config, spans: Sequence[int], *, runner: Optiona
     click.echo(f"training on span(s) {', '.join(map(str, spans))} from {data_root} "
                f"(schema v{cfg.schema_version}, runner {runner or cfg.runner})", err=True)
     t0 = time.monotonic()
-    pipe = pipeline_lib.create_pipeline(cfg, spans, data_root=str(data_root))
+    pipe = pipeline_lib.create_pipeline(cfg, spans, data_root=str(data_root), warm_start_from=warm_start_from)
     result = runner_lib.run(pipe, cfg, runner)
     elapsed = time.monotonic() - t0
     _print_summary(cfg, result, elapsed, log_path)
@@ -209,6 +225,12 @@ def _print_summary(cfg: config_lib.Config, result, elapsed: float, log_path) -> 
     click.echo(f"pipeline completed in {elapsed:.0f} s; full log: {log_path}")
     evaluation = _evaluation_text(cfg, result)
     version = pushed_version(cfg, result)
+    candidate = pending_candidate(cfg, result)
+    if candidate is not None:
+        click.echo(f"candidate blessed: {evaluation}\n"
+                   f"waiting for approval as candidate {candidate}: driftguard approve {candidate} "
+                   f"(or reject {candidate}); serving stays at {_serving_version_text(cfg)}")
+        return
     if version is None:
         click.echo(f"candidate NOT blessed by the Evaluator: {evaluation}\n"
                    f"nothing was pushed; serving stays at {_serving_version_text(cfg)}")
@@ -227,6 +249,17 @@ def pushed_version(cfg: config_lib.Config, result) -> Optional[int]:
     if artifact is None or artifact.custom_properties["pushed"].int_value != 1:
         return None
     return int(artifact.custom_properties["pushed_version"].int_value)
+
+
+def pending_candidate(cfg: config_lib.Config, result) -> Optional[str]:
+    """The candidate id this run's RegistryPusher held for approval, or None."""
+    from pipeline import runner as runner_lib
+
+    pusher = result.node("RegistryPusher")
+    artifact = runner_lib.output_artifact(str(cfg.metadata_path), pusher.execution_id, "pushed_model")
+    if artifact is None or "pending_candidate" not in artifact.custom_properties:
+        return None
+    return artifact.custom_properties["pending_candidate"].string_value
 
 
 def _evaluation_text(cfg: config_lib.Config, result) -> str:
@@ -258,34 +291,129 @@ def _serving_version_text(cfg: config_lib.Config) -> str:
     return f"version {versions[-1]}" if versions else "no version (registry empty)"
 
 
+def _first_model(cfg: config_lib.Config, runner: Optional[str], verbose: bool) -> None:
+    """Train on the config's first spans unless a version (or pending candidate) already has."""
+    from components.registry_pusher.registry import existing_versions, pending_candidates, read_profile
+
+    spans = sorted(int(s) for s in cfg.first_spans)
+    versions = existing_versions(cfg.model_registry)
+    if versions:
+        profile = read_profile(cfg.model_registry, versions[-1])
+        click.echo(f"serving {cfg.model_name} version {versions[-1]} (trained on spans "
+                   f"{', '.join(map(str, profile.get('spans', [])))}, schema v{profile.get('schema_version')})")
+        return
+    if pending_candidates(cfg.model_registry):
+        raise DriftguardError(f"no version is serving and candidate(s) "
+                              f"{', '.join(pending_candidates(cfg.model_registry))} wait for approval: "
+                              f"driftguard approve <id> first (see driftguard status)")
+    click.echo(f"no model yet: training the first version on span(s) {', '.join(map(str, spans))}")
+    train_spans(cfg, spans, runner=runner, verbose=verbose)
+
+
+def _fmt_acc(x) -> str:
+    return "  n/a" if x is None else f"{x:.3f}"
+
+
+def _span_row(check: "SpanCheck", outcome: str, serving: str) -> dict:
+    from components.drift_detector.compare import headline
+
+    m = check.monitor
+    severities = [a["severity"] for a in check.alerts]
+    return {
+        "span": check.span, "drift": headline(check.report), "drift_detected": bool(check.report.get("drift_detected")),
+        "anomalies": len(check.report.get("anomalies", [])),
+        "estimated_accuracy": m.get("estimated_accuracy"), "realized_accuracy": m.get("realized_accuracy"),
+        "baseline_accuracy": m.get("baseline_accuracy"),
+        "alerts": len(severities), "critical_alerts": severities.count("critical"),
+        "alert_titles": [a["title"] for a in check.alerts],
+        "decision": check.decision["decision"], "outcome": outcome, "serving": serving,
+        "report": str(check.report_dir / "report.html"),
+    }
+
+
+def _print_row(row: dict) -> None:
+    crit = f" ({row['critical_alerts']} critical)" if row["critical_alerts"] else ""
+    anomalies = f"; {row['anomalies']} schema anomalies" if row["anomalies"] else ""
+    click.echo(f"span {row['span']:>2} | {row['drift']}{anomalies}\n"
+               f"        | accuracy est {_fmt_acc(row['estimated_accuracy'])} real {_fmt_acc(row['realized_accuracy'])}"
+               f" (baseline {_fmt_acc(row['baseline_accuracy'])}) | {row['alerts']} alert(s){crit}"
+               f" | {row['outcome']} | serving {row['serving']}")
+
+
 @main.command()
+@click.option("--spans", "spans_text", default=None, metavar="SPANS",
+              help="Spans to replay after the first model (default: the config's replay_spans, 3-8).")
 @_runner_option
 @_beam_arg_option
 @_verbose_option
 @click.pass_context
-def run(ctx: click.Context, runner: Optional[str], beam_args, verbose: bool) -> None:
-    """The main job on the embedded default (sqlite MLMD, files under runs/).
+def run(ctx: click.Context, spans_text: Optional[str], runner: Optional[str], beam_args, verbose: bool) -> None:
+    """The main job: replay spans in time order, as if they arrived in production.
 
-    For now: trains on the config's first spans and pushes version 1 when blessed.
+    \b
+    1. no model yet: train on the config's first_spans and push version 1 if blessed;
+    2. each replayed span: span check (schema, skew, drift, the model's predictions),
+       alerts through the configured sinks, the retraining policy's decision, and when it
+       says so the training pipeline, which pushes only a candidate TFMA blesses.
+    Spans already replayed (runs/state.json) are not checked again.
     """
-    from components.registry_pusher.registry import existing_versions, read_profile
+    global _SESSION_LOG
+    from components.registry_pusher.registry import existing_versions
+    from pipeline import state
 
     cfg = _load_config(ctx)
     if beam_args:
         cfg = cfg.replace(beam_args=tuple(cfg.beam_args) + tuple(beam_args))
-    spans = sorted(int(s) for s in cfg.first_spans)
-    profiles = {v: read_profile(cfg.model_registry, v)
-                for v in existing_versions(cfg.model_registry)}
-    done = [v for v, p in profiles.items()
-            if p.get("spans") == spans and p.get("schema_version") == cfg.schema_version]
-    if done:
-        click.echo(f"{cfg.model_name} version {done[-1]} was already trained on span(s) "
-                   f"{', '.join(map(str, spans))} with schema v{cfg.schema_version}; "
-                   f"nothing to do.\n(to train again anyway: driftguard train --spans "
-                   f"{','.join(map(str, spans))})")
-    else:
-        train_spans(cfg, spans, runner=runner, verbose=verbose)
-    click.echo(f"registry: {cfg.model_registry}\nMLMD:     {cfg.metadata_path}")
+    replay = _parse_spans(spans_text) if spans_text else sorted(int(s) for s in cfg.replay_spans)
+    t0 = time.monotonic()
+    _check_spans_exist(sorted(set(cfg.first_spans) | set(replay)), cfg.data_path)
+    _check_schema(cfg)
+    try:
+        done = set(state.checked_spans(cfg.runs_path))
+    except ValueError as e:
+        raise DriftguardError(str(e)) from None
+    _SESSION_LOG = _setup_logging(cfg.runs_path, "run", verbose, progress=False)
+    click.echo(f"log: {_SESSION_LOG}")
+    _first_model(cfg, runner, verbose)
+    todo = [s for s in replay if s not in done]
+    if not todo:
+        click.echo(f"span(s) {', '.join(map(str, replay))} were already replayed (runs/state.json); nothing to do")
+    elif done & set(replay):
+        click.echo(f"already replayed: {', '.join(str(s) for s in replay if s in done)}; continuing")
+    for span in todo:
+        check = check_span(cfg, span, runner=runner, verbose=verbose)
+        delivery = deliver_alerts(cfg, check.alerts)
+        outcome = "no retraining"
+        d = check.decision["decision"]
+        if d["retrain"]:
+            versions = existing_versions(cfg.model_registry)
+            warm = str(cfg.model_registry / str(versions[-1])) if d.get("warm_start") and versions else None
+            click.echo(f"span {span}: retraining on span(s) {', '.join(map(str, d['spans']))} ({d['reason']})")
+            try:
+                result = train_spans(cfg, d["spans"], runner=runner, verbose=verbose, warm_start_from=warm)
+                version = pushed_version(cfg, result)
+                candidate = pending_candidate(cfg, result)
+                outcome = (f"retrained on {','.join(map(str, d['spans']))}: " +
+                           (f"pushed v{version}" if version else
+                            f"candidate {candidate} waits for approval" if candidate else "NOT blessed, not pushed"))
+            except DriftguardError as e:
+                outcome = "retraining FAILED: " + " ".join(str(e).splitlines()[:2])[:300]
+                click.echo(f"span {span}: {e}", err=True)
+        else:
+            outcome = f"no retraining ({d['reason']})"
+        serving = _serving_version_text(cfg).replace("version ", "v")
+        row = _span_row(check, outcome, serving)
+        row["delivery"] = delivery
+        state.record_span(cfg.runs_path, row)
+        _print_row(row)
+    elapsed = time.monotonic() - t0
+    from components.alerts.outbox import outbox_path
+
+    click.echo(f"\ndone in {elapsed:.0f} s\n"
+               f"serving:   {_serving_version_text(cfg)} -> {cfg.model_registry}\n"
+               f"reports:   {cfg.pipeline_root / cfg.check_pipeline_name() / 'DriftDetector'} (one report.html per span)\n"
+               f"alerts:    {cfg.runs_path / 'alerts.jsonl'} (outbox {outbox_path(cfg.runs_path)}; driftguard alerts list)\n"
+               f"state:     {cfg.runs_path / state.STATE_FILE}; MLMD: {cfg.metadata_path}")
 
 
 @main.command()
@@ -336,15 +464,67 @@ def check_span(cfg: config_lib.Config, span: int, *, runner: Optional[str] = Non
         names = ", ".join(n.node_id for n in result.not_run) or "all components"
         raise DriftguardError(f"the span check of span {span} did not complete "
                               f"(not run: {names}; full log: {log_path})")
-    node = result.node("DriftDetector")
-    artifact = runner_lib.output_artifact(str(cfg.metadata_path), node.execution_id, "drift_report")
-    report_dir = pathlib.Path(artifact.uri)
-    report = json.loads((report_dir / detector_spec.REPORT_JSON).read_text())
-    return report, report_dir
+    def output_json(node_id: str, key: str, name: str):
+        node = result.node(node_id)
+        artifact = runner_lib.output_artifact(str(cfg.metadata_path), node.execution_id, key)
+        return json.loads((pathlib.Path(artifact.uri) / name).read_text()), pathlib.Path(artifact.uri)
+
+    report, report_dir = output_json("DriftDetector", "drift_report", detector_spec.REPORT_JSON)
+    monitor, _ = output_json("PredictionMonitor", "model_monitor", "monitor.json")
+    decision, _ = output_json("RetrainGate", "decision", "decision.json")
+    return SpanCheck(span, report, report_dir, monitor, decision)
 
 
-def _print_check(report: dict, report_dir: pathlib.Path, span: int) -> None:
+class SpanCheck:
+    """What one span check produced: drift report, model monitor, gate decision (+ alerts)."""
+
+    def __init__(self, span, report, report_dir, monitor, decision):
+        self.span, self.report, self.report_dir = span, report, report_dir
+        self.monitor, self.decision = monitor, decision
+
+    @property
+    def alerts(self):
+        return self.decision.get("alerts", [])
+
+    @property
+    def retrain(self) -> bool:
+        return bool(self.decision["decision"]["retrain"])
+
+
+def deliver_alerts(cfg: config_lib.Config, alerts) -> str:
+    """Queue the span's alerts in the outbox and deliver them; one line saying what happened."""
+    from components.alerts import Alert, send_alerts
+
+    if not alerts:
+        return "no alert"
+    result = send_alerts(cfg.alerts_settings, [Alert.from_dict(a) for a in alerts], cfg.runs_path)
+    text = f"{len(alerts)} alert(s); {result.delivered} delivered now"
+    if result.pending:
+        text += f", {result.pending} pending in the outbox (retried later: driftguard alerts deliver)"
+    if result.gave_up:
+        text += f", {result.gave_up} given up"
+    for _, sink, message in result.errors[:3]:
+        text += f"\n  sink {sink}: {message}"
+    return text
+
+
+def _accuracy_text(monitor: dict) -> str:
+    if monitor.get("status") == "cannot_score":
+        return f"model: {monitor.get('message')}"
+    if monitor.get("status") != "monitored":
+        return "model: none serving"
+    def f(x):
+        return "n/a" if x is None else f"{x:.3f}"
+    return (f"accuracy: estimated {f(monitor.get('estimated_accuracy'))}, realized "
+            f"{f(monitor.get('realized_accuracy'))} (baseline {f(monitor.get('baseline_accuracy'))}); "
+            f"positive rate {monitor['prediction']['positive_rate_reference']:.1%} -> "
+            f"{monitor['prediction']['positive_rate_current']:.1%}")
+
+
+def _print_check(check: "SpanCheck") -> None:
     from components.drift_detector.compare import headline
+
+    report, report_dir, span = check.report, check.report_dir, check.span
 
     ctx = report.get("context", {})
     if report.get("status") == "no_baseline":
@@ -366,6 +546,12 @@ def _print_check(report: dict, report_dir: pathlib.Path, span: int) -> None:
         click.echo(f"schema anomalies ({len(anomalies)}):")
         for record in anomalies:
             click.echo(f"  {record['severity']}: {format_record(record)}")
+    click.echo(_accuracy_text(check.monitor))
+    for alert in check.alerts:
+        click.echo(f"ALERT [{alert['severity']}] {alert['title']}")
+    d = check.decision["decision"]
+    click.echo(f"retrain gate ({d['policy']}): {'RETRAIN on spans ' + ','.join(map(str, d['spans'])) if d['retrain'] else 'no'}"
+               f" -- {d['reason']}")
     click.echo(f"report: {report_dir / 'report.html'}")
 
 
@@ -380,7 +566,9 @@ def _print_check(report: dict, report_dir: pathlib.Path, span: int) -> None:
 @click.pass_context
 def check(ctx: click.Context, span: int, data_root: Optional[pathlib.Path], as_json: bool,
           runner: Optional[str], beam_args, verbose: bool) -> None:
-    """Check one span: schema anomalies, skew and drift against the serving model's profile.
+    """Check one span: schema anomalies, skew, drift and the model's predictions against the
+    serving model's profile; raise alerts; say whether the retraining policy would retrain
+    (it does not train: `driftguard run` or `driftguard train` do).
 
     Exit status: 0 nothing found, 1 drift or schema anomalies, 2 error.
     """
@@ -391,12 +579,15 @@ def check(ctx: click.Context, span: int, data_root: Optional[pathlib.Path], as_j
         cfg = cfg.replace(beam_args=tuple(cfg.beam_args) + tuple(beam_args))
     if span < 0:
         raise DriftguardError(f"--span must be a span number >= 0, got {span}")
-    report, report_dir = check_span(cfg, span, runner=runner, data_root=data_root, verbose=verbose)
+    result = check_span(cfg, span, runner=runner, data_root=data_root, verbose=verbose)
+    delivery = deliver_alerts(cfg, result.alerts)
     if as_json:
-        click.echo(json.dumps({**report, "report_dir": str(report_dir)}, sort_keys=True))
+        click.echo(json.dumps({**result.report, "report_dir": str(result.report_dir), "monitor": result.monitor,
+                               "gate": result.decision, "delivery": delivery}, sort_keys=True))
     else:
-        _print_check(report, report_dir, span)
-    if report.get("drift_detected") or report.get("anomalies"):
+        _print_check(result)
+        click.echo(f"alerts: {delivery}")
+    if result.report.get("drift_detected") or result.report.get("anomalies"):
         ctx.exit(1)
 
 
@@ -410,6 +601,91 @@ def compile(target: str, output: Optional[str]) -> None:  # noqa: A001 (the comm
     raise DriftguardError(f"compile --target {target} is not available in this version yet "
                           f"(tracked in the orchestration issue); use `driftguard run` or "
                           f"`driftguard train` with --runner local|beam")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Serving version, pending candidates, last span checked, open alerts."""
+    import json
+
+    from components.alerts.outbox import Outbox, outbox_path
+    from components.registry_pusher.registry import (existing_versions, pending_candidates,
+                                                     read_candidate_profile, read_profile)
+    from pipeline import state
+
+    cfg = _load_config(ctx)
+    registry = cfg.model_registry
+    versions = existing_versions(registry)
+    serving = None
+    if versions:
+        p = read_profile(registry, versions[-1])
+        serving = {"version": versions[-1], "spans": p.get("spans"), "schema_version": p.get("schema_version"),
+                   "auc": p.get("eval_metrics", {}).get("candidate", {}).get("auc"), "path": str(registry / str(versions[-1]))}
+    pending = []
+    for c in pending_candidates(registry):
+        p = read_candidate_profile(registry, c)
+        pending.append({"candidate": c, "spans": p.get("spans"),
+                        "auc": p.get("eval_metrics", {}).get("candidate", {}).get("auc")})
+    try:
+        last = state.last_row(cfg.runs_path)
+    except ValueError as e:
+        raise DriftguardError(str(e)) from None
+    open_alerts = []
+    if outbox_path(cfg.runs_path).exists():
+        open_alerts = [r for r in Outbox(outbox_path(cfg.runs_path)).rows() if r.get("state") != "delivered"]
+    info = {"model": cfg.model_name, "serving": serving, "pending": pending,
+            "last_span": last and {k: last[k] for k in ("span", "drift", "outcome")},
+            "undelivered_alerts": len(open_alerts)}
+    if as_json:
+        click.echo(json.dumps(info, sort_keys=True, default=str))
+        return
+    if serving:
+        auc = f", AUC {serving['auc']:.3f}" if serving["auc"] is not None else ""
+        click.echo(f"serving:  {cfg.model_name} version {serving['version']} (spans "
+                   f"{', '.join(map(str, serving['spans'] or []))}, schema v{serving['schema_version']}{auc})")
+    else:
+        click.echo(f"serving:  nothing yet ({registry} is empty)")
+    for p in pending:
+        auc = f", AUC {p['auc']:.3f}" if p["auc"] is not None else ""
+        click.echo(f"pending:  candidate {p['candidate']} (spans {', '.join(map(str, p['spans'] or []))}{auc}): "
+                   f"driftguard approve {p['candidate']} | reject {p['candidate']}")
+    if not pending:
+        click.echo("pending:  none")
+    click.echo(f"last span checked: {last['span']}: {last['drift']}; {last['outcome']}" if last
+               else "last span checked: none")
+    click.echo(f"undelivered alerts: {len(open_alerts)}" + (" (driftguard alerts list)" if open_alerts else ""))
+
+
+@main.command()
+@click.argument("candidate")
+@click.pass_context
+def approve(ctx: click.Context, candidate: str) -> None:
+    """Publish a pending candidate (blessed by TFMA) as the next serving version."""
+    from components.registry_pusher.registry import ApprovalError, approve_candidate
+
+    cfg = _load_config(ctx)
+    try:
+        version = approve_candidate(cfg.model_registry, candidate)
+    except ApprovalError as e:
+        raise DriftguardError(str(e)) from None
+    click.echo(f"approved {candidate}: {cfg.model_name} version {version} -> {cfg.model_registry / str(version)}")
+
+
+@main.command()
+@click.argument("candidate")
+@click.pass_context
+def reject(ctx: click.Context, candidate: str) -> None:
+    """Reject a pending candidate: it is moved to .rejected/ and never served."""
+    from components.registry_pusher.registry import ApprovalError, reject_candidate
+
+    cfg = _load_config(ctx)
+    try:
+        path = reject_candidate(cfg.model_registry, candidate)
+    except ApprovalError as e:
+        raise DriftguardError(str(e)) from None
+    click.echo(f"rejected {candidate} (kept at {path}); serving stays at {_serving_version_text(cfg)}")
 
 
 @main.group()
@@ -493,6 +769,9 @@ def _register_drift_command() -> None:
     except ImportError:  # pragma: no cover - only while the drift package is absent
         return
     main.add_command(drift, "drift")
+    from components.alerts.cli import alerts
+
+    main.add_command(alerts, "alerts")
 
 
 _register_drift_command()

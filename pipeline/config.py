@@ -106,6 +106,31 @@ class DriftConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class RetrainConfig:
+    # never | scheduled (every `every_spans` spans) | triggered (an alert of at least
+    # `trigger_severity` fired) | online (every span, warm-started from the serving model)
+    policy: str = "triggered"
+    every_spans: int = 4
+    trigger_severity: str = "critical"
+    # After a training, wait this many spans before a triggered retraining: drift that the
+    # new model has not yet seen in its window would otherwise retrain on every span.
+    min_spans_between: int = 2
+    # Candidates blessed by TFMA wait as "pending" until `driftguard approve <id>`.
+    require_approval: bool = False
+
+    def validate(self, path: str) -> None:
+        policies = ("never", "scheduled", "triggered", "online")
+        if self.policy not in policies:
+            raise ConfigError(f"{path}.policy must be one of {policies}, got {self.policy!r}")
+        _check_range(f"{path}.every_spans", self.every_spans, 1, 10_000)
+        _check_range(f"{path}.min_spans_between", self.min_spans_between, 0, 10_000)
+        severities = ("info", "warning", "critical")
+        if self.trigger_severity not in severities:
+            raise ConfigError(f"{path}.trigger_severity must be one of {severities}, "
+                              f"got {self.trigger_severity!r}")
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     model_name: str = "taxi"
     data_root: str = "data/taxi"          # span-<N>/ folders, read through span-{SPAN}/*
@@ -119,6 +144,12 @@ class Config:
     evaluation: EvaluationConfig = EvaluationConfig()
     validation: ValidationConfig = ValidationConfig()
     drift: DriftConfig = DriftConfig()
+    retrain: RetrainConfig = RetrainConfig()
+    # spans `driftguard run` replays after training on first_spans (time order)
+    replay_spans: Tuple[int, ...] = (3, 4, 5, 6, 7, 8)
+    # rules, sinks and delivery: see components/alerts/README.md (None = defaults:
+    # every rule, one JSON-lines sink runs/alerts/alerts.jsonl)
+    alerts: Optional[Dict[str, Any]] = None
 
     # ---- derived paths (relative paths resolve against the repo root, or against the
     # folder of the config file they came from) ----
@@ -174,7 +205,21 @@ class Config:
         self.evaluation.validate("evaluation")
         self.validation.validate("validation")
         self.drift.validate("drift")
+        self.retrain.validate("retrain")
+        if any(int(s) < 0 for s in self.replay_spans):
+            raise ConfigError(f"replay_spans must be span numbers, got {list(self.replay_spans)!r}")
+        self.alerts_settings  # parses and validates the alerts section
         return self
+
+    @property
+    def alerts_settings(self):
+        """The ``alerts`` section parsed by ``components.alerts`` (raises ConfigError)."""
+        from components.alerts.config import AlertsConfigError, parse_alerts_config
+
+        try:
+            return parse_alerts_config(self.alerts, "alerts")
+        except AlertsConfigError as e:
+            raise ConfigError(str(e)) from None
 
     def replace(self, **changes: Any) -> "Config":
         return dataclasses.replace(self, **changes).validate()

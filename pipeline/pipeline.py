@@ -13,6 +13,8 @@ Span-check pipeline, for one new span ``s``::
 
     ExampleGen_span<s> -> StatisticsGen -> ExampleValidator (schema of the config's version)
                        -> DriftDetector (vs the profile next to the serving model version)
+                       -> PredictionMonitor (the serving model's predictions on the span)
+                       -> RetrainGate (alert rules + retraining policy -> int property `retrain`)
 
 ExampleGen ingests exactly one span per node (TFX's rule for ``RangeConfig``), so the window
 is one ExampleGen per span, joined with ``tfx.dsl.union`` where Transform and Evaluator read
@@ -28,6 +30,7 @@ from pipeline.config import Config
 # image), so TFX needs no per-run user-code wheel build and pip install (~20 s per run).
 PREPROCESSING_FN = "pipeline.taxi_model.preprocessing_fn"
 RUN_FN = "pipeline.taxi_model.run_fn"
+LABEL_FN = "pipeline.taxi_labels.labels"  # raw columns -> label, for realized accuracy (no TF)
 SPAN_PATTERN = "span-{SPAN}/*"
 RESOLVER_ID = "latest_blessed_model_resolver"
 
@@ -75,7 +78,7 @@ def example_gen(config: Config, span: int, data_root: Optional[str] = None):
 
 
 def create_pipeline(config: Config, spans: Sequence[int], *, data_root: Optional[str] = None,
-                    enable_cache: bool = False):
+                    enable_cache: bool = False, warm_start_from: Optional[str] = None):
     """The training pipeline over the window ``spans`` (oldest first).
 
     Args:
@@ -83,6 +86,8 @@ def create_pipeline(config: Config, spans: Sequence[int], *, data_root: Optional
       spans: the span numbers to train on (at most ``config.training.window_spans``).
       data_root: folder holding ``span-<N>/`` folders; defaults to ``config.data_path``.
       enable_cache: reuse outputs of identical executions (off: each run is a fresh run).
+      warm_start_from: a SavedModel folder (the serving version) whose weights initialize the
+        new model (the ``online`` retraining policy).
     """
     from tfx import v1 as tfx
     from tfx.types import channel_utils
@@ -134,7 +139,8 @@ def create_pipeline(config: Config, spans: Sequence[int], *, data_root: Optional
         train_args=tfx.proto.TrainArgs(num_steps=t.train_steps),
         eval_args=tfx.proto.EvalArgs(num_steps=t.eval_steps),
         custom_config={"batch_size": t.batch_size, "hidden_units": list(t.hidden_units),
-                       "learning_rate": t.learning_rate},
+                       "learning_rate": t.learning_rate,
+                       **({"warm_start_from": str(warm_start_from)} if warm_start_from else {})},
     )
     resolver = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
@@ -159,6 +165,7 @@ def create_pipeline(config: Config, spans: Sequence[int], *, data_root: Optional
         profile_extra={"model_name": config.model_name},
         span_by_node={s.id: span for s, span in zip(statistics, spans)},
         reference_max_rows=config.drift.max_rows,
+        require_approval=config.retrain.require_approval,
     )
     components += [gate, transform, trainer, resolver, evaluator, pusher]
     return tfx.dsl.Pipeline(
@@ -181,6 +188,8 @@ def create_check_pipeline(config: Config, span: int, *, data_root: Optional[str]
     from tfx import v1 as tfx
 
     from components.drift_detector.component import DriftDetector
+    from components.prediction_monitor.component import PredictionMonitor
+    from components.retrain_gate.component import RetrainGate
 
     span = int(span)
     schema_gen = tfx.components.ImportSchemaGen(schema_file=str(config.schema_file))
@@ -192,10 +201,19 @@ def create_check_pipeline(config: Config, span: int, *, data_root: Optional[str]
                              registry_dir=str(config.model_registry),
                              span=span, alpha=config.drift.alpha, max_rows=config.drift.max_rows,
                              exclude=config.drift.exclude, feature_config=config.drift.features)
+    monitor = PredictionMonitor(examples=eg.outputs["examples"], registry_dir=str(config.model_registry),
+                                span=span, label_fn=LABEL_FN, max_rows=config.drift.max_rows)
+    r = config.retrain
+    gate = RetrainGate(drift_report=detector.outputs["drift_report"], model_monitor=monitor.outputs["model_monitor"],
+                       registry_dir=str(config.model_registry), span=span, model_name=config.model_name,
+                       policy={"policy": r.policy, "every_spans": r.every_spans,
+                               "trigger_severity": r.trigger_severity, "min_spans_between": r.min_spans_between,
+                               "fail_on_severity": config.validation.fail_on_severity},
+                       window_spans=config.training.window_spans, alerts_config=config.alerts)
     return tfx.dsl.Pipeline(
         pipeline_name=config.check_pipeline_name(),
         pipeline_root=str(config.pipeline_root / config.check_pipeline_name()),
-        components=[schema_gen, eg, stats, validator, detector],
+        components=[schema_gen, eg, stats, validator, detector, monitor, gate],
         enable_cache=False,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             str(config.metadata_path)),

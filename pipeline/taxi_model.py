@@ -157,6 +157,30 @@ def _transform_signature(model, tf_transform_output):
     return transform
 
 
+def _warm_start(model, saved_model_dir: str) -> None:
+    """Copy the weights of the serving model (online retraining) into ``model``, layer by layer.
+
+    Layers are matched by name and shape (the vocabulary sizes are fixed by top_k + OOV
+    buckets, so they match across spans). A mismatch is logged and that layer starts fresh.
+    """
+    previous = keras.models.load_model(saved_model_dir, compile=False)
+    by_name = {layer.name: layer for layer in previous.layers}
+    copied, skipped = [], []
+    for layer in model.layers:
+        old = by_name.get(layer.name)
+        if old is None or not layer.weights:
+            continue
+        old_w, new_w = old.get_weights(), layer.get_weights()
+        if len(old_w) == len(new_w) and all(a.shape == b.shape for a, b in zip(old_w, new_w)):
+            layer.set_weights(old_w)
+            copied.append(layer.name)
+        else:
+            skipped.append(layer.name)
+    if not copied:
+        raise ValueError(f"warm start from {saved_model_dir}: no layer matches the new model")
+    logging.info("warm start from %s: copied %s; fresh: %s", saved_model_dir, copied, skipped or "none")
+
+
 def run_fn(fn_args) -> None:
     """TFX Trainer entry point."""
     cfg = dict(fn_args.custom_config or {})
@@ -170,6 +194,9 @@ def run_fn(fn_args) -> None:
                           batch_size, seed)
     model = build_model(tf_transform_output, list(cfg.get("hidden_units", [32, 16])),
                         float(cfg.get("learning_rate", 0.01)))
+    warm_from = cfg.get("warm_start_from")
+    if warm_from:
+        _warm_start(model, str(warm_from))
     history = model.fit(train, steps_per_epoch=fn_args.train_steps, validation_data=evaluation,
                         validation_steps=fn_args.eval_steps, epochs=1, verbose=0)
     logging.info("trained %d steps: %s", fn_args.train_steps,

@@ -41,6 +41,7 @@ RULES: Dict[str, Tuple[str, Optional[float], Optional[Tuple[float, float]]]] = {
     "skew": ("warning", None, None),
     "accuracy_drop": ("critical", 0.05, (0.0, 1.0)),             # relative drop vs baseline
     "estimated_accuracy_drop": ("warning", 0.05, (0.0, 1.0)),
+    "model_cannot_score": ("critical", None, None),             # the serving model fails on the span
 }
 
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

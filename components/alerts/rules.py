@@ -41,6 +41,11 @@ def evaluate(config: AlertsConfig, *, model: str, span: int, drift_report: Optio
             alerts.extend(_accuracy_drop(ctx, rule, monitor, "realized_accuracy", "realized"))
         elif name == "estimated_accuracy_drop":
             alerts.extend(_accuracy_drop(ctx, rule, monitor, "estimated_accuracy", "estimated"))
+        elif name == "model_cannot_score":
+            if monitor and monitor.get("status") == "cannot_score":
+                alerts.append(ctx.alert(rule, "the serving model cannot score this span",
+                                        str(monitor.get("message", "")),
+                                        values={"model_version": monitor.get("model_version")}))
     return alerts
 
 
@@ -167,6 +172,9 @@ def _accuracy_drop(ctx: _Context, rule: RuleConfig, monitor: Optional[Mapping[st
     if not monitor:
         return []
     baseline, current = monitor.get("baseline_accuracy"), monitor.get(key)
+    if key == "estimated_accuracy" and _finite(monitor.get("estimated_accuracy_reference")):
+        # like with like: the estimator on the span vs the same estimator on the reference sample
+        baseline = monitor["estimated_accuracy_reference"]
     if not _finite(baseline) or not _finite(current) or baseline <= 0:
         return []
     floor = baseline * (1.0 - rule.threshold)

@@ -28,7 +28,8 @@ class RegistryPusher(base_beam_component.BaseBeamComponent):
                  evaluation: types.BaseChannel, examples: types.BaseChannel,
                  registry_dir: str, schema_version: int,
                  profile_extra: Optional[Dict[str, Any]] = None,
-                 span_by_node: Optional[Dict[str, int]] = None, reference_max_rows: int = 100_000):
+                 span_by_node: Optional[Dict[str, int]] = None, reference_max_rows: int = 100_000,
+                 require_approval: bool = False):
         super().__init__(spec=RegistryPusherSpec(
             model=model, model_blessing=model_blessing, schema=schema, statistics=statistics,
             evaluation=evaluation, examples=examples, registry_dir=str(registry_dir),
@@ -36,4 +37,5 @@ class RegistryPusher(base_beam_component.BaseBeamComponent):
             profile_extra_json=json.dumps(profile_extra or {}, sort_keys=True),
             span_by_node_json=json.dumps(span_by_node or {}, sort_keys=True),
             reference_max_rows=int(reference_max_rows),
+            require_approval=int(bool(require_approval)),
             pushed_model=types.Channel(type=standard_artifacts.PushedModel)))

@@ -35,8 +35,8 @@ from components.registry_pusher import spec
 
 from components.examples_io import examples_file_patterns, read_sample, sample_examples, write_sample
 from components.registry_pusher.registry import (
-    PROFILE_DIR, PROFILE_FILE, REFERENCE_SAMPLE_DIR, STAGING_DIR, STATS_FILE, find_version_of_model,
-    fsync_tree, publish_version)
+    PROFILE_DIR, PROFILE_FILE, REFERENCE_SAMPLE_DIR, STAGING_DIR, STATS_FILE, find_pending_of_model,
+    find_version_of_model, fsync_tree, hold_for_approval, publish_version)
 
 
 def is_blessed(blessing) -> bool:
@@ -107,6 +107,14 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             self._mark_pushed(pushed, registry, existing)
             return
 
+        approval = bool(int(exec_properties.get(spec.REQUIRE_APPROVAL_KEY) or 0))
+        if approval:
+            candidate = find_pending_of_model(registry, model.uri)
+            if candidate is not None:
+                logging.info("model %s already waits for approval as %s", model.uri, candidate)
+                self._mark_pending(pushed, candidate)
+                return
+
         registry.mkdir(parents=True, exist_ok=True)
         staging_root = registry / STAGING_DIR
         staging_root.mkdir(exist_ok=True)
@@ -117,6 +125,11 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             profile_dir.mkdir()
             self._write_profile(profile_dir, input_dict, exec_properties, model, blessing)
             fsync_tree(staged)
+            if approval:
+                candidate = hold_for_approval(registry, staged)
+                logging.info("model %s waits for approval as candidate %s", model.uri, candidate)
+                self._mark_pending(pushed, candidate)
+                return
             version = publish_version(registry, staged)
         except BaseException:
             shutil.rmtree(staged, ignore_errors=True)
@@ -125,6 +138,11 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         # repeat it, so nothing has to be rewritten after the rename.
         logging.info("pushed model %s as %s", model.uri, registry / str(version))
         self._mark_pushed(pushed, registry, version)
+
+    @staticmethod
+    def _mark_pending(pushed, candidate: str) -> None:
+        pushed.set_int_custom_property("pushed", 0)
+        pushed.set_string_custom_property("pending_candidate", candidate)
 
     @staticmethod
     def _mark_pushed(pushed, registry: pathlib.Path, version: int) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
 from typing import Any, Dict, List, Optional
 
 PROFILE_DIR = "profile"
@@ -69,3 +70,80 @@ def publish_version(registry: pathlib.Path, staged: pathlib.Path) -> int:
             raise
         _fsync_dir(registry)
         return version
+
+
+PENDING_DIR = ".pending"    # blessed candidates waiting for a human decision
+REJECTED_DIR = ".rejected"  # candidates a human rejected (kept for the record)
+_CANDIDATE_RE = re.compile(r"^c[0-9]+$")
+
+
+class ApprovalError(ValueError):
+    """Unknown candidate id, or a name that would leave the registry folder."""
+
+
+def pending_candidates(registry: pathlib.Path) -> List[str]:
+    root = registry / PENDING_DIR
+    if not root.is_dir():
+        return []
+    return sorted((p.name for p in root.iterdir() if _CANDIDATE_RE.match(p.name)), key=lambda n: int(n[1:]))
+
+
+def hold_for_approval(registry: pathlib.Path, staged: pathlib.Path) -> str:
+    """Move a complete staged version to ``.pending/c<N>`` (atomic rename); return the candidate id."""
+    root = registry / PENDING_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    taken = set(pending_candidates(registry))
+    rejected = registry / REJECTED_DIR
+    if rejected.is_dir():
+        taken |= {p.name for p in rejected.iterdir()}
+    n = 1 + max([int(c[1:]) for c in taken if _CANDIDATE_RE.match(c)] or [0])
+    while True:
+        target = root / f"c{n}"
+        try:
+            os.rename(staged, target)
+        except OSError:
+            if target.exists():
+                n += 1
+                continue
+            raise
+        _fsync_dir(root)
+        return target.name
+
+
+def _candidate_dir(registry: pathlib.Path, candidate: str) -> pathlib.Path:
+    if not _CANDIDATE_RE.match(candidate or ""):
+        raise ApprovalError(f"{candidate!r} is not a candidate id (they look like c1, c2, ...; "
+                            f"see `driftguard status`)")
+    path = registry / PENDING_DIR / candidate
+    if not path.is_dir():
+        have = ", ".join(pending_candidates(registry)) or "none"
+        raise ApprovalError(f"no pending candidate {candidate} in {registry} (pending: {have})")
+    return path
+
+
+def approve_candidate(registry: pathlib.Path, candidate: str) -> int:
+    """Publish a pending candidate as the next version (the same atomic rename as a push)."""
+    return publish_version(registry, _candidate_dir(registry, candidate))
+
+
+def reject_candidate(registry: pathlib.Path, candidate: str) -> pathlib.Path:
+    path = _candidate_dir(registry, candidate)
+    target = registry / REJECTED_DIR / candidate
+    target.parent.mkdir(exist_ok=True)
+    os.rename(path, target)
+    return target
+
+
+def find_pending_of_model(registry: pathlib.Path, model_uri: str) -> Optional[str]:
+    for candidate in pending_candidates(registry):
+        try:
+            profile = json.loads((registry / PENDING_DIR / candidate / PROFILE_DIR / PROFILE_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        if profile.get("model_artifact", {}).get("uri") == model_uri:
+            return candidate
+    return None
+
+
+def read_candidate_profile(registry: pathlib.Path, candidate: str) -> Dict[str, Any]:
+    return json.loads((_candidate_dir(registry, candidate) / PROFILE_DIR / PROFILE_FILE).read_text())

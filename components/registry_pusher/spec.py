@@ -15,6 +15,7 @@ SCHEMA_VERSION_KEY = "schema_version"
 PROFILE_EXTRA_KEY = "profile_extra_json"
 SPAN_BY_NODE_KEY = "span_by_node_json"
 REFERENCE_MAX_ROWS_KEY = "reference_max_rows"
+REQUIRE_APPROVAL_KEY = "require_approval"
 
 
 class RegistryPusherSpec(types.ComponentSpec):
@@ -26,6 +27,8 @@ class RegistryPusherSpec(types.ComponentSpec):
         SPAN_BY_NODE_KEY: ExecutionParameter(type=str, optional=True),
         # rows of the training window kept as the drift baseline's reference sample
         REFERENCE_MAX_ROWS_KEY: ExecutionParameter(type=int, optional=True),
+        # 1: a blessed model waits in <registry>/.pending/ for `driftguard approve`
+        REQUIRE_APPROVAL_KEY: ExecutionParameter(type=int, optional=True),
     }
     INPUTS = {
         MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),

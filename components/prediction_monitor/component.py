@@ -1,0 +1,24 @@
+"""PredictionMonitor component: wiring only."""
+from tfx import types
+from tfx.dsl.components.base import base_beam_component, executor_spec
+
+from components.prediction_monitor import executor
+from components.prediction_monitor.spec import ModelMonitorReport, PredictionMonitorSpec
+
+
+class PredictionMonitor(base_beam_component.BaseBeamComponent):
+    """Runs the serving model (newest registry version) on a span and reports on its predictions.
+
+    Inference is tfx-bsl's RunInference (what BulkInferrer runs), in Beam; the predictions are
+    kept as ``PredictionLog`` TFRecords, the format TF Serving's request logging writes. The
+    model is found on disk next to its profile, like the DriftDetector's baseline.
+    """
+
+    SPEC_CLASS = PredictionMonitorSpec
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
+
+    def __init__(self, examples: types.BaseChannel, registry_dir: str, span: int, label_fn: str,
+                 max_rows: int = 100_000):
+        super().__init__(spec=PredictionMonitorSpec(
+            examples=examples, registry_dir=str(registry_dir), span=int(span), max_rows=int(max_rows),
+            label_fn=label_fn, model_monitor=types.Channel(type=ModelMonitorReport)))

@@ -1,0 +1,53 @@
+"""RetrainGate executor: reports -> alerts (components.alerts.rules) -> policy.decide -> decision.json."""
+from __future__ import annotations
+
+import json
+import pathlib
+
+from tfx.dsl.components.base import base_executor
+from tfx.types import artifact_utils
+
+from components.alerts.config import parse_alerts_config
+from components.alerts.rules import evaluate
+from components.registry_pusher.registry import existing_versions, read_profile
+from components.retrain_gate import spec
+from components.retrain_gate.policy import decide
+
+
+def _read_json(artifacts, name: str):
+    if not artifacts:
+        return None
+    return json.loads((pathlib.Path(artifact_utils.get_single_uri(artifacts)) / name).read_text())
+
+
+class Executor(base_executor.BaseExecutor):
+    def Do(self, input_dict, output_dict, exec_properties) -> None:
+        out = artifact_utils.get_single_instance(output_dict[spec.DECISION_KEY])
+        span = int(exec_properties[spec.SPAN_KEY])
+        model = exec_properties[spec.MODEL_NAME_KEY]
+        registry = pathlib.Path(exec_properties[spec.REGISTRY_DIR_KEY])
+        policy = json.loads(exec_properties[spec.POLICY_KEY])
+        report = _read_json(input_dict.get(spec.DRIFT_REPORT_KEY), "report.json")
+        monitor = _read_json(input_dict.get(spec.MONITOR_KEY), "monitor.json")
+        alerts_config = parse_alerts_config(json.loads(exec_properties[spec.ALERTS_CONFIG_KEY]))
+        alerts = evaluate(alerts_config, model=model, span=span, drift_report=report, monitor=monitor)
+        versions = existing_versions(registry) if registry.is_dir() else []
+        serving_spans = read_profile(registry, versions[-1]).get("spans") if versions else None
+        severities = ("ERROR",) if policy.get("fail_on_severity", "ERROR") == "ERROR" else ("ERROR", "WARNING")
+        blocking = [a for a in (report or {}).get("anomalies", []) if a.get("severity") in severities]
+        decision = decide(policy["policy"], span=span, serving_spans=serving_spans, blocking_anomalies=len(blocking),
+                          alerts=[a.to_dict() for a in alerts],
+                          window_spans=int(exec_properties[spec.WINDOW_SPANS_KEY]),
+                          every_spans=int(policy.get("every_spans", 4)),
+                          trigger_severity=policy.get("trigger_severity", "critical"),
+                          min_spans_between=int(policy.get("min_spans_between", 2)))
+        payload = {"span": span, "model": model, "serving_version": versions[-1] if versions else None,
+                   "serving_spans": serving_spans, "decision": decision.to_dict(),
+                   "alerts": [a.to_dict() for a in alerts]}
+        path = pathlib.Path(out.uri)
+        path.mkdir(parents=True, exist_ok=True)
+        (path / spec.DECISION_JSON).write_text(json.dumps(payload, indent=1, sort_keys=True))
+        out.set_int_custom_property(spec.RETRAIN, int(decision.retrain))
+        out.set_int_custom_property("n_alerts", len(alerts))
+        out.set_int_custom_property("span", span)
+        out.set_string_custom_property("reason", decision.reason)

@@ -1,0 +1,76 @@
+"""Retraining policies, as a pure function of the span, the serving model and the alerts.
+
+- ``never``: the span check only reports and alerts;
+- ``scheduled``: retrain when the serving model's newest training span is ``every_spans`` or
+  more spans old;
+- ``triggered``: retrain when an alert of at least ``trigger_severity`` fired, unless the model
+  was trained less than ``min_spans_between`` spans ago (its window has not caught up with the
+  drift yet: retraining again on nearly the same data would not help);
+- ``online``: retrain on every span, on the newest span only, warm-started from the serving
+  model's weights.
+
+With no model in the registry every policy but ``never`` trains.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
+
+
+@dataclass(frozen=True)
+class Decision:
+    retrain: bool
+    reason: str
+    policy: str
+    spans: List[int] = field(default_factory=list)  # the training window when retrain
+    warm_start: bool = False
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+def decide(policy: str, *, span: int, serving_spans: Optional[Sequence[int]], alerts: Sequence[Mapping[str, Any]],
+           window_spans: int, every_spans: int = 4, trigger_severity: str = "critical",
+           min_spans_between: int = 2, first_span: int = 0, blocking_anomalies: int = 0) -> Decision:
+    """Should the span ``span`` trigger a training run, and on which spans?
+
+    ``serving_spans``: the spans the serving model was trained on (None: no model yet).
+    ``alerts``: the span's alerts as dicts with a ``severity``.
+    ``blocking_anomalies``: schema anomalies of the span severe enough to stop the training
+    pipeline's AnomalyGate; training on this span would fail, so the gate says why instead.
+    """
+    window = list(range(max(first_span, span - window_spans + 1), span + 1))
+    if policy == "never":
+        return Decision(False, "policy 'never': the span check only reports", policy)
+    if blocking_anomalies:
+        return Decision(False, f"span {span} has {blocking_anomalies} schema anomal{'y' if blocking_anomalies == 1 else 'ies'} "
+                               f"that would stop training; fix the data or make a new schema version "
+                               f"(driftguard schema new-version --from-span {span})", policy)
+    if not serving_spans:
+        return Decision(True, "no model is serving yet", policy, window)
+    since = span - max(serving_spans)
+    if since <= 0:
+        return Decision(False, f"the serving model was already trained on span {span}", policy)
+    if policy == "online":
+        return Decision(True, "policy 'online': every span, warm-started from the serving model", policy,
+                        [span], warm_start=True)
+    if policy == "scheduled":
+        if since >= every_spans:
+            return Decision(True, f"scheduled: the model's newest span is {since} spans old "
+                                  f"(every {every_spans})", policy, window)
+        return Decision(False, f"scheduled: the model's newest span is {since} span(s) old; "
+                               f"retraining every {every_spans}", policy)
+    if policy != "triggered":
+        raise ValueError(f"unknown retrain policy {policy!r}")
+    floor = SEVERITY_RANK[trigger_severity]
+    firing = [a for a in alerts if SEVERITY_RANK.get(str(a.get("severity")), 0) >= floor]
+    if not firing:
+        return Decision(False, f"no {trigger_severity} alert", policy)
+    rules = sorted({str(a.get("rule")) for a in firing})
+    if since < min_spans_between:
+        return Decision(False, f"{len(firing)} {trigger_severity} alert(s) ({', '.join(rules)}) but the serving "
+                               f"model was trained {since} span(s) ago (min_spans_between={min_spans_between})",
+                        policy)
+    return Decision(True, f"{len(firing)} {trigger_severity} alert(s): {', '.join(rules)}", policy, window)

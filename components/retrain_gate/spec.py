@@ -1,0 +1,43 @@
+"""Keys, artifact type and spec of RetrainGate."""
+from tfx import types
+from tfx.types.component_spec import ChannelParameter, ExecutionParameter
+from tfx.types.system_artifacts import Metrics
+
+from components.drift_detector.spec import DriftReport
+from components.prediction_monitor.spec import ModelMonitorReport
+
+DRIFT_REPORT_KEY = "drift_report"
+MONITOR_KEY = "model_monitor"
+DECISION_KEY = "decision"
+REGISTRY_DIR_KEY = "registry_dir"
+SPAN_KEY = "span"
+MODEL_NAME_KEY = "model_name"
+ALERTS_CONFIG_KEY = "alerts_config_json"   # the config's alerts section: env var NAMES, never secrets
+POLICY_KEY = "retrain_policy_json"
+WINDOW_SPANS_KEY = "window_spans"
+
+DECISION_JSON = "decision.json"
+RETRAIN = "retrain"  # int custom property: 1 train now, 0 not (for tfx.dsl.Cond / KFP / Airflow)
+
+
+class RetrainDecision(types.Artifact):
+    """The gate's decision and the span's alerts (decision.json)."""
+
+    TYPE_NAME = "DriftguardRetrainDecision"
+    TYPE_ANNOTATION = Metrics
+
+
+class RetrainGateSpec(types.ComponentSpec):
+    PARAMETERS = {
+        REGISTRY_DIR_KEY: ExecutionParameter(type=str),
+        SPAN_KEY: ExecutionParameter(type=int),
+        MODEL_NAME_KEY: ExecutionParameter(type=str),
+        ALERTS_CONFIG_KEY: ExecutionParameter(type=str),
+        POLICY_KEY: ExecutionParameter(type=str),
+        WINDOW_SPANS_KEY: ExecutionParameter(type=int),
+    }
+    INPUTS = {
+        DRIFT_REPORT_KEY: ChannelParameter(type=DriftReport),
+        MONITOR_KEY: ChannelParameter(type=ModelMonitorReport, optional=True),
+    }
+    OUTPUTS = {DECISION_KEY: ChannelParameter(type=RetrainDecision)}

@@ -1,0 +1,62 @@
+"""What `driftguard run` has done so far: ``runs/state.json`` (one row per span checked).
+
+Written atomically (temp file + rename) after every span, so a crash loses at most the span
+being checked, which the next run checks again (its alerts are deduplicated by the outbox).
+"""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import tempfile
+from typing import Any, Dict, List, Optional
+
+STATE_FILE = "state.json"
+
+
+def _path(runs: pathlib.Path) -> pathlib.Path:
+    return pathlib.Path(runs) / STATE_FILE
+
+
+def load(runs: pathlib.Path) -> Dict[str, Any]:
+    path = _path(runs)
+    if not path.is_file():
+        return {"spans": []}
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); move it away to start the replay over") from None
+    if not isinstance(data, dict) or not isinstance(data.get("spans"), list):
+        raise ValueError(f"{path} does not hold a driftguard run state (no 'spans' list)")
+    return data
+
+
+def save(runs: pathlib.Path, data: Dict[str, Any]) -> None:
+    path = _path(runs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".state-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(data, indent=1, sort_keys=True))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def record_span(runs: pathlib.Path, row: Dict[str, Any]) -> None:
+    data = load(runs)
+    data["spans"] = [r for r in data["spans"] if r.get("span") != row["span"]] + [row]
+    save(runs, data)
+
+
+def checked_spans(runs: pathlib.Path) -> List[int]:
+    return [int(r["span"]) for r in load(runs)["spans"]]
+
+
+def last_row(runs: pathlib.Path) -> Optional[Dict[str, Any]]:
+    rows = load(runs)["spans"]
+    return rows[-1] if rows else None
