@@ -322,7 +322,11 @@ def _span_row(check: "SpanCheck", outcome: str, serving: str) -> dict:
     return {
         "span": check.span, "drift": headline(check.report), "drift_detected": bool(check.report.get("drift_detected")),
         "anomalies": len(check.report.get("anomalies", [])),
+        "blocking_anomalies": len([a for a in check.report.get("anomalies", []) if a.get("severity") == "ERROR"]),
         "estimated_accuracy": m.get("estimated_accuracy"), "realized_accuracy": m.get("realized_accuracy"),
+        "estimated_accuracy_change": m.get("estimated_accuracy_change"),
+        "realized_accuracy_change": m.get("realized_accuracy_change"),
+        "model_status": m.get("status"),
         "baseline_accuracy": m.get("baseline_accuracy"),
         "alerts": len(severities), "critical_alerts": severities.count("critical"),
         "alert_titles": [a["title"] for a in check.alerts],
@@ -334,9 +338,16 @@ def _span_row(check: "SpanCheck", outcome: str, serving: str) -> dict:
 def _print_row(row: dict) -> None:
     crit = f" ({row['critical_alerts']} critical)" if row["critical_alerts"] else ""
     anomalies = f"; {row['anomalies']} schema anomalies" if row["anomalies"] else ""
+    def pct(x):
+        return "n/a" if x is None else f"{x:+.1%}"
+
+    if row.get("model_status") == "cannot_score":
+        accuracy = "model cannot score this span"
+    else:
+        accuracy = (f"accuracy {_fmt_acc(row['realized_accuracy'])} ({pct(row.get('realized_accuracy_change'))} vs "
+                    f"{_fmt_acc(row['baseline_accuracy'])}), estimated {pct(row.get('estimated_accuracy_change'))}")
     click.echo(f"span {row['span']:>2} | {row['drift']}{anomalies}\n"
-               f"        | accuracy est {_fmt_acc(row['estimated_accuracy'])} real {_fmt_acc(row['realized_accuracy'])}"
-               f" (baseline {_fmt_acc(row['baseline_accuracy'])}) | {row['alerts']} alert(s){crit}"
+               f"        | {accuracy} | {row['alerts']} alert(s){crit}"
                f" | {row['outcome']} | serving {row['serving']}")
 
 
@@ -381,7 +392,8 @@ def run(ctx: click.Context, spans_text: Optional[str], runner: Optional[str], be
     elif done & set(replay):
         click.echo(f"already replayed: {', '.join(str(s) for s in replay if s in done)}; continuing")
     for span in todo:
-        check = check_span(cfg, span, runner=runner, verbose=verbose)
+        blocked = [r["span"] for r in state.load(cfg.runs_path)["spans"] if r.get("blocking_anomalies")]
+        check = check_span(cfg, span, runner=runner, verbose=verbose, blocked_spans=blocked)
         delivery = deliver_alerts(cfg, check.alerts)
         outcome = "no retraining"
         d = check.decision["decision"]
@@ -440,7 +452,7 @@ def train(ctx: click.Context, spans_text: str, data_root: Optional[pathlib.Path]
 
 
 def check_span(cfg: config_lib.Config, span: int, *, runner: Optional[str] = None,
-               data_root: Optional[pathlib.Path] = None, verbose: bool = False):
+               data_root: Optional[pathlib.Path] = None, verbose: bool = False, blocked_spans=()):
     """Run the span-check pipeline on ``span``; return ``(report dict, report folder)``."""
     import json
 
@@ -454,7 +466,7 @@ def check_span(cfg: config_lib.Config, span: int, *, runner: Optional[str] = Non
     log_path = _setup_logging(cfg.runs_path, f"check-span{span}", verbose)
     click.echo(f"checking span {span} from {data_root} (schema v{cfg.schema_version}, "
                f"baseline: {_serving_version_text(cfg)})", err=True)
-    pipe = pipeline_lib.create_check_pipeline(cfg, span, data_root=str(data_root))
+    pipe = pipeline_lib.create_check_pipeline(cfg, span, data_root=str(data_root), blocked_spans=blocked_spans)
     result = runner_lib.run(pipe, cfg, runner)
     failed = result.first_error()
     if failed is not None:

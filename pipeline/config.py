@@ -135,7 +135,7 @@ class Config:
     model_name: str = "taxi"
     data_root: str = "data/taxi"          # span-<N>/ folders, read through span-{SPAN}/*
     schema_root: str = "schemas/taxi"     # v<N>/schema.pbtxt
-    schema_version: int = 1
+    schema_version: int = 2              # v2: see schemas/taxi/v2 (why it exists)
     runs_dir: str = "runs"                # MLMD, pipeline outputs, registry, reports
     first_spans: Tuple[int, ...] = (1, 2)  # spans that train version 1 in `driftguard run`
     runner: str = "local"                 # local | beam

@@ -179,11 +179,13 @@ def create_pipeline(config: Config, spans: Sequence[int], *, data_root: Optional
     )
 
 
-def create_check_pipeline(config: Config, span: int, *, data_root: Optional[str] = None):
+def create_check_pipeline(config: Config, span: int, *, data_root: Optional[str] = None,
+                          blocked_spans: Sequence[int] = ()):
     """The span-check pipeline: validate span ``span`` and compare it with the serving baseline.
 
     The DriftDetector finds its baseline on disk (the newest version in the registry), so the
-    check needs no resolver and runs the same on every orchestrator.
+    check needs no resolver and runs the same on every orchestrator. ``blocked_spans``: earlier
+    spans with training-blocking schema anomalies, which the RetrainGate keeps out of a window.
     """
     from tfx import v1 as tfx
 
@@ -208,7 +210,8 @@ def create_check_pipeline(config: Config, span: int, *, data_root: Optional[str]
                        registry_dir=str(config.model_registry), span=span, model_name=config.model_name,
                        policy={"policy": r.policy, "every_spans": r.every_spans,
                                "trigger_severity": r.trigger_severity, "min_spans_between": r.min_spans_between,
-                               "fail_on_severity": config.validation.fail_on_severity},
+                               "fail_on_severity": config.validation.fail_on_severity,
+                               "blocked_spans": sorted(int(s) for s in blocked_spans)},
                        window_spans=config.training.window_spans, alerts_config=config.alerts)
     return tfx.dsl.Pipeline(
         pipeline_name=config.check_pipeline_name(),

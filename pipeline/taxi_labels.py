@@ -10,7 +10,7 @@ import numpy as np
 
 from components.examples_io import column_floats
 
-BIG_TIP_SHARE = 0.2  # same constant as pipeline.taxi_model.BIG_TIP_SHARE (a test checks they agree)
+BIG_TIP_SHARE = 0.2  # pipeline.taxi_model imports it from here
 
 
 def labels(table) -> Optional[np.ndarray]:

@@ -13,7 +13,7 @@ def test_defaults_are_valid_and_under_runs():
     cfg = config_lib.load()
     assert cfg.metadata_path == REPO / "runs" / "metadata.sqlite"
     assert cfg.model_registry == REPO / "runs" / "serving" / "taxi"
-    assert cfg.schema_file == REPO / "schemas" / "taxi" / "v1" / "schema.pbtxt"
+    assert cfg.schema_file == REPO / "schemas" / "taxi" / "v2" / "schema.pbtxt"
 
 
 @pytest.mark.parametrize("data, message", [

@@ -36,3 +36,7 @@ def test_online_every_span_newest_only_warm_started():
 def test_blocking_schema_anomalies_do_not_trigger_a_doomed_training():
     d = decide("triggered", span=5, serving_spans=[1, 2], alerts=CRIT, window_spans=2, blocking_anomalies=1)
     assert not d.retrain and "would stop training" in d.reason and "--from-span 5" in d.reason
+
+    d = decide("triggered", span=8, serving_spans=[1, 2], alerts=CRIT, window_spans=2, blocked_spans=[5, 7])
+    assert not d.retrain and "holds span(s) 7" in d.reason
+    assert decide("triggered", span=9, serving_spans=[1, 2], alerts=CRIT, window_spans=2, blocked_spans=[5, 7]).retrain

@@ -13,9 +13,13 @@ pytestmark = pytest.mark.tfx
 
 
 def _check(config, span, *extra):
-    proc = run_cli("check", "--span", span, "--json", *extra, config=config)
+    """The human-readable command; the report is read from the report.json it points at."""
+    proc = run_cli("check", "--span", span, *extra, config=config)
     assert proc.returncode in (0, 1), proc.stderr[-3000:]
-    report = json.loads(proc.stdout)
+    [line] = [x for x in proc.stdout.splitlines() if x.startswith("report: ")]
+    report_dir = pathlib.Path(line[len("report: "):]).parent
+    report = json.loads((report_dir / "report.json").read_text())
+    report["report_dir"] = str(report_dir)
     return proc, report
 
 
@@ -56,6 +60,7 @@ def test_span_from_the_training_window_does_not_drift(checks, first_push):
     assert report["not_compared"]["trip_start_timestamp"] == "excluded by configuration"
     assert "tips" not in report["features"]  # the label is not a SERVING feature
     assert report["rows"]["current"]["rows"] == 1000
+    assert "retrain gate (triggered): no -- no critical alert" in proc.stdout
     props = _artifact_properties(first_push["config"], report["report_dir"])
     assert props["drift_detected"] == 0 and props["has_baseline"] == 1 and props["baseline_version"] == 1
 
@@ -91,13 +96,40 @@ def test_type_change_is_reported_not_crashed_on(checks):
     assert any(a["feature"] == "trip_start_hour" for a in report["anomalies"])
 
 
-def test_human_readable_output_names_the_drifted_feature(first_push, checks):
-    report_dir = pathlib.Path(checks[8][1]["report_dir"])
-    proc = run_cli("check", "--span", 8, config=first_push["config"])
-    assert proc.returncode == 1, proc.stderr[-2000:]
-    assert "span 8 vs version 1 (trained on spans 1, 2): DRIFT: fare psi=" in proc.stdout
-    assert "report: " in proc.stdout and "report.html" in proc.stdout
-    assert report_dir.is_dir()
+def test_human_readable_output_names_the_drifted_feature_and_the_model(checks):
+    proc, report = checks[8]
+    out = proc.stdout
+    assert "span 8 vs version 1 (trained on spans 1, 2): DRIFT: fare psi=" in out
+    assert "\nfare " in out and "DRIFT" in out            # the feature table
+    assert "accuracy: estimated 0." in out and "realized 0." in out
+    assert "ALERT [critical]" in out and "PSI" in out     # fare's PSI is far above 0.2
+    assert "retrain gate (triggered): RETRAIN on spans 7,8" in out
+
+
+def test_monitor_reports_accuracy_and_prediction_logs(checks, first_push):
+    proc, report = checks[7]
+    runs = pathlib.Path(json.loads(pathlib.Path(first_push["config"]).read_text())["runs_dir"])
+    [monitor_dir] = [p for p in (runs / "pipelines" / "taxi-check" / "PredictionMonitor" / "model_monitor").iterdir()
+                     if json.loads((p / "monitor.json").read_text())["span"] == 7]
+    monitor = json.loads((monitor_dir / "monitor.json").read_text())
+    assert monitor["status"] == "monitored" and monitor["model_version"] == 1
+    assert monitor["rows_total"] == 1000 and monitor["labelled_rows"] == 1000
+    assert 0.7 < monitor["realized_accuracy"] <= 1.0 and 0.7 < monitor["estimated_accuracy"] <= 1.0
+    assert abs(monitor["prediction"]["psi"]) < 0.1  # same distribution as the training window
+    logs = list((monitor_dir / "prediction_logs").glob("*.gz"))
+    assert logs, "no PredictionLog files"
+    from tensorflow_serving.apis import prediction_log_pb2
+    import tensorflow as tf
+
+    records = list(tf.data.TFRecordDataset([str(p) for p in logs], compression_type="GZIP").take(3))
+    log = prediction_log_pb2.PredictionLog.FromString(records[0].numpy())
+    assert "probabilities" in log.predict_log.response.outputs
+
+
+def test_span_the_model_cannot_read_is_reported_and_alerts(checks):
+    proc, report = checks[5]
+    assert "model: model version 1 cannot score span 5" in proc.stdout
+    assert "ALERT [critical]" in proc.stdout and "cannot score" in proc.stdout
 
 
 def test_check_before_any_push_says_there_is_no_baseline(workspace):

@@ -36,7 +36,7 @@ def test_first_run_pushes_version_1_with_profile(first_push):
 
     profile = json.loads((version / "profile" / "profile.json").read_text())
     assert profile["spans"] == [1, 2]
-    assert profile["schema_version"] == 1
+    assert profile["schema_version"] == 2
     assert profile["eval_metrics"]["candidate"]["auc"] >= 0.7
     assert profile["eval_metrics"]["candidate"]["example_count"] > 100
     assert "baseline" not in profile["eval_metrics"]

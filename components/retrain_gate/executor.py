@@ -36,6 +36,7 @@ class Executor(base_executor.BaseExecutor):
         severities = ("ERROR",) if policy.get("fail_on_severity", "ERROR") == "ERROR" else ("ERROR", "WARNING")
         blocking = [a for a in (report or {}).get("anomalies", []) if a.get("severity") in severities]
         decision = decide(policy["policy"], span=span, serving_spans=serving_spans, blocking_anomalies=len(blocking),
+                          blocked_spans=[int(s) for s in policy.get("blocked_spans", [])],
                           alerts=[a.to_dict() for a in alerts],
                           window_spans=int(exec_properties[spec.WINDOW_SPANS_KEY]),
                           every_spans=int(policy.get("every_spans", 4)),

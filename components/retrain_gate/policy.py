@@ -33,13 +33,16 @@ class Decision:
 
 def decide(policy: str, *, span: int, serving_spans: Optional[Sequence[int]], alerts: Sequence[Mapping[str, Any]],
            window_spans: int, every_spans: int = 4, trigger_severity: str = "critical",
-           min_spans_between: int = 2, first_span: int = 0, blocking_anomalies: int = 0) -> Decision:
+           min_spans_between: int = 2, first_span: int = 0, blocking_anomalies: int = 0,
+           blocked_spans: Sequence[int] = ()) -> Decision:
     """Should the span ``span`` trigger a training run, and on which spans?
 
     ``serving_spans``: the spans the serving model was trained on (None: no model yet).
     ``alerts``: the span's alerts as dicts with a ``severity``.
     ``blocking_anomalies``: schema anomalies of the span severe enough to stop the training
     pipeline's AnomalyGate; training on this span would fail, so the gate says why instead.
+    ``blocked_spans``: earlier spans known to have such anomalies (from the run's state); a
+    window holding one would fail the same way.
     """
     window = list(range(max(first_span, span - window_spans + 1), span + 1))
     if policy == "never":
@@ -48,6 +51,12 @@ def decide(policy: str, *, span: int, serving_spans: Optional[Sequence[int]], al
         return Decision(False, f"span {span} has {blocking_anomalies} schema anomal{'y' if blocking_anomalies == 1 else 'ies'} "
                                f"that would stop training; fix the data or make a new schema version "
                                f"(driftguard schema new-version --from-span {span})", policy)
+    in_window = sorted(set(blocked_spans) & set(window))
+    if in_window and policy != "online":
+        return Decision(False, f"the training window {window[0]}-{window[-1]} holds span(s) "
+                               f"{', '.join(map(str, in_window))} with schema anomalies that would stop training; "
+                               f"fix the data or make a new schema version "
+                               f"(driftguard schema new-version --from-span {in_window[0]})", policy)
     if not serving_spans:
         return Decision(True, "no model is serving yet", policy, window)
     since = span - max(serving_spans)
