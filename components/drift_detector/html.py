@@ -1,14 +1,20 @@
-"""Self-contained HTML page of one DriftReport (no script, no external asset: opens from disk)."""
+"""Self-contained HTML page of one DriftReport (no script, no external asset: opens from disk).
+
+Charts are inline SVG drawn by ``components.reports.charts`` (pure Python): the reference and
+current distributions of every drifted feature, and, when the PredictionMonitor's report is
+given, the prediction / confidence / accuracy panel.
+"""
 from __future__ import annotations
 
 import os
 import pathlib
 import tempfile
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 import jinja2
 
 from components.drift_detector.compare import headline
+from components.reports import charts
 
 _ENV = jinja2.Environment(loader=jinja2.PackageLoader("components.drift_detector", "templates"),
                           autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
@@ -24,10 +30,24 @@ def _fmt(value, digits: int = 4) -> str:
     return str(value)
 
 
+def _pct(value, signed: bool = False) -> str:
+    if value is None:
+        return "–"
+    return f"{value:+.1%}" if signed else f"{value:.1%}"
+
+
 _ENV.filters["fmt"] = _fmt
+_ENV.filters["pct"] = _pct
 
 
-def render_html(report: Mapping[str, Any]) -> str:
+def render_html(report: Mapping[str, Any], monitor: Optional[Mapping[str, Any]] = None, *,
+                decision: Optional[Mapping[str, Any]] = None, dashboard: Optional[str] = None) -> str:
+    """The page of one span check.
+
+    ``monitor`` (PredictionMonitor's monitor.json) adds the prediction/confidence/accuracy
+    panel, ``decision`` (RetrainGate's decision.json) the alerts and the retraining decision,
+    ``dashboard`` a link back to the trend dashboard (a relative URL).
+    """
     features = report.get("features", {})
 
     def severity(item):
@@ -37,17 +57,22 @@ def render_html(report: Mapping[str, Any]) -> str:
         return (not f.get("drifted"), -worst, item[0])
 
     ordered = sorted(features.items(), key=severity)
+    distributions = [(name, charts.feature_distribution(name, f)) for name, f in ordered if f.get("drifted")]
     return _ENV.get_template("drift_report.html.j2").render(
-        report=report, features=ordered, headline=headline(report), context=report.get("context", {}))
+        report=report, features=ordered, headline=headline(report), context=report.get("context", {}),
+        distributions=[(n, svg) for n, svg in distributions if svg is not None],
+        monitor=monitor, decision=decision, dashboard=dashboard,
+        prediction_chart=charts.prediction_distribution(monitor) if monitor else None)
 
 
-def write_html(report: Mapping[str, Any], path: pathlib.Path) -> None:
+def write_html(report: Mapping[str, Any], path: pathlib.Path, monitor: Optional[Mapping[str, Any]] = None,
+               **options: Any) -> None:
     """Write atomically (temp file + rename): a reader never sees half a page."""
     path = pathlib.Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".report-", suffix=".html")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(render_html(report))
+            f.write(render_html(report, monitor, **options))
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

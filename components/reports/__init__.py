@@ -1,0 +1,13 @@
+"""Reports a person can open from disk: per-span pages and the trend dashboard of a runs folder.
+
+``charts`` (inline SVG) and ``runs`` (reading a runs folder) are pure Python; ``build`` writes
+the pages; ``cli`` holds ``driftguard report``. Nothing here imports TensorFlow.
+"""
+
+
+def build_reports(runs_dir):
+    """See :func:`components.reports.build.build_reports` (imported lazily: no import cycle with
+    components.drift_detector.html, which draws its charts with components.reports.charts)."""
+    from components.reports.build import build_reports as _build
+
+    return _build(runs_dir)

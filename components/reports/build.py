@@ -1,0 +1,175 @@
+"""Write the reports of a runs folder: one page per checked span and the trend dashboard.
+
+    runs/reports/index.html          the trend dashboard
+    runs/reports/span-<N>.html       the span's drift report + model panel + gate decision
+
+The DriftDetector's own ``report.html`` (written inside the TFX artifact, which is never
+edited afterwards) cannot show the PredictionMonitor's results, which come later in the same
+check; the pages here join them. A span page is rewritten only when it is missing, older than
+one of its inputs, or written by another version of the templates/code (a stamp in the page).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import pathlib
+import re
+import tempfile
+from typing import Dict, List, Optional, Tuple
+
+import jinja2
+
+from components.reports import charts
+from components.reports.runs import Runs, SpanRecord, alert_span, load_runs
+
+logger = logging.getLogger(__name__)
+
+REPORTS_DIR = "reports"
+INDEX = "index.html"
+_HERE = pathlib.Path(__file__).resolve().parent
+_ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(str(_HERE / "templates")), autoescape=True,
+                          undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+_STAMP_RE = re.compile(r'<meta name="driftguard-stamp" content="([0-9a-f]+)">')
+
+
+def _code_stamp() -> str:
+    """Changes whenever the code or a template that draws a page changes."""
+    h = hashlib.sha256()
+    dd = _HERE.parent / "drift_detector"
+    for p in sorted([_HERE / "charts.py", _HERE / "build.py", dd / "html.py", *dd.glob("templates/*.j2"),
+                     *(_HERE / "templates").glob("*.j2")]):
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _write(path: pathlib.Path, text: str) -> None:
+    """Atomically (temp file + rename): a reader never sees half a page."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".html")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def span_page_name(span: int) -> str:
+    return f"span-{span}.html"
+
+
+def _needs_rebuild(page: pathlib.Path, rec: SpanRecord, stamp: str) -> bool:
+    if not page.is_file():
+        return True
+    head = page.read_text(encoding="utf-8", errors="replace")[:2000]
+    m = _STAMP_RE.search(head)
+    if not m or m.group(1) != stamp:
+        return True
+    mtime = page.stat().st_mtime
+    return any(p.stat().st_mtime > mtime for p in rec.inputs if p.exists())
+
+
+def render_span_page(rec: SpanRecord, stamp: str = "") -> str:
+    from components.drift_detector.html import render_html
+
+    page = render_html(rec.report, rec.monitor, decision=rec.decision, dashboard=INDEX)
+    meta = f'<meta name="driftguard-stamp" content="{stamp}">' if stamp else ""
+    return page.replace('<meta charset="utf-8">', '<meta charset="utf-8">' + meta, 1)
+
+
+def build_span_pages(runs: Runs, out_dir: pathlib.Path, force: bool = False) -> Tuple[List[int], Dict[int, str]]:
+    """(spans rewritten, {span: page file name}) for every span that has a drift report."""
+    stamp = _code_stamp()
+    written, pages = [], {}
+    for rec in runs.spans:
+        if not rec.report:
+            continue
+        page = out_dir / span_page_name(rec.span)
+        pages[rec.span] = page.name
+        if force or _needs_rebuild(page, rec, stamp):
+            _write(page, render_span_page(rec, stamp))
+            written.append(rec.span)
+    return written, pages
+
+
+def _span_label(rec: SpanRecord) -> str:
+    return f"{rec.span}" + (f" · {rec.period}" if rec.period else "")
+
+
+def dashboard_context(runs: Runs, pages: Optional[Dict[int, str]] = None) -> dict:
+    """Everything the dashboard template shows, charts included (also used by the notebook)."""
+    pages = pages or {}
+    spans = [s for s in runs.spans if s.report or s.row]
+    cols = [str(s.span) for s in spans]
+    features = runs.features()
+    cells = {}
+    for s in spans:
+        for name, f in ((s.report or {}).get("features") or {}).items():
+            cells[(name, str(s.span))] = f
+    groups = [f"v{s.compared_version}" if s.compared_version else "–" for s in spans]
+    heat = charts.heatmap(features, cols, cells, title="Drift score per feature and span (vs the serving model's profile)",
+                          col_groups=groups, links=[pages.get(s.span) for s in spans])
+
+    def metric(key, source="monitor"):
+        out = []
+        for s in spans:
+            v = (s.monitor or {}).get(key) if source == "monitor" else (s.row or {}).get(key)
+            out.append(v if isinstance(v, (int, float)) else None)
+        return out
+
+    accuracy = charts.line_chart(cols, {"realized": metric("realized_accuracy"), "estimated (no labels)":
+                                        metric("estimated_accuracy"), "at blessing": metric("baseline_accuracy")},
+                                 title="Accuracy of the serving model per span", percent=True, dashed=("at blessing",))
+    pred = charts.line_chart(cols, {"prediction PSI": [((s.monitor or {}).get("prediction") or {}).get("psi") for s in spans],
+                                    "confidence PSI": [((s.monitor or {}).get("confidence") or {}).get("psi") for s in spans]},
+                             title="Prediction and confidence drift (PSI vs the reference)")
+    rules = sorted({a.get("rule", "?") for a in runs.alerts},
+                   key=lambda r: (not any(a.get("rule") == r and a.get("severity") == "critical" for a in runs.alerts), r))
+    timeline = charts.alert_timeline(cols, rules, [{**a, "x": str(alert_span(a))} for a in runs.alerts],
+                                     title="Alerts per span (hover for the message)") if runs.alerts else None
+    rows = []
+    for s in spans:
+        row = s.row or {}
+        d = (row.get("decision") or (s.decision or {}).get("decision") or {})
+        alerts = [a for a in runs.alerts if alert_span(a) == s.span]
+        rows.append({"span": s.span, "label": _span_label(s), "page": pages.get(s.span),
+                     "verdict": row.get("drift") or _headline(s), "drift": bool((s.report or {}).get("drift_detected")),
+                     "no_baseline": (s.report or {}).get("status") == "no_baseline",
+                     "compared": s.compared_version, "anomalies": len((s.report or {}).get("anomalies") or []),
+                     "realized": (s.monitor or {}).get("realized_accuracy"),
+                     "estimated": (s.monitor or {}).get("estimated_accuracy"),
+                     "alerts": len(alerts), "critical": sum(a.get("severity") == "critical" for a in alerts),
+                     "decision": row.get("outcome") or (("retrain: " if d.get("retrain") else "no retraining: ") + d.get("reason", "")),
+                     "serving_after": row.get("serving")})
+    return {"runs": runs, "root": str(runs.root), "spans": rows, "heatmap": heat, "accuracy": accuracy,
+            "prediction": pred, "timeline": timeline, "versions": runs.versions, "serving": runs.serving,
+            "trainings": runs.trainings, "alerts": list(reversed(runs.alerts))}
+
+
+def _headline(rec: SpanRecord) -> str:
+    if not rec.report:
+        return "no drift report"
+    from components.drift_detector.compare import headline
+
+    return headline(rec.report)
+
+
+def render_dashboard(runs: Runs, pages: Optional[Dict[int, str]] = None) -> str:
+    return _ENV.get_template("dashboard.html.j2").render(**dashboard_context(runs, pages))
+
+
+def build_reports(runs_dir, force: bool = False) -> pathlib.Path:
+    """(Re)build ``<runs_dir>/reports/``: the span pages that need it and the dashboard.
+
+    Returns the dashboard's path. Raises FileNotFoundError naming the folder when it is missing.
+    """
+    runs = load_runs(runs_dir)
+    out = runs.root / REPORTS_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    written, pages = build_span_pages(runs, out, force=force)
+    logger.info("span pages rewritten: %s", written or "none")
+    index = out / INDEX
+    _write(index, render_dashboard(runs, pages))
+    return index
