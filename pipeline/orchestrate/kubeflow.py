@@ -1,0 +1,234 @@
+"""Kubeflow Pipelines v2 / Vertex AI: one pipeline = the span check + the training branch.
+
+::
+
+    Check*  ExampleGen -> StatisticsGen -> ExampleValidator -> DriftDetector
+            -> PredictionMonitor -> RetrainGate
+    under tfx.dsl.Cond(RetrainGate.decision.custom_property('retrain') == 1):
+            the training pipeline on the window ending at the checked span
+
+KFP v2 evaluates the condition on the gate's output artifact (a CEL ``trigger_policy``), so
+the training tasks run only when the gate says so and show as skipped otherwise.
+
+Limit: KubeflowV2DagRunner (TFX 1.16) compiles no channel union, which the training pipeline
+uses to join a window of several spans (one ExampleGen per span), so on Kubeflow the window is
+one span: compile with ``training.window_spans: 1`` (``KubeflowCompileError`` says so
+otherwise).
+
+What is fixed at compile time (KFP compiles a static graph): the span to check and the
+training window, which is the newest ``training.window_spans`` spans ending at that span (what
+the ``scheduled`` and ``triggered`` policies choose). The gate may still decide on another
+window (a span with schema anomalies in it, the ``online`` policy's newest-span-only window);
+then it says so in its ``decision.json`` and the in-graph branch trains on the compiled window.
+Compile per span (``driftguard compile --target kubeflow --span N``) or submit one run per
+new span.
+
+Paths: every path in the config (data, schemas, registry) and the pipeline root must be
+reachable from every pod at the same absolute path (a shared volume mounted at the same
+place) or be the pipeline root on GCS/S3 (``--pipeline-root gs://...``).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pathlib
+from typing import Dict, List, Optional, Sequence
+
+from pipeline.config import Config
+
+TFX_VERSION = "1.16.0"
+DEFAULT_IMAGE = f"driftguard:tfx-{TFX_VERSION}"
+PIPELINE_JOB_FILE = "pipeline_job.json"   # Vertex AI PipelineJob (aiplatform.PipelineJob)
+PIPELINE_SPEC_FILE = "pipeline.yaml"      # KFP OSS pipeline spec (kfp.Client)
+CHECK_PREFIX = "Check"                    # ids of the span-check nodes in the combined graph
+GATE_ID = f"{CHECK_PREFIX}RetrainGate"
+RETRAIN_PROPERTY = "retrain"
+
+
+class KubeflowCompileError(ValueError):
+    """The pipeline cannot be compiled for Kubeflow v2 as configured (the message says why)."""
+
+
+def combined_pipeline_name(config: Config) -> str:
+    return f"{config.model_name}-check-and-train"
+
+
+def training_window(config: Config, span: int) -> List[int]:
+    """The newest ``training.window_spans`` spans ending at ``span`` (span numbers start at 1)."""
+    span = int(span)
+    return list(range(max(1, span - config.training.window_spans + 1), span + 1))
+
+
+def create_check_and_train_pipeline(config: Config, span: int, *, data_root: Optional[str] = None,
+                                    pipeline_root: Optional[str] = None,
+                                    train_spans: Optional[Sequence[int]] = None,
+                                    blocked_spans: Sequence[int] = ()):
+    """The span check of ``span`` and, under a Cond on the gate's ``retrain``, training.
+
+    Built from ``create_check_pipeline`` and ``create_pipeline``: the check's nodes are renamed
+    ``Check<id>`` (both pipelines have an ``ImportSchemaGen`` and an ``ExampleGen_span<N>``);
+    the training nodes keep their ids, which their parameters refer to (``span_by_node``).
+    """
+    from tfx import v1 as tfx
+    from tfx.dsl.context_managers import dsl_context_registry
+
+    from components.retrain_gate import spec as gate_spec
+    from pipeline import pipeline as pipeline_lib
+
+    spans = [int(s) for s in (train_spans or training_window(config, span))]
+    if len(spans) > 1:
+        raise KubeflowCompileError(
+            f"the training window of span {int(span)} is spans {spans}, but KubeflowV2DagRunner "
+            f"(TFX {TFX_VERSION}) supports no channel union ('Only single Channel is supported'), "
+            f"and the training pipeline joins one ExampleGen per span with a union; compile "
+            f"for Kubeflow with training.window_spans: 1 in the config")
+    check = pipeline_lib.create_check_pipeline(config, span, data_root=data_root,
+                                               blocked_spans=blocked_spans)
+    train = pipeline_lib.create_pipeline(config, spans, data_root=data_root)
+    check_nodes = list(check.components)
+    for node in check_nodes:
+        node.with_id(CHECK_PREFIX + node.id)
+    gate = next(n for n in check_nodes if n.id == GATE_ID)
+    train_nodes = list(train.components)
+    # Each sub-pipeline took its nodes out of the global DSL registry when it was built; the
+    # combined pipeline gets a registry of its own in which the training nodes sit under Cond.
+    registry = dsl_context_registry.DslContextRegistry()
+    with dsl_context_registry.use_registry(registry):
+        for node in check_nodes:
+            registry.put_node(node)
+        retrain = gate.outputs[gate_spec.DECISION_KEY].future()[0].custom_property(gate_spec.RETRAIN)
+        with tfx.dsl.Cond(retrain == 1):
+            for node in train_nodes:
+                registry.put_node(node)
+    root = pipeline_root or str(config.pipeline_root / combined_pipeline_name(config))
+    return tfx.dsl.Pipeline(
+        pipeline_name=combined_pipeline_name(config),
+        pipeline_root=root,
+        components=check_nodes + train_nodes,
+        enable_cache=False,
+        beam_pipeline_args=list(config.beam_args),
+        dsl_context_registry=registry,
+    )
+
+
+KFP_TITLE_NAMESPACE = "driftguard"
+
+
+@contextlib.contextmanager
+def _kfp_schema_titles():
+    """Let KubeflowV2's compiler accept driftguard's artifact type names.
+
+    KFP v2 wants a custom artifact's schema title as ``<namespace>.<Name>``
+    (``compiler_utils._SCHEMA_TITLE_RE``); our types are named ``DriftguardDriftReport`` etc.
+    (their MLMD names, shared with the local runs), so the compiled spec titles them
+    ``driftguard.DriftguardDriftReport``. At run time TFX's KFP v2 entrypoint finds no Python
+    class of that name and rebuilds a generic artifact class, which is all our executors use
+    (uri and custom properties). Scoped to the compile call: nothing global stays patched.
+    """
+    import yaml
+    from tfx.orchestration.kubeflow.v2 import compiler_utils
+
+    original = compiler_utils.get_artifact_schema
+
+    def schema(artifact_type):
+        try:
+            return original(artifact_type)
+        except ValueError:
+            title = f"{KFP_TITLE_NAMESPACE}.{artifact_type.TYPE_NAME}"
+            if not compiler_utils._SCHEMA_TITLE_RE.fullmatch(title):  # noqa: SLF001
+                raise
+            template = pathlib.Path(compiler_utils.__file__).parent / "artifact_types" / "Artifact.yaml"
+            data = yaml.safe_load(template.read_text())
+            data["title"] = title
+            return yaml.dump(data, sort_keys=False)
+
+    compiler_utils.get_artifact_schema = schema
+    try:
+        yield
+    finally:
+        compiler_utils.get_artifact_schema = original
+
+
+@contextlib.contextmanager
+def _cond_over_union_inputs():
+    """Let KubeflowV2 put nodes with union or resolver inputs under a Cond.
+
+    For a conditional node, ``step_builder`` keys *every* input channel with
+    ``implicit_channel_key`` only to see whether the node already consumes the predicate's
+    channel; that function raises for a union channel (Transform's and Evaluator's window)
+    and for a resolver's producer-less channel. Such a channel can never be the predicate's
+    channel (an output of the gate), so a key of its own is exact. Scoped to the compile call.
+    """
+    from tfx.dsl.compiler import compiler_utils as tfx_compiler_utils
+
+    original = tfx_compiler_utils.implicit_channel_key
+
+    def key(channel):
+        try:
+            return original(channel)
+        except ValueError:
+            return f"_unkeyable.{id(channel)}"
+
+    tfx_compiler_utils.implicit_channel_key = key
+    try:
+        yield
+    finally:
+        tfx_compiler_utils.implicit_channel_key = original
+
+
+def compile_kubeflow(config: Config, span: int, output_dir, image: str = DEFAULT_IMAGE, *,
+                     pipeline_root: Optional[str] = None, data_root: Optional[str] = None,
+                     blocked_spans: Sequence[int] = ()) -> Dict[str, pathlib.Path]:
+    """Compile the check-and-train pipeline of ``span`` with ``KubeflowV2DagRunner``.
+
+    Writes ``pipeline_job.json`` (a Vertex AI PipelineJob: ``aiplatform.PipelineJob(
+    template_path=...)``) and ``pipeline.yaml`` (the same PipelineSpec as KFP OSS's
+    ``kfp.Client`` uploads it). Returns ``{"pipeline_job": path, "pipeline_spec": path}``.
+    """
+    import yaml
+    from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as kfp_v2
+
+    out = pathlib.Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pipe = create_check_and_train_pipeline(config, span, data_root=data_root,
+                                           pipeline_root=pipeline_root, blocked_spans=blocked_spans)
+    runner = kfp_v2.KubeflowV2DagRunner(
+        config=kfp_v2.KubeflowV2DagRunnerConfig(default_image=image),
+        output_dir=str(out), output_filename=PIPELINE_JOB_FILE)
+    with _kfp_schema_titles(), _cond_over_union_inputs():
+        job = runner.run(pipe, write_out=True)
+    spec = dict(job["pipelineSpec"])
+    # KFP OSS has no runtime_config.gcs_output_directory: the root travels in the spec.
+    spec.setdefault("defaultPipelineRoot", pipe.pipeline_info.pipeline_root)
+    spec_path = out / PIPELINE_SPEC_FILE
+    header = (f"# driftguard: span check of span {int(span)} + training under a Cond on "
+              f"{GATE_ID}.{RETRAIN_PROPERTY} == 1.\n# Compiled by TFX {TFX_VERSION} "
+              f"KubeflowV2DagRunner; upload with kfp.Client (driftguard submit).\n")
+    spec_path.write_text(header + yaml.safe_dump(spec, sort_keys=False))
+    return {"pipeline_job": out / PIPELINE_JOB_FILE, "pipeline_spec": spec_path}
+
+
+def executor_class_paths(pipeline_spec: dict) -> Dict[str, str]:
+    """{executor label: class path} of every Python-class executor in a compiled spec."""
+    out = {}
+    for label, executor in pipeline_spec.get("deploymentSpec", {}).get("executors", {}).items():
+        args = executor.get("container", {}).get("args", [])
+        for i, arg in enumerate(args[:-1]):
+            if arg == "--executor_class_path":
+                out[label] = args[i + 1]
+        # Custom components carry their class path inside the serialized executable spec.
+        for i, arg in enumerate(args[:-1]):
+            if arg == "--executable_spec" and label not in out:
+                spec = json.loads(args[i + 1])
+                path = spec.get("classPath") or spec.get("class_path")
+                if path:
+                    out[label] = path
+    return out
+
+
+def load_pipeline_yaml(path) -> dict:
+    """The PipelineSpec dict of a compiled ``pipeline.yaml`` (comments skipped)."""
+    import yaml
+
+    return yaml.safe_load(pathlib.Path(os.fspath(path)).read_text())
