@@ -7,7 +7,7 @@ STAMP := $(VENV)/.driftguard-installed
 UV_VERSION := 0.13.9
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast lock bench clean help
+.PHONY: setup system-deps demo test test-fast lock bench clean help
 
 help:
 	@echo "make demo   set up .venv and run the main job (driftguard run) on the embedded default"
@@ -39,7 +39,14 @@ $(STAMP): requirements.lock setup.py
 demo: setup
 	$(VENV)/bin/driftguard run
 
-test: setup
+# Headless Chromium renders the HTML reports in the tests (Debian's package; root or sudo).
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium (the report tests open the pages in headless Chromium)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: setup system-deps
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 # Only the pure, fast tests (no TFX run): handy while editing.

@@ -423,9 +423,15 @@ def run(ctx: click.Context, spans_text: Optional[str], runner: Optional[str], be
 
     click.echo(f"\ndone in {elapsed:.0f} s\n"
                f"serving:   {_serving_version_text(cfg)} -> {cfg.model_registry}\n"
-               f"reports:   {cfg.pipeline_root / cfg.check_pipeline_name() / 'DriftDetector'} (one report.html per span)\n"
+               f"reports:   {cfg.runs_path / 'reports'} (rebuild: driftguard report)\n"
                f"alerts:    {cfg.runs_path / 'alerts.jsonl'} (outbox {outbox_path(cfg.runs_path)}; driftguard alerts list)\n"
                f"state:     {cfg.runs_path / state.STATE_FILE}; MLMD: {cfg.metadata_path}")
+    from components.reports import build_reports
+
+    try:
+        click.echo(f"dashboard: {build_reports(cfg.runs_path)}  (per-span pages beside it)")
+    except Exception as e:  # noqa: BLE001 -- a report must never fail a completed replay
+        click.echo(f"reports not built: {e} (retry: driftguard report)", err=True)
 
 
 @main.command()
@@ -648,7 +654,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
     if outbox_path(cfg.runs_path).exists():
         open_alerts = [r for r in Outbox(outbox_path(cfg.runs_path)).rows() if r.get("state") != "delivered"]
     info = {"model": cfg.model_name, "serving": serving, "pending": pending,
-            "last_span": last and {k: last[k] for k in ("span", "drift", "outcome")},
+            "last_span": last and {k: last.get(k) for k in ("span", "drift", "outcome", "alert_titles")},
             "undelivered_alerts": len(open_alerts)}
     if as_json:
         click.echo(json.dumps(info, sort_keys=True, default=str))
@@ -667,6 +673,10 @@ def status(ctx: click.Context, as_json: bool) -> None:
         click.echo("pending:  none")
     click.echo(f"last span checked: {last['span']}: {last['drift']}; {last['outcome']}" if last
                else "last span checked: none")
+    if last and last.get("alert_titles"):
+        click.echo(f"alerts of span {last['span']}:")
+        for title in last["alert_titles"]:
+            click.echo(f"  {title}")
     click.echo(f"undelivered alerts: {len(open_alerts)}" + (" (driftguard alerts list)" if open_alerts else ""))
 
 
@@ -784,6 +794,9 @@ def _register_drift_command() -> None:
     from components.alerts.cli import alerts
 
     main.add_command(alerts, "alerts")
+    from components.reports.cli import report
+
+    main.add_command(report, "report")
 
 
 _register_drift_command()

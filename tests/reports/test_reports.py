@@ -8,7 +8,15 @@ import pytest
 
 from chromium_page import CHROMIUM, open_page
 
-needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install -y chromium)")
+@pytest.fixture
+def chromium():
+    """Chromium is part of the test environment (`make test` installs it): missing is a failure, not a skip."""
+    if CHROMIUM is None:
+        pytest.fail("Debian's chromium is not installed: run `make system-deps` (apt-get install -y chromium)")
+    return CHROMIUM
+
+
+needs_chromium = pytest.mark.usefixtures("chromium")
 _ASSET = re.compile(r"""(?:src|href|xlink:href|action|poster|data)\s*=\s*["']?\s*(?:https?:)?//|url\(\s*["']?\s*(?:https?:)?//|@import""",
                     re.IGNORECASE)
 
