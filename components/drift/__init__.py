@@ -12,7 +12,7 @@ Front door::
 
 Defaults (why: ``components/drift/README.md``)
     - numeric features: PSI >= 0.005 on 10 reference-quantile bins, with chi-square
-      evidence on 20 reference-quantile bins;
+      evidence on 20 and 50 reference-quantile bins (Bonferroni-combined);
     - categorical features: PSI >= 0.005 on categories holding >= 1% of the reference
       plus a pooled bucket, with chi-square evidence on pooled-count-safe bins;
     - missing rate changed by >= 5 points (Fisher's exact test);

@@ -37,7 +37,7 @@ OTHER = "__other__"
 _FAST_MIN_ROWS = 1 << 16
 
 
-def quantile_edges(reference, n_bins: int = 10, distinct=None) -> np.ndarray:
+def quantile_edges(reference, n_bins: int = 10, distinct=None, gap_bins: int = None) -> np.ndarray:
     r"""Interior bin edges at the reference quantiles, placed in the gaps between atoms.
 
     Parameters
@@ -48,6 +48,10 @@ def quantile_edges(reference, n_bins: int = 10, distinct=None) -> np.ndarray:
         Number of quantile bins wanted; fewer come back when quantiles coincide.
     distinct : array_like, optional
         ``numpy.unique(reference)``, when the caller already has it.
+    gap_bins : int, optional
+        The edges sit halfway to the next value on the grid of ``10 * gap_bins``
+        reference quantiles (default ``n_bins``). A finer binning with a coarser grid
+        (50 bins, ``gap_bins=20``) keeps each edge as far from an atom as 20 bins would.
 
     Returns
     -------
@@ -98,7 +102,8 @@ def quantile_edges(reference, n_bins: int = 10, distinct=None) -> np.ndarray:
     if distinct.size == 1:
         v = distinct[0]
         return np.array([np.nextafter(v, -np.inf), v])
-    grid = np.unique(np.quantile(values, np.arange(1, 10 * k) / (10 * k), method="inverted_cdf"))
+    g = k if gap_bins is None else int(gap_bins)
+    grid = np.unique(np.quantile(values, np.arange(1, 10 * g) / (10 * g), method="inverted_cdf"))
     cuts = np.unique(np.quantile(values, np.arange(1, k) / k, method="inverted_cdf"))
     return _edges_between(grid, cuts, distinct)
 
@@ -145,7 +150,7 @@ def order_statistics(distinct: np.ndarray, counts: np.ndarray, positions) -> np.
     return distinct[np.searchsorted(cumulative, np.asarray(positions), side="right")]
 
 
-def quantile_edges_from_counts(distinct, counts, n_bins: int = 10) -> np.ndarray:
+def quantile_edges_from_counts(distinct, counts, n_bins: int = 10, gap_bins: int = None) -> np.ndarray:
     r""":func:`quantile_edges` of a reference given as distinct values and their counts.
 
     Bit-for-bit the edges :func:`quantile_edges` gives on the raw values (with no
@@ -160,6 +165,8 @@ def quantile_edges_from_counts(distinct, counts, n_bins: int = 10) -> np.ndarray
         Increasing distinct finite values.
     counts : array_like of int
         How often each occurs (values with count 0 are ignored).
+    n_bins, gap_bins : int
+        As in :func:`quantile_edges`.
 
     Examples
     --------
@@ -185,7 +192,8 @@ def quantile_edges_from_counts(distinct, counts, n_bins: int = 10) -> np.ndarray
         v = distinct[0]
         return np.array([np.nextafter(v, -np.inf), v])
     n = int(counts.sum())
-    grid = np.unique(order_statistics(distinct, counts, inverted_cdf_positions(n, np.arange(1, 10 * k) / (10 * k))))
+    g = k if gap_bins is None else int(gap_bins)
+    grid = np.unique(order_statistics(distinct, counts, inverted_cdf_positions(n, np.arange(1, 10 * g) / (10 * g))))
     cuts = np.unique(order_statistics(distinct, counts, inverted_cdf_positions(n, np.arange(1, k) / k)))
     return _edges_between(grid, cuts, distinct)
 

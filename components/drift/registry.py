@@ -20,8 +20,8 @@ ks               numeric      KS D              0.1       Kolmogorov-Smirnov
 
 Binned scores (Cramer's V included) use 10 reference-quantile bins (numeric) or the
 categories holding >= 1% of the reference plus one pooled bucket (categorical). The chi-square evidence uses 20
-reference-quantile bins (numeric) or every category, pooled only as far as expected
-counts require (categorical).
+and 50 reference-quantile bins, Bonferroni-combined (numeric; ``numeric.FINE_TEST_BINS``),
+or every category, pooled only as far as expected counts require (categorical).
 
 The default thresholds come from the Chicago taxi data (100,000-row bootstrap samples,
 ``benchmarks/drift_calibration.py --scale-table``, summarised in ``README.md``). For

@@ -201,3 +201,20 @@ def test_spearman_matches_scipy_with_ties_and_has_right_null_se():
     assert spearman(x, y).rho == pytest.approx(stats.spearmanr(x, y).statistic, rel=1e-9)
     r = spearman(rng.normal(size=4000), rng.normal(size=4000))
     assert r.se * math.sqrt(4000) == pytest.approx(1.0, abs=0.05)
+
+
+def test_fine_chi_square_test_is_bonferroni_combined_and_keeps_coarse_gaps():
+    from components.drift import compare_numeric
+    rng = np.random.default_rng(12)
+    ref, cur = np.round(rng.lognormal(1, 1, 3000), 1), np.round(rng.lognormal(1, 1, 3000), 1)
+    both = compare_numeric(ref, cur)
+    alone = compare_numeric(ref, cur, fine_test_bins=0)
+    p20, p50 = (t["p_value"] for t in both.details["chi_square_tests"])
+    assert alone.p_values["chi_square"] == p20 and len(alone.details["chi_square_tests"]) == 1
+    assert both.p_values["chi_square"] == min(1.0, 2 * min(p20, p50))
+    assert both.scores == alone.scores  # the effect sizes do not change
+    # the 50 bins' edges sit in the gaps of the 20-bin grid: a value moved by 0.3% stays in its bin
+    fine = quantile_edges(ref, 50, gap_bins=20)
+    coarse_grid = np.unique(np.quantile(ref, np.arange(1, 200) / 200, method="inverted_cdf"))
+    assert np.all(np.searchsorted(coarse_grid, fine) > 0)
+    assert np.array_equal(quantile_edges(ref, 20, gap_bins=20), quantile_edges(ref, 20))
