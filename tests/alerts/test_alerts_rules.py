@@ -146,3 +146,19 @@ def test_real_span8_report(span8_report):
     assert all("\n" not in a.title for a in alerts)
     again = run(cfg(), rep)
     assert [a.dedup_key for a in again] == keys and [a.to_dict() for a in again] == [a.to_dict() for a in alerts]
+
+
+def test_model_cannot_score_rule_and_estimated_drop_against_the_reference_estimate():
+    from components.alerts.config import parse_alerts_config
+    from components.alerts.rules import evaluate
+
+    cfg = parse_alerts_config(None)
+    alerts = evaluate(cfg, model="taxi", span=5, drift_report=None,
+                      monitor={"status": "cannot_score", "message": "model version 1 cannot score span 5: Key: x"})
+    assert [a.rule for a in alerts] == ["model_cannot_score"] and alerts[0].severity == "critical"
+    # the estimate (0.90) is compared with the same estimator on the reference (0.96), not with
+    # the held-out baseline accuracy (0.89): 6.3 % down -> fires
+    monitor = {"status": "monitored", "baseline_accuracy": 0.89, "estimated_accuracy": 0.90,
+               "estimated_accuracy_reference": 0.96, "realized_accuracy": None}
+    fired = [a.rule for a in evaluate(cfg, model="taxi", span=6, drift_report=None, monitor=monitor)]
+    assert fired == ["estimated_accuracy_drop"]
