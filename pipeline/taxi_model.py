@@ -110,8 +110,8 @@ def build_model(tf_transform_output, hidden_units: List[int], learning_rate: flo
         parts.append(keras.layers.CategoryEncoding(num_tokens=size, output_mode="one_hot")(
             keras.layers.Reshape((1,))(inp)))
     x = keras.layers.Concatenate()(parts)
-    for units in hidden_units:
-        x = keras.layers.Dense(int(units), activation="relu")(x)
+    for i, units in enumerate(hidden_units):
+        x = keras.layers.Dense(int(units), activation="relu", name=f"hidden_{i}")(x)
     output = keras.layers.Dense(1, activation="sigmoid", name="probabilities")(x)
     model = keras.Model(inputs=inputs, outputs=output)
     model.compile(
@@ -158,24 +158,28 @@ def _transform_signature(model, tf_transform_output):
 
 
 def _warm_start(model, saved_model_dir: str) -> None:
-    """Copy the weights of the serving model (online retraining) into ``model``, layer by layer.
+    """Copy the weights of the serving model (online retraining) into ``model``.
 
-    Layers are matched by name and shape (the vocabulary sizes are fixed by top_k + OOV
-    buckets, so they match across spans). A mismatch is logged and that layer starts fresh.
+    Layers with weights are paired in order when both models have the same number of them
+    (models saved before the hidden layers had fixed names), else by name; a pair is copied
+    when every weight's shape matches (the vocabulary sizes are fixed by top_k + OOV buckets,
+    so they usually do). A mismatch is logged and that layer starts fresh.
     """
     previous = keras.models.load_model(saved_model_dir, compile=False)
-    by_name = {layer.name: layer for layer in previous.layers}
-    copied, skipped = [], []
-    for layer in model.layers:
-        old = by_name.get(layer.name)
-        if old is None or not layer.weights:
-            continue
-        old_w, new_w = old.get_weights(), layer.get_weights()
+    old_layers = [layer for layer in previous.layers if layer.weights]
+    new_layers = [layer for layer in model.layers if layer.weights]
+    if len(old_layers) == len(new_layers):
+        pairs = list(zip(old_layers, new_layers))
+    else:
+        by_name = {layer.name: layer for layer in old_layers}
+        pairs = [(by_name[layer.name], layer) for layer in new_layers if layer.name in by_name]
+    copied, skipped = [], [layer.name for layer in new_layers]
+    for old, new in pairs:
+        old_w, new_w = old.get_weights(), new.get_weights()
         if len(old_w) == len(new_w) and all(a.shape == b.shape for a, b in zip(old_w, new_w)):
-            layer.set_weights(old_w)
-            copied.append(layer.name)
-        else:
-            skipped.append(layer.name)
+            new.set_weights(old_w)
+            copied.append(new.name)
+            skipped.remove(new.name)
     if not copied:
         raise ValueError(f"warm start from {saved_model_dir}: no layer matches the new model")
     logging.info("warm start from %s: copied %s; fresh: %s", saved_model_dir, copied, skipped or "none")
