@@ -1,0 +1,328 @@
+"""Airflow 2 DAGs for driftguard, built by TFX's AirflowDagRunner from the same pipelines.
+
+Two DAGs per model (ids = the TFX pipeline names, so MLMD contexts match the local runs):
+
+``<model>-check`` (on a schedule, default ``@daily``)::
+
+    ImportSchemaGen, ExampleGen_span<N> -> StatisticsGen -> ExampleValidator -> DriftDetector
+    -> PredictionMonitor -> RetrainGate                 (TFX components, one task each)
+    -> retrain_decision   ShortCircuitOperator: the RetrainGate's decision of *this* run,
+                          read from MLMD (int property ``retrain``, ``decision.json``)
+    -> trigger_training   TriggerDagRunOperator -> ``<model>-training``,
+                          conf {"spans": "7,8", "span": "8", "reason": "..."}
+
+``<model>-training`` (no schedule: triggered by the check DAG, ``driftguard trigger``, the UI)::
+
+    check_window -> the training pipeline (ExampleGen per span ... Evaluator -> RegistryPusher)
+
+Which span is checked: the newest ``span-<N>`` folder under the config's ``data_root`` when
+Airflow parses the DAG file (a new span arriving = a new folder; the next scheduled run checks
+it). Which spans are trained: the window of the newest RetrainGate decision that said
+"retrain" (read from MLMD when the file is parsed), or the config's ``first_spans`` before any
+decision (the first model). AirflowDagRunner builds a static graph per parse, so the spans are
+parse-time values; ``check_window`` fails a run whose ``conf["spans"]`` differs from the
+graph's, instead of silently training on other spans. ``tfx.dsl.Cond`` is ignored by
+AirflowDagRunner, which is why the check DAG triggers training through Airflow operators.
+
+Parsing imports TensorFlow and TFX (tens of seconds on a small machine): raise Airflow's
+``[core] dagbag_import_timeout`` (``AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT=300``).
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import pathlib
+from typing import Any, Dict, List, Mapping, Optional
+
+from pipeline import config as config_lib
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+DAG_FILE_NAME = "driftguard_{model}_dags.py"
+DECISION_TASK_ID = "retrain_decision"
+TRIGGER_TASK_ID = "trigger_training"
+WINDOW_TASK_ID = "check_window"
+DECISION_TYPE = "DriftguardRetrainDecision"
+START_DATE = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
+
+_DAG_FILE = '''"""driftguard DAGs for Airflow 2 -- written by `driftguard compile --target airflow`.
+
+{check_id}: span check on schedule {schedule!r}; triggers {train_id} when the
+RetrainGate says so. {train_id}: the training pipeline. Details: pipeline/orchestrate/airflow_dags.py.
+Needs the driftguard package installed where Airflow parses and runs tasks, and
+AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT=300 (parsing imports TensorFlow).
+"""
+from pipeline.orchestrate.airflow_dags import build_dags
+
+CONFIG_PATH = {config_path!r}  # None: driftguard's built-in defaults
+
+globals().update(build_dags(CONFIG_PATH, schedule={schedule!r}))
+'''
+
+
+def check_dag_id(config: config_lib.Config) -> str:
+    return config.check_pipeline_name()
+
+
+def training_dag_id(config: config_lib.Config) -> str:
+    return config.training_pipeline_name()
+
+
+def write_airflow_dags(config_path: Optional[os.PathLike], dags_folder: os.PathLike, *,
+                       schedule: Optional[str] = "@daily") -> pathlib.Path:
+    """Write the DAG file (both DAGs) into ``dags_folder``; return its path.
+
+    The file names the config file by absolute path (None: the built-in defaults), so Airflow
+    builds the DAGs from the same config as ``driftguard run``. It is validated here, before
+    anything is written.
+    """
+    config = config_lib.load(config_path)
+    folder = pathlib.Path(dags_folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / DAG_FILE_NAME.format(model=config.model_name.replace("-", "_"))
+    text = _DAG_FILE.format(config_path=str(pathlib.Path(config_path).resolve()) if config_path else None,
+                            schedule=schedule, check_id=check_dag_id(config),
+                            train_id=training_dag_id(config))
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)   # the scheduler never parses a half-written file
+    return path
+
+
+# ---- what the DAGs decide at parse time --------------------------------------------------
+
+def span_to_check(config: config_lib.Config) -> int:
+    """The newest span folder under ``data_root``."""
+    from pipeline import data
+
+    spans = data.available_spans(config.data_path)
+    if not spans:
+        raise FileNotFoundError(f"no span-<N> folder under {config.data_path}")
+    return spans[-1]
+
+
+def _open_store(metadata_path: pathlib.Path):
+    if not metadata_path.is_file():
+        return None
+    from pipeline import runner
+
+    return runner.open_store(str(metadata_path))
+
+
+def _decision_payload(artifact) -> Dict[str, Any]:
+    from components.retrain_gate import spec as gate_spec
+
+    return json.loads((pathlib.Path(artifact.uri) / gate_spec.DECISION_JSON).read_text())
+
+
+def latest_retrain_decision(config: config_lib.Config) -> Optional[Dict[str, Any]]:
+    """The newest RetrainGate decision.json (of any orchestrator) that said "retrain"."""
+    store = _open_store(config.metadata_path)
+    if store is None:
+        return None
+    try:
+        artifacts = store.get_artifacts_by_type(DECISION_TYPE)
+    except Exception:  # noqa: BLE001 - the type is registered only after a first check
+        return None
+    for artifact in sorted(artifacts, key=lambda a: a.id, reverse=True):
+        prop = artifact.custom_properties.get("retrain")
+        if prop is not None and prop.int_value == 1:
+            return _decision_payload(artifact)
+    return None
+
+
+def training_plan(config: config_lib.Config) -> Dict[str, Any]:
+    """{"spans": [...], "warm_start_from": path or None, "source": text} for the training DAG."""
+    from components.registry_pusher.registry import existing_versions
+
+    decision = latest_retrain_decision(config)
+    if decision is None:
+        return {"spans": sorted(int(s) for s in config.first_spans), "warm_start_from": None,
+                "source": "config first_spans (no retrain decision yet)"}
+    d = decision["decision"]
+    warm = None
+    if d.get("warm_start"):
+        versions = existing_versions(config.model_registry)
+        warm = str(config.model_registry / str(versions[-1])) if versions else None
+    return {"spans": [int(s) for s in d["spans"]], "warm_start_from": warm,
+            "source": f"RetrainGate decision of span {decision.get('span')}: {d.get('reason')}"}
+
+
+# ---- task callables (module-level: Airflow pickles nothing, workers import this module) ---
+
+def gate_decision_for_run(metadata_path: str, pipeline_name: str, run_id: str) -> Optional[Dict[str, Any]]:
+    """The RetrainGate decision.json published in the TFX run ``run_id`` (None if none)."""
+    store = _open_store(pathlib.Path(metadata_path))
+    if store is None:
+        return None
+    context = store.get_context_by_type_and_name("run", f"{pipeline_name}.{run_id}")
+    if context is None:
+        return None
+    type_id = store.get_artifact_type(DECISION_TYPE).id
+    decisions = [a for a in store.get_artifacts_by_context(context.id) if a.type_id == type_id]
+    if not decisions:
+        return None
+    return _decision_payload(max(decisions, key=lambda a: a.id))
+
+
+def _should_train(metadata_path: str, pipeline_name: str, **context) -> bool:
+    """ShortCircuit: True (go on and trigger training) when this run's gate said retrain."""
+    ti = context["ti"]
+    run_id = ti.get_dagrun().run_id
+    payload = gate_decision_for_run(metadata_path, pipeline_name, run_id)
+    if payload is None:
+        raise RuntimeError(f"no RetrainGate decision in MLMD ({metadata_path}) for run {run_id} of "
+                           f"{pipeline_name}: did the RetrainGate task succeed?")
+    d = payload["decision"]
+    logging.info("span %s: retrain=%s (%s)", payload.get("span"), d["retrain"], d.get("reason"))
+    ti.xcom_push(key="spans", value=",".join(str(s) for s in d.get("spans", [])))
+    ti.xcom_push(key="span", value=str(payload.get("span")))
+    ti.xcom_push(key="reason", value=str(d.get("reason")))
+    return bool(d["retrain"])
+
+
+def conf_spans(conf: Optional[Mapping[str, Any]]) -> Optional[List[int]]:
+    """The spans a run was triggered with: conf {"spans": "7,8"} or {"spans": [7, 8]}."""
+    if not conf or conf.get("spans") in (None, ""):
+        return None
+    value = conf["spans"]
+    if isinstance(value, (list, tuple)):
+        return sorted(int(s) for s in value)
+    return config_lib.parse_spans(str(value))
+
+
+def _check_window(dag_spans: List[int], **context) -> None:
+    """Fail the run when it was triggered for other spans than the graph was built for."""
+    from airflow.exceptions import AirflowFailException
+
+    wanted = conf_spans(context["dag_run"].conf)
+    if wanted is not None and wanted != list(dag_spans):
+        raise AirflowFailException(
+            f"this run was triggered for spans {wanted}, but the DAG was built for spans "
+            f"{list(dag_spans)} (the newest RetrainGate decision with retrain=1, read when the DAG "
+            f"file was parsed); re-trigger after the DAG file is parsed again, or trigger "
+            f"without conf to train on {list(dag_spans)}")
+    logging.info("training on spans %s", list(dag_spans))
+
+
+# ---- the DAGs ------------------------------------------------------------------------------
+
+_NAMING_DRIVERS: Dict[type, type] = {}
+_EXAMPLES_KEY, _TRANSFORMED_KEY = "examples", "transformed_examples"
+
+
+def _naming_driver(driver_class: type) -> type:
+    """``driver_class`` naming output artifacts ``<node id>.<key>:<run id>``.
+
+    TFX 1.16's legacy driver (the one AirflowDagRunner's launcher runs) names every output
+    artifact ``<output key>:<run id>``, but MLMD keeps artifact names unique per type, so the
+    second per-span StatisticsGen (or ExampleValidator) of the training window fails its run
+    with ``AlreadyExistsError: Given node already exists``. Inputs are resolved by producer and
+    event key, never by this name, so adding the node id is safe.
+
+    Also: Transform over a window of K Examples artifacts replicates its one output artifact
+    into K inside the executor; the legacy driver has already registered the one, so Trainer
+    would get K+1 (one without splits: "Split does not exist over all example artifacts").
+    The driver prepares the K artifacts itself (what TFX's IR launcher does), so the executor
+    replicates nothing.
+    """
+    if driver_class not in _NAMING_DRIVERS:
+        def _prepare_output_artifacts(self, input_artifacts, output_dict, exec_properties, execution_id,
+                                      pipeline_info, component_info):
+            from tfx.dsl.components.base import base_driver
+            from tfx.types import artifact_utils
+
+            result = driver_class._prepare_output_artifacts(  # noqa: SLF001
+                self, input_artifacts, output_dict, exec_properties, execution_id, pipeline_info, component_info)
+            n_examples = len(input_artifacts.get(_EXAMPLES_KEY) or [])
+            if n_examples > 1 and len(result.get(_TRANSFORMED_KEY) or []) == 1:
+                result[_TRANSFORMED_KEY] = artifact_utils.replicate_artifacts(result[_TRANSFORMED_KEY][0], n_examples)
+            for key, artifacts in result.items():
+                for i, artifact in enumerate(artifacts):
+                    suffix = f".{i}" if len(artifacts) > 1 else ""
+                    artifact.name = f"{component_info.component_id}.{key}{suffix}:{pipeline_info.run_id}"
+                    artifact.producer_component = component_info.component_id
+                    base_driver._prepare_output_paths(artifact)  # noqa: SLF001
+            return result
+
+        _NAMING_DRIVERS[driver_class] = type(f"NodeNaming{driver_class.__name__}", (driver_class,),
+                                             {"_prepare_output_artifacts": _prepare_output_artifacts,
+                                              "__module__": __name__})
+    return _NAMING_DRIVERS[driver_class]
+
+
+def _airflow_dag(tfx_pipeline, dag_config: Dict[str, Any]):
+    """AirflowDagRunner(...).run(pipeline), with per-node artifact names (see _naming_driver)."""
+    from tfx.dsl.components.base import base_component
+    from tfx.orchestration.airflow.airflow_dag_runner import AirflowDagRunner, AirflowPipelineConfig
+
+    for component in tfx_pipeline.components:
+        if isinstance(component, base_component.BaseComponent) and component.driver_class is not None:
+            component.driver_class = _naming_driver(component.driver_class)
+    return AirflowDagRunner(AirflowPipelineConfig(dag_config)).run(tfx_pipeline)
+
+def _dag_config(schedule: Optional[str], doc: str, tags: List[str]) -> Dict[str, Any]:
+    return {"schedule": schedule, "start_date": START_DATE, "catchup": False,
+            "max_active_runs": 1, "tags": ["driftguard", *tags], "doc_md": doc}
+
+
+def _tfx_roots(dag, exclude=()) -> list:
+    return [t for t in dag.tasks if not t.upstream_task_ids and t.task_id not in exclude]
+
+
+def build_check_dag(config: config_lib.Config, span: Optional[int] = None, *, schedule: Optional[str] = "@daily"):
+    from airflow.operators.python import ShortCircuitOperator
+    from airflow.operators.trigger_dagrun import TriggerDagRunOperator
+    from pipeline import pipeline as pipeline_lib
+    from pipeline import state
+
+    span = span_to_check(config) if span is None else int(span)
+    blocked = [r["span"] for r in state.load(config.runs_path)["spans"] if r.get("blocking_anomalies")]
+    tfx_pipeline = pipeline_lib.create_check_pipeline(config, span, blocked_spans=blocked)
+    doc = (f"driftguard span check of **span {span}** (the newest folder under `{config.data_path}`), "
+           f"schema v{config.schema_version}, baseline: the serving version in `{config.model_registry}`. "
+           f"Triggers `{training_dag_id(config)}` when the RetrainGate says retrain.")
+    dag = _airflow_dag(tfx_pipeline, _dag_config(schedule, doc, ["check", f"span-{span}"]))
+    gate_task = dag.get_task("RetrainGate")
+    decision = ShortCircuitOperator(
+        task_id=DECISION_TASK_ID, dag=dag, python_callable=_should_train,
+        op_kwargs={"metadata_path": str(config.metadata_path), "pipeline_name": config.check_pipeline_name()},
+        ignore_downstream_trigger_rules=True)
+    xcom = "ti.xcom_pull(task_ids='" + DECISION_TASK_ID + "', key='{}')"
+    trigger = TriggerDagRunOperator(
+        task_id=TRIGGER_TASK_ID, dag=dag, trigger_dag_id=training_dag_id(config),
+        conf={"spans": "{{ " + xcom.format("spans") + " }}", "span": "{{ " + xcom.format("span") + " }}",
+              "reason": "{{ " + xcom.format("reason") + " }}",
+              "triggered_by": "{{ dag.dag_id }}/{{ run_id }}"},
+        wait_for_completion=False)
+    gate_task >> decision >> trigger
+    return dag
+
+
+def build_training_dag(config: config_lib.Config, plan: Optional[Dict[str, Any]] = None):
+    from airflow.operators.python import PythonOperator
+
+    from pipeline import pipeline as pipeline_lib
+
+    plan = plan or training_plan(config)
+    spans = plan["spans"]
+    tfx_pipeline = pipeline_lib.create_pipeline(config, spans, warm_start_from=plan["warm_start_from"])
+    doc = (f"driftguard training on **spans {', '.join(map(str, spans))}** ({plan['source']}); pushes to "
+           f"`{config.model_registry}` only when TFMA blesses the candidate. Trigger conf: "
+           f'`{{"spans": "{",".join(map(str, spans))}"}}` (or none).')
+    dag = _airflow_dag(tfx_pipeline, _dag_config(None, doc, ["training"]))
+    roots = _tfx_roots(dag)
+    window = PythonOperator(task_id=WINDOW_TASK_ID, dag=dag, python_callable=_check_window,
+                            op_kwargs={"dag_spans": list(spans)})
+    window >> roots
+    return dag
+
+
+def build_dags(config_path: Optional[os.PathLike] = None, *, schedule: Optional[str] = "@daily") -> Dict[str, Any]:
+    """{dag_id: DAG} for the DAG file: the span-check DAG and the training DAG."""
+    config = config_lib.load(config_path)
+    check = build_check_dag(config, schedule=schedule)
+    training = build_training_dag(config)
+    return {"driftguard_check_dag": check, "driftguard_training_dag": training}
