@@ -610,18 +610,6 @@ def check(ctx: click.Context, span: int, data_root: Optional[pathlib.Path], as_j
 
 
 @main.command()
-@click.option("--target", type=click.Choice(["kubeflow", "airflow"]), required=True,
-              help="Orchestrator to compile for.")
-@click.option("--output", type=click.Path(file_okay=False), default=None,
-              help="Output folder for the pipeline spec or DAG files.")
-def compile(target: str, output: Optional[str]) -> None:  # noqa: A001 (the command's name)
-    """Write the pipeline spec (Kubeflow v2) or DAG files (Airflow)."""
-    raise DriftguardError(f"compile --target {target} is not available in this version yet "
-                          f"(tracked in the orchestration issue); use `driftguard run` or "
-                          f"`driftguard train` with --runner local|beam")
-
-
-@main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
@@ -797,6 +785,11 @@ def _register_drift_command() -> None:
     from components.reports.cli import report
 
     main.add_command(report, "report")
+    from pipeline.orchestrate.cli import compile_command, submit, trigger
+
+    main.add_command(compile_command, "compile")
+    main.add_command(trigger, "trigger")
+    main.add_command(submit, "submit")
 
 
 _register_drift_command()

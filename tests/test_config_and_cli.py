@@ -84,7 +84,7 @@ def test_every_command_has_help(args):
     (["train", "--spans", "99"], "span(s) 99 not found under"),
     (["train", "--spans", "1-5"], "training.window_spans is 2"),
     (["train", "--spans", "x"], "invalid span list 'x'"),
-    (["compile", "--target", "kubeflow"], "not available in this version yet"),
+    (["compile", "--target", "kubeflow"], "needs --output DIR"),
 ])
 def test_cli_errors_go_to_stderr_with_exit_2(args, message):
     proc = run_cli(*args)

@@ -18,7 +18,7 @@ import pytest
 from helpers import REPO, make_config
 from orchestrate_cli import TESTS_DIR
 
-pytestmark = pytest.mark.tfx
+pytestmark = [pytest.mark.tfx, pytest.mark.airflow]
 
 TFX_TASKS = {"ImportSchemaGen", "ExampleGen_span{s}", "StatisticsGen", "ExampleValidator",
              "DriftDetector", "PredictionMonitor", "RetrainGate"}
