@@ -141,7 +141,7 @@ def test_drift_detector_executor_under_multi_processing(checks, first_push, tmp_
     multi_processing and 2 workers: its Beam code must pickle and run in worker processes, as on
     a distributed runner. (The executor alone: the whole check under multi_processing spends
     minutes starting TensorFlow in workers of every Beam component.)"""
-    from tfx.dsl.components.base import base_executor
+    from tfx.dsl.components.base import base_beam_executor
     from tfx.types import standard_artifacts
 
     from components.drift_detector import executor as detector_executor
@@ -155,7 +155,7 @@ def test_drift_detector_executor_under_multi_processing(checks, first_push, tmp_
     examples.split_names = '["train", "eval"]'
     report = detector_spec.DriftReport()
     report.uri = str(tmp_path / "report")
-    context = base_executor.BaseExecutor.Context(
+    context = base_beam_executor.BaseBeamExecutor.Context(
         beam_pipeline_args=["--direct_running_mode=multi_processing", "--direct_num_workers=2"],
         tmp_dir=str(tmp_path / "tmp"))
     detector_executor.Executor(context).Do(
