@@ -387,7 +387,9 @@ def run(ctx: click.Context, spans_text: Optional[str], runner: Optional[str], be
     click.echo(f"log: {_SESSION_LOG}")
     _first_model(cfg, runner, verbose)
     todo = [s for s in replay if s not in done]
-    if not todo:
+    if not replay:
+        click.echo("no spans to replay (replay_spans is empty)")
+    elif not todo:
         click.echo(f"span(s) {', '.join(map(str, replay))} were already replayed (runs/state.json); nothing to do")
     elif done & set(replay):
         click.echo(f"already replayed: {', '.join(str(s) for s in replay if s in done)}; continuing")

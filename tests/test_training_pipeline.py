@@ -167,8 +167,10 @@ def test_run_again_on_the_same_spans_does_not_push_a_duplicate(first_push, works
     assert first_push["proc"].returncode == 0
     registry = first_push["registry"]
     before = tree_digest(registry)
-    cfg = make_config(workspace, "rerun", first_spans=[1, 2])
+    # nothing to replay: `run` must find version 1 and neither train nor push again
+    cfg = make_config(workspace, "rerun", first_spans=[1, 2], replay_spans=[])
     proc = run_cli("run", config=cfg)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "taxi version 1 was already trained on span(s) 1, 2 with schema v1" in proc.stdout
+    assert "serving taxi version 1 (trained on spans 1, 2, schema v2)" in proc.stdout
+    assert "no spans to replay" in proc.stdout and "training" not in proc.stdout
     assert tree_digest(registry) == before
