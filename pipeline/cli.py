@@ -461,16 +461,16 @@ def train(ctx: click.Context, spans_text: str, data_root: Optional[pathlib.Path]
 
 def check_span(cfg: config_lib.Config, span: int, *, runner: Optional[str] = None,
                data_root: Optional[pathlib.Path] = None, verbose: bool = False, blocked_spans=()):
-    """Run the span-check pipeline on ``span``; return ``(report dict, report folder)``."""
+    """Run the span-check pipeline on ``span``; return its :class:`SpanCheck`."""
     import json
+
+    data_root = pathlib.Path(data_root or cfg.data_path)
+    _check_spans_exist([span], data_root)  # before the TFX imports: a bad span fails in a second
+    _check_schema(cfg)
 
     from components.drift_detector import spec as detector_spec
     from pipeline import pipeline as pipeline_lib
     from pipeline import runner as runner_lib
-
-    data_root = pathlib.Path(data_root or cfg.data_path)
-    _check_spans_exist([span], data_root)
-    _check_schema(cfg)
     log_path = _setup_logging(cfg.runs_path, f"check-span{span}", verbose)
     click.echo(f"checking span {span} from {data_root} (schema v{cfg.schema_version}, "
                f"baseline: {_serving_version_text(cfg)})", err=True)
