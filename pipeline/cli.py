@@ -70,13 +70,16 @@ def _setup_logging(runs_path: pathlib.Path, command: str, verbose: bool, progres
     if _SESSION_LOG is not None:
         return _SESSION_LOG
     log_dir = runs_path / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     log_path = log_dir / f"{stamp}-{command}.log"
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        fh = logging.FileHandler(log_path)
+    except OSError as e:
+        raise DriftguardError(f"cannot write the log file {log_path}: {e.strerror or e}") from None
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)
-    fh = logging.FileHandler(log_path)
     fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(fh)
     root.setLevel(logging.INFO)
@@ -110,22 +113,42 @@ def _parse_spans(text: str) -> List[int]:
         raise DriftguardError(str(e)) from None
 
 
-def _check_spans_exist(spans: Sequence[int], data_root: pathlib.Path) -> None:
-    from pipeline import data
+def _check_spans_exist(spans: Sequence[int], data_root: pathlib.Path):
+    """Every file of every span is a CSV file ExampleGen can read (pipeline/spanfiles.py), checked
+    before any TFX import or runs-folder write; returns their SpanInfos (fingerprints)."""
+    from pipeline import spanfiles
 
     try:
-        have = set(data.available_spans(data_root))
-    except FileNotFoundError as e:
-        raise DriftguardError(f"{e}; run `driftguard data prepare` or point data_root at "
-                              f"a folder of span-<N>/ folders") from None
-    missing = [s for s in spans if s not in have]
-    if missing:
-        raise DriftguardError(
-            f"span(s) {', '.join(map(str, missing))} not found under {data_root} "
-            f"(available: {', '.join(map(str, sorted(have))) or 'none'})")
-    for s in spans:
-        if not any(p.is_file() for p in (data_root / f"span-{s}").iterdir()):
-            raise DriftguardError(f"span {s}: folder {data_root / f'span-{s}'} has no data files")
+        return spanfiles.validate_spans(data_root, spans)
+    except spanfiles.SpanFileError as e:
+        raise DriftguardError(str(e)) from None
+
+
+def _lock_runs(cfg: config_lib.Config, command: str) -> None:
+    """Take the runs folder's lock (pipeline/runlock.py) or fail at once naming its holder."""
+    from pipeline import runlock
+
+    try:
+        runlock.acquire(cfg.runs_path, command)
+    except runlock.RunLockBusy as e:
+        raise DriftguardError(str(e)) from None
+    except OSError as e:
+        raise DriftguardError(f"cannot lock the runs folder {cfg.runs_path}: {e.strerror or e}") from None
+
+
+def _use_spans(cfg: config_lib.Config, infos, command: str, record: bool = True) -> None:
+    """Refuse a span whose content changed since this runs folder used it; remember new ones."""
+    from pipeline import spanfiles, state
+
+    try:
+        spanfiles.changed_spans(state.span_fingerprints(cfg.runs_path), infos)
+        if record:
+            state.record_fingerprints(cfg.runs_path, {i.span: i.fingerprint() for i in infos}, command)
+    except (spanfiles.SpanChangedError, ValueError) as e:
+        raise DriftguardError(str(e)) from None
+    except OSError as e:
+        raise DriftguardError(f"cannot record the span fingerprints in "
+                              f"{cfg.runs_path / state.STATE_FILE}: {e.strerror or e}") from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -179,8 +202,10 @@ def _check_schema(cfg: config_lib.Config) -> None:
     from pipeline import schemas
 
     if not cfg.schema_file.is_file():
-        raise DriftguardError(f"schema version {cfg.schema_version} not found: "
-                              f"{cfg.schema_file} does not exist")
+        root = cfg.schema_file.parent.parent
+        have = ", ".join(f"v{v}" for v in schemas.list_versions(root)) or "none"
+        raise DriftguardError(f"schema version {cfg.schema_version} not found (config key schema_version): "
+                              f"{cfg.schema_file} does not exist (versions under {root}: {have})")
     try:
         schemas.load_schema(cfg.schema_file)
     except schemas.SchemaVersionError as e:
@@ -195,8 +220,10 @@ def train_spans(cfg: config_lib.Config, spans: Sequence[int], *, runner: Optiona
     from pipeline import runner as runner_lib
 
     data_root = pathlib.Path(data_root or cfg.data_path)
-    _check_spans_exist(spans, data_root)
+    infos = _check_spans_exist(spans, data_root)
     _check_schema(cfg)
+    _lock_runs(cfg, "train")
+    _use_spans(cfg, infos, "train")
     log_path = _setup_logging(cfg.runs_path, "train", verbose)
     click.echo(f"training on span(s) {', '.join(map(str, spans))} from {data_root} "
                f"(schema v{cfg.schema_version}, runner {runner or cfg.runner})", err=True)
@@ -377,7 +404,7 @@ def run(ctx: click.Context, spans_text: Optional[str], runner: Optional[str], be
         cfg = cfg.replace(beam_args=tuple(cfg.beam_args) + tuple(beam_args))
     replay = _parse_spans(spans_text) if spans_text else sorted(int(s) for s in cfg.replay_spans)
     t0 = time.monotonic()
-    _check_spans_exist(sorted(set(cfg.first_spans) | set(replay)), cfg.data_path)
+    infos = _check_spans_exist(sorted(set(cfg.first_spans) | set(replay)), cfg.data_path)
     _check_schema(cfg)
     try:
         done = set(state.checked_spans(cfg.runs_path))
@@ -388,6 +415,8 @@ def run(ctx: click.Context, spans_text: Optional[str], runner: Optional[str], be
     _first_model(cfg, runner, verbose)
     todo = [s for s in replay if s not in done]
     if not replay:
+    _lock_runs(cfg, "run")
+    _use_spans(cfg, infos, "run", record=False)   # each span is recorded when checked or trained on
         click.echo("no spans to replay (replay_spans is empty)")
     elif not todo:
         click.echo(f"span(s) {', '.join(map(str, replay))} were already replayed (runs/state.json); nothing to do")
@@ -418,7 +447,12 @@ def run(ctx: click.Context, spans_text: Optional[str], runner: Optional[str], be
         serving = _serving_version_text(cfg).replace("version ", "v")
         row = _span_row(check, outcome, serving)
         row["delivery"] = delivery
-        state.record_span(cfg.runs_path, row)
+        try:
+            state.record_span(cfg.runs_path, row)
+        except OSError as e:
+            raise DriftguardError(f"span {span}: cannot record its result in {cfg.runs_path / state.STATE_FILE}: "
+                                  f"{e.strerror or e} (the previous state is intact; the next run checks "
+                                  f"span {span} again)") from None
         _print_row(row)
     elapsed = time.monotonic() - t0
     from components.alerts.outbox import outbox_path
@@ -465,7 +499,7 @@ def check_span(cfg: config_lib.Config, span: int, *, runner: Optional[str] = Non
     import json
 
     data_root = pathlib.Path(data_root or cfg.data_path)
-    _check_spans_exist([span], data_root)  # before the TFX imports: a bad span fails in a second
+    infos = _check_spans_exist([span], data_root)  # before the TFX imports: a bad span fails in a second
     _check_schema(cfg)
 
     from components.drift_detector import spec as detector_spec
@@ -476,6 +510,8 @@ def check_span(cfg: config_lib.Config, span: int, *, runner: Optional[str] = Non
                f"baseline: {_serving_version_text(cfg)})", err=True)
     pipe = pipeline_lib.create_check_pipeline(cfg, span, data_root=str(data_root), blocked_spans=blocked_spans)
     result = runner_lib.run(pipe, cfg, runner)
+    _lock_runs(cfg, "check")
+    _use_spans(cfg, infos, "check")
     failed = result.first_error()
     if failed is not None:
         raise DriftguardError(f"the span check of span {span} failed at {failed.node_id}:\n"
@@ -517,13 +553,18 @@ def deliver_alerts(cfg: config_lib.Config, alerts) -> str:
 
     if not alerts:
         return "no alert"
-    result = send_alerts(cfg.alerts_settings, [Alert.from_dict(a) for a in alerts], cfg.runs_path)
+    try:
+        result = send_alerts(cfg.alerts_settings, [Alert.from_dict(a) for a in alerts], cfg.runs_path)
+    except OutboxError as e:
+        raise DriftguardError(f"{len(alerts)} alert(s) could not be queued: {e}") from None
     text = f"{len(alerts)} alert(s); {result.delivered} delivered now"
     if result.pending:
         text += f", {result.pending} pending in the outbox (retried later: driftguard alerts deliver)"
     if result.gave_up:
         text += f", {result.gave_up} given up"
     for _, sink, message in result.errors[:3]:
+    from components.alerts.outbox import OutboxError
+
         text += f"\n  sink {sink}: {message}"
     return text
 
@@ -784,6 +825,49 @@ def _register_drift_command() -> None:
     from components.alerts.cli import alerts
 
     main.add_command(alerts, "alerts")
+@data.command("validate")
+@click.option("--spans", "spans_text", default=None, metavar="SPANS",
+              help="Spans to check, e.g. '3', '1,2' or '1-8' (default: every span folder).")
+@click.option("--data-root", type=click.Path(file_okay=False, path_type=pathlib.Path), default=None,
+              help="Folder of span-<N>/ folders (default: the config's data_root).")
+@click.pass_context
+def data_validate(ctx: click.Context, spans_text: Optional[str], data_root: Optional[pathlib.Path]) -> None:
+    """Check span files before using them, in a second and without TensorFlow: CSV structure
+    (empty, header only, delimiter, ragged rows, UTF-8, line length), the schema's numeric
+    columns holding numbers, and that no span changed since the runs folder used it.
+
+    Exit status: 0 every span is fine, 2 a problem (each one named on stderr).
+    """
+    from pipeline import schemas, spanfiles, state
+
+    cfg = _load_config(ctx)
+    root = pathlib.Path(data_root or cfg.data_path)
+    _check_schema(cfg)
+    types = spanfiles.schema_column_types(schemas.load_schema(cfg.schema_file))
+    try:
+        have = spanfiles.available_spans(root)
+        known = state.span_fingerprints(cfg.runs_path)     # read only: nothing is recorded here
+    except (spanfiles.SpanFileError, ValueError) as e:
+        raise DriftguardError(str(e)) from None
+    spans = _parse_spans(spans_text) if spans_text else have
+    problems = []
+    for span in spans:
+        try:
+            if span not in have:
+                raise spanfiles.SpanFileError(f"span {span} not found under {root}")
+            info = spanfiles.validate_span(root, span, column_types=types)
+            spanfiles.changed_spans(known, [info])
+        except (spanfiles.SpanFileError, spanfiles.SpanChangedError) as e:
+            problems.append(str(e))
+            click.echo(f"span {span:>2}  FAILED")
+            continue
+        seen = "same as used in the runs folder" if str(span) in known else "not used yet"
+        click.echo(f"span {span:>2}  ok  {info.rows:>7,} rows  {len(info.files)} file(s)  "
+                   f"sha256 {info.sha256[:12]}  ({seen})")
+    if problems:
+        raise DriftguardError(f"{len(problems)} of {len(spans)} span(s) failed (schema v{cfg.schema_version}):\n"
+                              + "\n".join(problems))
+    click.echo(f"{len(spans)} span(s) ok under {root} (schema v{cfg.schema_version})")
     from components.reports.cli import report
 
     main.add_command(report, "report")

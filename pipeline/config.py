@@ -196,6 +196,7 @@ class Config:
             raise ConfigError(f"model_name must match {_NAME_RE.pattern} (a plain folder name), "
                               f"got {self.model_name!r}")
         _check_range("schema_version", self.schema_version, 1, 100_000)
+        _check_folders(self)
         if self.runner not in ("local", "beam"):
             raise ConfigError(f"runner must be 'local' or 'beam', got {self.runner!r}")
         if not self.first_spans or any(int(s) < 0 for s in self.first_spans):
@@ -226,6 +227,14 @@ class Config:
 
     def to_dict(self) -> Dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+def _check_folders(cfg: "Config") -> None:
+    """Folders of the config author's choosing (absolute paths welcome), but real paths."""
+    for key in ("data_root", "schema_root", "runs_dir"):
+        value = getattr(cfg, key)
+        if not value.strip() or "\0" in value:
+            raise ConfigError(f"{key} must be a folder path (not empty, no NUL byte), got {value!r}")
 
 
 def _check_range(path: str, value: Any, lo: float, hi: float) -> None:
@@ -286,6 +295,7 @@ def _from_mapping(cls, data: Mapping[str, Any], prefix: str = ""):
 def from_dict(data: Mapping[str, Any], base_dir: Optional[os.PathLike] = None) -> Config:
     """Build and validate a Config; relative paths in ``data`` resolve against ``base_dir``."""
     cfg = _from_mapping(Config, data)
+    _check_folders(cfg)          # before relative paths are resolved (and "" becomes base_dir)
     if base_dir is not None:
         changes = {}
         for key in ("data_root", "schema_root", "runs_dir"):

@@ -1,10 +1,13 @@
-"""What `driftguard run` has done so far: ``runs/state.json`` (one row per span checked).
+"""What `driftguard run` has done so far: ``runs/state.json`` (one row per span checked),
+and the fingerprint of every span this runs folder used (``span_fingerprints``).
 
-Written atomically (temp file + rename) after every span, so a crash loses at most the span
-being checked, which the next run checks again (its alerts are deduplicated by the outbox).
+Written atomically (temp file + fsync + rename) after every span, so a crash loses at most the
+span being checked, which the next run checks again (its alerts are deduplicated by the outbox),
+and a failed write (disk full, read-only folder) leaves the previous file whole.
 """
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import pathlib
@@ -34,15 +37,16 @@ def load(runs: pathlib.Path) -> Dict[str, Any]:
 def save(runs: pathlib.Path, data: Dict[str, Any]) -> None:
     path = _path(runs)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".state-", suffix=".json")
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".state-", suffix=".json")
         with os.fdopen(fd, "w") as f:
             f.write(json.dumps(data, indent=1, sort_keys=True))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
         raise
 
@@ -60,3 +64,24 @@ def checked_spans(runs: pathlib.Path) -> List[int]:
 def last_row(runs: pathlib.Path) -> Optional[Dict[str, Any]]:
     rows = load(runs)["spans"]
     return rows[-1] if rows else None
+
+
+FINGERPRINTS = "span_fingerprints"
+
+
+def span_fingerprints(runs: pathlib.Path) -> Dict[str, Dict[str, Any]]:
+    """{"<span>": {"sha256", "files", "rows", "recorded_at", "command"}} of the spans used here."""
+    return dict(load(runs).get(FINGERPRINTS) or {})
+
+
+def record_fingerprints(runs: pathlib.Path, fingerprints: Dict[int, Dict[str, Any]], command: str) -> None:
+    """Remember the fingerprint of spans used for the first time (a known span keeps its first)."""
+    data = load(runs)
+    known = dict(data.get(FINGERPRINTS) or {})
+    stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    new = {str(s): {**fp, "recorded_at": stamp, "command": command}
+           for s, fp in fingerprints.items() if str(s) not in known}
+    if not new:
+        return
+    data[FINGERPRINTS] = {**known, **new}
+    save(runs, data)

@@ -6,10 +6,10 @@ TensorFlow, TFX or Beam. See README.md in this folder.
 """
 from components.alerts.alert import Alert, SEVERITIES
 from components.alerts.config import AlertsConfig, AlertsConfigError, parse_alerts_config
-from components.alerts.outbox import DeliveryResult, Outbox, outbox_path, send_alerts
+from components.alerts.outbox import DeliveryResult, Outbox, OutboxError, outbox_path, send_alerts
 from components.alerts.rules import evaluate
 from components.alerts.sinks import DeliveryError, build_sinks
 
 __all__ = ["Alert", "SEVERITIES", "AlertsConfig", "AlertsConfigError", "parse_alerts_config",
-           "DeliveryResult", "Outbox", "outbox_path", "send_alerts", "evaluate", "DeliveryError",
+           "DeliveryResult", "Outbox", "OutboxError", "outbox_path", "send_alerts", "evaluate", "DeliveryError",
            "build_sinks"]

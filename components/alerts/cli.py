@@ -15,8 +15,17 @@ from typing import Any, Dict, List
 import click
 
 from components.alerts.alert import Alert
-from components.alerts.outbox import STATES, Outbox, outbox_path
+from components.alerts.outbox import STATES, Outbox, OutboxError, outbox_path
 from components.alerts.sinks import DeliveryError, build_sinks
+
+
+class OutboxUnusable(click.ClickException):
+    """The outbox file cannot be read or written: 'error: ...' on stderr, exit status 2."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
 
 
 def _settings(ctx: click.Context):
@@ -66,7 +75,10 @@ def list_cmd(ctx: click.Context, state: str, as_json: bool) -> None:
     """The outbox: one row per (alert, sink) with its delivery state."""
     cfg = _settings(ctx)
     path = outbox_path(cfg.runs_path)
-    rows = Outbox(path).rows(state) if path.exists() else []
+    try:
+        rows = Outbox(path).rows(state) if path.exists() else []
+    except OutboxError as e:
+        raise OutboxUnusable(str(e)) from None
     if as_json:
         click.echo(json.dumps(rows, indent=1))
         return
@@ -101,9 +113,13 @@ def deliver_cmd(ctx: click.Context) -> None:
         click.echo(f"outbox is empty ({path})")
         return
     d = cfg.alerts.delivery
-    result = Outbox(path).deliver(build_sinks(cfg.alerts, cfg.runs_path), timeout=d.timeout_seconds,
-                                  max_attempts=d.max_attempts, backoff_seconds=d.backoff_seconds,
-                                  max_backoff_seconds=d.max_backoff_seconds)
+    try:
+        result = Outbox(path).deliver(build_sinks(cfg.alerts, cfg.runs_path), timeout=d.timeout_seconds,
+                                      max_attempts=d.max_attempts, backoff_seconds=d.backoff_seconds,
+                                      max_backoff_seconds=d.max_backoff_seconds)
+    except OutboxError as e:
+        raise OutboxUnusable(f"{e}; an alert whose delivery could not be recorded stays pending and is "
+                             f"sent again by the next `driftguard alerts deliver`") from None
     for key, sink, message in result.errors:
         click.echo(f"FAILED {key} -> {sink}: {message}")
     click.echo(f"delivered {result.delivered}, failed {result.failed} (gave up {result.gave_up}), "

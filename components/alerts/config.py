@@ -233,6 +233,8 @@ def _parse_sink(cls: Type[SinkConfig], item: Mapping[str, Any], where: str) -> S
             values[name] = _typed(item, name, str, where, "")
             if not values[name].strip():
                 raise AlertsConfigError(f"{key_path} must be a non-empty string")
+    if "path" in values:
+        _log_path(values["path"], f"{where}.path")
     values.setdefault("name", cls.type)
     if not _SINK_NAME_RE.match(values["name"]):
         raise AlertsConfigError(f"{where}.name must match {_SINK_NAME_RE.pattern}, got {values['name']!r}")
@@ -308,6 +310,19 @@ def _env_name(value: Any, path: str, optional: bool) -> Optional[str]:
         raise AlertsConfigError(f"{path} must be the NAME of an environment variable (letters, digits, _), "
                                 "not the secret itself; the value is not shown here")
     return value
+
+
+def _log_path(value: str, path: str) -> None:
+    """A JSON-lines file: relative paths stay inside the runs folder (no '..' part, no NUL); an
+    absolute path is the config author's explicit choice of another place."""
+    if "\0" in value:
+        raise AlertsConfigError(f"{path} must not contain a NUL byte")
+    parts = value.replace("\\", "/").split("/")
+    if ".." in parts:
+        raise AlertsConfigError(f"{path}: {value!r} leaves the runs folder ('..'); give a path inside it "
+                                f"(relative paths resolve against the runs folder) or an absolute path")
+    if value.endswith("/") or parts[-1] in ("", "."):
+        raise AlertsConfigError(f"{path}: {value!r} names a folder, not a file")
 
 
 def _addresses(value: Any, path: str) -> Tuple[str, ...]:

@@ -15,6 +15,10 @@ same time. The send and the "delivered" mark are two steps: a crash between them
 row pending with an expired lease and it is sent again once — delivery is **at-least-once per
 sink**. Webhook receivers dedupe on the ``dedup_key`` field; Alertmanager dedupes on labels.
 
+A database that cannot be written (disk full, read-only folder, file size limit) raises
+:class:`OutboxError` naming the file; sqlite's journal keeps every committed row intact, so
+nothing queued earlier is lost and the failed change is simply not there.
+
 Retrying is hand-written rather than tenacity's: tenacity retries inside one process with
 sleeps, while these retries must survive the process and happen on a later run.
 """
@@ -69,6 +73,10 @@ def outbox_path(runs_dir: Union[str, pathlib.Path]) -> pathlib.Path:
     return pathlib.Path(runs_dir) / "alerts" / "outbox.sqlite"
 
 
+class OutboxError(Exception):
+    """The outbox database cannot be opened, read or written; the message names the file."""
+
+
 @dataclasses.dataclass(frozen=True)
 class DeliveryResult:
     """What one ``deliver`` pass did. ``errors`` holds secret-free messages."""
@@ -102,7 +110,10 @@ class Outbox:
 
     def __init__(self, path: Union[str, pathlib.Path]):
         self.path = pathlib.Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutboxError(f"alert outbox {self.path}: cannot create its folder: {e.strerror or e}") from None
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
@@ -111,11 +122,16 @@ class Outbox:
     def _connect(self) -> Iterator[sqlite3.Connection]:
         # autocommit mode; transactions are explicit (BEGIN IMMEDIATE takes the write lock up
         # front, so two writers queue on busy_timeout instead of failing on upgrade).
-        db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        try:
+            db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        except sqlite3.Error as e:
+            raise OutboxError(f"alert outbox {self.path}: cannot open: {e}") from None
         try:
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA synchronous=FULL")   # an outbox row must survive power loss
             yield db
+        except sqlite3.Error as e:
+            raise OutboxError(f"alert outbox {self.path}: {e} (rows committed earlier are intact)") from None
         finally:
             db.close()
 
@@ -126,7 +142,10 @@ class Outbox:
             try:
                 yield db
             except BaseException:
-                db.execute("ROLLBACK")
+                try:
+                    db.execute("ROLLBACK")
+                except sqlite3.Error:     # sqlite already rolled back (e.g. after a failed write)
+                    pass
                 raise
             db.execute("COMMIT")
 

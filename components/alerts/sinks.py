@@ -5,8 +5,11 @@ read URLs, HMAC secrets and SMTP passwords from the environment variables the co
 at send time, and scrub those values out of any error text before raising. A missing variable
 is a delivery failure naming the variable, never its value.
 
-``timeout`` bounds the TCP connect and every read from the server, so a receiver that accepts
-the connection and never answers fails after ``timeout`` seconds instead of hanging.
+``timeout`` bounds the whole attempt, not each socket operation: the TCP connect and every
+read and write carry it as their socket timeout, and a :class:`Deadline` shuts the socket down
+when the attempt as a whole has taken ``timeout`` seconds. So a receiver that accepts the
+connection and never answers fails after ``timeout`` seconds, and so does one that drips a byte
+a second (which per-read timeouts alone would wait on forever).
 
 HTTP goes through :mod:`http.client`, not urllib or requests: urllib's errors embed the full
 URL (for Slack and most webhooks the URL *is* the secret) and it follows redirects, which must
@@ -23,7 +26,9 @@ import os
 import pathlib
 import re
 import smtplib
+import socket
 import ssl
+import threading
 import urllib.parse
 from email.message import EmailMessage
 from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
@@ -45,8 +50,57 @@ class DeliveryError(Exception):
 HttpPost = Callable[[str, bytes, Mapping[str, str], float], Tuple[int, bytes]]
 
 
+class Deadline:
+    """Shuts down the sockets of one send attempt once ``seconds`` have passed in total.
+
+    Socket timeouts bound each connect, read and write, not their sum, and neither http.client,
+    smtplib, urllib3 nor requests offers a total deadline; a timer thread that shuts the socket
+    down wakes whichever call is blocked on it (it then fails with EOF or a reset), so the attempt
+    ends on time wherever it is. ``expired`` tells the caller why it failed.
+    """
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.expired = False
+        self._sockets = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> "Deadline":
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._timer.cancel()
+
+    def watch(self, sock: socket.socket) -> socket.socket:
+        with self._lock:
+            self._sockets.append(sock)
+            if self.expired:
+                _shutdown(sock)
+        return sock
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                _shutdown(sock)
+
+
+def _shutdown(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:        # already closed or never connected
+        pass
+
+
+class AttemptTimeout(OSError):
+    """The attempt's total deadline passed (raised instead of the EOF the shutdown caused)."""
+
+
 def http_post(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> Tuple[int, bytes]:
-    """POST ``body`` to an http(s) URL; no redirects; ``timeout`` on connect and each read.
+    """POST ``body`` to an http(s) URL; no redirects; at most ``timeout`` seconds in total.
 
     Credentials in the URL (``https://user:pass@host/...``) become a Basic Authorization header.
     """
@@ -63,12 +117,26 @@ def http_post(url: str, body: bytes, headers: Mapping[str, str], timeout: float)
     else:
         conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    try:
-        conn.request("POST", target, body=body, headers={"User-Agent": USER_AGENT, **headers})
-        response = conn.getresponse()
-        return response.status, response.read(64 * 1024)
-    finally:
-        conn.close()
+    with Deadline(timeout) as deadline:
+        # http.client opens its TCP socket through this attribute (the TLS handshake, for https,
+        # runs on top of it), so the deadline watches the socket before the first byte moves.
+        create = conn._create_connection
+        conn._create_connection = lambda *a, **k: deadline.watch(create(*a, **k))
+        timed_out = AttemptTimeout(f"timed out: no complete reply within {timeout:g} s "
+                                   f"(connect, request and reply: the limit for the whole attempt)")
+        try:
+            conn.request("POST", target, body=body, headers={"User-Agent": USER_AGENT, **headers})
+            response = conn.getresponse()
+            status, reply = response.status, response.read(64 * 1024)
+        except (OSError, http.client.HTTPException):
+            if deadline.expired:
+                raise timed_out from None
+            raise
+        finally:
+            conn.close()
+        if deadline.expired:     # http.client takes the EOF of a shut-down socket for the end of
+            raise timed_out      # the headers or body: what it read is not the receiver's reply
+        return status, reply
 
 
 class Sink:
@@ -242,7 +310,7 @@ def alertmanager_alert(alert: Alert) -> Dict[str, object]:
 class EmailSink(Sink):
     """Plain-text mail through SMTP (optional STARTTLS and login); subject = the alert title."""
 
-    def __init__(self, config: EmailSinkConfig, smtp_factory: Callable[..., smtplib.SMTP] = smtplib.SMTP):
+    def __init__(self, config: EmailSinkConfig, smtp_factory: Optional[Callable[..., smtplib.SMTP]] = None):
         super().__init__(config)
         self._smtp = smtp_factory
 
@@ -258,15 +326,34 @@ class EmailSink(Sink):
         msg["To"] = ", ".join(cfg.to)
         msg["X-Driftguard-Dedup-Key"] = alert.dedup_key
         msg.set_content(email_body(alert))
-        try:
-            with self._smtp(cfg.host, cfg.port, timeout=timeout) as smtp:
-                if cfg.starttls:
-                    smtp.starttls(context=ssl.create_default_context())
-                if user is not None:
-                    smtp.login(user, password)
-                smtp.send_message(msg)
-        except (OSError, smtplib.SMTPException) as e:
-            raise self._fail(f"SMTP {cfg.host}:{cfg.port}", e, [s for s in (user, password) if s]) from None
+        secrets = [s for s in (user, password) if s]
+        with Deadline(timeout) as deadline:
+            try:
+                factory = self._smtp or _smtp_class(deadline)
+                with factory(cfg.host, cfg.port, timeout=timeout) as smtp:
+                    if getattr(smtp, "sock", None) is not None:
+                        deadline.watch(smtp.sock)
+                    if cfg.starttls:
+                        smtp.starttls(context=ssl.create_default_context())
+                    if user is not None:
+                        smtp.login(user, password)
+                    smtp.send_message(msg)
+            except (OSError, smtplib.SMTPException) as e:
+                if deadline.expired:
+                    e = AttemptTimeout(f"timed out: the SMTP exchange took longer than {timeout:g} s "
+                                  f"(the limit for the whole attempt)")
+                raise self._fail(f"SMTP {cfg.host}:{cfg.port}", e, secrets) from None
+
+
+def _smtp_class(deadline: Deadline):
+    """smtplib.SMTP whose socket the deadline watches from the connect on (the server's
+    greeting is read inside the constructor, so watching after it would be too late)."""
+
+    class _SMTP(smtplib.SMTP):
+        def _get_socket(self, host, port, timeout):
+            return deadline.watch(super()._get_socket(host, port, timeout))
+
+    return _SMTP
 
 
 def email_body(alert: Alert) -> str:

@@ -44,16 +44,30 @@ def _code_stamp() -> str:
 
 
 def _write(path: pathlib.Path, text: str) -> None:
-    """Atomically (temp file + rename): a reader never sees half a page."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".html")
+    """Atomically (temp file + fsync + rename): a reader never sees half a page, and a failed
+    write (disk full, read-only folder) leaves the previous page as it was."""
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".html")
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except OSError as e:
+        raise ReportWriteError(path, e) from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
-        raise
+
+
+class ReportWriteError(OSError):
+    """A page could not be written; the message names the page (the old one is intact)."""
+
+    def __init__(self, path: pathlib.Path, error: OSError):
+        super().__init__(error.errno, f"cannot write {path}: {error.strerror or error} "
+                                      f"(the previous page, if any, is unchanged)")
+        self.path = path
 
 
 def span_page_name(span: int) -> str:
@@ -167,7 +181,10 @@ def build_reports(runs_dir, force: bool = False) -> pathlib.Path:
     """
     runs = load_runs(runs_dir)
     out = runs.root / REPORTS_DIR
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ReportWriteError(out, e) from None
     written, pages = build_span_pages(runs, out, force=force)
     logger.info("span pages rewritten: %s", written or "none")
     index = out / INDEX

@@ -7,6 +7,15 @@ from typing import Optional
 import click
 
 
+class ReportError(click.ClickException):
+    """'error: ...' on stderr, exit status 2 (as every driftguard error)."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
 @click.command("report")
 @click.argument("runs_dir", required=False, type=click.Path(file_okay=False, path_type=pathlib.Path))
 @click.option("--force", is_flag=True, help="Rewrite every span page, even those up to date.")
@@ -25,4 +34,8 @@ def report(ctx: click.Context, runs_dir: Optional[pathlib.Path], force: bool) ->
         index = build_reports(runs_dir, force=force)
     except FileNotFoundError as e:
         raise click.ClickException(str(e)) from None
+    except OSError as e:      # ReportWriteError: disk full, read-only, a file where a folder goes
+        raise ReportError(e.strerror or str(e)) from None
+    except ValueError as e:   # a state.json or report.json that is not what driftguard wrote
+        raise ReportError(f"cannot build the reports of {runs_dir}: {e}") from None
     click.echo(str(index))
