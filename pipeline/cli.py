@@ -406,6 +406,8 @@ def run(ctx: click.Context, spans_text: Optional[str], runner: Optional[str], be
     t0 = time.monotonic()
     infos = _check_spans_exist(sorted(set(cfg.first_spans) | set(replay)), cfg.data_path)
     _check_schema(cfg)
+    _lock_runs(cfg, "run")
+    _use_spans(cfg, infos, "run", record=False)   # each span is recorded when checked or trained on
     try:
         done = set(state.checked_spans(cfg.runs_path))
     except ValueError as e:
@@ -415,8 +417,6 @@ def run(ctx: click.Context, spans_text: Optional[str], runner: Optional[str], be
     _first_model(cfg, runner, verbose)
     todo = [s for s in replay if s not in done]
     if not replay:
-    _lock_runs(cfg, "run")
-    _use_spans(cfg, infos, "run", record=False)   # each span is recorded when checked or trained on
         click.echo("no spans to replay (replay_spans is empty)")
     elif not todo:
         click.echo(f"span(s) {', '.join(map(str, replay))} were already replayed (runs/state.json); nothing to do")
@@ -501,6 +501,8 @@ def check_span(cfg: config_lib.Config, span: int, *, runner: Optional[str] = Non
     data_root = pathlib.Path(data_root or cfg.data_path)
     infos = _check_spans_exist([span], data_root)  # before the TFX imports: a bad span fails in a second
     _check_schema(cfg)
+    _lock_runs(cfg, "check")
+    _use_spans(cfg, infos, "check")
 
     from components.drift_detector import spec as detector_spec
     from pipeline import pipeline as pipeline_lib
@@ -510,8 +512,6 @@ def check_span(cfg: config_lib.Config, span: int, *, runner: Optional[str] = Non
                f"baseline: {_serving_version_text(cfg)})", err=True)
     pipe = pipeline_lib.create_check_pipeline(cfg, span, data_root=str(data_root), blocked_spans=blocked_spans)
     result = runner_lib.run(pipe, cfg, runner)
-    _lock_runs(cfg, "check")
-    _use_spans(cfg, infos, "check")
     failed = result.first_error()
     if failed is not None:
         raise DriftguardError(f"the span check of span {span} failed at {failed.node_id}:\n"
@@ -551,6 +551,8 @@ def deliver_alerts(cfg: config_lib.Config, alerts) -> str:
     """Queue the span's alerts in the outbox and deliver them; one line saying what happened."""
     from components.alerts import Alert, send_alerts
 
+    from components.alerts.outbox import OutboxError
+
     if not alerts:
         return "no alert"
     try:
@@ -563,8 +565,6 @@ def deliver_alerts(cfg: config_lib.Config, alerts) -> str:
     if result.gave_up:
         text += f", {result.gave_up} given up"
     for _, sink, message in result.errors[:3]:
-    from components.alerts.outbox import OutboxError
-
         text += f"\n  sink {sink}: {message}"
     return text
 
@@ -816,15 +816,6 @@ def data_prepare(ctx: click.Context, out: Optional[pathlib.Path]) -> None:
     click.echo(f"wrote {len(manifest)} spans under {target}")
 
 
-def _register_drift_command() -> None:
-    try:
-        from components.drift.cli import drift
-    except ImportError:  # pragma: no cover - only while the drift package is absent
-        return
-    main.add_command(drift, "drift")
-    from components.alerts.cli import alerts
-
-    main.add_command(alerts, "alerts")
 @data.command("validate")
 @click.option("--spans", "spans_text", default=None, metavar="SPANS",
               help="Spans to check, e.g. '3', '1,2' or '1-8' (default: every span folder).")
@@ -868,6 +859,17 @@ def data_validate(ctx: click.Context, spans_text: Optional[str], data_root: Opti
         raise DriftguardError(f"{len(problems)} of {len(spans)} span(s) failed (schema v{cfg.schema_version}):\n"
                               + "\n".join(problems))
     click.echo(f"{len(spans)} span(s) ok under {root} (schema v{cfg.schema_version})")
+
+
+def _register_drift_command() -> None:
+    try:
+        from components.drift.cli import drift
+    except ImportError:  # pragma: no cover - only while the drift package is absent
+        return
+    main.add_command(drift, "drift")
+    from components.alerts.cli import alerts
+
+    main.add_command(alerts, "alerts")
     from components.reports.cli import report
 
     main.add_command(report, "report")
