@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 
 import pytest
@@ -51,9 +52,22 @@ def workspace(tmp_path_factory):
     return root
 
 
+# Secrets in the environment of the session's training run, under the names the alert sinks
+# read (random per session): tests/faults/test_secrets_scan.py looks for them in everything the
+# run left behind. Port 9 (discard): nothing is ever sent to these URLs.
+SECRET_ENV = {
+    "DRIFTGUARD_WEBHOOK_URL": f"http://127.0.0.1:9/hooks/dgsecret{secrets.token_hex(8)}",
+    "DRIFTGUARD_WEBHOOK_SECRET": f"dgsecret{secrets.token_hex(8)}",
+    "DRIFTGUARD_SLACK_URL": f"http://127.0.0.1:9/services/T0/B0/dgsecret{secrets.token_hex(8)}",
+    "DRIFTGUARD_ALERTMANAGER_URL": f"http://alerts:dgsecret{secrets.token_hex(8)}@127.0.0.1:9",
+    "SMTP_PASSWORD": f"dgsecret{secrets.token_hex(8)}",
+}
+
+
 @pytest.fixture(scope="session")
 def first_push(workspace):
     """`driftguard train --spans 1,2`: the first training run, which pushes version 1."""
     cfg = make_config(workspace, "base")
-    proc = run_cli("train", "--spans", "1,2", config=cfg)
-    return {"config": cfg, "proc": proc, "registry": workspace / "runs" / "serving" / "taxi"}
+    proc = run_cli("train", "--spans", "1,2", config=cfg, env=SECRET_ENV)
+    return {"config": cfg, "proc": proc, "registry": workspace / "runs" / "serving" / "taxi",
+            "secret_env": dict(SECRET_ENV)}

@@ -42,6 +42,10 @@ RULES: Dict[str, Tuple[str, Optional[float], Optional[Tuple[float, float]]]] = {
     "accuracy_drop": ("critical", 0.05, (0.0, 1.0)),             # relative drop vs baseline
     "estimated_accuracy_drop": ("warning", 0.05, (0.0, 1.0)),
     "model_cannot_score": ("critical", None, None),             # the serving model fails on the span
+    # live monitoring only (driftguard monitor): see rules.py
+    "prediction_drift": ("warning", None, None),                # the model's outputs drifted in a window
+    "stream_change": ("warning", None, None),                   # a streaming detector alarmed
+    "error_rate_change": ("critical", None, None),              # the error-rate detector alarmed upward
 }
 
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -114,7 +118,7 @@ SINK_TYPES: Dict[str, Type[SinkConfig]] = {
 
 @dataclasses.dataclass(frozen=True)
 class DeliveryConfig:
-    timeout_seconds: float = 5.0      # connect and each read, per send
+    timeout_seconds: float = 5.0      # the whole attempt (connect, request, reply), per send
     max_attempts: int = 8             # then the row is 'failed' and no longer retried
     backoff_seconds: float = 30.0     # retry n waits backoff * 2**(n-1) ...
     max_backoff_seconds: float = 3600.0   # ... capped here
