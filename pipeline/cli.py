@@ -683,7 +683,12 @@ def status(ctx: click.Context, as_json: bool) -> None:
         raise DriftguardError(str(e)) from None
     open_alerts = []
     if outbox_path(cfg.runs_path).exists():
-        open_alerts = [r for r in Outbox(outbox_path(cfg.runs_path)).rows() if r.get("state") != "delivered"]
+        from components.alerts.outbox import OutboxError
+
+        try:
+            open_alerts = [r for r in Outbox(outbox_path(cfg.runs_path)).rows() if r.get("state") != "delivered"]
+        except OutboxError as e:
+            raise DriftguardError(str(e)) from None
     info = {"model": cfg.model_name, "serving": serving, "pending": pending,
             "last_span": last and {k: last.get(k) for k in ("span", "drift", "outcome", "alert_titles")},
             "undelivered_alerts": len(open_alerts)}

@@ -130,8 +130,11 @@ class Outbox:
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA synchronous=FULL")   # an outbox row must survive power loss
             yield db
-        except sqlite3.Error as e:
+        except sqlite3.OperationalError as e:     # I/O error, disk full, read-only, locked
             raise OutboxError(f"alert outbox {self.path}: {e} (rows committed earlier are intact)") from None
+        except sqlite3.Error as e:                # not a database, corrupt
+            raise OutboxError(f"alert outbox {self.path}: {e}; move the file away to start a new "
+                              f"outbox") from None
         finally:
             db.close()
 

@@ -15,7 +15,7 @@ import tracemalloc
 
 import pytest
 
-from helpers import DATA, REPO, make_config, run_cli, tree_digest, write_config
+from helpers import DATA, REPO, run_cli, tree_digest, write_config
 from pipeline import schemas, spanfiles, state
 
 HEADER = "fare,trip_start_hour,payment_type\n"

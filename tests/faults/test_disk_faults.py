@@ -165,3 +165,15 @@ def test_read_only_reports_folder(tmp_path):
         (runs / "reports").chmod(stat.S_IRWXU)
     assert proc.returncode == 2 and "Permission denied" in proc.stderr and str(runs / "reports") in proc.stderr
     assert tree_digest(runs / "reports") == before
+
+
+def test_an_outbox_that_is_not_a_database_is_named(tmp_path):
+    runs = tmp_path / "runs"
+    (runs / "alerts").mkdir(parents=True)
+    (runs / "alerts" / "outbox.sqlite").write_bytes(b"not an sqlite file\n" * 100)
+    cfg = write_config(tmp_path / "c.json", runs_dir=str(runs))
+    for args in (("status",), ("alerts", "list")):
+        proc = cli(*args, config=cfg)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert proc.stderr.strip() == (f"error: alert outbox {runs}/alerts/outbox.sqlite: file is not a database; "
+                                       f"move the file away to start a new outbox")

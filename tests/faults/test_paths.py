@@ -13,7 +13,7 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
-from helpers import write_config
+from helpers import REPO, tree_digest, write_config
 from pipeline import cli
 from pipeline import config as config_lib
 
@@ -68,8 +68,6 @@ def registry(tmp_path):
                                        ".pending/c1", "1"])
 def test_candidate_ids_cannot_leave_the_registry(registry, command, candidate):
     root, cfg = registry
-    from helpers import tree_digest
-
     before = tree_digest(root)
     result = CliRunner().invoke(cli.main, ["--config", str(cfg), command, candidate])
     assert result.exit_code == 2, result.output
@@ -95,8 +93,6 @@ def test_span_arguments_are_numbers(tmp_path, args, message):
 def test_report_pages_are_named_by_span_number_only(tmp_path):
     """A state.json naming a span '../../evil' makes `driftguard report` fail with a message;
     no page is written outside runs/reports."""
-    from helpers import REPO
-
     runs = tmp_path / "runs"
     shutil.copytree(REPO / "tests" / "reports" / "fixtures" / "runs", runs)
     state = json.loads((runs / "state.json").read_text())

@@ -19,8 +19,8 @@ import textwrap
 
 import pytest
 
-from helpers import DATA, DRIFTGUARD, REPO, run_cli, write_config
-from pipeline import runlock, spanfiles, state
+from helpers import DATA, REPO, run_cli, write_config
+from pipeline import runlock, state
 
 HOLD = textwrap.dedent("""
     import sys, time
