@@ -303,8 +303,19 @@ class PredictionLogWriter:
                 self._fh = None
             if self._fh is None:
                 self._open()
-            self._fh.write(framed)
-            self._fh.flush()
+            try:
+                self._fh.write(framed)
+                self._fh.flush()
+            except BaseException:
+                # Part of the record may be on disk: never append after it. The next record
+                # starts a new file, and follow() skips an incomplete record at the end of an
+                # older file.
+                fh, self._fh = self._fh, None
+                try:
+                    fh.close()
+                except OSError:
+                    pass
+                raise
             self._size += len(framed)
             self.records_written += 1
 

@@ -95,3 +95,35 @@ def test_truncated_older_file_is_skipped(tmp_path):
 def test_missing_path_is_named(tmp_path):
     with pytest.raises(pl.PredictionLogError, match="nope: no such prediction log"):
         list(pl.follow(tmp_path / "nope"))
+
+
+def test_a_failed_write_never_leaves_a_partial_record_before_later_ones(tmp_path):
+    """A real write error (RLIMIT_FSIZE in a child process): the writer drops the file it was
+    writing, so the next record starts a new file and follow() reads every complete record."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import resource, signal, sys
+        sys.path.insert(0, {str(pl.__file__.rsplit('/monitoring/', 1)[0])!r})
+        from monitoring import predictlog as pl
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)      # EFBIG instead of a killed process
+        w = pl.PredictionLogWriter({str(tmp_path)!r})
+        w.write(b"first" * 10)
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100, hard))
+        try:
+            w.write(b"x" * 500)
+        except OSError as e:
+            print("failed:", e.errno)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        w.write(b"third" * 10)
+        w.close()
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "failed: 27"             # EFBIG
+    files = pl.log_files(tmp_path)
+    assert len(files) == 2 and files[0].stat().st_size == 100   # first record + part of the second
+    assert [r for r, _ in pl.follow(tmp_path)] == [b"first" * 10, b"third" * 10]
