@@ -228,7 +228,16 @@ def train_spans(cfg: config_lib.Config, spans: Sequence[int], *, runner: Optiona
     click.echo(f"training on span(s) {', '.join(map(str, spans))} from {data_root} "
                f"(schema v{cfg.schema_version}, runner {runner or cfg.runner})", err=True)
     t0 = time.monotonic()
-    pipe = pipeline_lib.create_pipeline(cfg, spans, data_root=str(data_root), warm_start_from=warm_start_from)
+    # A killed run (SIGKILL, OOM) leaves its node RUNNING in MLMD. Resume it: with the cache on,
+    # the completed steps are reused, so the Pusher gets the same model artifact and finds the
+    # version a killed push already published instead of pushing a retrained copy.
+    interrupted = runner_lib.interrupted_nodes(str(cfg.metadata_path), cfg.training_pipeline_name())
+    if interrupted:
+        click.echo("the previous training run was interrupted in "
+                   f"{', '.join(n.node_id for n in interrupted)}; resuming it (completed steps "
+                   "are reused)", err=True)
+    pipe = pipeline_lib.create_pipeline(cfg, spans, data_root=str(data_root), warm_start_from=warm_start_from,
+                                        enable_cache=bool(interrupted))
     result = runner_lib.run(pipe, cfg, runner)
     elapsed = time.monotonic() - t0
     _print_summary(cfg, result, elapsed, log_path)

@@ -100,6 +100,41 @@ def short_error(message: Optional[str]) -> str:
     return lines[-1]
 
 
+def interrupted_nodes(metadata_path: str, pipeline_name: str) -> List[NodeResult]:
+    """Nodes the latest run of ``pipeline_name`` left NEW or RUNNING: the run was killed.
+
+    TFX marks an execution COMPLETE, CACHED or FAILED when its node ends, even on an exception;
+    only a process that died mid-node (SIGKILL, OOM, power loss) leaves one active. The latest
+    run is the ``pipeline_run`` context of the pipeline's newest execution. Older interrupted
+    runs do not count: once a run after them finished, there is nothing left to resume.
+    """
+    if not os.path.exists(metadata_path):
+        return []
+    store = open_store(metadata_path)
+    pipeline_ctx = store.get_context_by_type_and_name("pipeline", pipeline_name)
+    if pipeline_ctx is None:
+        return []
+    executions = store.get_executions_by_context(pipeline_ctx.id)
+    if not executions:
+        return []
+    newest = max(executions, key=lambda e: e.id)
+    run_ctx = [c for c in store.get_contexts_by_execution(newest.id)
+               if store.get_context_types_by_id([c.type_id])[0].name == "pipeline_run"]
+    if not run_ctx:
+        return []
+    active = []
+    for execution in sorted(store.get_executions_by_context(run_ctx[0].id), key=lambda e: e.id):
+        state = _STATE_NAMES.get(execution.last_known_state, "UNKNOWN")
+        if state not in ("NEW", "RUNNING"):
+            continue
+        node = next((c.name[len(pipeline_name) + 1:]
+                     for c in store.get_contexts_by_execution(execution.id)
+                     if c.name.startswith(pipeline_name + ".")
+                     and store.get_context_types_by_id([c.type_id])[0].name == "node"), "?")
+        active.append(NodeResult(node_id=node, state=state, execution_id=execution.id))
+    return active
+
+
 def collect_results(pipeline, metadata_path: str, after_execution_id: int) -> RunResult:
     """Execution state of every node of ``pipeline`` among executions newer than the given id."""
     store = open_store(metadata_path)

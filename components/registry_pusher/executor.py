@@ -22,7 +22,7 @@ import logging
 import os
 import pathlib
 import shutil
-import uuid
+import time
 from typing import Dict
 
 from tfx.components.evaluator import constants as evaluator_constants
@@ -35,8 +35,33 @@ from components.registry_pusher import spec
 
 from components.examples_io import examples_file_patterns, read_sample, sample_examples, write_sample
 from components.registry_pusher.registry import (
-    PROFILE_DIR, PROFILE_FILE, REFERENCE_SAMPLE_DIR, STAGING_DIR, STATS_FILE, find_pending_of_model,
-    find_version_of_model, fsync_tree, hold_for_approval, publish_version)
+    PROFILE_DIR, PROFILE_FILE, REFERENCE_SAMPLE_DIR, STATS_FILE, find_pending_of_model,
+    find_version_of_model, fsync_tree, hold_for_approval, new_staging_dir, publish_version,
+    remove_stale_staging)
+
+# Test-only fault hook (tests/faults/test_kill_during_pipeline.py), documented in the README:
+# DRIFTGUARD_FAULT_PAUSE_IN_PUSH=staged:<seconds> sleeps once the version is fully staged, before
+# the publishing rename; =published:<seconds> sleeps right after the rename, before TFX records
+# the push in MLMD. A test SIGKILLs the process in that window. Unset (production): nothing.
+FAULT_PAUSE_ENV = "DRIFTGUARD_FAULT_PAUSE_IN_PUSH"
+FAULT_PAUSE_WINDOWS = ("staged", "published")
+
+
+def fault_pause(window: str, detail: str) -> None:
+    value = os.environ.get(FAULT_PAUSE_ENV, "").strip()
+    if not value:
+        return
+    where, _, seconds_text = value.partition(":")
+    try:
+        seconds = float(seconds_text)
+    except ValueError:
+        seconds = -1.0
+    if where not in FAULT_PAUSE_WINDOWS or seconds < 0:
+        raise ValueError(f"{FAULT_PAUSE_ENV} must be <window>:<seconds> with window one of "
+                         f"{', '.join(FAULT_PAUSE_WINDOWS)}, got {value!r}")
+    if where == window:
+        logging.warning("%s: pausing %.1f s %s", FAULT_PAUSE_ENV, seconds, detail)
+        time.sleep(seconds)
 
 
 def is_blessed(blessing) -> bool:
@@ -100,6 +125,10 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             pushed.set_int_custom_property("pushed", 0)
             return
 
+        # A push killed mid-copy leaves its staged folder behind; readers never look in
+        # .staging, and the next push on this host removes folders whose process is gone.
+        for stale in remove_stale_staging(registry):
+            logging.warning("removed %s, left by a push that was killed", stale)
         existing = find_version_of_model(registry, model.uri)
         if existing is not None:
             logging.info("model %s is already version %d; not pushing it again", model.uri,
@@ -116,15 +145,14 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 return
 
         registry.mkdir(parents=True, exist_ok=True)
-        staging_root = registry / STAGING_DIR
-        staging_root.mkdir(exist_ok=True)
-        staged = staging_root / uuid.uuid4().hex
+        staged = new_staging_dir(registry)
         try:
             shutil.copytree(path_utils.serving_model_path(model.uri), staged)
             profile_dir = staged / PROFILE_DIR
             profile_dir.mkdir()
             self._write_profile(profile_dir, input_dict, exec_properties, model, blessing)
             fsync_tree(staged)
+            fault_pause("staged", f"with {staged} staged, before publishing it")
             if approval:
                 candidate = hold_for_approval(registry, staged)
                 logging.info("model %s waits for approval as candidate %s", model.uri, candidate)
@@ -137,6 +165,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         # The version number is the folder name, decided by the rename; the profile does not
         # repeat it, so nothing has to be rewritten after the rename.
         logging.info("pushed model %s as %s", model.uri, registry / str(version))
+        # Killed from here on, the version is published but MLMD says the push is RUNNING: the
+        # resumed run reuses the same model artifact and find_version_of_model finds it.
+        fault_pause("published", f"after publishing {registry / str(version)}")
         self._mark_pushed(pushed, registry, version)
 
     @staticmethod

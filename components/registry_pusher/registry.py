@@ -9,6 +9,9 @@ import json
 import os
 import pathlib
 import re
+import shutil
+import socket
+import uuid
 from typing import Any, Dict, List, Optional
 
 PROFILE_DIR = "profile"
@@ -55,6 +58,46 @@ def _fsync_dir(path: pathlib.Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def new_staging_dir(registry: pathlib.Path) -> pathlib.Path:
+    """A fresh folder path under ``<registry>/.staging/`` named ``<host>--<pid>--<random>``, so a
+    later push can tell whether the process that staged it is still alive."""
+    root = registry / STAGING_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    return root / f"{socket.gethostname()}--{os.getpid()}--{uuid.uuid4().hex}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, owned by someone else
+    return True
+
+
+def remove_stale_staging(registry: pathlib.Path) -> List[pathlib.Path]:
+    """Delete staged folders left by a push that died before publishing; return them.
+
+    Only folders staged on this host by a process that no longer exists are removed: a push
+    in progress (here or on another host sharing the registry) keeps its folder. Readers never
+    look inside ``.staging`` either way.
+    """
+    root = registry / STAGING_DIR
+    if not root.is_dir():
+        return []
+    host = socket.gethostname()
+    removed = []
+    for path in root.iterdir():
+        parts = path.name.rsplit("--", 2)
+        if len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
+            continue
+        if int(parts[1]) != os.getpid() and not _pid_alive(int(parts[1])):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 def publish_version(registry: pathlib.Path, staged: pathlib.Path) -> int:
