@@ -6,8 +6,8 @@ setup(
     version="0.1.0",
     description="End-to-end TFX pipeline with drift detection, gated retraining and alerting.",
     python_requires=">=3.10,<3.11",
-    packages=find_packages(include=["pipeline", "pipeline.*", "components", "components.*"]),
-    package_data={"pipeline": ["templates/*"], "components": ["**/*.html", "**/*.j2"]},
+    packages=find_packages(include=["pipeline", "pipeline.*", "components", "components.*", "monitoring", "monitoring.*"]),
+    package_data={"pipeline": ["templates/*"], "monitoring": ["*.json"], "components": ["**/*.html", "**/*.j2"]},
     # Versions live in requirements.lock (the whole stack, pinned); these are the direct needs.
     install_requires=[
         "tfx==1.16.0",
