@@ -7,7 +7,7 @@ STAMP := $(VENV)/.driftguard-installed
 UV_VERSION := 0.13.9
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps demo test test-airflow test-fast lock bench clean help
+.PHONY: setup system-deps demo test test-airflow test-faults test-fast lock bench clean help
 
 help:
 	@echo "make demo   set up .venv and run the main job (driftguard run) on the embedded default"
@@ -54,6 +54,11 @@ test: setup system-deps
 # (which stays under ~30 min); .ci/run runs both.
 test-airflow: setup
 	$(VENV)/bin/python -m pytest -m airflow $(PYTEST_ARGS)
+
+# SIGKILL during Trainer, Evaluator and the push, then resume (tests/faults/
+# test_kill_during_pipeline.py): five real `driftguard train` processes, ~8 min on 2 cores.
+test-faults: setup
+	$(VENV)/bin/python -m pytest -m faults $(PYTEST_ARGS)
 
 # Only the pure, fast tests (no TFX run): handy while editing.
 test-fast: setup

@@ -15,7 +15,8 @@ registry folder, never from timing. The push windows are held open by the execut
 hook DRIFTGUARD_FAULT_PAUSE_IN_PUSH (components/registry_pusher/executor.py).
 
 Each test runs the steps up to its own (once per module, in order), so any one of them can be
-selected alone with -k.
+selected alone with -k. Five TFX processes take ~8 min on 2 cores, over the budget of the default
+`make test`: the chain is marked `faults` and runs with `make test-faults`.
 """
 from __future__ import annotations
 
@@ -270,6 +271,7 @@ def test_only_staging_of_dead_processes_on_this_host_is_removed(tmp_path):
 
 
 @pytest.mark.tfx
+@pytest.mark.faults
 def test_killed_in_trainer_leaves_no_version(chain):
     step = chain.reach("trainer")
     assert step["states"]["Trainer"]["state"] == "RUNNING", step["states"]  # killed in it
@@ -279,6 +281,7 @@ def test_killed_in_trainer_leaves_no_version(chain):
 
 
 @pytest.mark.tfx
+@pytest.mark.faults
 def test_rerun_resumes_and_killed_in_evaluator_leaves_no_version(chain):
     step = chain.reach("evaluator")
     assert_resumed(chain, step, ["Transform", "Trainer"])
@@ -289,6 +292,7 @@ def test_rerun_resumes_and_killed_in_evaluator_leaves_no_version(chain):
 
 
 @pytest.mark.tfx
+@pytest.mark.faults
 def test_killed_in_push_before_publish_leaves_only_ignored_staging(chain):
     from components.registry_pusher.registry import existing_versions
 
@@ -304,6 +308,7 @@ def test_killed_in_push_before_publish_leaves_only_ignored_staging(chain):
 
 
 @pytest.mark.tfx
+@pytest.mark.faults
 def test_killed_after_publish_rename_leaves_one_whole_version(chain):
     step = chain.reach("published")
     assert_resumed(chain, step, ["Trainer"])
@@ -314,6 +319,7 @@ def test_killed_after_publish_rename_leaves_one_whole_version(chain):
 
 
 @pytest.mark.tfx
+@pytest.mark.faults
 def test_final_rerun_completes_and_the_model_is_pushed_exactly_once(chain):
     from components.registry_pusher.registry import read_profile
 
