@@ -5,12 +5,21 @@ Drift rules (feature_psi, dataset_drift, multivariate_drift, skew) fire only on 
 anomalies come from ExampleValidator, which runs with or without a baseline, so
 schema_anomalies fires on either. Each alert's ``dedup_key`` is
 ``{model}/span-{span}/{rule}[/{feature}]``: re-running a span gives the same keys.
+
+Live monitoring (``driftguard monitor``) evaluates the same rules on windows of traffic with
+``scope`` instead of ``span`` (e.g. ``scope="live/w1000-1999"``; keys
+``{model}/{scope}/{rule}[/{feature}]``). A window is small, so there a threshold alone would
+fire on noise: ``feature_psi`` also needs the feature's drift test to have fired, and the
+accuracy rules need the window's ``*_significant`` flag. The live-only rules read what only
+the monitor reports: ``prediction_drift`` (``monitor["prediction"]["drifted"]``) and the
+streaming detectors' ``alarms`` (``stream_change``; ``error_rate_change`` for an error rate
+that rose).
 """
 from __future__ import annotations
 
 import datetime
 import math
-from typing import Any, Iterable, List, Mapping, Optional
+from typing import Any, Iterable, List, Mapping, Optional, Sequence
 
 from components.alerts.alert import Alert, utc_now_iso
 from components.alerts.config import AlertsConfig, RuleConfig
@@ -21,11 +30,14 @@ __all__ = ["Alert", "evaluate"]
 _LIST_LIMIT = 5   # names listed in a title before "+N more"
 
 
-def evaluate(config: AlertsConfig, *, model: str, span: int, drift_report: Optional[Mapping[str, Any]],
-             monitor: Optional[Mapping[str, Any]] = None,
-             now: Optional[datetime.datetime] = None) -> List[Alert]:
-    """All alerts the enabled rules raise for one span, in rule order."""
-    ctx = _Context(model=model, span=int(span), created_at=utc_now_iso(now))
+def evaluate(config: AlertsConfig, *, model: str, span: Optional[int] = None,
+             drift_report: Optional[Mapping[str, Any]], monitor: Optional[Mapping[str, Any]] = None,
+             now: Optional[datetime.datetime] = None, scope: Optional[str] = None,
+             alarms: Optional[Sequence[Mapping[str, Any]]] = None) -> List[Alert]:
+    """All alerts the enabled rules raise for one span (or one live ``scope``), in rule order."""
+    if (span is None) == (scope is None):
+        raise ValueError("evaluate needs exactly one of span (span check) and scope (live monitoring)")
+    ctx = _Context(model=model, span=None if span is None else int(span), created_at=utc_now_iso(now), scope=scope)
     report = drift_report or {}
     compared = bool(report) and report.get("status", "compared") == "compared"
     alerts: List[Alert] = []
@@ -41,6 +53,10 @@ def evaluate(config: AlertsConfig, *, model: str, span: int, drift_report: Optio
             alerts.extend(_accuracy_drop(ctx, rule, monitor, "realized_accuracy", "realized"))
         elif name == "estimated_accuracy_drop":
             alerts.extend(_accuracy_drop(ctx, rule, monitor, "estimated_accuracy", "estimated"))
+        elif name == "prediction_drift":
+            alerts.extend(_prediction_drift(ctx, rule, monitor))
+        elif name in ("stream_change", "error_rate_change"):
+            alerts.extend(_stream_alarms(ctx, rule, alarms or ()))
         elif name == "model_cannot_score":
             if monitor and monitor.get("status") == "cannot_score":
                 alerts.append(ctx.alert(rule, "the serving model cannot score this span",
@@ -50,17 +66,27 @@ def evaluate(config: AlertsConfig, *, model: str, span: int, drift_report: Optio
 
 
 class _Context:
-    def __init__(self, model: str, span: int, created_at: str):
-        self.model, self.span, self.created_at = model, span, created_at
+    def __init__(self, model: str, span: Optional[int], created_at: str, scope: Optional[str] = None):
+        self.model, self.span, self.created_at, self.scope = model, span, created_at, scope
+
+    @property
+    def live(self) -> bool:
+        return self.scope is not None
 
     def alert(self, rule: RuleConfig, title: str, summary: str, feature: Optional[str] = None,
               values: Optional[Mapping[str, Any]] = None) -> Alert:
-        labels = {"model": self.model, "span": str(self.span), "rule": rule.name}
-        key = f"{self.model}/span-{self.span}/{rule.name}"
+        if self.live:
+            labels = {"model": self.model, "scope": str(self.scope), "rule": rule.name}
+            key = f"{self.model}/{self.scope}/{rule.name}"
+            where = f"{self.model} {self.scope}"
+        else:
+            labels = {"model": self.model, "span": str(self.span), "rule": rule.name}
+            key = f"{self.model}/span-{self.span}/{rule.name}"
+            where = f"{self.model} span {self.span}"
         if feature is not None:
             labels["feature"] = feature
             key += f"/{feature}"
-        return Alert(rule=rule.name, severity=rule.severity, title=f"{self.model} span {self.span}: {title}",
+        return Alert(rule=rule.name, severity=rule.severity, title=f"{where}: {title}",
                      summary=summary, labels=labels, dedup_key=key, created_at=self.created_at,
                      values=values or {})
 
@@ -69,6 +95,8 @@ def _feature_psi(ctx: _Context, rule: RuleConfig, report: Mapping[str, Any]) -> 
     hits = []
     for name, f in (report.get("features") or {}).items():
         psi = _psi(f)
+        if ctx.live and not f.get("drifted"):     # a window: the drift test must agree (module doc)
+            continue
         if psi is not None and psi > rule.threshold:
             hits.append((psi, name, f))
     out = []
@@ -177,6 +205,8 @@ def _accuracy_drop(ctx: _Context, rule: RuleConfig, monitor: Optional[Mapping[st
         baseline = monitor["estimated_accuracy_reference"]
     if not _finite(baseline) or not _finite(current) or baseline <= 0:
         return []
+    if not monitor.get(f"{key}_significant", True):    # live windows carry a test's verdict
+        return []
     floor = baseline * (1.0 - rule.threshold)
     if not current < floor:
         return []
@@ -186,6 +216,44 @@ def _accuracy_drop(ctx: _Context, rule: RuleConfig, monitor: Optional[Mapping[st
     return [ctx.alert(rule, f"{what} accuracy {current:.3f} is {drop:.1%} below baseline {baseline:.3f}",
                       summary, values={"baseline_accuracy": baseline, key: current,
                                        "relative_drop": drop, "threshold": rule.threshold})]
+
+
+def _prediction_drift(ctx: _Context, rule: RuleConfig, monitor: Optional[Mapping[str, Any]]) -> List[Alert]:
+    parts = [(what, (monitor or {}).get(what) or {}) for what in ("prediction", "confidence")]
+    drifted = [(what, d) for what, d in parts if d.get("drifted")]
+    if not drifted:
+        return []
+    lines = []
+    for what, d in drifted:
+        lines.append(f"- {what}: PSI {_fmt(d.get('psi'), '.3g')}, adjusted p-value {_fmt(d.get('p_value'), '.2g')}"
+                     f"{', ' + d['direction'] if d.get('direction') else ''}")
+    names = [w for w, _ in drifted]
+    return [ctx.alert(rule, f"the model's {' and '.join(names)} distribution drifted",
+                      "The serving model's outputs on this traffic differ from its outputs on the reference "
+                      "sample:\n" + "\n".join(lines),
+                      values={w: {"psi": d.get("psi"), "p_value": d.get("p_value")} for w, d in drifted})]
+
+
+def _stream_alarms(ctx: _Context, rule: RuleConfig, alarms: Sequence[Mapping[str, Any]]) -> List[Alert]:
+    out = []
+    for a in alarms:
+        stream = str(a.get("name", "?"))
+        is_error = stream == "error"
+        if rule.name == "error_rate_change" and not (is_error and a.get("direction") == "up"):
+            continue
+        if rule.name == "stream_change" and is_error:
+            continue
+        before, after = a.get("mean_before"), a.get("mean_after_estimate")
+        what = "error rate" if is_error else f"{stream} ({a.get('transform', 'mean')})"
+        summary = (f"Streaming change detector ({a.get('detector', 'CUSUM')}) on {what}: mean "
+                   f"{_fmt(before, '.4g')} -> {_fmt(after, '.4g')} ({a.get('direction')}), statistic "
+                   f"{_fmt(a.get('statistic'), '.3g')} > threshold {_fmt(a.get('threshold'), '.3g')}; the change "
+                   f"started near record {a.get('change_point')} of the stream, alarm at record "
+                   f"{a.get('index_in_stream')}.")
+        title = (f"error rate rose from {_fmt(before, '.3f')} to ~{_fmt(after, '.3f')}" if is_error
+                 else f"{stream} changed ({a.get('direction')}): mean {_fmt(before, '.3g')} -> ~{_fmt(after, '.3g')}")
+        out.append(ctx.alert(rule, title, summary, feature=stream, values=dict(a)))
+    return out
 
 
 def _fmt(x: Any, spec: str) -> str:

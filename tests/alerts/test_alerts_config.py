@@ -24,7 +24,8 @@ FULL = {
 def test_defaults_enable_every_rule_and_one_jsonl_sink():
     cfg = parse_alerts_config(None)
     assert set(cfg.rules) == {"feature_psi", "dataset_drift", "multivariate_drift", "schema_anomalies", "skew",
-                              "accuracy_drop", "estimated_accuracy_drop", "model_cannot_score"}
+                              "accuracy_drop", "estimated_accuracy_drop", "model_cannot_score",
+                              "prediction_drift", "stream_change", "error_rate_change"}
     assert all(r.enabled for r in cfg.rules.values())
     assert cfg.rules["feature_psi"].threshold == 0.2 and cfg.rules["feature_psi"].severity == "critical"
     assert cfg.rules["accuracy_drop"].threshold == 0.05
