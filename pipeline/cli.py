@@ -947,6 +947,9 @@ def _register_drift_command() -> None:
     main.add_command(compile_command, "compile")
     main.add_command(trigger, "trigger")
     main.add_command(submit, "submit")
+    from monitoring.cli import monitor
+
+    main.add_command(monitor, "monitor")
 
 
 _register_drift_command()

@@ -131,6 +131,33 @@ class RetrainConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class MonitorConfig:
+    """``driftguard monitor`` (monitoring/monitor.py; command-line flags override these)."""
+
+    window: int = 10_000                 # records per window
+    step: int = 0                        # records between windows (0: tumbling, = window)
+    max_false_alerts_per_100k: float = 1.0   # false-alarm budget over every test and detector
+    poll_seconds: float = 5.0            # follow mode: wait between polls of an idle log
+    batch_records: int = 16_384          # log records read and committed at once
+    label_retention: int = 1_000_000     # predictions (and labels) kept waiting for each other
+    stream_features: Tuple[str, ...] = ()    # numeric features with a streaming detector too
+    multivariate: bool = True            # the rank-correlation check in every window
+    detector_block: int = 50             # records per CUSUM block
+    label_fn: str = "pipeline.taxi_labels.labels"   # reference rows -> labels (estimated accuracy)
+
+    def validate(self, path: str) -> None:
+        _check_range(f"{path}.window", self.window, 100, 100_000_000)
+        _check_range(f"{path}.step", self.step, 0, self.window)
+        _check_range(f"{path}.max_false_alerts_per_100k", self.max_false_alerts_per_100k, 1e-6, 100_000)
+        _check_range(f"{path}.poll_seconds", self.poll_seconds, 0.01, 3600)
+        _check_range(f"{path}.batch_records", self.batch_records, 1, 1_000_000)
+        _check_range(f"{path}.label_retention", self.label_retention, 1, 1_000_000_000)
+        _check_range(f"{path}.detector_block", self.detector_block, 1, 100_000)
+        if not re.fullmatch(r"[A-Za-z_][\w.]*\.[A-Za-z_]\w*", self.label_fn):
+            raise ConfigError(f"{path}.label_fn must be a dotted path module.function, got {self.label_fn!r}")
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     model_name: str = "taxi"
     data_root: str = "data/taxi"          # span-<N>/ folders, read through span-{SPAN}/*
@@ -150,6 +177,7 @@ class Config:
     # rules, sinks and delivery: see components/alerts/README.md (None = defaults:
     # every rule, one JSON-lines sink runs/alerts/alerts.jsonl)
     alerts: Optional[Dict[str, Any]] = None
+    monitor: MonitorConfig = MonitorConfig()   # driftguard monitor: windows, budget, labels
 
     # ---- derived paths (relative paths resolve against the repo root, or against the
     # folder of the config file they came from) ----
@@ -207,6 +235,7 @@ class Config:
         self.validation.validate("validation")
         self.drift.validate("drift")
         self.retrain.validate("retrain")
+        self.monitor.validate("monitor")
         if any(int(s) < 0 for s in self.replay_spans):
             raise ConfigError(f"replay_spans must be span numbers, got {list(self.replay_spans)!r}")
         self.alerts_settings  # parses and validates the alerts section

@@ -1,0 +1,161 @@
+"""``driftguard monitor``: the click command (registered on the main group by ``pipeline/cli.py``).
+
+Exit status: 0 when the log was followed to the end (``--once``) or the monitor was stopped
+(SIGTERM / Ctrl-C finish the current batch first), 2 on an error (message on stderr naming the
+file, line or setting).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+from typing import Optional, Tuple
+
+import click
+
+
+def _error(message: str) -> click.ClickException:
+    from pipeline.cli import DriftguardError
+
+    return DriftguardError(message)
+
+
+def _window_line(w: dict) -> str:
+    if not w:
+        return ""
+    drift = ", ".join(w.get("drifted_features") or []) if w.get("drift_detected") else "no feature drift"
+    parts = [f"window w{w['first']}-{w['last']} (v{w.get('version')}): {drift}"]
+    if w.get("prediction_drifted"):
+        parts.append("prediction drift")
+    if w.get("estimated_accuracy") is not None:
+        parts.append(f"estimated accuracy {w['estimated_accuracy']:.3f}")
+    parts.append(f"{len(w.get('alerts') or [])} alert(s)")
+    return " | ".join(parts)
+
+
+@click.command("monitor")
+@click.option("--logs", type=click.Path(path_type=pathlib.Path), default=None,
+              help="Prediction log file or folder (default: <runs>/prediction_logs/<model>, where serve writes).")
+@click.option("--labels", type=click.Path(path_type=pathlib.Path), default=None,
+              help="Delayed labels: a CSV file or folder of CSVs with header request_id,label (0/1 or true/false).")
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=pathlib.Path), default=None,
+              help="Where the monitor keeps its position and state (default: <runs>/monitor/<model>).")
+@click.option("--once", is_flag=True, help="Process what the log holds now, then exit (default: follow it).")
+@click.option("--max-records", type=click.IntRange(min=1), default=None,
+              help="Stop after this many records (at the next request boundary).")
+@click.option("--poll-seconds", type=click.FloatRange(min=0.01), default=None,
+              help="Follow mode: seconds between polls of an idle log (default: config monitor.poll_seconds, 5).")
+@click.option("--window", type=click.IntRange(min=100), default=None,
+              help="Records per window (default: config monitor.window, 10000).")
+@click.option("--step", type=click.IntRange(min=0), default=None,
+              help="Records between windows: sliding windows; 0 or unset = tumbling (config monitor.step).")
+@click.option("--max-false-alerts-per-100k", "budget", type=click.FloatRange(min=1e-6), default=None,
+              help="False-alarm budget over all window tests and detectors (default: config, 1).")
+@click.option("--stream-feature", "stream_features", multiple=True, metavar="NAME",
+              help="Also run a streaming detector on this numeric feature (repeatable).")
+@click.option("--metrics-port", type=click.IntRange(min=0, max=65535), default=None,
+              help="Serve /metrics for Prometheus on this port (0: any free port; the URL is printed).")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True,
+              help="Address for /metrics; another than loopback needs --token-env.")
+@click.option("--token-env", metavar="VAR", default=None,
+              help="Require 'Authorization: Bearer <token>' on /metrics, the token read from env var VAR.")
+@click.option("--retrain", type=click.Choice(["none", "local", "airflow", "kfp"]), default="none", show_default=True,
+              help="On a critical alert, trigger retraining once per serving version.")
+@click.option("--airflow-url", default=None, metavar="URL", help="--retrain airflow: the Airflow webserver.")
+@click.option("--dag", "dag_id", default=None, metavar="ID",
+              help="--retrain airflow: the training DAG (default: <model>-training).")
+@click.option("--kfp-host", default=None, metavar="URL", help="--retrain kfp: the KFP API endpoint.")
+@click.option("--kfp-package", default=None, metavar="PATH",
+              help="--retrain kfp: the compiled pipeline (default: build/kfp/pipeline.yaml).")
+@click.option("-v", "--verbose", is_flag=True, help="Log to stderr as well as to the log file.")
+@click.pass_context
+def monitor(ctx: click.Context, logs: Optional[pathlib.Path], labels: Optional[pathlib.Path],
+            state_dir: Optional[pathlib.Path], once: bool, max_records: Optional[int],
+            poll_seconds: Optional[float], window: Optional[int], step: Optional[int], budget: Optional[float],
+            stream_features: Tuple[str, ...], metrics_port: Optional[int], metrics_host: str,
+            token_env: Optional[str], retrain: str, airflow_url: Optional[str], dag_id: Optional[str],
+            kfp_host: Optional[str], kfp_package: Optional[str], verbose: bool) -> None:
+    """Watch live traffic: windows of the prediction log against the serving version's profile
+    (feature, prediction and confidence drift; estimated accuracy), delayed labels (realized
+    accuracy), streaming detectors, alerts, Prometheus metrics and a retrain trigger.
+
+    \b
+      driftguard monitor --once                          process what the log holds, then exit
+      driftguard monitor --labels labels/ --metrics-port 9108
+      driftguard monitor --window 1000 --step 250 --retrain local
+    """
+    from pipeline import config as config_lib
+    from pipeline.cli import _load_config, _setup_logging
+
+    cfg = _load_config(ctx)
+    changes = {}
+    for key, value in (("window", window), ("step", step), ("max_false_alerts_per_100k", budget),
+                       ("poll_seconds", poll_seconds)):
+        if value is not None:
+            changes[key] = value
+    if stream_features:
+        changes["stream_features"] = tuple(stream_features)
+    if changes:
+        if "window" in changes and "step" not in changes and cfg.monitor.step > changes["window"]:
+            changes["step"] = 0
+        try:
+            cfg = cfg.replace(monitor=dataclasses.replace(cfg.monitor, **changes))
+        except config_lib.ConfigError as e:
+            raise _error(f"{e} (from the command line)") from None
+    token = None
+    if token_env:
+        token = os.environ.get(token_env)
+        if not token:
+            raise _error(f"--token-env {token_env}: environment variable {token_env} is not set or empty")
+    log_path = _setup_logging(cfg.runs_path, "monitor", verbose, progress=False)
+
+    from monitoring import exporter
+    from monitoring import monitor as monitor_lib
+    from monitoring.labels import LabelsError
+    from monitoring.predictlog import PredictionLogError
+
+    server = None
+    mon = None
+    try:
+        retrainer = monitor_lib.Retrainer(
+            cfg, mode=retrain, state_dir=pathlib.Path(state_dir or monitor_lib.state_dir(cfg)),
+            config_path=ctx.obj.get("config_path") if ctx.obj else None, airflow_url=airflow_url, dag_id=dag_id,
+            kfp_host=kfp_host, kfp_package=kfp_package)
+        mon = monitor_lib.Monitor(cfg, logs=logs, labels=labels, state=state_dir, retrain=retrainer,
+                                  config_path=ctx.obj.get("config_path") if ctx.obj else None)
+        collector = exporter.MonitorCollector()
+        collector.snapshot = mon.snapshot()
+        registry = exporter.make_registry(collector)
+        textfile = mon.state_dir / monitor_lib.METRICS_FILE
+        if metrics_port is not None:
+            server = exporter.MetricsServer(registry, metrics_host, metrics_port, token)
+            click.echo(f"metrics: {server.url}", nl=True)
+        click.echo(f"monitoring {mon.logs} (state {mon.state_dir}; log {log_path})", err=True)
+        last_window = {}
+
+        def published(snapshot):
+            nonlocal last_window
+            collector.snapshot = snapshot
+            exporter.write_textfile(textfile, registry)
+            w = snapshot.get("window") or {}
+            if w and w != last_window:
+                click.echo(_window_line(w))
+                last_window = w
+
+        with monitor_lib.stop_on_signals() as should_stop:
+            total = monitor_lib.run(mon, once=once, max_records=max_records,
+                                    poll_seconds=cfg.monitor.poll_seconds, on_window=published,
+                                    should_stop=should_stop)
+        published(mon.snapshot())
+    except (monitor_lib.MonitorError, PredictionLogError, LabelsError, exporter.MetricsError) as e:
+        raise _error(str(e)) from None
+    finally:
+        if server is not None:
+            server.close()
+        if mon is not None:
+            mon.close()
+    c = mon.counters
+    click.echo(f"read {total['records']} record(s) ({total['log_records']} log records), {total['labels']} label(s); "
+               f"{total['windows']} window(s), {total['alerts']} alert(s) this run | total: {c['records']} records, "
+               f"{c['windows']} windows, {c['labels_joined']} labels joined, "
+               f"{sum(c['alerts'].values())} alerts | metrics {mon.state_dir / monitor_lib.METRICS_FILE}")

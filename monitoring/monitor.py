@@ -1,0 +1,1085 @@
+"""``driftguard monitor``: watch live traffic in the prediction logs, window by window.
+
+What it does, per serving model version (the version that answered, read from each log record):
+
+* **windows** of ``window`` records (tumbling, or sliding every ``step`` records) are compared
+  with the version's reference sample (``serving/<model>/<v>/profile/reference_sample``):
+  features with :func:`components.drift.detect_drift` (the config's ``drift`` settings:
+  excluded features, per-feature methods), the model's predicted probability and confidence
+  against its predictions on the reference rows, and the estimated accuracy
+  (:func:`components.prediction_monitor.metrics.estimated_accuracy`, calibrated on the
+  reference labels);
+* **delayed labels** (CSV ``request_id,label``) are joined to logged predictions by request id,
+  whichever arrives first; windows of joined labels give the realized accuracy;
+* **streaming detectors** (:class:`components.drift.streaming.Cusum`, designed on the
+  reference) run on the confidence of every prediction, on the 0/1 error of every joined
+  label, and on any numeric features named in ``monitor.stream_features``;
+* a **false-alarm budget** (``max_false_alerts_per_100k``) is split over all of them with
+  :func:`components.drift.streaming.budget_split`: each window test runs at the level it gets,
+  each detector at the run length it gets;
+* **alerts** go through the span check's rules and sinks (``components.alerts``), keyed by
+  window (``taxi/live/w1000-1999/feature_psi/fare``) so re-evaluating a window after a restart
+  sends nothing twice; a critical alert can **trigger retraining** once per serving version;
+* **metrics** for Prometheus (``monitoring.exporter``) and ``metrics.prom`` for node_exporter.
+
+Restart safety: everything (log position, label file positions, the unfinished windows'
+rows, detector states, counters, predictions and labels waiting for each other, the retrain
+decision) lives in one sqlite file (``<runs>/monitor/<model>/state.sqlite``) and is committed
+in one transaction per batch, after the batch's alerts are in the outbox. A crash (even
+SIGKILL) loses the uncommitted batch only, which the next run reads again from the committed
+position: nothing is skipped and nothing is counted twice, and its alerts carry the same
+keys as before.
+
+Records: one record is one prediction (a request with n instances is n records). With
+``max_records``, a run stops at the first request boundary at or after that many records.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import fcntl
+import importlib
+import io
+import json
+import logging
+import math
+import os
+import pathlib
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from monitoring import labels as labels_lib
+from monitoring import predictlog as pl
+
+log = logging.getLogger(__name__)
+
+STATE_FORMAT = 1
+STATE_FILE = "state.sqlite"
+METRICS_FILE = "metrics.prom"
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+THRESHOLD = 0.5                  # a probability above it predicts the positive class
+RETRAIN_MODES = ("none", "local", "airflow", "kfp")
+_MAX_LABEL_ROWS_PER_STEP = 1_000_000
+
+
+class MonitorError(Exception):
+    """Something the user can fix: the message names the file, field or setting at fault."""
+
+
+# ---------------------------------------------------------------- paths
+
+
+def state_dir(cfg) -> pathlib.Path:
+    return cfg.runs_path / "monitor" / cfg.model_name
+
+
+def default_log_dir(cfg) -> pathlib.Path:
+    return cfg.runs_path / "prediction_logs" / cfg.model_name
+
+
+# ---------------------------------------------------------------- the serving version's baseline
+
+
+@dataclasses.dataclass
+class Baseline:
+    """What live traffic of one model version is compared with."""
+
+    version: int
+    features: List[str]                  # compared features, in schema order
+    kinds: Dict[str, str]                # feature -> float | int | string (how the logs carry it)
+    reference: Dict[str, np.ndarray]     # feature -> float64 (NaN missing) or object (None missing)
+    prob: np.ndarray                     # the model's probabilities on the reference rows
+    label: Optional[np.ndarray]          # their labels (NaN unknown), from the config's label_fn
+    baseline_accuracy: Optional[float]   # the blessing evaluation's accuracy (TFMA)
+    estimated_accuracy_reference: Optional[float]
+    not_compared: Dict[str, str]
+
+    @property
+    def confidence(self) -> np.ndarray:
+        p = self.prob[np.isfinite(self.prob)]
+        return np.maximum(p, 1.0 - p)
+
+    @property
+    def errors(self) -> Optional[np.ndarray]:
+        if self.label is None:
+            return None
+        have = np.isfinite(self.label) & np.isfinite(self.prob)
+        if not have.any():
+            return None
+        return ((self.prob[have] > THRESHOLD) != (self.label[have] > 0.5)).astype(float)
+
+
+def import_function(path: str) -> Callable:
+    module, _, name = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise MonitorError(f"cannot import the label function {path!r} (monitor.label_fn): {e}") from None
+
+
+def examples_from_table(table) -> List[bytes]:
+    """Serialized tf.Examples from a flat Arrow table (nulls left out, as ExampleGen writes
+    them), to score reference rows with the SavedModel the way serving does."""
+    import pyarrow as pa
+    import tensorflow as tf
+
+    kinds = {}
+    for field in table.schema:
+        t = field.type
+        kinds[field.name] = ("int" if pa.types.is_integer(t) else "float" if pa.types.is_floating(t)
+                             else "bytes" if pa.types.is_string(t) or pa.types.is_large_string(t) else None)
+    columns = {name: table.column(name).to_pylist() for name in table.column_names if kinds[name]}
+    out = []
+    for i in range(table.num_rows):
+        feature = {}
+        for name, values in columns.items():
+            v = values[i]
+            if v is None:
+                feature[name] = tf.train.Feature()
+            elif kinds[name] == "int":
+                feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[v]))
+            elif kinds[name] == "float":
+                feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[v]))
+            else:
+                feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode()]))
+        out.append(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    return out
+
+
+def predict(model_dir: pathlib.Path, examples: Sequence[bytes], batch_size: int = 1024) -> np.ndarray:
+    """The serving signature's positive-class probability for each serialized example."""
+    import tensorflow as tf
+
+    model = tf.saved_model.load(str(model_dir))
+    fn = model.signatures["serving_default"]
+    out = []
+    for start in range(0, len(examples), batch_size):
+        result = fn(examples=tf.constant(list(examples[start:start + batch_size])))
+        tensor = result["probabilities"] if "probabilities" in result else next(iter(result.values()))
+        values = tensor.numpy().reshape(len(examples[start:start + batch_size]), -1)
+        out.append(values[:, -1])
+    return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
+
+
+def _model_fingerprint(model_dir: pathlib.Path) -> str:
+    st = (model_dir / "saved_model.pb").stat()
+    return f"{st.st_size}-{st.st_mtime_ns}"
+
+
+_PREDICTIONS: Dict[Tuple[str, str], np.ndarray] = {}   # in-process: one SavedModel load per model
+_DECODERS: Dict[Tuple[Tuple[str, str], ...], Any] = {}
+
+
+def load_baseline(cfg, version: int, cache_dir: pathlib.Path) -> Baseline:
+    """The reference of ``version``: its profile's sample, the compared features (the schema's
+    serving features minus ``drift.exclude``), the model's predictions on the sample (computed
+    once with the SavedModel and cached in ``cache_dir``) and the labels from ``label_fn``."""
+    import pyarrow as pa
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    from components.drift_detector.compare import serving_features
+    from components.examples_io import column_floats, read_sample
+    from components.prediction_monitor.metrics import estimated_accuracy
+    from components.registry_pusher.registry import PROFILE_DIR, REFERENCE_SAMPLE_DIR, read_profile
+
+    registry = cfg.model_registry
+    model_dir = registry / str(version)
+    try:
+        profile = read_profile(registry, version)
+    except (OSError, ValueError) as e:
+        raise MonitorError(f"model version {version}: cannot read its profile in {model_dir / PROFILE_DIR}: {e}") \
+            from None
+    schema_file = model_dir / PROFILE_DIR / "schema.pbtxt"
+    try:
+        schema = text_format.Parse(schema_file.read_text(), schema_pb2.Schema())
+    except (OSError, text_format.ParseError) as e:
+        raise MonitorError(f"model version {version}: cannot read {schema_file}: {e}") from None
+    sample_dir = model_dir / PROFILE_DIR / REFERENCE_SAMPLE_DIR
+    try:
+        table, _ = read_sample(str(sample_dir))
+    except Exception as e:  # noqa: BLE001 - tf.errors.NotFoundError, OSError, ArrowInvalid
+        raise MonitorError(f"model version {version}: cannot read the reference sample in {sample_dir}: {e}") \
+            from None
+    exclude = set(cfg.drift.exclude)
+    features, kinds, reference, not_compared = [], {}, {}, {}
+    for name in serving_features(schema):
+        if name in exclude:
+            not_compared[name] = "excluded by configuration (drift.exclude)"
+            continue
+        if name not in table.column_names:
+            not_compared[name] = "not in the reference sample"
+            continue
+        col = table.column(name)
+        t = col.type
+        if pa.types.is_floating(t):
+            kind = "float"
+        elif pa.types.is_integer(t):
+            kind = "int"
+        elif pa.types.is_string(t) or pa.types.is_large_string(t):
+            kind = "string"
+        else:
+            not_compared[name] = "no value in the reference sample" if pa.types.is_null(t) else f"unsupported type {t}"
+            continue
+        features.append(name)
+        kinds[name] = kind
+        if kind == "string":
+            values = np.empty(len(col), dtype=object)
+            values[:] = col.to_pylist()
+            reference[name] = values
+        else:
+            reference[name] = column_floats(col)
+    if not features:
+        raise MonitorError(f"model version {version}: no feature of the schema can be compared "
+                           f"({not_compared})")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    cache = cache_dir / f"reference-v{version}.npz"
+    fingerprint = f"{_model_fingerprint(model_dir)}-{table.num_rows}"
+    memo_key = (str(model_dir.resolve()), fingerprint)
+    prob = _PREDICTIONS.get(memo_key)
+    cached = False
+    if cache.is_file():
+        with np.load(cache, allow_pickle=False) as data:
+            if str(data["fingerprint"]) == fingerprint:
+                prob, cached = (data["prob"] if prob is None else prob), True
+    if prob is None:
+        log.info("model version %d: scoring its %d reference rows (cached in %s)", version, table.num_rows, cache)
+        try:
+            prob = predict(model_dir, examples_from_table(table))
+        except Exception as e:  # noqa: BLE001 - TensorFlow raises many types; name the model
+            raise MonitorError(f"model version {version}: cannot score its reference sample with the SavedModel "
+                               f"in {model_dir}: {type(e).__name__}: {str(e).strip().splitlines()[0][:300]}") from None
+    if not cached:
+        tmp = cache.with_suffix(".tmp.npz")
+        np.savez(tmp, prob=prob, fingerprint=np.array(fingerprint))
+        os.replace(tmp, cache)
+    _PREDICTIONS[memo_key] = prob
+    label = import_function(cfg.monitor.label_fn)(table)
+    label = None if label is None else np.asarray(label, dtype=float)
+    accuracy = (profile.get("eval_metrics") or {}).get("candidate", {}).get("binary_accuracy")
+    est_ref = estimated_accuracy(prob, label, prob) if label is not None else None
+    return Baseline(version=version, features=features, kinds=kinds, reference=reference, prob=prob, label=label,
+                    baseline_accuracy=accuracy, estimated_accuracy_reference=est_ref, not_compared=not_compared)
+
+
+# ---------------------------------------------------------------- state store
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS blobs (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS pending_predictions (request_id TEXT PRIMARY KEY, seq INTEGER NOT NULL,
+    probability REAL, version INTEGER NOT NULL, row INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS pending_labels (request_id TEXT PRIMARY KEY, seq INTEGER NOT NULL,
+    label INTEGER NOT NULL) WITHOUT ROWID;
+"""
+
+
+class StateStore:
+    """The monitor's sqlite file. One :meth:`commit` per batch writes everything at once."""
+
+    def __init__(self, path: pathlib.Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")   # durable across process crashes (WAL)
+        self.db.executescript(_SCHEMA)
+
+    def meta(self) -> Dict[str, Any]:
+        return {k: json.loads(v) for k, v in self.db.execute("SELECT key, value FROM meta")}
+
+    def blob(self, key: str) -> Optional[bytes]:
+        row = self.db.execute("SELECT value FROM blobs WHERE key = ?", (key,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def pending_predictions(self) -> Dict[str, Tuple[int, float, int, int]]:
+        rows = self.db.execute("SELECT request_id, seq, probability, version, row FROM pending_predictions "
+                               "ORDER BY seq")
+        return {r[0]: (r[1], float("nan") if r[2] is None else r[2], r[3], r[4]) for r in rows}
+
+    def pending_labels(self) -> Dict[str, Tuple[int, int]]:
+        return {r[0]: (r[1], r[2]) for r in self.db.execute("SELECT request_id, seq, label FROM pending_labels "
+                                                            "ORDER BY seq")}
+
+    def commit(self, meta: Mapping[str, Any], blobs: Mapping[str, bytes],
+               predictions: Tuple[Sequence[tuple], Sequence[str]], labels: Tuple[Sequence[tuple], Sequence[str]]
+               ) -> None:
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                           [(k, json.dumps(v, sort_keys=True)) for k, v in meta.items()])
+            db.executemany("INSERT OR REPLACE INTO blobs (key, value) VALUES (?, ?)", list(blobs.items()))
+            added, removed = predictions
+            db.executemany("DELETE FROM pending_predictions WHERE request_id = ?", [(r,) for r in removed])
+            db.executemany("INSERT OR REPLACE INTO pending_predictions (request_id, seq, probability, version, row) "
+                           "VALUES (?, ?, ?, ?, ?)", added)
+            added, removed = labels
+            db.executemany("DELETE FROM pending_labels WHERE request_id = ?", [(r,) for r in removed])
+            db.executemany("INSERT OR REPLACE INTO pending_labels (request_id, seq, label) VALUES (?, ?, ?)", added)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def _table_bytes(columns: Mapping[str, np.ndarray]) -> bytes:
+    import pyarrow as pa
+
+    arrays, names = [], []
+    for name, values in columns.items():
+        if values.dtype == object:
+            arrays.append(pa.array(values.tolist(), type=pa.string()))
+        else:
+            arrays.append(pa.array(values))
+        names.append(name)
+    sink = io.BytesIO()
+    table = pa.Table.from_arrays(arrays, names=names)
+    with pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
+
+
+def _table_columns(data: Optional[bytes]) -> Dict[str, np.ndarray]:
+    if not data:
+        return {}
+    import pyarrow as pa
+
+    table = pa.ipc.open_file(pa.BufferReader(data)).read_all()
+    out = {}
+    for name in table.column_names:
+        col = table.column(name)
+        if pa.types.is_string(col.type):
+            values = np.empty(len(col), dtype=object)
+            values[:] = col.to_pylist()
+            out[name] = values
+        else:
+            out[name] = col.to_numpy()
+    return out
+
+
+# ---------------------------------------------------------------- the monitor
+
+
+def _new_counters() -> Dict[str, Any]:
+    return {"records": 0, "log_records": 0, "skipped": {}, "windows": 0, "label_windows": 0, "discarded": 0,
+            "labels_read": 0, "labels_joined": 0, "labels_expired": 0, "predictions_expired": 0, "without_id": 0,
+            "alerts": {}, "detector_alarms": {}, "retrain_triggers": 0, "window_errors": 0}
+
+
+@dataclasses.dataclass
+class StepResult:
+    records: int = 0
+    log_records: int = 0
+    labels: int = 0
+    windows: int = 0
+    alerts: int = 0
+
+    @property
+    def idle(self) -> bool:
+        return not (self.records or self.log_records or self.labels)
+
+
+class Monitor:
+    """The monitoring engine over one prediction log source and one state folder.
+
+    ``Monitor(cfg, logs=..., labels=..., state=...)`` restores the committed state;
+    :meth:`step` processes one batch and commits; :meth:`run` loops.
+    """
+
+    def __init__(self, cfg, *, logs: Optional[pathlib.Path] = None, labels: Optional[pathlib.Path] = None,
+                 state: Optional[pathlib.Path] = None, retrain: Optional["Retrainer"] = None,
+                 config_path: Optional[str] = None):
+        self.cfg = cfg
+        self.settings = cfg.monitor
+        self.logs = pathlib.Path(logs) if logs is not None else default_log_dir(cfg)
+        self.labels_path = pathlib.Path(labels) if labels is not None else None
+        self.state_dir = pathlib.Path(state) if state is not None else state_dir(cfg)
+        if not self.logs.exists():
+            raise MonitorError(f"prediction log folder {self.logs} does not exist (driftguard serve writes "
+                               "it; TF Serving writes where its logging config says; pass --logs PATH)")
+        if self.labels_path is not None and not self.labels_path.exists():
+            raise MonitorError(f"labels file or folder {self.labels_path} does not exist")
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = open(self.state_dir / ".lock", "w")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise MonitorError(f"another driftguard monitor is using {self.state_dir}; stop it first, or "
+                               "give this one another --state-dir") from None
+        self.alerts_config = cfg.alerts_settings
+        self.retrainer = retrain or Retrainer(cfg, mode="none", state_dir=self.state_dir, config_path=config_path)
+        self.store = StateStore(self.state_dir / STATE_FILE)
+        self._baselines: Dict[int, Baseline] = {}
+        self._decoder = None
+        self._record_bytes = 1024.0     # log bytes per record, to size reads
+        self._restore()
+
+    # -- state
+
+    def _restore(self) -> None:
+        meta = self.store.meta()
+        fmt = meta.get("format")
+        if fmt is not None and fmt != STATE_FORMAT:
+            raise MonitorError(f"{self.store.path}: state format {fmt}, this driftguard reads format {STATE_FORMAT}; "
+                               "move the folder away to start afresh")
+        source = str(self.logs.resolve())
+        if meta.get("logs") not in (None, source):
+            raise MonitorError(f"{self.store.path} follows the prediction log {meta['logs']}, not {source}: "
+                               "positions would not mean anything there; give this log another --state-dir")
+        labels_source = labels_lib.files_signature(self.labels_path)
+        if meta.get("labels_source") not in (None, labels_source):
+            raise MonitorError(f"{self.store.path} joined labels from {meta['labels_source']}, not "
+                               f"{labels_source}; give this source another --state-dir")
+        self.position = pl.Position.from_dict(meta.get("position"))
+        self.label_positions: Dict[str, Dict[str, int]] = meta.get("label_positions", {})
+        self.counters = {**_new_counters(), **meta.get("counters", {})}
+        self.serving: Dict[str, Any] = meta.get("serving", {"version": None, "origin": 0, "next_end": None})
+        self.label_window: Dict[str, Any] = meta.get("label_window", {"first": 0})
+        self.label_seq = int(meta.get("label_seq", 0))
+        self.prediction_seq = int(meta.get("prediction_seq", 0))
+        self.retrain_state: Dict[str, Any] = meta.get("retrain", {"versions": {}})
+        self.last_window: Dict[str, Any] = meta.get("last_window", {})
+        self.last_label_window: Dict[str, Any] = meta.get("last_label_window", {})
+        self.lag: Dict[str, Any] = meta.get("lag", {})
+        self.budget_info: Dict[str, Any] = meta.get("budget", {})
+        self.buffer = _table_columns(self.store.blob("window_buffer"))
+        self.label_buffer = _table_columns(self.store.blob("label_buffer"))
+        self.pending_predictions = self.store.pending_predictions()
+        self.pending_labels = self.store.pending_labels()
+        self._detector_states: Dict[str, Any] = meta.get("detectors", {})
+        self.detectors: Dict[str, Any] = {}
+        if self.serving.get("version") is not None:
+            from components.drift.streaming import StreamDetector
+
+            for name, d in self._detector_states.items():
+                self.detectors[name] = StreamDetector.from_state(name, d)
+        self._changes = ([], [], [], [])   # predictions added, removed; labels added, removed
+
+    def _commit(self) -> None:
+        meta = {
+            "format": STATE_FORMAT, "logs": str(self.logs.resolve()),
+            "labels_source": labels_lib.files_signature(self.labels_path),
+            "position": self.position.to_dict(), "label_positions": self.label_positions,
+            "counters": self.counters, "serving": self.serving, "label_window": self.label_window,
+            "label_seq": self.label_seq, "prediction_seq": self.prediction_seq, "retrain": self.retrain_state,
+            "last_window": self.last_window, "last_label_window": self.last_label_window, "lag": self.lag,
+            "budget": self.budget_info,
+            "detectors": {name: d.state_dict() for name, d in self.detectors.items()},
+        }
+        blobs = {"window_buffer": _table_bytes(self.buffer), "label_buffer": _table_bytes(self.label_buffer)}
+        pa_, pr, la, lr_ = self._changes
+        self.store.commit(meta, blobs, (pa_, pr), (la, lr_))
+        self._changes = ([], [], [], [])
+
+    # -- baselines, budget, detectors
+
+    def baseline(self, version: int) -> Baseline:
+        if version not in self._baselines:
+            self._baselines[version] = load_baseline(self.cfg, version, self.state_dir / "reference")
+        return self._baselines[version]
+
+    def _registry_versions(self) -> List[int]:
+        from components.registry_pusher.registry import existing_versions
+
+        return existing_versions(self.cfg.model_registry)
+
+    @property
+    def step_records(self) -> int:
+        return int(self.settings.step or self.settings.window)
+
+    def budget(self, baseline: Baseline):
+        from components.drift.streaming import budget_split
+
+        n_tests = 2 + int(self.settings.multivariate)                       # features (+ joint), outputs
+        n_tests += int(baseline.estimated_accuracy_reference is not None)   # estimated accuracy
+        n_tests += int(self.labels_path is not None)                        # realized accuracy
+        n_detectors = 1 + int(self.labels_path is not None and baseline.errors is not None)
+        n_detectors += len([f for f in self.settings.stream_features if f in baseline.features])
+        return budget_split(self.settings.max_false_alerts_per_100k, n_window_tests=n_tests,
+                            window_step=self.step_records, n_stream_detectors=n_detectors)
+
+    def _build_detectors(self, baseline: Baseline) -> None:
+        from components.drift.streaming import Cusum
+
+        budget = self.budget(baseline)
+        block = self.settings.detector_block
+        streams: List[Tuple[str, np.ndarray, str]] = [("confidence", baseline.confidence, "mean")]
+        if self.labels_path is not None and baseline.errors is not None:
+            streams.append(("error", baseline.errors, "mean"))
+        for name in self.settings.stream_features:
+            if name not in baseline.features:
+                raise MonitorError(f"monitor.stream_features names {name!r}, which is not a compared feature of "
+                                   f"model version {baseline.version} (compared: {', '.join(baseline.features)})")
+            if baseline.kinds[name] == "string":
+                raise MonitorError(f"monitor.stream_features: {name!r} is categorical; streaming detectors take "
+                                   "numeric features (its drift is tested in every window)")
+            values = baseline.reference[name]
+            streams.append((name, values[np.isfinite(values)], "rank"))
+        self.detectors = {}
+        for name, values, transform in streams:
+            try:
+                self.detectors[name] = Cusum.from_reference(name, values, arl0_records=budget.arl0_records,
+                                                            block=block, transform=transform)
+            except ValueError as e:
+                log.warning("no streaming detector on %s: %s", name, e)
+        self.budget_info = {"alpha": budget.alpha_per_window_test, "arl0_records": budget.arl0_records,
+                            "max_false_per_100k": budget.max_false_per_100k, "window_tests": budget.n_window_tests,
+                            "detectors": budget.n_stream_detectors}
+
+    def _switch_version(self, version: int, first_row: int) -> Baseline:
+        baseline = self.baseline(version)
+        old = self.serving.get("version")
+        if old is not None:
+            dropped = len(self.buffer.get("row", ()))
+            self.counters["discarded"] += dropped
+            log.info("serving version %s -> %s at record %d; %d record(s) of an unfinished window dropped",
+                     old, version, first_row, dropped)
+        self.serving = {"version": version, "origin": first_row, "next_end": first_row + self.settings.window}
+        self.buffer = {}
+        self.label_buffer = {}
+        self.label_window = {"first": self.counters["labels_joined"]}
+        self._build_detectors(baseline)
+        return baseline
+
+    def _decoder_for(self, baseline: Baseline):
+        from monitoring.logreader import LogDecoder
+
+        if self._decoder is None or self._decoder.kinds != baseline.kinds:
+            key = tuple(sorted(baseline.kinds.items()))
+            if key not in _DECODERS:           # one per process: tracing its graphs takes seconds
+                _DECODERS[key] = LogDecoder(baseline.kinds)
+            self._decoder = _DECODERS[key]
+        return self._decoder
+
+    # -- one step
+
+    def step(self, max_records: Optional[int] = None) -> StepResult:
+        """Read new labels, then at most one batch of log records; evaluate every window that
+        closes; deliver the alerts; commit. Returns what was processed."""
+        from monitoring.logreader import read_batch
+
+        result = StepResult()
+        alerts: List[Any] = []
+        if self.labels_path is not None:
+            result.labels = self._ingest_labels(alerts)
+        limit = self.settings.batch_records if max_records is None else min(self.settings.batch_records, max_records)
+        batch = None
+        if limit > 0:   # read about what the batch needs (the next batch reads from its end anyway)
+            batch = read_batch(self.logs, self.position, max_records=limit,
+                               max_bytes=int(limit * self._record_bytes * 1.25) + (64 << 10))
+        if batch is not None and len(batch):
+            self._record_bytes = max(64.0, len(batch.buffer) / len(batch))
+            baseline = self._current_or_newest()
+            decoded = self._decoder_for(baseline).decode(batch, request_ids=self.labels_path is not None)
+            for where, why in decoded.skipped:
+                log.warning("skipped %s: %s", where, why)
+            if decoded.skipped:
+                self.counters["skipped"]["unreadable"] = self.counters["skipped"].get("unreadable", 0) + \
+                    len(decoded.skipped)
+            result.records = decoded.n
+            result.log_records = len(batch)
+            self.counters["log_records"] += len(batch)
+            result.windows = self._process(decoded, alerts)
+            if decoded.last_timestamp:
+                self.lag["record_time"] = decoded.last_timestamp
+        if batch is not None:
+            self.position = batch.position
+        if batch is None and not result.labels and not alerts:
+            self._update_lag()
+            return result
+        self._update_lag()
+        if alerts:
+            self._deliver(alerts)
+            result.alerts = len(alerts)
+            self.retrainer.maybe_trigger(self, alerts)
+        self._commit()
+        return result
+
+    def _current_or_newest(self) -> Baseline:
+        version = self.serving.get("version")
+        if version is None:
+            versions = self._registry_versions()
+            if not versions:
+                raise MonitorError(f"no model version in {self.cfg.model_registry}: nothing to compare traffic with "
+                                   "(train one: driftguard train --spans 1,2)")
+            version = versions[-1]
+        return self.baseline(version)
+
+    def _process(self, d, alerts: List[Any]) -> int:
+        """Rows of a decoded batch, in runs of one model version."""
+        versions = d.versions
+        current = self.serving.get("version")
+        if current is None:
+            current = self._current_or_newest().version
+        versions = np.where(versions < 0, current, versions)
+        bounds = np.flatnonzero(np.diff(versions)) + 1
+        starts = np.concatenate([[0], bounds])
+        ends = np.concatenate([bounds, [versions.size]])
+        known = set(self._registry_versions())
+        windows = 0
+        for a, b in zip(starts.tolist(), ends.tolist()):
+            if a == b:
+                continue
+            v = int(versions[a])
+            if v not in known and v not in self._baselines:
+                reason = "unknown_version"
+                self.counters["skipped"][reason] = self.counters["skipped"].get(reason, 0) + (b - a)
+                log.warning("%d record(s) answered by model version %d, which is not in %s; skipped", b - a, v,
+                            self.cfg.model_registry)
+                continue
+            columns = {k: c[a:b] for k, c in d.columns.items()}
+            windows += self._rows(v, columns, d.probability[a:b], d.request_ids[a:b], alerts)
+        return windows
+
+    def _rows(self, version: int, columns, prob: np.ndarray, ids: np.ndarray, alerts: List[Any]) -> int:
+        first = int(self.counters["records"])
+        if self.serving.get("version") != version:
+            baseline = self._switch_version(version, first)
+        else:
+            baseline = self.baseline(version)
+        n = prob.size
+        rows = np.arange(first, first + n, dtype=np.int64)
+        self.counters["records"] += n
+        finite = np.isfinite(prob)
+        conf = np.maximum(prob, 1.0 - prob)
+        self._feed("confidence", conf[finite], rows[finite], alerts)
+        for name in self.settings.stream_features:
+            if name in self.detectors:
+                values = columns[name]
+                ok = np.isfinite(values)
+                self._feed(name, values[ok], rows[ok], alerts)
+        if self.labels_path is not None:
+            self._join_predictions(version, prob, ids, rows, alerts)
+        else:
+            self.counters["without_id"] += int(sum(1 for x in ids.tolist() if x is None))
+        # the window buffer
+        new = {f: columns[f] for f in baseline.features}
+        new["probability"] = prob
+        new["row"] = rows
+        if self.buffer:
+            self.buffer = {k: np.concatenate([self.buffer[k], new[k]]) for k in new}
+        else:
+            self.buffer = new
+        windows = 0
+        window, step = self.settings.window, self.step_records
+        last_row = first + n - 1
+        while self.serving["next_end"] - 1 <= last_row:
+            end = self.serving["next_end"]
+            start = end - window
+            lo = int(np.searchsorted(self.buffer["row"], start))
+            hi = int(np.searchsorted(self.buffer["row"], end))
+            self._evaluate_window(baseline, start, end - 1, {k: v[lo:hi] for k, v in self.buffer.items()}, alerts)
+            windows += 1
+            self.serving["next_end"] = end + step
+        keep_from = self.serving["next_end"] - window
+        cut = int(np.searchsorted(self.buffer["row"], keep_from))
+        if cut:
+            self.buffer = {k: v[cut:] for k, v in self.buffer.items()}
+        return windows
+
+    # -- streaming detectors
+
+    def _feed(self, stream: str, values: np.ndarray, rows: np.ndarray, alerts: List[Any], scope_prefix: str = "r"
+              ) -> None:
+        det = self.detectors.get(stream)
+        if det is None or not values.size:
+            return
+        before = det.n_records
+        for alarm in det.update(values):
+            at = int(rows[alarm.index_in_stream - before - 1])
+            self.counters["detector_alarms"][stream] = self.counters["detector_alarms"].get(stream, 0) + 1
+            info = alarm.to_dict()
+            info.update(detector="CUSUM", transform=det.design.transform, version=self.serving["version"],
+                        record=at)
+            log.info("streaming detector %s alarmed (%s) at %s%d", stream, alarm.direction, scope_prefix, at)
+            self._raise(alerts, scope=f"live/{scope_prefix}{at}", alarms=[info])
+
+    # -- labels
+
+    def _ingest_labels(self, alerts: List[Any]) -> int:
+        rows, positions = labels_lib.read_new(self.labels_path, self.label_positions,
+                                              max_rows=_MAX_LABEL_ROWS_PER_STEP)
+        self.label_positions = positions
+        if not rows:
+            return 0
+        self.counters["labels_read"] += len(rows)
+        joined: List[Tuple[float, int, int, int]] = []
+        added, removed = self._changes[2], self._changes[3]
+        pred_removed = self._changes[1]
+        retention = self.settings.label_retention
+        for rid, label in rows:
+            hit = self.pending_predictions.pop(rid, None)
+            if hit is not None:
+                pred_removed.append(rid)
+                joined.append((hit[1], label, hit[2], hit[3]))
+                continue
+            self.label_seq += 1
+            if rid in self.pending_labels:
+                del self.pending_labels[rid]
+            self.pending_labels[rid] = (self.label_seq, label)
+            added.append((rid, self.label_seq, label))
+            while len(self.pending_labels) > retention:
+                old = next(iter(self.pending_labels))
+                del self.pending_labels[old]
+                removed.append(old)
+                self.counters["labels_expired"] += 1
+        self._joined(joined, alerts)
+        return len(rows)
+
+    def _join_predictions(self, version: int, prob: np.ndarray, ids: np.ndarray, rows: np.ndarray,
+                          alerts: List[Any]) -> None:
+        joined: List[Tuple[float, int, int, int]] = []
+        added, removed = self._changes[0], self._changes[1]
+        label_removed = self._changes[3]
+        pending_labels, pending = self.pending_labels, self.pending_predictions
+        retention = self.settings.label_retention
+        without = 0
+        seq = self.prediction_seq
+        for rid, p, row in zip(ids.tolist(), prob.tolist(), rows.tolist()):
+            if rid is None:
+                without += 1
+                continue
+            hit = pending_labels.pop(rid, None)
+            if hit is not None:
+                label_removed.append(rid)
+                joined.append((p, hit[1], version, row))
+                continue
+            seq += 1
+            if rid in pending:
+                del pending[rid]
+            pending[rid] = (seq, p, version, row)
+            added.append((rid, seq, None if p != p else p, version, row))
+        self.prediction_seq = seq
+        while len(pending) > retention:
+            old = next(iter(pending))
+            del pending[old]
+            removed.append(old)
+            self.counters["predictions_expired"] += 1
+        self.counters["without_id"] += without
+        self._joined(joined, alerts)
+
+    def _joined(self, joined: List[Tuple[float, int, int, int]], alerts: List[Any]) -> None:
+        """Labels matched to predictions, in join order: the error stream and label windows."""
+        if not joined:
+            return
+        first = int(self.counters["labels_joined"])
+        self.counters["labels_joined"] += len(joined)
+        version = self.serving.get("version")
+        arr = np.array([(p, lab, v) for p, lab, v, _ in joined], dtype=float).reshape(-1, 3)
+        index = np.arange(first, first + len(joined), dtype=np.int64)
+        mine = (arr[:, 2] == version) & np.isfinite(arr[:, 0])
+        if not mine.any():
+            return
+        prob, label, index = arr[mine, 0], arr[mine, 1], index[mine]
+        errors = ((prob > THRESHOLD) != (label > 0.5)).astype(float)
+        self._feed("error", errors, index, alerts, scope_prefix="j")
+        new = {"probability": prob, "label": label, "join": index}
+        if self.label_buffer:
+            self.label_buffer = {k: np.concatenate([self.label_buffer[k], new[k]]) for k in new}
+        else:
+            self.label_buffer = new
+        size = self.step_records
+        baseline = self.baseline(version)
+        while len(self.label_buffer["join"]) >= size:
+            part = {k: v[:size] for k, v in self.label_buffer.items()}
+            self.label_buffer = {k: v[size:] for k, v in self.label_buffer.items()}
+            self._evaluate_label_window(baseline, part, alerts)
+
+    # -- windows
+
+    def _evaluate_window(self, baseline: Baseline, first: int, last: int, rows: Mapping[str, np.ndarray],
+                         alerts: List[Any]) -> None:
+        from components.drift import DriftInputError, detect_drift
+        from components.prediction_monitor.metrics import estimated_accuracy
+
+        alpha = self.budget_info["alpha"]
+        features = {f: rows[f] for f in baseline.features}
+        feature_config = {k: v for k, v in (self.cfg.drift.features or {}).items() if k in features}
+        self.counters["windows"] += 1
+        scope = f"live/w{first}-{last}"
+        try:
+            report = detect_drift(baseline.reference, features, feature_config=feature_config, alpha=alpha,
+                                  multivariate=self.settings.multivariate, multivariate_alpha=alpha,
+                                  all_missing="compare")
+        except DriftInputError as e:
+            self.counters["window_errors"] += 1
+            log.warning("window %s: features not compared: %s", scope, e)
+            report = None
+        prob = rows["probability"]
+        p = prob[np.isfinite(prob)]
+        window: Dict[str, Any] = {"first": first, "last": last, "records": int(prob.size),
+                                  "time": time.time(), "version": baseline.version}
+        drift: Optional[Dict[str, Any]] = None
+        if report is not None:
+            drift = report.to_dict()
+            drift["status"] = "compared"
+            ranked = sorted((f for f in report.features.values() if f.drifted), key=lambda f: -f.severity)
+            drift["drifted_features"] = [f.name for f in ranked]
+            window["features"] = {name: {"psi": f.scores.get("psi"), "drifted": f.drifted,
+                                         "p_value": f.p_value_adjusted}
+                                  for name, f in report.features.items()}
+            window["drift_detected"] = report.drift_detected
+            window["multivariate_drifted"] = bool(report.multivariate is not None and report.multivariate.drifted)
+            window["drifted_features"] = drift["drifted_features"]
+        monitor: Dict[str, Any] = {"baseline_accuracy": baseline.baseline_accuracy}
+        if p.size:
+            ref_p = baseline.prob[np.isfinite(baseline.prob)]
+            conf = np.maximum(p, 1.0 - p)
+            outputs = detect_drift({"prediction": ref_p, "confidence": baseline.confidence},
+                                   {"prediction": p, "confidence": conf}, alpha=alpha, multivariate=False)
+            for what in ("prediction", "confidence"):
+                f = outputs.features[what]
+                monitor[what] = {"drifted": f.drifted, "psi": f.scores.get("psi"), "p_value": f.p_value_adjusted,
+                                 "direction": f.direction}
+            window.update(prediction_psi=outputs.features["prediction"].scores.get("psi"),
+                          confidence_psi=outputs.features["confidence"].scores.get("psi"),
+                          prediction_drifted=bool(outputs.drift_detected),
+                          prediction_quantiles={str(q): float(v) for q, v in zip(QUANTILES, np.quantile(p, QUANTILES))},
+                          positive_rate=float(np.mean(p > THRESHOLD)), mean_probability=float(np.mean(p)),
+                          mean_confidence=float(np.mean(conf)))
+            if baseline.label is not None and baseline.estimated_accuracy_reference is not None:
+                est = estimated_accuracy(baseline.prob, baseline.label, p)
+                ref = baseline.estimated_accuracy_reference
+                # one-sided z-test of the drop; the calibrated correctness of a prediction lies in
+                # [0.5, 1], so its standard deviation is at most 0.25 (conservative, no extra fit)
+                significant = False
+                if est is not None:
+                    z = (ref - est) / (0.25 / math.sqrt(p.size))
+                    significant = bool(0.5 * math.erfc(z / math.sqrt(2.0)) <= alpha)
+                monitor.update(estimated_accuracy=est, estimated_accuracy_reference=ref,
+                               estimated_accuracy_significant=significant)
+                window["estimated_accuracy"] = est
+        new = self._raise(alerts, scope=scope, drift_report=drift, monitor=monitor)
+        window["alerts"] = [a.dedup_key for a in new]
+        self.last_window = window
+        log.info("window %s: %s; %d alert(s)", scope,
+                 "drift in " + ", ".join(window.get("drifted_features") or []) if window.get("drift_detected")
+                 else "no feature drift", len(new))
+
+    def _evaluate_label_window(self, baseline: Baseline, part: Mapping[str, np.ndarray], alerts: List[Any]) -> None:
+        from scipy.stats import binomtest
+
+        n = int(part["label"].size)
+        correct = int(np.sum((part["probability"] > THRESHOLD) == (part["label"] > 0.5)))
+        accuracy = correct / n
+        first, last = int(part["join"][0]), int(part["join"][-1])
+        self.counters["label_windows"] += 1
+        monitor: Dict[str, Any] = {"baseline_accuracy": baseline.baseline_accuracy, "realized_accuracy": accuracy}
+        p_value = None
+        if baseline.baseline_accuracy:
+            p_value = float(binomtest(correct, n, min(max(baseline.baseline_accuracy, 1e-9), 1 - 1e-9),
+                                      alternative="less").pvalue)
+            monitor["realized_accuracy_significant"] = p_value <= self.budget_info["alpha"]
+        scope = f"live/labels-j{first}-{last}"
+        new = self._raise(alerts, scope=scope, drift_report=None, monitor=monitor)
+        self.last_label_window = {"first": first, "last": last, "labels": n, "accuracy": accuracy,
+                                  "p_value": p_value, "time": time.time(), "alerts": [a.dedup_key for a in new]}
+
+    # -- alerts
+
+    def _raise(self, alerts: List[Any], *, scope: str, drift_report=None, monitor=None, alarms=None) -> List[Any]:
+        from components.alerts import evaluate
+
+        new = evaluate(self.alerts_config, model=self.cfg.model_name, scope=scope, drift_report=drift_report,
+                       monitor=monitor, alarms=alarms)
+        for a in new:
+            key = f"{a.rule}/{a.severity}"
+            self.counters["alerts"][key] = self.counters["alerts"].get(key, 0) + 1
+        alerts.extend(new)
+        return new
+
+    def _deliver(self, alerts: List[Any]) -> None:
+        from components.alerts import send_alerts
+
+        result = send_alerts(self.alerts_config, alerts, self.cfg.runs_path)
+        for _, sink, message in result.errors[:3]:
+            log.warning("alert delivery to %s failed (kept in the outbox): %s", sink, message)
+
+    # -- lag and metrics
+
+    def _update_lag(self) -> None:
+        try:
+            files = pl.log_files(self.logs)
+        except pl.PredictionLogError:
+            return
+        behind = 0
+        for f in files:
+            if self.position.file and f.name < self.position.file:
+                continue
+            try:
+                size = f.stat().st_size
+            except OSError:
+                continue
+            behind += size - (self.position.offset if f.name == self.position.file else 0)
+        self.lag["bytes"] = max(0, behind)
+        if self.lag.get("record_time"):
+            self.lag["seconds"] = max(0.0, time.time() - float(self.lag["record_time"]))
+
+    def snapshot(self) -> Dict[str, Any]:
+        """What the metrics show: the committed counters and the last windows."""
+        version = self.serving.get("version")
+        reference: Dict[str, Any] = {}
+        if version is not None:
+            b = self.baseline(version)          # cached on disk: cheap after the first run
+            reference = {"baseline_accuracy": b.baseline_accuracy, "estimated_accuracy": b.estimated_accuracy_reference,
+                         "mean_confidence": float(np.mean(b.confidence)) if b.confidence.size else None}
+        detectors = {}
+        for name, d in self.detectors.items():
+            up, down = d.statistics
+            detectors[name] = {"up": up, "down": down, "threshold": d.design.h, "records": d.n_records}
+        return {"model": self.cfg.model_name, "version": version, "counters": json.loads(json.dumps(self.counters)),
+                "window": dict(self.last_window), "label_window": dict(self.last_label_window),
+                "reference": reference, "budget": dict(self.budget_info), "detectors": detectors,
+                "pending": {"labels": len(self.pending_labels), "predictions": len(self.pending_predictions)},
+                "lag": dict(self.lag)}
+
+    def close(self) -> None:
+        self.store.close()
+        with contextlib.suppress(OSError):
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
+
+
+# ---------------------------------------------------------------- retraining
+
+
+class Retrainer:
+    """Triggers retraining on a critical alert, once per serving version (remembered in the
+    monitor's state, and marked there *before* the trigger, so a crash never triggers twice).
+
+    ``local`` starts ``driftguard run`` in the background (its pid and log file are logged);
+    ``airflow`` posts a DAG run of the training DAG through Airflow's REST API
+    (``pipeline.orchestrate.cli.trigger_airflow_dag``, basic auth from ``AIRFLOW_USERNAME`` /
+    ``AIRFLOW_PASSWORD``); ``kfp`` submits the compiled pipeline package to Kubeflow Pipelines.
+    """
+
+    def __init__(self, cfg, *, mode: str = "none", state_dir: pathlib.Path, config_path: Optional[str] = None,
+                 airflow_url: Optional[str] = None, dag_id: Optional[str] = None,
+                 kfp_host: Optional[str] = None, kfp_package: Optional[str] = None):
+        if mode not in RETRAIN_MODES:
+            raise MonitorError(f"--retrain must be one of {', '.join(RETRAIN_MODES)}, got {mode!r}")
+        if mode == "airflow" and not airflow_url:
+            raise MonitorError("--retrain airflow needs --airflow-url URL (the Airflow webserver)")
+        if mode == "kfp" and not kfp_host:
+            raise MonitorError("--retrain kfp needs --kfp-host URL")
+        self.cfg, self.mode, self.state_dir, self.config_path = cfg, mode, state_dir, config_path
+        self.airflow_url, self.dag_id = airflow_url, dag_id or cfg.training_pipeline_name()
+        self.kfp_host, self.kfp_package = kfp_host, kfp_package or "build/kfp/pipeline.yaml"
+
+    def maybe_trigger(self, monitor: Monitor, alerts: Sequence[Any]) -> None:
+        if self.mode == "none":
+            return
+        critical = [a for a in alerts if a.severity == "critical"]
+        version = monitor.serving.get("version")
+        if not critical or version is None:
+            return
+        done = monitor.retrain_state.setdefault("versions", {})
+        if str(version) in done:
+            log.info("retraining for serving version %s was already triggered (%s); not again", version,
+                     done[str(version)].get("status"))
+            return
+        reason = critical[0].dedup_key
+        record = {"status": "starting", "mode": self.mode, "reason": reason, "at": time.time()}
+        done[str(version)] = record
+        monitor._commit()          # the intent first: a crash after this never triggers twice
+        try:
+            record.update(self._trigger(version, reason))
+            record["status"] = "triggered"
+            monitor.counters["retrain_triggers"] += 1
+        except Exception as e:  # noqa: BLE001 - a failed trigger is reported, monitoring goes on
+            record["status"] = "failed"
+            record["error"] = f"{type(e).__name__}: {e}"[:500]
+            log.error("retraining trigger (%s) failed: %s", self.mode, record["error"])
+
+    def _trigger(self, version: int, reason: str) -> Dict[str, Any]:
+        if self.mode == "local":
+            stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+            log_path = self.state_dir / f"retrain-{stamp}.log"
+            cmd = [sys.executable, "-m", "pipeline.cli"]
+            if self.config_path:
+                cmd += ["--config", str(self.config_path)]
+            cmd += ["run"]
+            with open(log_path, "ab") as out:
+                proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        cwd=str(pathlib.Path(__file__).resolve().parent.parent),
+                                        start_new_session=True)
+            log.warning("critical alert %s: started `driftguard run` (pid %d), log %s", reason, proc.pid, log_path)
+            return {"pid": proc.pid, "log": str(log_path), "command": cmd}
+        if self.mode == "airflow":
+            from pipeline.orchestrate.cli import AIRFLOW_PASSWORD_ENV, AIRFLOW_USER_ENV, trigger_airflow_dag
+
+            user, password = os.environ.get(AIRFLOW_USER_ENV), os.environ.get(AIRFLOW_PASSWORD_ENV)
+            auth = None
+            if user and password:
+                import base64
+
+                auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+            run_id = f"driftguard-monitor-{self.cfg.model_name}-v{version}"
+            answer = trigger_airflow_dag(self.airflow_url, self.dag_id,
+                                         {"reason": reason, "source": "driftguard monitor"}, auth, run_id=run_id)
+            log.warning("critical alert %s: triggered Airflow DAG %s run %s", reason, self.dag_id,
+                        answer.get("dag_run_id"))
+            return {"dag_id": self.dag_id, "dag_run_id": answer.get("dag_run_id", run_id)}
+        from pipeline.orchestrate.cli import _kfp_client
+
+        run = _kfp_client(self.kfp_host).create_run_from_pipeline_package(
+            str(self.kfp_package), arguments={}, run_name=f"driftguard-monitor-v{version}",
+            experiment_name="driftguard", enable_caching=False)
+        log.warning("critical alert %s: submitted %s to KFP run %s", reason, self.kfp_package, run.run_id)
+        return {"kfp_run_id": run.run_id}
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def run(monitor: Monitor, *, once: bool = False, max_records: Optional[int] = None, poll_seconds: float = 5.0,
+        on_window: Optional[Callable[[Dict[str, Any]], None]] = None,
+        should_stop: Callable[[], bool] = lambda: False) -> Dict[str, int]:
+    """Process the log until it is exhausted (``once``), ``max_records`` records were read, or
+    ``should_stop()``; in follow mode wait ``poll_seconds`` between polls of an idle log.
+    ``on_window(snapshot)`` runs after every commit that closed a window (metrics)."""
+    total = {"records": 0, "log_records": 0, "labels": 0, "windows": 0, "alerts": 0}
+    while not should_stop():
+        left = None if max_records is None else max_records - total["records"]
+        if left is not None and left <= 0:
+            break
+        r = monitor.step(max_records=left)
+        for k in total:
+            total[k] += getattr(r, k)
+        if on_window is not None and (r.windows or r.alerts or r.labels or r.idle):
+            on_window(monitor.snapshot())
+        if r.idle:
+            if once:
+                break
+            deadline = time.monotonic() + poll_seconds
+            while time.monotonic() < deadline and not should_stop():
+                time.sleep(min(0.1, poll_seconds))
+    return total
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """SIGTERM / SIGINT finish the current batch (commit) and stop; yields ``should_stop``."""
+    flag = {"stop": False}
+
+    def handler(signum, frame):
+        flag["stop"] = True
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield lambda: flag["stop"]
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)

@@ -1,0 +1,388 @@
+"""driftguard monitor on real traffic logs: the first_push model's own predictions on rows of
+the workspace spans, written as prediction logs the way serve writes them.
+
+One scenario log serves most tests (13,000 records):
+  records      0 - 10,099  rows drawn with replacement from spans 1-2: nothing changed
+  records 10,100 - 12,999  the same kind of rows with fare x 1.25 (feature drift)
+  labels: every record's true label (big tipper), except records >= 11,500 whose labels
+          are flipped (the model's accuracy collapses there)
+"""
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import pathlib
+import shutil
+import signal
+import sqlite3
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+
+from helpers import DRIFTGUARD, REPO, make_config
+
+pytestmark = pytest.mark.tfx
+
+N_CLEAN, N_TOTAL, FLIP_FROM = 10_100, 13_000, 11_500
+WINDOW, STEP = 1000, 500
+
+
+# ---------------------------------------------------------------- traffic
+
+
+@pytest.fixture(scope="module")
+def traffic(first_push, workspace):
+    """Rows, the model's probabilities on them and their labels (the model is loaded once)."""
+    import pandas as pd
+    import pyarrow as pa
+
+    from monitoring.monitor import examples_from_table, predict
+
+    assert first_push["proc"].returncode == 0, first_push["proc"].stderr[-3000:]
+    data = workspace / "data"
+    pool = pd.concat([pd.read_csv(data / f"span-{s}" / "data.csv") for s in (1, 2)], ignore_index=True)
+    rng = np.random.default_rng(20240601)
+    rows = pool.iloc[rng.integers(0, len(pool), N_TOTAL)].reset_index(drop=True)
+    labels = (rows["tips"] > 0.2 * rows["fare"].fillna(0.0)).astype(int).to_numpy()
+    drifted = rows.copy()
+    drifted.loc[N_CLEAN:, "fare"] = (drifted.loc[N_CLEAN:, "fare"] * 1.25).round(2)
+    served = drifted.drop(columns=["tips"])                     # serving requests carry no label
+    examples = examples_from_table(pa.Table.from_pandas(served, preserve_index=False))
+    prob = predict(first_push["registry"] / "1", examples)
+    labels = labels.copy()
+    labels[FLIP_FROM:] = 1 - labels[FLIP_FROM:]
+    return {"examples": examples, "prob": prob, "labels": labels}
+
+
+def write_log(directory: pathlib.Path, examples, prob, ids=None, version=1, per_request=1, max_bytes=4 << 20):
+    """PredictionLog records as serve writes them (``ids=None``: TF Serving's own, without ids)."""
+    from monitoring import predictlog as pl
+
+    with pl.PredictionLogWriter(directory, max_bytes=max_bytes) as w:
+        for start in range(0, len(examples), per_request):
+            end = min(start + per_request, len(examples))
+            rids = ids[start:end] if ids is not None else [f"x{i}" for i in range(start, end)]
+            record = pl.make_predict_log("taxi", version, examples[start:end],
+                                         {"probabilities": np.asarray(prob[start:end], np.float32).reshape(-1, 1)},
+                                         rids, timestamp=1_700_000_000 + start)
+            if ids is None:
+                del record.predict_log.response.outputs[pl.REQUEST_ID_OUTPUT]
+            w.write(record)
+
+
+def write_labels(path: pathlib.Path, ids, labels) -> None:
+    path.write_text("request_id,label\n" + "".join(f"{i},{int(y)}\n" for i, y in zip(ids, labels)))
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory, traffic):
+    root = tmp_path_factory.mktemp("scenario")
+    ids = [f"req-{i}" for i in range(N_TOTAL)]
+    write_log(root / "logs", traffic["examples"], traffic["prob"], ids=ids)
+    write_labels(root / "labels.csv", ids, traffic["labels"])
+    return root
+
+
+def runs_folder(root: pathlib.Path, first_push, name: str, **monitor) -> pathlib.Path:
+    """A runs folder of its own (own outbox and alerts.jsonl) sharing the trained registry."""
+    runs = root / name / "runs"
+    (runs / "serving").mkdir(parents=True)
+    os.symlink(first_push["registry"], runs / "serving" / "taxi")
+    settings = {"window": WINDOW, "step": STEP, **monitor}
+    return make_config(root / name, "cfg", runs_dir=str(runs), monitor=settings)
+
+
+def load(cfg_path):
+    from pipeline import config as config_lib
+
+    return config_lib.load(cfg_path)
+
+
+def run_monitor(cfg_path, logs, labels=None, chunks=(None,), retrain=None):
+    """In-process monitor runs over the same state: each chunk is one process lifetime."""
+    from monitoring import monitor as monitor_lib
+
+    cfg = load(cfg_path)
+    for chunk in chunks:
+        mon = monitor_lib.Monitor(cfg, logs=logs, labels=labels, retrain=retrain and retrain(cfg))
+        try:
+            monitor_lib.run(mon, once=True, max_records=chunk)
+        finally:
+            mon.close()
+    return outcome(cfg)
+
+
+def outcome(cfg):
+    """What two runs must agree on: committed counters, detector states and every alert key."""
+    from components.alerts.outbox import Outbox, outbox_path
+    from monitoring.monitor import STATE_FILE, state_dir
+
+    db = sqlite3.connect(state_dir(cfg) / STATE_FILE)
+    meta = {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM meta")}
+    pending = db.execute("SELECT COUNT(*) FROM pending_predictions").fetchone()[0]
+    db.close()
+    keys = sorted(r["dedup_key"] for r in Outbox(outbox_path(cfg.runs_path)).rows())
+    jsonl = cfg.runs_path / "alerts.jsonl"
+    lines = [json.loads(x)["dedup_key"] for x in jsonl.read_text().splitlines()] if jsonl.exists() else []
+    detectors = {k: v["state"] for k, v in meta.get("detectors", {}).items()}
+    return {"counters": meta["counters"], "detectors": detectors, "alerts": keys, "jsonl": lines,
+            "position": meta["position"], "pending": pending, "meta": meta}
+
+
+class AirflowStandIn:
+    """A loopback HTTP server answering Airflow's ``POST /api/v1/dags/<id>/dagRuns``."""
+
+    def __init__(self):
+        self.requests = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests.append((self.path, body, self.headers.get("Authorization")))
+                answer = json.dumps({"dag_run_id": body.get("dag_run_id"), "state": "queued",
+                                     "conf": body.get("conf")}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory, first_push, scenario):
+    """The uninterrupted run (with an Airflow stand-in receiving the retrain trigger)."""
+    from monitoring.monitor import Retrainer, state_dir
+
+    root = tmp_path_factory.mktemp("uninterrupted")
+    cfg_path = runs_folder(root, first_push, "a")
+    airflow = AirflowStandIn()
+    try:
+        result = run_monitor(cfg_path, scenario / "logs", scenario / "labels.csv",
+                             retrain=lambda cfg: Retrainer(cfg, mode="airflow", state_dir=state_dir(cfg),
+                                                           airflow_url=airflow.url))
+    finally:
+        airflow.close()
+    result["airflow"] = airflow.requests
+    result["cfg_path"] = cfg_path
+    return result
+
+
+def _last_record(key: str) -> int:
+    """The last record (or joined label) an alert key's scope covers: w<a>-<b>, labels-j<a>-<b>, r<n>, j<n>."""
+    scope = key.split("/")[2]
+    tail = scope.rsplit("-", 1)[-1] if "-" in scope and scope[0] in "wl" else scope
+    return int(tail.lstrip("rjw"))
+
+
+# ---------------------------------------------------------------- tests
+
+
+def test_unchanged_traffic_raises_nothing_then_drift_and_accuracy_drop_are_caught(reference_run):
+    counters, keys = reference_run["counters"], reference_run["alerts"]
+    assert counters["records"] == N_TOTAL and counters["labels_joined"] == N_TOTAL
+    assert counters["windows"] == (N_TOTAL - WINDOW) // STEP + 1
+    # nothing about the first 10,100 unchanged records: no window, label window or detector alarm
+    early = [k for k in keys if _last_record(k) < N_CLEAN]
+    assert early == [], early
+    # fare x1.25 from record 10,100: caught on fare in a window ending within 1,000 records
+    fare = sorted(_last_record(k) for k in keys if k.endswith("/fare") and "/feature_psi/" in k)
+    assert fare and fare[0] - N_CLEAN < 1000, fare
+    assert any(_last_record(k) == fare[0] and "/dataset_drift" in k for k in keys)
+    # flipped labels from 11,500: realized accuracy drop and the error-rate detector
+    drops = sorted(_last_record(k) for k in keys if k.endswith("/accuracy_drop") and _last_record(k) >= FLIP_FROM)
+    errors = sorted(_last_record(k) for k in keys if "/error_rate_change/" in k and _last_record(k) >= FLIP_FROM)
+    assert drops and drops[0] < FLIP_FROM + 2 * STEP, drops      # the first label window after the flip
+    assert errors and errors[0] < FLIP_FROM + 1000, errors
+    # every alert reached the JSON-lines sink exactly once
+    assert sorted(reference_run["jsonl"]) == keys and len(set(keys)) == len(keys)
+
+
+def test_a_critical_alert_triggers_retraining_exactly_once(reference_run):
+    requests = reference_run["airflow"]
+    assert len(requests) == 1, requests
+    path, body, _ = requests[0]
+    assert path == "/api/v1/dags/taxi-training/dagRuns"
+    assert body["dag_run_id"] == "driftguard-monitor-taxi-v1" and body["conf"]["source"] == "driftguard monitor"
+    assert reference_run["counters"]["retrain_triggers"] == 1
+    assert reference_run["meta"]["retrain"]["versions"]["1"]["status"] == "triggered"
+
+
+def test_stopping_at_awkward_points_loses_and_repeats_nothing(tmp_path, first_push, scenario, reference_run):
+    from monitoring.monitor import Retrainer, state_dir
+
+    cfg_path = runs_folder(tmp_path, first_push, "chunks", batch_records=700)
+    airflow = AirflowStandIn()
+    try:
+        # stops mid-window, mid-label-window, mid-detector-block, one record before a window end
+        chunked = run_monitor(cfg_path, scenario / "logs", scenario / "labels.csv",
+                              chunks=(1, 1234, 3765, 2000, 5000, None),
+                              retrain=lambda cfg: Retrainer(cfg, mode="airflow", state_dir=state_dir(cfg),
+                                                            airflow_url=airflow.url))
+    finally:
+        airflow.close()
+    for key in ("counters", "detectors", "alerts", "position", "pending"):
+        assert chunked[key] == reference_run[key], key
+    assert sorted(chunked["jsonl"]) == reference_run["alerts"]     # each alert delivered once
+    assert len(airflow.requests) == 1        # debounced across restarts (remembered in the state)
+
+
+def test_sigkill_mid_log_then_resume_equals_one_uninterrupted_run(tmp_path, first_push, scenario, reference_run):
+    from monitoring.monitor import STATE_FILE, state_dir
+
+    cfg_path = runs_folder(tmp_path, first_push, "killed", batch_records=300)
+    cfg = load(cfg_path)
+    reference_cache = state_dir(load(reference_run["cfg_path"])) / "reference"
+    shutil.copytree(reference_cache, state_dir(cfg) / "reference")   # no second SavedModel load
+    cmd = DRIFTGUARD + ["--config", str(cfg_path), "monitor", "--logs", str(scenario / "logs"),
+                        "--labels", str(scenario / "labels.csv"), "--poll-seconds", "0.1"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    db_path = state_dir(cfg) / STATE_FILE
+    seen = 0
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None:
+        if db_path.exists():
+            try:
+                db = sqlite3.connect(db_path, timeout=1)
+                row = db.execute("SELECT value FROM meta WHERE key = 'counters'").fetchone()
+                db.close()
+                seen = json.loads(row[0])["records"] if row else 0
+            except sqlite3.Error:
+                pass
+        if seen >= 4000:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()[1].decode()[-3000:]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    killed_at = outcome(cfg)["counters"]["records"]
+    assert 4000 <= killed_at < N_TOTAL
+    resumed = run_monitor(cfg_path, scenario / "logs", scenario / "labels.csv")
+    for key in ("detectors", "alerts", "position", "pending"):
+        assert resumed[key] == reference_run[key], key
+    assert sorted(resumed["jsonl"]) == reference_run["alerts"]
+    mine = {k: v for k, v in resumed["counters"].items() if k != "retrain_triggers"}
+    theirs = {k: v for k, v in reference_run["counters"].items() if k != "retrain_triggers"}
+    assert mine == theirs
+
+
+def test_tf_serving_logs_without_request_ids(tmp_path, first_push, traffic):
+    n = 3000
+    examples = traffic["examples"][N_CLEAN - 1500:N_CLEAN + 1500]
+    write_log(tmp_path / "logs", examples, traffic["prob"][N_CLEAN - 1500:N_CLEAN + 1500], ids=None, per_request=3)
+    write_labels(tmp_path / "labels.csv", [f"x{i}" for i in range(n)], np.zeros(n))
+    result = run_monitor(runs_folder(tmp_path, first_push, "tfs"), tmp_path / "logs", tmp_path / "labels.csv")
+    c = result["counters"]
+    assert c["records"] == n and c["log_records"] == n // 3
+    assert c["without_id"] == n and c["labels_joined"] == 0 and c["label_windows"] == 0
+    assert result["pending"] == 0
+    assert any("/feature_psi/fare" in k for k in result["alerts"]), result["alerts"]
+    assert not any("accuracy_drop" in k or "error_rate" in k for k in result["alerts"])
+
+
+def test_metrics_endpoint_textfile_and_dashboard(tmp_path, reference_run):
+    from monitoring import exporter
+    from monitoring import monitor as monitor_lib
+
+    cfg = load(reference_run["cfg_path"])
+    text = monitor_lib.state_dir(cfg) / monitor_lib.METRICS_FILE
+    # a fresh endpoint over the committed state of the uninterrupted run
+    mon = monitor_lib.Monitor(cfg, logs=pathlib.Path(reference_run["meta"]["logs"]),
+                              labels=pathlib.Path(reference_run["meta"]["labels_source"]))
+    try:
+        collector = exporter.MonitorCollector()
+        collector.snapshot = mon.snapshot()
+        registry = exporter.make_registry(collector)
+        exporter.write_textfile(text, registry)
+        server = exporter.MetricsServer(registry, "127.0.0.1", 0, token="s3cret")
+        try:
+            with pytest.raises(urllib.error.HTTPError) as err:
+                urllib.request.urlopen(server.url, timeout=10)
+            assert err.value.code == 401
+            request = urllib.request.Request(server.url, headers={"Authorization": "Bearer s3cret"})
+            scraped = urllib.request.urlopen(request, timeout=10).read().decode()
+        finally:
+            server.close()
+    finally:
+        mon.close()
+    samples = exporter.parse_exposition(scraped)
+    model = (("model", "taxi"),)
+    c = reference_run["counters"]
+    assert samples["driftguard_monitor_records_total"][model] == N_TOTAL
+    assert samples["driftguard_monitor_labels_joined_total"][model] == c["labels_joined"]
+    alerts = samples["driftguard_monitor_alerts_total"]
+    assert sum(alerts.values()) == len(reference_run["alerts"])
+    assert samples["driftguard_monitor_feature_psi"][(("feature", "fare"), ("model", "taxi"))] > 0.2
+    assert samples["driftguard_monitor_serving_version"][model] == 1
+    assert 0 < samples["driftguard_monitor_window_alpha"][model] < 0.01
+    assert exporter.parse_exposition(text.read_text()) == samples
+    # every metric the dashboard's queries use is one the endpoint really exports
+    import re
+
+    dashboard = json.loads((REPO / "monitoring" / "grafana_dashboard.json").read_text())
+    assert 36 <= dashboard["schemaVersion"] <= 41
+    assert any(v["type"] == "datasource" and v.get("query") == "prometheus"
+               for v in dashboard["templating"]["list"])
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    used = set(re.findall(r"driftguard_monitor_[a-z0-9_]+", " ".join(exprs)))
+    assert len(exprs) >= 10 and used
+    missing = sorted(used - set(samples))
+    assert missing == [], missing
+
+
+def test_bad_inputs_name_the_file_line_or_byte(tmp_path, first_push, scenario):
+    from monitoring import monitor as monitor_lib
+    from monitoring import predictlog as pl
+    from monitoring.labels import LabelsError
+
+    cfg_path = runs_folder(tmp_path, first_push, "bad")
+    # a missing log folder: exit status 2, the path named, before TensorFlow is imported
+    proc = subprocess.run(DRIFTGUARD + ["--config", str(cfg_path), "monitor", "--once"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert "prediction log folder" in proc.stderr and "prediction_logs/taxi does not exist" in proc.stderr
+    # a corrupt record: file and byte offset
+    logs = tmp_path / "corrupt"
+    logs.mkdir()
+    source = pl.log_files(scenario / "logs")[0]
+    data = bytearray(source.read_bytes())
+    frame = 16 + int.from_bytes(data[:8], "little")
+    second = frame + 16 + int.from_bytes(data[frame:frame + 8], "little")
+    data[second + 40] ^= 0xFF                                  # inside the third record's data
+    (logs / source.name).write_bytes(bytes(data))
+    cfg = load(cfg_path)
+    mon = monitor_lib.Monitor(cfg, logs=logs, state=tmp_path / "s1")
+    try:
+        with pytest.raises(pl.PredictionLogError, match=rf"{source.name}: corrupt record at byte {second} "):
+            monitor_lib.run(mon, once=True)
+        assert mon.counters["records"] == 0            # nothing of that batch was committed
+    finally:
+        mon.close()
+    # a labels file with a bad row: file and line; the position stays before it
+    labels = tmp_path / "labels.csv"
+    labels.write_text("request_id,label\nreq-0,1\nreq-1,true\nreq-2,maybe\nreq-3,0\n")
+    mon = monitor_lib.Monitor(cfg, logs=scenario / "logs", labels=labels, state=tmp_path / "s2")
+    try:
+        with pytest.raises(LabelsError, match=r"labels\.csv:4: label 'maybe' is not 0/1 or true/false"):
+            mon.step()
+    finally:
+        mon.close()
+    assert not (tmp_path / "s2" / "state.sqlite").exists() or \
+        sqlite3.connect(tmp_path / "s2" / "state.sqlite").execute("SELECT COUNT(*) FROM meta").fetchone()[0] == 0

@@ -1,0 +1,237 @@
+"""The monitor's parts on small, hand-made inputs (no trained model): batched log reading and
+decoding against predictlog's one-record reference, labels files, the metrics endpoint's
+guard, the config section and the live alert rules."""
+from __future__ import annotations
+
+import json
+import urllib.request
+
+import numpy as np
+import pytest
+
+from monitoring import labels as labels_lib
+from monitoring import logreader
+from monitoring import predictlog as pl
+
+
+def _example(fare, company=None, hour=None) -> bytes:
+    import tensorflow as tf
+
+    feature = {"fare": tf.train.Feature(float_list=tf.train.FloatList(value=[fare]))}
+    if company is not None:
+        feature["company"] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[company.encode()]))
+    if hour is not None:
+        feature["trip_start_hour"] = tf.train.Feature(int64_list=tf.train.Int64List(value=[hour]))
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def _log(i, n=1, ids=True, version=3):
+    examples = [_example(float(i * 10 + j), company=("A" if j % 2 else None), hour=j) for j in range(n)]
+    record = pl.make_predict_log("taxi", version, examples,
+                                 {"probabilities": np.full((n, 1), 0.1 * (i % 10), np.float32)},
+                                 [f"r{i}-{j}" for j in range(n)], timestamp=1_700_000_000 + i)
+    if not ids:
+        del record.predict_log.response.outputs[pl.REQUEST_ID_OUTPUT]
+    return record
+
+
+KINDS = {"fare": "float", "company": "string", "trip_start_hour": "int"}
+
+
+def test_batches_read_exactly_what_follow_reads_across_rotation_and_torn_tails(tmp_path):
+    clock = [0.0]
+    w = pl.PredictionLogWriter(tmp_path, max_bytes=1500, clock=lambda: clock[0])
+    for i in range(40):
+        w.write(_log(i, n=1 + i % 3))
+        clock[0] += 1
+    w.close()
+    files = pl.log_files(tmp_path)
+    assert len(files) > 3
+    # a writer killed mid-record in an older file, and one still writing the newest
+    older = files[1]
+    older.write_bytes(older.read_bytes() + pl.frame(_log(99).SerializeToString())[:30])
+    newest = files[-1]
+    complete = newest.read_bytes()
+    newest.write_bytes(complete + pl.frame(_log(98).SerializeToString())[:25])
+    expected = list(pl.follow(tmp_path))
+    got, pos = [], pl.Position()
+    for size in [1, 2, 5, 7, 100, 3] * 20:
+        batch = logreader.read_batch(tmp_path, pos, max_records=size)
+        if batch is None:
+            break
+        got += [(batch.record(i), batch.position_after(i)) for i in range(len(batch))]
+        pos = batch.position
+    assert got == expected
+    assert pos == expected[-1][1] and pos.offset == len(complete)
+    assert logreader.read_batch(tmp_path, pos) is None       # the torn tail of the newest file waits
+
+
+def test_a_corrupt_record_is_named_by_file_and_byte(tmp_path):
+    with pl.PredictionLogWriter(tmp_path) as w:
+        for i in range(3):
+            w.write(_log(i))
+    f = pl.log_files(tmp_path)[0]
+    data = bytearray(f.read_bytes())
+    first = 16 + int.from_bytes(data[:8], "little")
+    data[first + 20] ^= 0xFF
+    f.write_bytes(bytes(data))
+    with pytest.raises(pl.PredictionLogError, match=rf"{f.name}: corrupt record at byte {first} \(data CRC"):
+        logreader.read_batch(tmp_path)
+
+
+def test_decoder_agrees_with_predictlog_decode_on_every_kind_of_record(tmp_path):
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    records = [_log(0), _log(1, n=3), _log(2, ids=False), _log(3, n=2, version=4)]
+    two_class = _log(4, n=2)                                  # [n, 2] output: the positive class is column 1
+    two_class.predict_log.response.outputs["probabilities"].CopyFrom(
+        __import__("tensorflow").make_tensor_proto(np.array([[0.8, 0.2], [0.3, 0.7]], np.float32)))
+    records.append(two_class)
+    classify = prediction_log_pb2.PredictionLog()              # TF Serving's Classify API log
+    classify.log_metadata.model_spec.name = "taxi"
+    classify.log_metadata.model_spec.version.value = 3
+    ex = classify.classify_log.request.input.example_list.examples.add()
+    ex.ParseFromString(_example(7.5, "B", 5))
+    cls = classify.classify_log.response.result.classifications.add()
+    cls.classes.add(label="0", score=0.4)
+    cls.classes.add(label="1", score=0.6)
+    records.append(classify)
+    with pl.PredictionLogWriter(tmp_path) as w:
+        for r in records:
+            w.write(r)
+    batch = logreader.read_batch(tmp_path)
+    d = logreader.LogDecoder(KINDS).decode(batch)
+    assert d.record_ends.tolist() == [1, 4, 5, 7, 9, 10]
+    np.testing.assert_allclose(d.probability, [0, .1, .1, .1, .2, .3, .3, .2, .7, .6], atol=1e-6)
+    assert d.request_ids.tolist() == ["r0-0", "r1-0", "r1-1", "r1-2", None, "r3-0", "r3-1", "r4-0", "r4-1", None]
+    assert d.versions.tolist() == [3, 3, 3, 3, 3, 4, 4, 3, 3, 3]
+    np.testing.assert_allclose(d.columns["fare"], [0, 10, 11, 12, 20, 30, 31, 40, 41, 7.5])
+    assert d.columns["company"].tolist() == [None, None, "A", None, None, None, "A", None, "A", "B"]
+    np.testing.assert_allclose(d.columns["trip_start_hour"], [0, 0, 1, 2, 0, 0, 1, 0, 1, 5])
+    assert d.last_timestamp is None or d.last_timestamp == 0      # the classify record carries no time
+    # the fast path alone (no record needing predictlog.decode) gives the same rows
+    with pl.PredictionLogWriter(tmp_path / "fast") as w:
+        for r in records[:4]:
+            w.write(r)
+    fast = logreader.LogDecoder(KINDS).decode(logreader.read_batch(tmp_path / "fast"))
+    assert fast.request_ids.tolist() == d.request_ids.tolist()[:7]
+    np.testing.assert_allclose(fast.columns["fare"], d.columns["fare"][:7])
+    assert fast.last_timestamp == 1_700_000_003
+    # without labels the monitor only needs to know which predictions carry an id
+    unread = logreader.LogDecoder(KINDS).decode(logreader.read_batch(tmp_path / "fast"), request_ids=False)
+    assert unread.request_ids.tolist() == ["", "", "", "", None, "", ""]
+
+
+def test_a_feature_of_another_type_counts_as_missing(tmp_path):
+    import tensorflow as tf
+
+    odd = tf.train.Example(features=tf.train.Features(feature={
+        "fare": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"12.5"]))})).SerializeToString()
+    with pl.PredictionLogWriter(tmp_path) as w:
+        w.write(pl.make_predict_log("taxi", 1, [_example(3.0), odd], {"probabilities": np.zeros((2, 1))}, ["a", "b"]))
+    d = logreader.LogDecoder(KINDS).decode(logreader.read_batch(tmp_path))
+    assert d.columns["fare"][0] == 3.0 and np.isnan(d.columns["fare"][1])
+
+
+# ---------------------------------------------------------------- labels
+
+
+def test_labels_are_read_incrementally_and_bad_rows_name_file_and_line(tmp_path):
+    folder = tmp_path / "labels"
+    folder.mkdir()
+    a = folder / "a.csv"
+    a.write_text("request_id,label\nr1,1\nr2,FALSE\nr3,tr")          # r3's line is still being written
+    rows, pos = labels_lib.read_new(folder, {})
+    assert rows == [("r1", 1), ("r2", 0)]
+    with open(a, "a") as f:
+        f.write("ue\n")
+    (folder / "b.csv").write_text("request_id,label\r\nr4,0\r\n\r\n")
+    rows, pos = labels_lib.read_new(folder, pos)
+    assert rows == [("r3", 1), ("r4", 0)]
+    assert labels_lib.read_new(folder, pos)[0] == []
+    with open(a, "a") as f:
+        f.write("r5,1\nr6,2\n")
+    with pytest.raises(labels_lib.LabelsError, match=r"a\.csv:6: label '2' is not 0/1 or true/false"):
+        labels_lib.read_new(folder, pos)
+    (tmp_path / "h.csv").write_text("id,y\n1,1\n")
+    with pytest.raises(labels_lib.LabelsError, match=r"h\.csv:1: the header must be 'request_id,label'"):
+        labels_lib.read_new(tmp_path / "h.csv", {})
+    (tmp_path / "f.csv").write_text("request_id,label\nr1,1,extra\n")
+    with pytest.raises(labels_lib.LabelsError, match=r"f\.csv:2: expected 2 fields"):
+        labels_lib.read_new(tmp_path / "f.csv", {})
+    with pytest.raises(labels_lib.LabelsError, match="nope: no such labels file or folder"):
+        labels_lib.read_new(tmp_path / "nope", {})
+
+
+# ---------------------------------------------------------------- metrics endpoint
+
+
+def test_metrics_refuse_a_public_address_without_a_token_and_check_it_with_one():
+    from monitoring import exporter
+
+    collector = exporter.MonitorCollector()
+    collector.snapshot = {"model": "taxi", "version": 2, "counters": {"records": 5, "alerts": {"feature_psi/critical": 1}}}
+    registry = exporter.make_registry(collector)
+    with pytest.raises(exporter.MetricsError, match="refusing to serve metrics on '0.0.0.0' without a bearer token"):
+        exporter.MetricsServer(registry, "0.0.0.0", 0)
+    assert exporter.is_loopback("127.0.0.1") and exporter.is_loopback("localhost")
+    assert not exporter.is_loopback("0.0.0.0") and not exporter.is_loopback("")
+    server = exporter.MetricsServer(registry, "127.0.0.1", 0)
+    try:
+        assert server.url.startswith("http://127.0.0.1:") and server.port > 0
+        samples = exporter.parse_exposition(urllib.request.urlopen(server.url, timeout=10).read().decode())
+    finally:
+        server.close()
+    assert samples["driftguard_monitor_records_total"][(("model", "taxi"),)] == 5
+    assert samples["driftguard_monitor_alerts_total"][(("model", "taxi"), ("rule", "feature_psi"),
+                                                       ("severity", "critical"))] == 1
+    assert samples["driftguard_monitor_serving_version"][(("model", "taxi"),)] == 2
+
+
+# ---------------------------------------------------------------- config and rules
+
+
+@pytest.mark.parametrize("monitor, message", [
+    ({"window": 50}, r"monitor\.window must be between 100"),
+    ({"window": 1000, "step": 2000}, r"monitor\.step must be between 0 and 1000"),
+    ({"windw": 1000}, r"unknown config key 'monitor\.windw'"),
+    ({"max_false_alerts_per_100k": 0}, r"monitor\.max_false_alerts_per_100k must be between"),
+    ({"label_fn": "labels"}, r"monitor\.label_fn must be a dotted path"),
+    ({"stream_features": "fare"}, r"monitor\.stream_features must be a list"),
+])
+def test_monitor_config_errors_name_the_key(tmp_path, monitor, message):
+    from pipeline import config as config_lib
+
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"monitor": monitor}))
+    with pytest.raises(config_lib.ConfigError, match=message):
+        config_lib.load(path)
+
+
+def test_live_rules_are_keyed_by_window_and_need_the_test_to_agree():
+    from components.alerts import evaluate, parse_alerts_config
+
+    cfg = parse_alerts_config(None)
+    report = {"status": "compared", "drift_detected": True, "drifted_features": ["fare"],
+              "features": {"fare": {"scores": {"psi": 0.4}, "drifted": True, "kind": "numeric"},
+                           "company": {"scores": {"psi": 0.3}, "drifted": False, "kind": "categorical"}}}
+    monitor = {"baseline_accuracy": 0.9, "realized_accuracy": 0.5, "realized_accuracy_significant": False,
+               "prediction": {"drifted": True, "psi": 0.3, "p_value": 1e-9}}
+    keys = sorted(a.dedup_key for a in evaluate(cfg, model="taxi", scope="live/w0-999", drift_report=report,
+                                                monitor=monitor))
+    # company's PSI is above 0.2 but its test did not fire in the window; the drop is not significant
+    assert keys == ["taxi/live/w0-999/dataset_drift", "taxi/live/w0-999/feature_psi/fare",
+                    "taxi/live/w0-999/prediction_drift"]
+    # the span check is unchanged: PSI alone decides there
+    span_keys = sorted(a.dedup_key for a in evaluate(cfg, model="taxi", span=8, drift_report=report))
+    assert "taxi/span-8/feature_psi/company" in span_keys
+    alarm = {"name": "error", "direction": "up", "mean_before": 0.1, "mean_after_estimate": 0.4, "statistic": 9.0,
+             "threshold": 8.0, "change_point": 500, "index_in_stream": 700}
+    alerts = evaluate(cfg, model="taxi", scope="live/j700", drift_report=None, alarms=[alarm])
+    assert [(a.rule, a.severity, a.dedup_key) for a in alerts] == [
+        ("error_rate_change", "critical", "taxi/live/j700/error_rate_change/error")]
+    conf = dict(alarm, name="confidence", direction="down")
+    assert [a.rule for a in evaluate(cfg, model="taxi", scope="live/r9", drift_report=None, alarms=[conf])] == \
+        ["stream_change"]
+    with pytest.raises(ValueError, match="exactly one of span"):
+        evaluate(cfg, model="taxi", span=1, scope="live/w0-1", drift_report=None)
