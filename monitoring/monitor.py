@@ -275,6 +275,8 @@ def load_baseline(cfg, version: int, cache_dir: pathlib.Path) -> Baseline:
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS blobs (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS window_chunks (first_row INTEGER PRIMARY KEY, last_row INTEGER NOT NULL,
+    data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS pending_predictions (request_id TEXT PRIMARY KEY, seq INTEGER NOT NULL,
     probability REAL, version INTEGER NOT NULL, row INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS pending_labels (request_id TEXT PRIMARY KEY, seq INTEGER NOT NULL,
@@ -300,6 +302,9 @@ class StateStore:
         row = self.db.execute("SELECT value FROM blobs WHERE key = ?", (key,)).fetchone()
         return None if row is None else bytes(row[0])
 
+    def window_chunks(self) -> List[bytes]:
+        return [bytes(r[0]) for r in self.db.execute("SELECT data FROM window_chunks ORDER BY first_row")]
+
     def pending_predictions(self) -> Dict[str, Tuple[int, float, int, int]]:
         rows = self.db.execute("SELECT request_id, seq, probability, version, row FROM pending_predictions "
                                "ORDER BY seq")
@@ -310,14 +315,21 @@ class StateStore:
                                                             "ORDER BY seq")}
 
     def commit(self, meta: Mapping[str, Any], blobs: Mapping[str, bytes],
-               predictions: Tuple[Sequence[tuple], Sequence[str]], labels: Tuple[Sequence[tuple], Sequence[str]]
-               ) -> None:
+               predictions: Tuple[Sequence[tuple], Sequence[str]], labels: Tuple[Sequence[tuple], Sequence[str]],
+               chunks: Tuple[bool, Optional[int], Sequence[Tuple[int, int, bytes]]] = (False, None, ())) -> None:
+        """One transaction. ``chunks`` = (drop all, drop those ending before this row, new ones)."""
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
             db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                            [(k, json.dumps(v, sort_keys=True)) for k, v in meta.items()])
             db.executemany("INSERT OR REPLACE INTO blobs (key, value) VALUES (?, ?)", list(blobs.items()))
+            clear, before, new = chunks
+            if clear:
+                db.execute("DELETE FROM window_chunks")
+            elif before is not None:
+                db.execute("DELETE FROM window_chunks WHERE last_row < ?", (before,))
+            db.executemany("INSERT OR REPLACE INTO window_chunks (first_row, last_row, data) VALUES (?, ?, ?)", new)
             added, removed = predictions
             db.executemany("DELETE FROM pending_predictions WHERE request_id = ?", [(r,) for r in removed])
             db.executemany("INSERT OR REPLACE INTO pending_predictions (request_id, seq, probability, version, row) "
@@ -454,7 +466,16 @@ class Monitor:
         self.last_label_window: Dict[str, Any] = meta.get("last_label_window", {})
         self.lag: Dict[str, Any] = meta.get("lag", {})
         self.budget_info: Dict[str, Any] = meta.get("budget", {})
-        self.buffer = _table_columns(self.store.blob("window_buffer"))
+        # the unfinished windows' rows: chunks appended batch by batch (writing the whole buffer
+        # at every commit would cost O(window) per batch), trimmed to the rows still needed
+        self.buffer = {}
+        for part in map(_table_columns, self.store.window_chunks()):
+            self.buffer = {k: np.concatenate([self.buffer[k], v]) for k, v in part.items()} if self.buffer else part
+        if self.buffer and self.serving.get("next_end") is not None:
+            cut = int(np.searchsorted(self.buffer["row"], self.serving["next_end"] - self.settings.window))
+            self.buffer = {k: v[cut:] for k, v in self.buffer.items()}
+        self._persisted_row = int(self.buffer["row"][-1]) if self.buffer and len(self.buffer["row"]) else -1
+        self._chunks_clear = False
         self.label_buffer = _table_columns(self.store.blob("label_buffer"))
         self.pending_predictions = self.store.pending_predictions()
         self.pending_labels = self.store.pending_labels()
@@ -478,10 +499,23 @@ class Monitor:
             "budget": self.budget_info,
             "detectors": {name: d.state_dict() for name, d in self.detectors.items()},
         }
-        blobs = {"window_buffer": _table_bytes(self.buffer), "label_buffer": _table_bytes(self.label_buffer)}
+        blobs = {"label_buffer": _table_bytes(self.label_buffer)}
+        new_chunks = []
+        rows = self.buffer.get("row")
+        keep_from = None
+        if rows is not None and len(rows):
+            keep_from = int(rows[0])
+            at = int(np.searchsorted(rows, self._persisted_row + 1))
+            if at < len(rows):
+                part = {k: v[at:] for k, v in self.buffer.items()}
+                new_chunks.append((int(rows[at]), int(rows[-1]), _table_bytes(part)))
+                self._persisted_row = int(rows[-1])
+        elif self.serving.get("next_end") is not None:
+            keep_from = self.serving["next_end"] - self.settings.window
         pa_, pr, la, lr_ = self._changes
-        self.store.commit(meta, blobs, (pa_, pr), (la, lr_))
+        self.store.commit(meta, blobs, (pa_, pr), (la, lr_), (self._chunks_clear, keep_from, new_chunks))
         self._changes = ([], [], [], [])
+        self._chunks_clear = False
 
     # -- baselines, budget, detectors
 
@@ -548,6 +582,8 @@ class Monitor:
                      old, version, first_row, dropped)
         self.serving = {"version": version, "origin": first_row, "next_end": first_row + self.settings.window}
         self.buffer = {}
+        self._chunks_clear = True
+        self._persisted_row = first_row - 1
         self.label_buffer = {}
         self.label_window = {"first": self.counters["labels_joined"]}
         self._build_detectors(baseline)

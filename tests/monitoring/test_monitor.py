@@ -252,10 +252,13 @@ def test_sigkill_mid_log_then_resume_equals_one_uninterrupted_run(tmp_path, firs
     reference_cache = state_dir(load(reference_run["cfg_path"])) / "reference"
     shutil.copytree(reference_cache, state_dir(cfg) / "reference")   # no second SavedModel load
     cmd = DRIFTGUARD + ["--config", str(cfg_path), "monitor", "--logs", str(scenario / "logs"),
-                        "--labels", str(scenario / "labels.csv"), "--poll-seconds", "0.1"]
+                        "--labels", str(scenario / "labels.csv"), "--poll-seconds", "0.1", "--metrics-port", "0"]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first_line = proc.stdout.readline().decode()           # printed before any record is read
+    assert first_line.startswith("metrics: http://127.0.0.1:"), (first_line, proc.stderr.read().decode()[-2000:])
+    url = first_line.split()[1]
     db_path = state_dir(cfg) / STATE_FILE
-    seen = 0
+    seen, scraped = 0, None
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and proc.poll() is None:
         if db_path.exists():
@@ -266,10 +269,15 @@ def test_sigkill_mid_log_then_resume_equals_one_uninterrupted_run(tmp_path, firs
                 seen = json.loads(row[0])["records"] if row else 0
             except sqlite3.Error:
                 pass
+        if seen >= 1000 and scraped is None:          # the live endpoint of the running monitor
+            from monitoring.exporter import parse_exposition
+
+            scraped = parse_exposition(urllib.request.urlopen(url, timeout=30).read().decode())
         if seen >= 4000:
             break
         time.sleep(0.05)
     assert proc.poll() is None, proc.communicate()[1].decode()[-3000:]
+    assert scraped["driftguard_monitor_records_total"][(("model", "taxi"),)] >= 1000
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     killed_at = outcome(cfg)["counters"]["records"]
