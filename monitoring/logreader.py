@@ -30,7 +30,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import pathlib
-import struct
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import google_crc32c
@@ -41,16 +40,10 @@ from monitoring import wire
 
 log = logging.getLogger(__name__)
 
-_HEADER = struct.Struct("<QI")
-_U32 = struct.Struct("<I")
+_HEADER, _U32 = pl.HEADER, pl.FOOTER
 DEFAULT_MAX_BYTES = 32 << 20
 DT_FLOAT, DT_DOUBLE, DT_STRING = 1, 2, 7
 PROBABILITY_OUTPUTS = ("probabilities", "probability", "scores", "outputs")
-
-
-def _masked_crc(data) -> int:
-    crc = google_crc32c.value(data)
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
 # ---------------------------------------------------------------- framing
@@ -98,22 +91,15 @@ def read_batch(path: Union[str, pathlib.Path], position: pl.Position = pl.Positi
     """
     if max_records < 1:
         raise ValueError(f"max_records must be >= 1, got {max_records}")
-    files = pl.log_files(path)
+    pending = pl.unread_files(path, position)
     moved: Optional[pl.Position] = None
-    for i, f in enumerate(files):
-        name = f.name
-        if position.file and name < position.file:
-            continue
-        offset = position.offset if name == position.file else 0
-        newest = i == len(files) - 1
+    for j, (f, offset, newest) in enumerate(pending):
         batch = _frame_file(f, offset, newest, max_records, max_bytes)
         if len(batch):
             return batch
         if newest:
             break
-        moved = batch.position if batch.position != position else moved
-        position = pl.Position(files[i + 1].name, 0)   # this file is done: go on with the next
-        moved = position
+        moved = pl.Position(pending[j + 1][0].name, 0)   # this file is done: go on with the next
     if moved is not None:
         return RawBatch(pathlib.Path(path), 0, b"", np.zeros(0, np.int64), np.zeros(0, np.int64), moved)
     return None
@@ -141,12 +127,12 @@ def _frame_file(f: pathlib.Path, offset: int, newest: bool, max_records: int, ma
         length, length_crc = unpack(buf, pos)
         data_end = pos + header + length
         if data_end + footer > end:
-            if _masked_crc(buf[pos:pos + 8]) != length_crc:
+            if pl.masked_crc(buf[pos:pos + 8]) != length_crc:
                 raise pl.PredictionLogError(f"{f}: corrupt record length at byte {offset + pos} "
                                             "(CRC mismatch): not a TFRecord file, or damaged")
             break
         c = value(buf[pos + header:data_end])
-        if ((((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF) != u32(buf, data_end)[0]:
+        if ((((c >> 15) | (c << 17)) + pl.MASK_DELTA) & 0xFFFFFFFF) != u32(buf, data_end)[0]:
             raise pl.PredictionLogError(f"{f}: corrupt record at byte {offset + pos} (data CRC mismatch)")
         starts.append(pos + header)
         lengths.append(length)

@@ -37,24 +37,24 @@ log = logging.getLogger(__name__)
 LOG_PREFIX = "prediction_log"
 REQUEST_ID_OUTPUT = "request_id"
 EXAMPLES_INPUT = "examples"
-_HEADER = struct.Struct("<QI")
-_FOOTER = struct.Struct("<I")
-_MASK_DELTA = 0xA282EAD8
+HEADER = struct.Struct("<QI")   # uint64 length, uint32 masked CRC of the length
+FOOTER = struct.Struct("<I")    # uint32 masked CRC of the data
+MASK_DELTA = 0xA282EAD8
 
 
 class PredictionLogError(ValueError):
     """A prediction log that cannot be read; the message names the file and byte offset."""
 
 
-def _masked_crc(data: bytes) -> int:
+def masked_crc(data: bytes) -> int:
     crc = google_crc32c.value(data)
-    return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
+    return (((crc >> 15) | (crc << 17)) + MASK_DELTA) & 0xFFFFFFFF
 
 
 def frame(data: bytes) -> bytes:
     """One TFRecord: ``data`` with its length, CRCs and nothing else."""
     length = struct.pack("<Q", len(data))
-    return length + struct.pack("<I", _masked_crc(length)) + data + _FOOTER.pack(_masked_crc(data))
+    return length + struct.pack("<I", masked_crc(length)) + data + FOOTER.pack(masked_crc(data))
 
 
 # ---------------------------------------------------------------- positions and reading
@@ -90,6 +90,15 @@ def log_files(path: Union[str, pathlib.Path]) -> List[pathlib.Path]:
     return sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
 
 
+def unread_files(path: Union[str, pathlib.Path], position: Position = Position()
+                 ) -> List[Tuple[pathlib.Path, int, bool]]:
+    """``(file, offset to start at, is the newest file)`` for every log file at or after
+    ``position``, in order: what a follower still has to read."""
+    files = log_files(path)
+    return [(f, position.offset if f.name == position.file else 0, i == len(files) - 1)
+            for i, f in enumerate(files) if not (position.file and f.name < position.file)]
+
+
 def follow(path: Union[str, pathlib.Path], position: Position = Position(),
            max_records: Optional[int] = None) -> Iterator[Tuple[bytes, Position]]:
     """Yield ``(record, position_after_it)`` for every complete record after ``position``.
@@ -99,37 +108,32 @@ def follow(path: Union[str, pathlib.Path], position: Position = Position(),
     was killed) it is skipped with a warning, since nothing will ever complete it. A record
     whose CRC does not match raises :class:`PredictionLogError` naming file and offset.
     """
-    files = log_files(path)
     count = 0
-    for i, f in enumerate(files):
+    for f, offset, newest in unread_files(path, position):
         name = f.name
-        if position.file and name < position.file:
-            continue
-        offset = position.offset if name == position.file else 0
-        newest = i == len(files) - 1
         with open(f, "rb") as fh:
             fh.seek(offset)
             while True:
                 if max_records is not None and count >= max_records:
                     return
-                head = fh.read(_HEADER.size)
+                head = fh.read(HEADER.size)
                 if not head:
                     break
-                if len(head) < _HEADER.size:
+                if len(head) < HEADER.size:
                     _incomplete(f, offset, newest)
                     break
-                length, length_crc = _HEADER.unpack(head)
-                if _masked_crc(head[:8]) != length_crc:
+                length, length_crc = HEADER.unpack(head)
+                if masked_crc(head[:8]) != length_crc:
                     raise PredictionLogError(f"{f}: corrupt record length at byte {offset} "
                                              "(CRC mismatch): not a TFRecord file, or damaged")
-                body = fh.read(length + _FOOTER.size)
-                if len(body) < length + _FOOTER.size:
+                body = fh.read(length + FOOTER.size)
+                if len(body) < length + FOOTER.size:
                     _incomplete(f, offset, newest)
                     break
                 data = body[:length]
-                if _masked_crc(data) != _FOOTER.unpack(body[length:])[0]:
+                if masked_crc(data) != FOOTER.unpack(body[length:])[0]:
                     raise PredictionLogError(f"{f}: corrupt record at byte {offset} (data CRC mismatch)")
-                offset += _HEADER.size + length + _FOOTER.size
+                offset += HEADER.size + length + FOOTER.size
                 count += 1
                 yield data, Position(name, offset)
         if newest:
