@@ -33,6 +33,8 @@ $(STAMP): requirements.lock setup.py
 	$(UV) pip install --quiet --python $(PY) --no-deps -r requirements.lock; \
 	$(UV) pip install --quiet --python $(PY) --no-deps --no-build-isolation -e .; \
 	$(PY) -c 'import pipeline.cli' ; \
+	echo "compiling the monitor's log decoding loops (numba; cached, ~1 min once)"; \
+	$(PY) -c 'import monitoring.logreader as r; r.compile_kernels()' ; \
 	touch $@; \
 	echo "$(VENV) is ready ($$($(PY) --version))"
 

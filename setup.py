@@ -22,6 +22,8 @@ setup(
         "numpy",
         "pandas",
         "pyarrow",
+        "numba",
+        "google-crc32c",
     ],
     entry_points={"console_scripts": ["driftguard=pipeline.cli:main"]},
 )

@@ -616,7 +616,7 @@ class Monitor:
             batch = read_batch(self.logs, self.position, max_records=limit,
                                max_bytes=int(limit * self._record_bytes * 1.25) + (64 << 10))
         if batch is not None and len(batch):
-            self._record_bytes = max(64.0, len(batch.buffer) / len(batch))
+            self._record_bytes = max(64.0, batch.framed_bytes / len(batch))
             baseline = self._current_or_newest()
             decoded = self._decoder_for(baseline).decode(batch, request_ids=self.labels_path is not None)
             for where, why in decoded.skipped:

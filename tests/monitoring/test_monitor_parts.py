@@ -133,6 +133,49 @@ def test_a_feature_of_another_type_counts_as_missing(tmp_path):
     assert d.columns["fare"][0] == 3.0 and np.isnan(d.columns["fare"][1])
 
 
+
+def test_the_compiled_path_reads_the_usual_records_itself_and_leaves_the_rest(tmp_path):
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    two_class = _log(4, n=2)
+    two_class.predict_log.response.outputs["probabilities"].CopyFrom(
+        __import__("tensorflow").make_tensor_proto(np.array([[0.8, 0.2], [0.3, 0.7]], np.float32)))
+    doubles = _log(5, n=2)                                    # float64 values in double_val, no request ids
+    out = doubles.predict_log.response.outputs["probabilities"]
+    out.Clear()
+    out.dtype, out.tensor_shape.dim.add().size = 2, 2
+    out.double_val.extend([0.25, 0.75])
+    del doubles.predict_log.response.outputs[pl.REQUEST_ID_OUTPUT]
+    regress = prediction_log_pb2.PredictionLog()
+    regress.regress_log.request.input.example_list.examples.add().ParseFromString(_example(1.0))
+    records = [_log(0), _log(1, n=3), two_class, doubles, regress]
+    with pl.PredictionLogWriter(tmp_path) as w:
+        for r in records:
+            w.write(r)
+    batch = logreader.read_batch(tmp_path)
+    decoder = logreader.LogDecoder(KINDS)
+    fast, parts = decoder._scan(batch)
+    assert fast.tolist() == [True, True, True, True, False]
+    assert parts["m"].tolist() == [1, 3, 2, 2, 0]
+    np.testing.assert_allclose(parts["prob"], [0, .1, .1, .1, .2, .7, .25, .75], atol=1e-6)
+    assert parts["ids"].tolist() == ["r0-0", "r1-0", "r1-1", "r1-2", "r4-0", "r4-1", None, None]
+    d = decoder.decode(batch)
+    assert d.record_ends.tolist() == [1, 4, 6, 8, 9]          # the regress log: one row, via predictlog.decode
+    np.testing.assert_allclose(d.columns["fare"][-1], 1.0)
+
+
+def test_an_example_that_is_not_valid_wire_format_counts_as_missing(tmp_path, caplog):
+    good = _example(3.0, "A", 7)
+    with pl.PredictionLogWriter(tmp_path) as w:
+        w.write(pl.make_predict_log("taxi", 1, [good, b"\x0a\xff\xff\xff", good],
+                                    {"probabilities": np.zeros((3, 1))}, ["a", "b", "c"]))
+    d = logreader.LogDecoder(KINDS).decode(logreader.read_batch(tmp_path))
+    np.testing.assert_array_equal(d.columns["fare"], [3.0, np.nan, 3.0])
+    assert d.columns["company"].tolist() == ["A", None, "A"]
+    assert d.request_ids.tolist() == ["a", "b", "c"]
+    assert "1 logged example(s) are not valid tf.Example bytes" in caplog.text
+
+
 # ---------------------------------------------------------------- labels
 
 
