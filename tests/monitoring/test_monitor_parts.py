@@ -66,7 +66,10 @@ def test_batches_read_exactly_what_follow_reads_across_rotation_and_torn_tails(t
     assert logreader.read_batch(tmp_path, pos) is None       # the torn tail of the newest file waits
 
 
-def test_a_corrupt_record_is_named_by_file_and_byte(tmp_path):
+@pytest.mark.parametrize("c_crc", [True, False], ids=["crc32c-from-compiled-code", "crc32c-per-record"])
+def test_a_corrupt_record_is_named_by_file_and_byte(tmp_path, monkeypatch, c_crc):
+    assert logreader._C_CRC32C, "google_crc32c's C library was not found: the compiled CRC path is not used"
+    monkeypatch.setattr(logreader, "_C_CRC32C", c_crc)
     with pl.PredictionLogWriter(tmp_path) as w:
         for i in range(3):
             w.write(_log(i))
@@ -74,6 +77,7 @@ def test_a_corrupt_record_is_named_by_file_and_byte(tmp_path):
     data = bytearray(f.read_bytes())
     first = 16 + int.from_bytes(data[:8], "little")
     data[first + 20] ^= 0xFF
+    assert len(logreader.read_batch(tmp_path)) == 3
     f.write_bytes(bytes(data))
     with pytest.raises(pl.PredictionLogError, match=rf"{f.name}: corrupt record at byte {first} \(data CRC"):
         logreader.read_batch(tmp_path)
@@ -174,6 +178,22 @@ def test_an_example_that_is_not_valid_wire_format_counts_as_missing(tmp_path, ca
     assert d.columns["company"].tolist() == ["A", None, "A"]
     assert d.request_ids.tolist() == ["a", "b", "c"]
     assert "1 logged example(s) are not valid tf.Example bytes" in caplog.text
+
+
+
+def test_text_values_are_grouped_by_their_bytes():
+    from monitoring import wire
+
+    rng = np.random.default_rng(0)            # many short, repeated, empty and invalid-UTF-8 values
+    words = [bytes(rng.integers(97, 100, rng.integers(0, 4))) for _ in range(3000)] + [b"\xff", b"\xff"]
+    raw = b"".join(words)
+    lengths = np.array([len(w) for w in words])
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
+    starts[::7] = -1                            # missing
+    got = wire.group_strings(raw, np.frombuffer(raw, np.uint8), starts, ends)
+    assert got.tolist() == [None if s < 0 else raw[s:e].decode("utf-8", "replace")
+                            for s, e in zip(starts.tolist(), ends.tolist())]
 
 
 # ---------------------------------------------------------------- labels
