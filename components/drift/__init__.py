@@ -10,6 +10,13 @@ Front door::
                           feature_config={"fare": FeatureConfig(method="psi", threshold=0.2)})
     report.drift_detected, report.features["fare"].scores["psi"], report.to_json()
 
+A monitor comparing many windows with one reference prepares it once (the same reports,
+without recomputing what depends on the reference alone; :mod:`.prepared`)::
+
+    reference = prepare_reference(reference_df)
+    for window in windows:
+        report = detect_drift(reference, window)
+
 Defaults (why: ``components/drift/README.md``)
     - numeric features: PSI >= 0.005 on 10 reference-quantile bins, with chi-square
       evidence on 20 and 50 reference-quantile bins (Bonferroni-combined);
@@ -40,11 +47,13 @@ from .errors import DriftInputError
 from .missing import missing_rate
 from .multivariate import MultivariateResult, PairDrift, rank_correlation_check, spearman
 from .numeric import compare_numeric, ks, normalized_wasserstein, wasserstein
+from .prepared import PreparedReference, prepare_reference
 from .registry import DEFAULT_METHODS, METHODS, Method
 from .report import CheckResult, DriftReport, FeatureDrift
 
 __all__ = [
-    "detect_drift", "DriftReport", "FeatureDrift", "CheckResult", "MultivariateResult", "PairDrift",
+    "detect_drift", "prepare_reference", "PreparedReference",
+    "DriftReport", "FeatureDrift", "CheckResult", "MultivariateResult", "PairDrift",
     "FeatureConfig", "DriftInputError", "METHODS", "DEFAULT_METHODS", "Method",
     "psi", "jensen_shannon", "hellinger", "linf", "chi_square", "ks", "wasserstein", "normalized_wasserstein",
     "quantile_edges", "bin_counts", "category_bins", "category_counts", "compare_numeric", "compare_categorical",

@@ -26,7 +26,7 @@ import numpy as np
 
 from ._distributions import hypergeom_logpmf, normal_sf
 from .binning import align_counts, category_bins
-from .divergence import chi_square, hellinger, jensen_shannon, linf, psi
+from .divergence import chi_square_counts, histogram_scores
 
 __all__ = ["UnseenResult", "unseen_categories", "CategoricalComparison", "compare_categorical"]
 
@@ -106,7 +106,11 @@ def unseen_categories(reference: Mapping[str, int], current: Mapping[str, int]) 
     >>> unseen_categories(ref, {"Cash": 50, "Credit Card": 49, "Prcard": 1}).p_value > 0.4
     True
     """
-    labels, ref, cur = align_counts(reference, current)
+    return _unseen(*align_counts(reference, current))
+
+
+def _unseen(labels: List[str], ref: np.ndarray, cur: np.ndarray) -> UnseenResult:
+    """:func:`unseen_categories` of counts already aligned (:func:`components.drift.binning.align_counts`)."""
     n_ref, n_cur = int(ref.sum()), int(cur.sum())
     if n_ref <= 0 or n_cur <= 0:
         raise ValueError(f"both samples need at least one value, got {n_ref} reference and {n_cur} current")
@@ -171,16 +175,10 @@ def compare_categorical(
         raise ValueError("both samples need at least one categorical value")
     labels, ref_bins, cur_bins = category_bins(reference, current, min_share)
     all_labels, ref_all, cur_all = align_counts(reference, current)
-    chi = chi_square(ref_all, cur_all, ordered=False)
-    unseen = unseen_categories(reference, current)
-    scores = {
-        "psi": psi(ref_bins, cur_bins),
-        "jensen_shannon": jensen_shannon(ref_bins, cur_bins),
-        "hellinger": hellinger(ref_bins, cur_bins),
-        "linf": linf(ref_bins, cur_bins),
-        "cramers_v": chi_square(ref_bins, cur_bins, ordered=False).cramers_v,
-        "chi_square": chi.statistic,
-    }
+    chi = chi_square_counts(ref_all, cur_all, ordered=False)
+    unseen = _unseen(all_labels, ref_all, cur_all)
+    scores = histogram_scores(ref_bins, cur_bins, ordered=False)  # psi, ..., cramers_v
+    scores["chi_square"] = chi.statistic
     details = {
         "n_categories_reference": int(np.count_nonzero(ref_all)),
         "n_categories_current": int(np.count_nonzero(cur_all)),

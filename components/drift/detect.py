@@ -40,18 +40,17 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .binning import category_counts
 from .categorical import compare_categorical
 from .config import FeatureConfig, as_feature_config
 from .correction import CORRECTIONS, adjust_p_values
 from .errors import DriftInputError
 from .missing import missing_rate
 from .multivariate import (DEFAULT_MAX_ROWS, DEFAULT_MULTIVARIATE_ALPHA, DEFAULT_MULTIVARIATE_THRESHOLD,
-                           rank_correlation_check)
-from .numeric import compare_numeric
+                           _rank_correlation)
+from .prepared import PreparedReference
 from .registry import DEFAULT_METHODS, DEFAULT_MISSING_THRESHOLD, DEFAULT_UNSEEN_THRESHOLD, get_method
 from .report import CheckResult, DriftReport, FeatureDrift
-from .tables import Column, as_labels, read_table
+from .tables import Column, read_table
 
 __all__ = ["detect_drift", "DEFAULT_ALPHA"]
 
@@ -95,7 +94,7 @@ def _match_columns(ref: Mapping[str, Column], cur: Mapping[str, Column], exclude
 
 def _resolve_kind(name: str, ref: Column, cur: Column, config: FeatureConfig) -> str:
     for side, col in (("reference", ref), ("current", cur)):
-        if bool(np.all(col.missing)):
+        if bool(col.missing.all()):
             raise DriftInputError(f"column {name!r} of the {side} table has only missing values; "
                                   "exclude it or fill it", column=name, side=side)
     if config.kind == "categorical":
@@ -119,22 +118,34 @@ def _numeric_direction(delta: float) -> str:
     return "none"
 
 
-def _compare_feature(name: str, kind: str, ref: Column, cur: Column, method_name: str, threshold: float,
-                     n_bins: int, test_bins: int, min_category_share: float, missing_threshold: float,
-                     unseen_threshold: float) -> Tuple[List[Tuple[str, str, float, float, float, str]], Dict[str, Any]]:
-    """Raw checks ``(check, method, score, threshold, p_value, direction)`` and the feature's numbers."""
+def _compare_feature(name: str, kind: str, reference: PreparedReference, cur: Column, method_name: str,
+                     threshold: float, n_bins: int, test_bins: int, min_category_share: float,
+                     missing_threshold: float, unseen_threshold: float
+                     ) -> Tuple[List[Tuple[str, str, float, float, float, str]], Dict[str, Any], Optional[Tuple]]:
+    """Raw checks ``(check, method, score, threshold, p_value, direction)``, the feature's numbers, and for
+    a numeric feature the value codes of its current rows (``codes`` of
+    :class:`components.drift.multivariate.RankedSample`) when its comparison gave them."""
     method = get_method(method_name, kind)
+    ref = reference.columns[name]
     ref_missing, cur_missing = ref.missing, cur.missing
+    n_ref_missing, n_cur_missing = int(np.count_nonzero(ref_missing)), int(np.count_nonzero(cur_missing))
     checks = []
     extra: Dict[str, Any] = {}
+    codes = None
     if kind == "numeric":
-        comparison = compare_numeric(ref.values[~ref_missing], cur.values[~cur_missing], n_bins, test_bins)
+        present = cur.values[~cur_missing] if n_cur_missing else cur.values
+        comparison, located = reference.numeric(name).compare(present, n_bins, test_bins)
+        if located is not None:  # each value's place among the pooled distinct values: the joint check's codes
+            positions, n_distinct = located
+            if n_cur_missing:  # a code for every row (missing rows: 0, never read)
+                positions = np.zeros(cur_missing.size, dtype=np.intp)
+                positions[~cur_missing] = located[0]
+            codes = (positions, n_distinct)
         direction = _numeric_direction(comparison.details["cliffs_delta"])
         p_values = dict(comparison.p_values)
     else:
-        ref_counts = category_counts(as_labels(ref)[~ref_missing])
-        cur_counts = category_counts(as_labels(cur)[~cur_missing])
-        comparison = compare_categorical(ref_counts, cur_counts, min_category_share)
+        # label counts (numbers as labels, 8.0 -> "8"), kept with the column: the reference's are counted once
+        comparison = compare_categorical(ref.label_counts(), cur.label_counts(), min_category_share)
         top = comparison.details["top_changes"][0]
         direction = (f"{top['category']}: {top['share_reference']:.1%} -> {top['share_current']:.1%}")
         p_values = dict(comparison.p_values)
@@ -151,9 +162,9 @@ def _compare_feature(name: str, kind: str, ref: Column, cur: Column, method_name
                        comparison.unseen.p_value,
                        f"{comparison.unseen.share:.1%} of values in new categories ({names})"))
     n_ref, n_cur = ref.values.size, cur.values.size
-    miss = missing_rate(int(ref_missing.sum()), n_ref, int(cur_missing.sum()), n_cur)
+    miss = missing_rate(n_ref_missing, n_ref, n_cur_missing, n_cur)
     scores["missing_rate_difference"] = miss.difference
-    if ref_missing.any() or cur_missing.any():
+    if n_ref_missing or n_cur_missing:
         p_values["missing_rate"] = miss.p_value
         checks.append(("missing_rate", "missing_rate_difference", abs(miss.difference), missing_threshold, miss.p_value,
                        f"missing {miss.rate_reference:.1%} -> {miss.rate_current:.1%}"))
@@ -162,7 +173,7 @@ def _compare_feature(name: str, kind: str, ref: Column, cur: Column, method_name
     details["missing_rate_reference"] = miss.rate_reference
     details["missing_rate_current"] = miss.rate_current
     return checks, {"scores": scores, "p_values": p_values, "details": details,
-                    "n_reference": int(n_ref - ref_missing.sum()), "n_current": int(n_cur - cur_missing.sum())}
+                    "n_reference": n_ref - n_ref_missing, "n_current": n_cur - n_cur_missing}, codes
 
 
 def _missing_only(ref: Column, cur: Column, missing_threshold: float
@@ -207,7 +218,10 @@ def detect_drift(
     reference, current : pandas.DataFrame, pyarrow.Table or mapping of str to array_like
         Same columns (order may differ). Numeric columns (int, float, datetime) and
         categorical ones (string, object text, bool, category); missing values as
-        ``NaN``/``None``/null.
+        ``NaN``/``None``/null. ``reference`` may also be a
+        :class:`components.drift.PreparedReference` (:func:`components.drift.prepare_reference`):
+        the same report, without recomputing what depends on the reference alone (for a
+        monitor comparing many windows with one reference).
     feature_config : mapping of str to FeatureConfig (or dict), optional
         Per-feature ``method``, ``threshold`` and ``kind`` overrides.
     exclude : sequence of str, default ()
@@ -291,7 +305,8 @@ def detect_drift(
         exclude = [exclude]
     configs = {str(k): as_feature_config(v) for k, v in (feature_config or {}).items()}
 
-    ref_cols = read_table(reference, "reference")
+    prepared = reference if isinstance(reference, PreparedReference) else PreparedReference(reference)
+    ref_cols = prepared.columns
     cur_cols = read_table(current, "current")
     names = _match_columns(ref_cols, cur_cols, exclude)
     unknown = sorted(set(configs) - set(names))
@@ -302,11 +317,12 @@ def detect_drift(
     raw_checks: List[Tuple[str, Tuple[str, str, float, float, float, str]]] = []
     info: Dict[str, Dict[str, Any]] = {}
     kinds: Dict[str, str] = {}
+    codes: Dict[str, Tuple[np.ndarray, int]] = {}
     skipped: List[str] = []
     for name in names:
         config = configs.get(name, FeatureConfig())
         if all_missing == "compare":
-            ref_none, cur_none = bool(np.all(ref_cols[name].missing)), bool(np.all(cur_cols[name].missing))
+            ref_none, cur_none = bool(ref_cols[name].missing.all()), bool(cur_cols[name].missing.all())
             if ref_none and cur_none:
                 skipped.append(name)
                 continue
@@ -321,10 +337,11 @@ def detect_drift(
         method_name = config.method or DEFAULT_METHODS[kind]
         method = get_method(method_name, kind)
         threshold = config.threshold if config.threshold is not None else method.default_threshold
-        checks, info[name] = _compare_feature(name, kind, ref_cols[name], cur_cols[name], method_name,
-                                              float(threshold), int(n_bins), int(test_bins),
-                                              float(min_category_share),
-                                              missing_threshold, unseen_threshold)
+        checks, info[name], found = _compare_feature(name, kind, prepared, cur_cols[name], method_name,
+                                                     float(threshold), int(n_bins), int(test_bins),
+                                                     float(min_category_share), missing_threshold, unseen_threshold)
+        if found is not None:
+            codes[name] = found
         raw_checks.extend((name, c) for c in checks)
 
     adjusted = adjust_p_values([c[4] for _, c in raw_checks], correction)
@@ -349,9 +366,10 @@ def detect_drift(
     mv = None
     if multivariate:
         numeric = [n for n in names if kinds[n] == "numeric" and "all_missing" not in info[n]["details"]]
-        mv = rank_correlation_check({n: ref_cols[n].values for n in numeric}, {n: cur_cols[n].values for n in numeric},
-                                    numeric, alpha=multivariate_alpha, threshold=multivariate_threshold,
-                                    correction=correction, max_rows=max_rows, seed=seed)
+        # without numeric columns the check sees two empty tables (0 rows each), as it always has
+        mv = _rank_correlation(prepared if numeric else {}, {n: cur_cols[n].values for n in numeric}, numeric,
+                               alpha=multivariate_alpha, threshold=multivariate_threshold, correction=correction,
+                               max_rows=max_rows, seed=seed, codes=codes)
 
     settings = {
         "alpha": alpha, "correction": correction, "n_bins": int(n_bins), "test_bins": int(test_bins),

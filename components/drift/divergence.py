@@ -27,32 +27,44 @@ Empty bins
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Tuple
+import math
+from typing import Dict, List, NamedTuple, Tuple
 
 import numpy as np
 from scipy import special
 
 from ._distributions import chi2_sf
 
-__all__ = ["psi", "jensen_shannon", "hellinger", "linf", "chi_square", "ChiSquareResult", "JEFFREYS"]
+__all__ = ["psi", "jensen_shannon", "hellinger", "linf", "chi_square", "ChiSquareResult", "JEFFREYS",
+           "chi_square_counts", "histogram_scores"]
 
 #: Jeffreys pseudo-count added to every bin by :func:`psi`.
 JEFFREYS = 0.5
 
 
 def _check_counts(reference, current) -> Tuple[np.ndarray, np.ndarray]:
+    return _checked(reference, current)[:2]
+
+
+def _checked(reference, current) -> Tuple[np.ndarray, np.ndarray, float, float]:
+    """Both count arrays as floats, checked, and their sums."""
     ref = np.asarray(reference, dtype=float)
     cur = np.asarray(current, dtype=float)
+    totals = []
     for name, arr in (("reference", ref), ("current", cur)):
         if arr.ndim != 1 or arr.size == 0:
             raise ValueError(f"{name} counts must be a non-empty 1-D array, got shape {arr.shape}")
+        total = arr.sum()
+        totals.append(total)
+        if arr.min() >= 0 and 0 < total < math.inf:  # the usual case in two passes: no NaN, no infinity
+            continue
         if not np.all(np.isfinite(arr)) or np.any(arr < 0):
             raise ValueError(f"{name} counts must be finite and non-negative, got {arr.tolist()!r}")
-        if arr.sum() <= 0:
+        if total <= 0:
             raise ValueError(f"{name} counts must not all be zero, got {arr.tolist()!r}")
     if ref.shape != cur.shape:
         raise ValueError(f"reference and current counts must have the same bins, got {ref.size} and {cur.size} bins")
-    return ref, cur
+    return ref, cur, totals[0], totals[1]
 
 
 def psi(reference, current, smoothing: float = JEFFREYS) -> float:
@@ -100,14 +112,24 @@ def psi(reference, current, smoothing: float = JEFFREYS) -> float:
     a = float(smoothing)
     if a < 0:
         raise ValueError(f"smoothing must be >= 0, got {smoothing!r}")
+    return _psi(ref, cur, a, ref.sum(), cur.sum())
+
+
+def _psi(ref: np.ndarray, cur: np.ndarray, a: float, n: float, m: float) -> float:
+    """:func:`psi` of checked arrays with sums ``n`` and ``m``."""
     k = ref.size
-    p = (ref + a) / (ref.sum() + k * a)
-    q = (cur + a) / (cur.sum() + k * a)
-    both_zero = (p == 0) & (q == 0)
-    p, q = p[~both_zero], q[~both_zero]
-    if np.any((p == 0) | (q == 0)):
-        return float("inf")
-    return float(np.sum((q - p) * np.log(q / p)))
+    p = (ref + a) / (n + k * a)
+    q = (cur + a) / (m + k * a)
+    if not (p.min() > 0 and q.min() > 0):  # a share of 0 needs (next to) no smoothing
+        both_zero = (p == 0) & (q == 0)
+        p, q = p[~both_zero], q[~both_zero]
+        if np.any((p == 0) | (q == 0)):
+            return float("inf")
+    return float(((q - p) * np.log(q / p)).sum())
+
+
+def _shares(ref: np.ndarray, cur: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    return ref / ref.sum(), cur / cur.sum()
 
 
 def jensen_shannon(reference, current, base: float = 2.0) -> float:
@@ -137,10 +159,12 @@ def jensen_shannon(reference, current, base: float = 2.0) -> float:
     >>> round(jensen_shannon([50, 50], [40, 60]), 6)
     0.007299
     """
-    ref, cur = _check_counts(reference, current)
-    p, q = ref / ref.sum(), cur / cur.sum()
+    return _jensen_shannon(*_shares(*_check_counts(reference, current)), base)
+
+
+def _jensen_shannon(p: np.ndarray, q: np.ndarray, base: float = 2.0) -> float:
     m = (p + q) / 2.0
-    value = 0.5 * np.sum(special.rel_entr(p, m)) + 0.5 * np.sum(special.rel_entr(q, m))
+    value = 0.5 * special.rel_entr(p, m).sum() + 0.5 * special.rel_entr(q, m).sum()
     return float(max(0.0, value / np.log(base)))
 
 
@@ -165,9 +189,11 @@ def hellinger(reference, current) -> float:
     >>> round(hellinger([50, 50], [40, 60]), 6)
     0.071161
     """
-    ref, cur = _check_counts(reference, current)
-    p, q = ref / ref.sum(), cur / cur.sum()
-    return float(np.sqrt(max(0.0, 1.0 - np.sum(np.sqrt(p * q)))))
+    return _hellinger(*_shares(*_check_counts(reference, current)))
+
+
+def _hellinger(p: np.ndarray, q: np.ndarray) -> float:
+    return float(np.sqrt(max(0.0, 1.0 - np.sqrt(p * q).sum())))
 
 
 def linf(reference, current) -> float:
@@ -192,8 +218,11 @@ def linf(reference, current) -> float:
     >>> linf([66, 34], [56, 44])
     0.1
     """
-    ref, cur = _check_counts(reference, current)
-    return float(round(np.max(np.abs(ref / ref.sum() - cur / cur.sum())), 15))
+    return _linf(*_shares(*_check_counts(reference, current)))
+
+
+def _linf(p: np.ndarray, q: np.ndarray) -> float:
+    return float(round(np.abs(p - q).max(), 15))
 
 
 class ChiSquareResult(NamedTuple):
@@ -206,24 +235,41 @@ class ChiSquareResult(NamedTuple):
     n_bins: int
 
 
-def _merge_bins(ref: np.ndarray, cur: np.ndarray, min_expected: float, ordered: bool) -> Tuple[np.ndarray, np.ndarray]:
-    """Merge bins until every expected count is >= ``min_expected``, looking at margins only."""
-    n, m = ref.sum(), cur.sum()
+def _segment_sums(values: np.ndarray, starts: List[int], counts: bool) -> np.ndarray:
+    """``values[a:b].sum()`` for the segments starting at ``starts``, the last one running to the end.
+
+    ``numpy.add.reduceat`` adds each segment in sequence, not pairwise as ``sum`` does; the
+    results agree exactly for counts (integers with a total below 2**53, ``counts`` when
+    the caller knows it), which is what :func:`chi_square` gets from ``detect_drift``.
+    Other numbers go one slice at a time.
+    """
+    if counts or float(values.sum()) < 2.0 ** 53 and not np.any(values % 1.0):
+        return np.add.reduceat(values, starts)
+    ends = list(starts[1:]) + [values.size]
+    return np.array([values[a:b].sum() for a, b in zip(starts, ends)])
+
+
+def _merge_bins(ref: np.ndarray, cur: np.ndarray, min_expected: float, ordered: bool,
+                totals: Tuple[float, float] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """Merge bins until every expected count is >= ``min_expected``, looking at margins only.
+
+    ``totals``: the sums of the two arrays when they hold counts (integers with a sum below
+    2**53), exact whatever the order of the additions.
+    """
+    counts = totals is not None
+    n, m = totals if counts else (ref.sum(), cur.sum())
     need = min_expected * (n + m) / min(n, m)  # pooled count a bin needs
     total = ref + cur
     if ordered:
-        groups, start, acc = [], 0, 0.0
-        for i, t in enumerate(total):
+        starts, start, acc = [], 0, 0.0
+        for i, t in enumerate(total.tolist()):
             acc += t
             if acc >= need:
-                groups.append((start, i + 1))
+                starts.append(start)
                 start, acc = i + 1, 0.0
-        if start < total.size:
-            if groups:
-                groups[-1] = (groups[-1][0], total.size)
-            else:
-                groups.append((0, total.size))
-        return (np.array([ref[a:b].sum() for a, b in groups]), np.array([cur[a:b].sum() for a, b in groups]))
+        if not starts:  # (a remainder joins the last group)
+            starts = [0]
+        return _segment_sums(ref, starts, counts), _segment_sums(cur, starts, counts)
     big = total >= need
     r, c = list(ref[big]), list(cur[big])
     if not big.all():
@@ -278,15 +324,55 @@ def chi_square(reference, current, min_expected: float = 5.0, ordered: bool = Tr
     20.0
     """
     ref, cur = _check_counts(reference, current)
+    return _chi_square(ref, cur, min_expected, ordered)
+
+
+def _chi_square(ref: np.ndarray, cur: np.ndarray, min_expected: float = 5.0, ordered: bool = True,
+                totals: Tuple[float, float] = None) -> ChiSquareResult:
+    """:func:`chi_square` of checked arrays; ``totals``: their sums when they hold counts (see :func:`_merge_bins`)."""
     keep = (ref + cur) > 0
-    ref, cur = ref[keep], cur[keep]
+    if not keep.all():
+        ref, cur = ref[keep], cur[keep]
     if min_expected > 0:
-        ref, cur = _merge_bins(ref, cur, float(min_expected), ordered)
+        ref, cur = _merge_bins(ref, cur, float(min_expected), ordered, totals)
     k = ref.size
     if k < 2:
         return ChiSquareResult(0.0, 1.0, 0, 0.0, int(k))
-    table = np.vstack([ref, cur])
-    total = table.sum()
-    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / total
-    stat = float(np.sum((table - expected) ** 2 / expected))
+    table = np.array([ref, cur])
+    if totals is None:
+        total = table.sum()
+        expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / total
+    else:  # merging keeps the sums; sums of counts are exact: the same margins, without adding them up again
+        total = totals[0] + totals[1]
+        expected = np.array([[totals[0]], [totals[1]]]) * (ref + cur) / total
+    stat = float(((table - expected) ** 2 / expected).sum())
     return ChiSquareResult(stat, chi2_sf(stat, k - 1), int(k - 1), float(np.sqrt(stat / total)), int(k))
+
+
+def chi_square_counts(reference: np.ndarray, current: np.ndarray, ordered: bool = True,
+                      totals: Tuple[float, float] = None) -> ChiSquareResult:
+    """:func:`chi_square` (default ``min_expected``) of two arrays of counts (integers), as ``detect_drift`` has them.
+
+    ``totals``: their sums, when the caller knows them; the arrays are then taken as float
+    arrays of valid counts and not checked again.
+    """
+    if totals is None:
+        reference, current, *totals = _checked(reference, current)
+    return _chi_square(reference, current, ordered=ordered, totals=tuple(totals))
+
+
+def histogram_scores(reference: np.ndarray, current: np.ndarray, ordered: bool,
+                     totals: Tuple[float, float] = None) -> Dict[str, float]:
+    """:func:`psi`, :func:`jensen_shannon`, :func:`hellinger`, :func:`linf` and the ``cramers_v`` of
+    :func:`chi_square` (defaults throughout) of two arrays of counts (integers), checked once.
+
+    The same numbers as the five calls: they share the check and the shares, not the arithmetic.
+    ``totals`` as in :func:`chi_square_counts`.
+    """
+    if totals is None:
+        reference, current, *totals = _checked(reference, current)
+    n, m = totals
+    p, q = reference / n, current / m
+    return {"psi": _psi(reference, current, JEFFREYS, n, m), "jensen_shannon": _jensen_shannon(p, q),
+            "hellinger": _hellinger(p, q), "linf": _linf(p, q),
+            "cramers_v": _chi_square(reference, current, ordered=ordered, totals=(n, m)).cramers_v}

@@ -32,9 +32,10 @@ Verdict
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -221,8 +222,219 @@ def _sample_rows(n: int, max_rows: int, rng: np.random.Generator) -> np.ndarray:
     return np.sort(rng.choice(n, size=max_rows, replace=False))
 
 
+class _Ranks(NamedTuple):
+    """One column on one set of complete rows: what :func:`_spearman_ranked` needs of it alone."""
+
+    u: np.ndarray  # mid-distribution value of each row (:func:`_midrank_cdf`)
+    group: np.ndarray  # each row's value code: increasing with the value, equal for equal values
+    n_groups: int  # codes are below this (some may be absent from the rows)
+    b: float  # mean(u^2) - 1/4; <= 0 for a constant column
+    own: Optional[np.ndarray]  # phi_uu / b, the column's own term of every pair's influence function
+
+
+def _gather(table: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """``table[group]`` for group codes known to be in range (numpy's bounds check is most of a take's time)."""
+    return table.take(group, mode="wrap")
+
+
+def _upper_mid_table(group: np.ndarray, n_groups: int, weights: np.ndarray) -> np.ndarray:
+    """Per group, the value of :func:`_upper_mid_mean` (its rows take it: ``_gather(table, group)``).
+
+    The same additions in the same order: the sums above a group accumulate from the top group down.
+    """
+    sums = np.bincount(group, weights=weights, minlength=n_groups)
+    table = np.empty(n_groups)
+    sums[:0:-1].cumsum(out=table[-2::-1])
+    table[-1] = 0.0
+    table += sums / 2.0
+    table /= weights.size
+    return table
+
+
+def _pair(x: _Ranks, y: _Ranks, n: int) -> SpearmanResult:
+    """:func:`_spearman_ranked` from what each column brings (its ranks, ``b`` and own term).
+
+    Only the pair's own terms are computed, in place, with the operations of
+    :func:`_spearman_ranked` in the same order: the numbers are bit-for-bit the same.
+    """
+    uv = x.u * y.u
+    mean_uv = uv.sum() / n  # numpy.mean of a 1-D array: its pairwise sum over n
+    root = math.sqrt(x.b * y.b)
+    rho = float((mean_uv - 0.25) / root)
+    phi = _gather(_upper_mid_table(x.group, x.n_groups, y.u), x.group)
+    phi += uv  # (uv + T1) + T2, in place
+    phi += _gather(_upper_mid_table(y.group, y.n_groups, x.u), y.group)
+    phi -= 3.0 * mean_uv
+    phi /= root  # the influence function: phi_uv / sqrt(bc) - rho/2 (phi_uu / b + phi_vv / c)
+    own = x.own + y.own
+    own *= 0.5 * rho
+    phi -= own
+    phi *= phi
+    return SpearmanResult(max(-1.0, min(1.0, rho)), math.sqrt(phi.sum() / n / n), n)
+
+
+class RankedSample:
+    """One side's sample of :func:`rank_correlation_check`, ranked lazily and once.
+
+    The mid-ranks of a column depend on the column and on the set of rows complete for
+    the pair, not on the pair itself: they are computed once per (column, rows) and
+    shared, together with the column's own term of the influence function (``phi_uu / b``
+    of :func:`_spearman_ranked`). Results of pairs are kept too, so the sample of a
+    prepared reference (:class:`ReferenceSample`) ranks and correlates its pairs once for
+    all windows. A pair then costs a few passes over its rows (:func:`_pair`).
+
+    Parameters
+    ----------
+    column : callable
+        ``column(name)`` gives the sample's float values of a column (``nan`` missing).
+    side : {"reference", "current"}
+        For the reasons given for skipped columns.
+    codes : mapping, optional
+        Per column, ``(codes, n_codes)``: for each row an integer in ``[0, n_codes)``
+        that increases with the value (equal values, equal codes; missing rows
+        arbitrary), e.g. positions on a grid of distinct values that is already known.
+        Saves the sort of that column.
+    """
+
+    def __init__(self, column: Callable[[str], np.ndarray], side: str,
+                 codes: Optional[Mapping[str, Tuple[np.ndarray, int]]] = None):
+        self._column = column
+        self.side = side
+        self._values: Dict[str, np.ndarray] = {}
+        self._codes: Dict[str, Tuple[np.ndarray, int]] = dict(codes or {})
+        self._masks: Dict[str, Tuple[Optional[np.ndarray], Optional[bytes], int]] = {}
+        self._both: Dict[Tuple[bytes, bytes], Tuple[np.ndarray, bytes, int]] = {}
+        self._ranks: Dict[Tuple[str, Optional[bytes]], _Ranks] = {}
+        self._results: Dict[Tuple[str, str], SpearmanResult] = {}
+
+    def values(self, name: str) -> np.ndarray:
+        found = self._values.get(name)
+        if found is None:
+            found = self._values[name] = self._column(name)
+        return found
+
+    def _present(self, name: str) -> Tuple[Optional[np.ndarray], Optional[bytes], int]:
+        """Mask of the rows where the column is present (``None``: all), its key, and their number."""
+        found = self._masks.get(name)
+        if found is None:
+            present = ~np.isnan(self.values(name))
+            count = int(np.count_nonzero(present))
+            found = (None, None, count) if count == present.size else (present, np.packbits(present).tobytes(), count)
+            self._masks[name] = found
+        return found
+
+    def skip_reason(self, name: str) -> Optional[str]:
+        """Why the column cannot take part (too few values, constant), or ``None``."""
+        mask, _, count = self._present(name)
+        if count < MIN_ROWS:
+            return f"fewer than {MIN_ROWS} values in the {self.side} sample"
+        codes = self._value_codes(name)[0]
+        present = codes if mask is None else codes[mask]
+        if present.min() == present.max():
+            return f"constant in the {self.side} sample"
+        return None
+
+    def _value_codes(self, name: str) -> Tuple[np.ndarray, int]:
+        found = self._codes.get(name)
+        if found is None:
+            values = self.values(name)
+            mask = self._present(name)[0]
+            distinct, inverse = np.unique(values if mask is None else values[mask], return_inverse=True)
+            if mask is None:
+                codes = inverse
+            else:
+                codes = np.zeros(values.size, dtype=np.intp)
+                codes[mask] = inverse
+            found = self._codes[name] = (codes, distinct.size)
+        return found
+
+    def _pair_rows(self, a: str, b: str) -> Tuple[Optional[np.ndarray], Optional[bytes], int]:
+        """The rows complete for a pair: mask (``None``: all), key and number."""
+        mask_a, key_a, n_a = self._present(a)
+        mask_b, key_b, n_b = self._present(b)
+        if mask_a is None or key_a == key_b:
+            return mask_b, key_b, n_b
+        if mask_b is None:
+            return mask_a, key_a, n_a
+        found = self._both.get((key_a, key_b))
+        if found is None:  # (pairs of columns with the same two gaps share it: pickup x dropoff latitude, longitude)
+            both = mask_a & mask_b
+            found = self._both[(key_a, key_b)] = (both, np.packbits(both).tobytes(), int(np.count_nonzero(both)))
+        return found
+
+    def _ranked(self, name: str, mask: Optional[np.ndarray], key: Optional[bytes]) -> _Ranks:
+        """:func:`_midrank_cdf` of the column on the rows of ``mask``, from its value codes."""
+        found = self._ranks.get((name, key))
+        if found is None:
+            codes, n_codes = self._value_codes(name)
+            group = codes if mask is None else codes[mask]
+            # Codes absent from these rows are empty groups, kept: they add exact zeros to the counts
+            # below a value and to the sums above it, so u and the sums are those of the distinct values
+            # of these rows alone, as numpy.unique would number them.
+            counts = np.bincount(group, minlength=n_codes)
+            below = counts.cumsum() - counts
+            u = _gather((below + counts / 2.0) / group.size, group)
+            uu = u * u
+            mean_uu = uu.sum() / uu.size
+            b = float(mean_uu - 0.25)
+            own = None
+            if b > 0:  # phi_uu of _spearman_ranked, over b
+                own = _gather(_upper_mid_table(group, n_codes, u), group)
+                own *= 2.0
+                own += uu
+                own -= 3.0 * mean_uu
+                own /= b
+            found = self._ranks[(name, key)] = _Ranks(u, group, n_codes, b, own)
+        return found
+
+    def results(self, pairs: Sequence[Tuple[str, str]]) -> List[SpearmanResult]:
+        """:func:`spearman` of each pair on the rows where both columns are present."""
+        for pair in pairs:
+            if pair in self._results:
+                continue
+            mask, key, n = self._pair_rows(*pair)
+            result = SpearmanResult(float("nan"), float("nan"), n)
+            if n >= MIN_ROWS:
+                left, right = self._ranked(pair[0], mask, key), self._ranked(pair[1], mask, key)
+                if left.b > 0 and right.b > 0:
+                    result = _pair(left, right, n)
+            self._results[pair] = result
+        return [self._results[pair] for pair in pairs]
+
+
+class ReferenceSample:
+    """The reference side of :func:`rank_correlation_check` for one ``max_rows`` and ``seed``.
+
+    The reference rows are drawn first, by the same generator that then draws the
+    current rows: with ``replay=True`` (a seeded generator, kept for many windows),
+    :meth:`current_rows` continues from a copy of the generator as the reference draw
+    left it, so every window gets the rows a fresh call would; they depend on the
+    window's length alone, and the last length's rows are kept (windows usually have
+    one length). With ``replay=False`` the generator itself is used on.
+    """
+
+    def __init__(self, column: Callable[[str], np.ndarray], n_rows: int, max_rows: int, seed, replay: bool):
+        rng = np.random.default_rng(seed)
+        self.rows = _sample_rows(n_rows, max_rows, rng)
+        self.max_rows = max_rows
+        self._rng = rng
+        self._replay = replay
+        self._current: Tuple[int, np.ndarray] = (-1, np.arange(0))
+        everything = self.rows.size == n_rows  # then the sample is the column itself (only read)
+        self.ranked = RankedSample(lambda name: column(name) if everything else column(name)[self.rows], "reference")
+
+    def current_rows(self, n_rows: int) -> np.ndarray:
+        if not self._replay:
+            return _sample_rows(n_rows, self.max_rows, self._rng)
+        if self._current[0] != n_rows:
+            rows = _sample_rows(n_rows, self.max_rows, copy.deepcopy(self._rng))
+            rows.setflags(write=False)
+            self._current = (n_rows, rows)
+        return self._current[1]
+
+
 def rank_correlation_check(
-    reference: Mapping[str, np.ndarray],
+    reference,
     current: Mapping[str, np.ndarray],
     columns: Optional[Sequence[str]] = None,
     *,
@@ -236,10 +448,15 @@ def rank_correlation_check(
 
     Parameters
     ----------
-    reference, current : mapping of str to numpy.ndarray
-        Numeric columns (float, ``nan`` for missing) of equal length within each side.
+    reference : mapping of str to numpy.ndarray, or PreparedReference
+        Numeric columns (float, ``nan`` for missing) of equal length. A
+        :class:`components.drift.PreparedReference` keeps its sample, mid-ranks and
+        per-pair results for the next call with the same ``max_rows`` and ``seed``.
+    current : mapping of str to numpy.ndarray
+        The same for the current sample.
     columns : sequence of str, optional
-        Columns to pair up; default all keys of ``reference``.
+        Columns to pair up; default all keys of ``reference`` (of a prepared reference:
+        its numeric columns).
     alpha : float, default 0.01
         Family-wise significance level over all pairs.
     threshold : float, default 0.1
@@ -258,7 +475,11 @@ def rank_correlation_check(
     -----
     See the module docstring. Pairs use the rows where both columns are present;
     a pair with fewer than 30 such rows on a side, or a constant column, is skipped.
-    Cost: :math:`O(p^2\,n\log n)` for :math:`p` columns.
+    Cost: :math:`O(p\,n\log n + p^2 n)` for :math:`p` columns: each column is sorted
+    once per side (not at all when its values come located on a known grid, as
+    ``detect_drift`` passes them), ranked once per set of complete rows, and each pair
+    takes a few passes over its rows. With a prepared reference only the current side
+    is computed.
 
     Examples
     --------
@@ -274,81 +495,75 @@ def rank_correlation_check(
     >>> r.drifted, round(r.pairs[0].rho_reference, 2), round(r.pairs[0].rho_current, 2)
     (True, 0.69, 0.01)
     """
+    return _rank_correlation(reference, current, columns, alpha=alpha, threshold=threshold, correction=correction,
+                             max_rows=max_rows, seed=seed)
+
+
+def _rank_correlation(reference, current: Mapping[str, np.ndarray], columns: Optional[Sequence[str]], *,
+                      alpha: float, threshold: float, correction: str, max_rows: int, seed,
+                      codes: Optional[Mapping[str, Tuple[np.ndarray, int]]] = None) -> MultivariateResult:
+    """:func:`rank_correlation_check`; ``codes`` optionally gives value codes of the current
+    columns over *all* their rows (see :class:`RankedSample`), e.g. from the features' grids."""
+    from .prepared import PreparedReference  # prepared builds on this module
+
     if not 0.0 < float(alpha) < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
     if not float(threshold) >= 0.0:
         raise ValueError(f"threshold must be >= 0, got {threshold!r}")
     if int(max_rows) < MIN_ROWS:
         raise ValueError(f"max_rows must be at least {MIN_ROWS}, got {max_rows!r}")
-    names = list(reference if columns is None else columns)
-    n_ref = len(next(iter(reference.values()))) if reference else 0
+    if isinstance(reference, PreparedReference):
+        names = list(reference.numeric_columns() if columns is None else columns)
+        sample = reference.rank_sample(names, int(max_rows), seed)
+    else:
+        names = list(reference if columns is None else columns)
+        n_ref = len(next(iter(reference.values()))) if reference else 0
+        sample = ReferenceSample({k: np.asarray(reference[k], dtype=float) for k in names}.__getitem__, n_ref,
+                                 int(max_rows), seed, replay=False)
     n_cur = len(next(iter(current.values()))) if current else 0
-    rng = np.random.default_rng(seed)
-    rows_ref = _sample_rows(n_ref, int(max_rows), rng)
-    rows_cur = _sample_rows(n_cur, int(max_rows), rng)
-    ref = {k: np.asarray(reference[k], dtype=float)[rows_ref] for k in names}
-    cur = {k: np.asarray(current[k], dtype=float)[rows_cur] for k in names}
+    rows_cur = sample.current_rows(n_cur)
+    cur_values = {k: np.asarray(current[k], dtype=float)[rows_cur] for k in names}
+    cur = RankedSample(cur_values.__getitem__, "current",
+                       {k: (c[rows_cur], n) for k, (c, n) in (codes or {}).items() if k in cur_values})
+    ref = sample.ranked
 
     skipped: Dict[str, str] = {}
     usable = []
     for k in names:
-        for side, data in (("reference", ref[k]), ("current", cur[k])):
-            present = data[~np.isnan(data)]
-            if present.size < MIN_ROWS:
-                skipped[k] = f"fewer than {MIN_ROWS} values in the {side} sample"
-                break
-            if np.all(present == present[0]):
-                skipped[k] = f"constant in the {side} sample"
-                break
+        reason = ref.skip_reason(k) or cur.skip_reason(k)
+        if reason:
+            skipped[k] = reason
         else:
             usable.append(k)
 
-    # mid-ranks of a column on a set of complete rows, shared by every pair with the same rows
-    ranked: Dict[Tuple[int, str, bytes], Tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-
-    def midranks(side: int, data: Dict[str, np.ndarray], name: str, rows: np.ndarray, key: bytes):
-        found = ranked.get((side, name, key))
-        if found is None:
-            found = ranked[(side, name, key)] = _midrank_cdf(data[name][rows])
-        return found
-
-    present = [{k: ~np.isnan(data[k]) for k in usable} for data in (ref, cur)]
+    pairs = [(a, b) for i, a in enumerate(usable) for b in usable[i + 1:]]
+    ref_results = ref.results(pairs)
+    # a pair without a reference correlation is left out whatever the current one: skip computing it
+    tested = [(pair, r) for pair, r in zip(pairs, ref_results) if math.isfinite(r.rho)]
     raw: List[Tuple[Tuple[str, str], SpearmanResult, SpearmanResult, float]] = []
-    for i, a in enumerate(usable):
-        for b in usable[i + 1:]:
-            results = []
-            for side, data in enumerate((ref, cur)):
-                both = present[side][a] & present[side][b]
-                n_both = int(both.sum())
-                if n_both >= MIN_ROWS:
-                    key = np.packbits(both).tobytes()
-                    results.append(_spearman_ranked(midranks(side, data, a, both, key),
-                                                    midranks(side, data, b, both, key), n_both))
-                else:
-                    results.append(SpearmanResult(float("nan"), float("nan"), n_both))
-            r_ref, r_cur = results
-            if not (math.isfinite(r_ref.rho) and math.isfinite(r_cur.rho)):
-                continue
-            raw.append(((a, b), r_ref, r_cur, _difference_p(r_ref, r_cur)))
+    for (pair, r_ref), r_cur in zip(tested, cur.results([pair for pair, _ in tested])):
+        if math.isfinite(r_cur.rho):
+            raw.append((pair, r_ref, r_cur, _difference_p(r_ref, r_cur)))
 
     adjusted = adjust_p_values([p for *_, p in raw], correction) if raw else np.array([])
-    pairs = []
+    pairs_drift = []
     for ((a, b), r_ref, r_cur, p), p_adj in zip(raw, adjusted):
         delta = r_cur.rho - r_ref.rho
         drifted = bool(p_adj <= alpha and abs(delta) >= threshold)
-        pairs.append(PairDrift((a, b), r_ref.rho, r_cur.rho, delta, p, float(p_adj), drifted, r_ref.n, r_cur.n))
-    pairs.sort(key=lambda p: (-abs(p.delta), p.features))
+        pairs_drift.append(PairDrift((a, b), r_ref.rho, r_cur.rho, delta, p, float(p_adj), drifted, r_ref.n,
+                                     r_cur.n))
+    pairs_drift.sort(key=lambda p: (-abs(p.delta), p.features))
     return MultivariateResult(
         method="spearman",
-        drifted=any(p.drifted for p in pairs),
-        score=max((abs(p.delta) for p in pairs), default=None),
+        drifted=any(p.drifted for p in pairs_drift),
+        score=max((abs(p.delta) for p in pairs_drift), default=None),
         threshold=float(threshold),
-        p_value=min((p.p_value_adjusted for p in pairs), default=None),
+        p_value=min((p.p_value_adjusted for p in pairs_drift), default=None),
         alpha=float(alpha),
         correction=correction,
-        n_reference=int(rows_ref.size),
+        n_reference=int(sample.rows.size),
         n_current=int(rows_cur.size),
         columns=tuple(usable),
-        pairs=tuple(pairs),
+        pairs=tuple(pairs_drift),
         skipped=skipped,
     )

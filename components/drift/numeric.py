@@ -19,9 +19,9 @@ from typing import Dict, NamedTuple, Optional, Tuple
 import numpy as np
 
 from ._distributions import ks_two_sample_sf
-from ._hashing import HashTable, bits_for
+from ._hashing import HashTable, ValueIndex, bits_for
 from .binning import order_statistics, quantile_edges, quantile_edges_from_counts
-from .divergence import chi_square, hellinger, jensen_shannon, linf, psi
+from .divergence import chi_square_counts, histogram_scores
 
 __all__ = ["KSResult", "ks", "wasserstein", "mean_absolute_deviation", "normalized_wasserstein", "cliffs_delta",
            "NumericComparison", "compare_numeric"]
@@ -72,6 +72,16 @@ class _Grid(NamedTuple):
     def wasserstein(self) -> float:
         fx, fy = self._cdfs()
         return float(np.sum(np.abs(fx[:-1] - fy[:-1]) * np.diff(self.values)))
+
+    def distances(self) -> Tuple[KSResult, float, float]:
+        """:meth:`ks`, :meth:`wasserstein` and :meth:`cliffs_delta` from one pair of CDFs (the same numbers)."""
+        n_ref, n_cur = self.ref.sum(), self.cur.sum()
+        cum_ref = np.cumsum(self.ref)
+        gap = np.abs(cum_ref / n_ref - np.cumsum(self.cur) / n_cur)
+        d = float(gap.max())
+        ks = KSResult(d, ks_two_sample_sf(d, int(n_ref), int(n_cur)))
+        u = float((self.cur * (cum_ref - self.ref + self.ref / 2.0)).sum())
+        return ks, float((gap[:-1] * np.diff(self.values)).sum()), 2.0 * u / (float(n_ref) * float(n_cur)) - 1.0
 
     def cliffs_delta(self) -> float:
         below = np.cumsum(self.ref) - self.ref  # reference values strictly below each value
@@ -201,8 +211,10 @@ def _median_from_counts(distinct: np.ndarray, counts: np.ndarray) -> float:
     return float((low + high) / 2.0)  # numpy.median: the mean of the two middle values
 
 
-def _normalized(distance: float, x: np.ndarray, y: np.ndarray, median_x: float = None) -> float:
-    scale = mean_absolute_deviation(x) if median_x is None else float(np.mean(np.abs(x - median_x)))
+def _normalized(distance: float, x: np.ndarray, y: np.ndarray, scale: float = None) -> float:
+    """``distance`` over ``scale`` (default: the mean absolute deviation of ``x``), or the pooled one when that is 0."""
+    if scale is None:
+        scale = mean_absolute_deviation(x)
     if scale == 0.0:
         scale = mean_absolute_deviation(np.concatenate([x, y]))
     return 0.0 if scale == 0.0 else distance / scale
@@ -333,58 +345,175 @@ def compare_numeric(reference, current, n_bins: int = 10, test_bins: int = 20,
     """
     x = _finite("reference", reference)
     y = _finite("current", current)
-    if fine_test_bins is None:
-        fine_test_bins = FINE_TEST_BINS
-    fine = bool(fine_test_bins) and int(fine_test_bins) != int(test_bins)
     grid = _Grid.build(x, y)
-    def counts(edges: np.ndarray):
-        index = np.searchsorted(edges, grid.values, side="left")
-        return (np.bincount(index, weights=grid.ref, minlength=edges.size + 1).astype(np.int64),
-                np.bincount(index, weights=grid.cur, minlength=edges.size + 1).astype(np.int64))
-
     if not grid.hashed and (_has_negative_zero(x) or _has_negative_zero(y)):
         # numpy.quantile may return -0.0 where numpy.unique kept 0.0 (or vice versa): keep numpy's own answers
         distinct = grid.values[grid.ref > 0]
-        edges = quantile_edges(x, n_bins, distinct=distinct)
-        test_edges = quantile_edges(x, test_bins, distinct=distinct)
-        fine_edges = quantile_edges(x, fine_test_bins, distinct=distinct, gap_bins=test_bins) if fine else None
+        def edges(k: int, gap_bins: int = None) -> np.ndarray:
+            return quantile_edges(x, k, distinct=distinct, gap_bins=gap_bins)
         median_x, median_y = float(np.median(x)), float(np.median(y))
     else:  # the same numbers from the counts, without sorting the rows again
-        edges = quantile_edges_from_counts(grid.values, grid.ref, n_bins)
-        test_edges = quantile_edges_from_counts(grid.values, grid.ref, test_bins)
-        fine_edges = (quantile_edges_from_counts(grid.values, grid.ref, fine_test_bins, gap_bins=test_bins)
-                      if fine else None)
+        def edges(k: int, gap_bins: int = None) -> np.ndarray:
+            return quantile_edges_from_counts(grid.values, grid.ref, k, gap_bins=gap_bins)
         median_x, median_y = _median_from_counts(grid.values, grid.ref), _median_from_counts(grid.values, grid.cur)
-    ref_counts, cur_counts = counts(edges)
-    chi = chi_square(*counts(test_edges), ordered=True)
+    fine = _fine_bins(test_bins, fine_test_bins)
+    bins = [edges(n_bins), edges(test_bins)] + ([edges(fine, gap_bins=test_bins)] if fine else [])
+    bins = [(e, _binned(e, grid.values, grid.ref)) for e in bins]
+    return _comparison(grid, x, y, bins, median_x, median_y, float(np.mean(x)),
+                       float(np.mean(np.abs(x - median_x))))
+
+
+def _fine_bins(test_bins: int, fine_test_bins: Optional[int]) -> int:
+    """Bins of the second chi-square test of :func:`compare_numeric`, 0 for none."""
+    if fine_test_bins is None:
+        fine_test_bins = FINE_TEST_BINS
+    return int(fine_test_bins) if fine_test_bins and int(fine_test_bins) != int(test_bins) else 0
+
+
+def _binned(edges: np.ndarray, values: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Counts per bin of ``edges`` of a sample given as increasing values and their counts (as floats:
+    sums of integers, exact)."""
+    index = np.searchsorted(edges, values, side="left")
+    return np.bincount(index, weights=counts, minlength=edges.size + 1)
+
+
+def _comparison(grid: _Grid, x: np.ndarray, y: np.ndarray, bins, median_x: float, median_y: float,
+                mean_x: float, deviation_x: float) -> NumericComparison:
+    """:func:`compare_numeric` from the pooled grid, the reference's statistics and its ``bins``.
+
+    ``bins`` holds ``(edges, reference counts)`` of the ``n_bins`` scores, of the
+    ``test_bins`` test and, when there is one, of the fine test (counts as floats).
+    """
+    totals = (float(x.size), float(y.size))  # the sums of every histogram: the counts need no check
+
+    def current(edges: np.ndarray) -> np.ndarray:
+        return _binned(edges, grid.values, grid.cur)
+
+    (edges, ref_counts), (test_edges, ref_test_counts) = bins[:2]
+    cur_counts = current(edges)
+    chi = chi_square_counts(ref_test_counts, current(test_edges), totals=totals)
     tests = [{"bins": int(test_edges.size + 1), "statistic": chi.statistic, "p_value": chi.p_value}]
     chi_p = chi.p_value
-    if fine:  # Bonferroni within the feature: valid whatever the dependence of the two tests
-        chi_fine = chi_square(*counts(fine_edges), ordered=True)
+    if len(bins) > 2:  # Bonferroni within the feature: valid whatever the dependence of the two tests
+        fine_edges, ref_fine_counts = bins[2]
+        chi_fine = chi_square_counts(ref_fine_counts, current(fine_edges), totals=totals)
         tests.append({"bins": int(fine_edges.size + 1), "statistic": chi_fine.statistic, "p_value": chi_fine.p_value})
         chi_p = min(1.0, 2.0 * min(chi.p_value, chi_fine.p_value))
-    effect = chi_square(ref_counts, cur_counts, ordered=True)
-    ks_result = grid.ks()
-    scores = {
-        "psi": psi(ref_counts, cur_counts),
-        "jensen_shannon": jensen_shannon(ref_counts, cur_counts),
-        "hellinger": hellinger(ref_counts, cur_counts),
-        "linf": linf(ref_counts, cur_counts),
-        "cramers_v": effect.cramers_v,
-        "chi_square": chi.statistic,
-        "ks": ks_result.statistic,
-        "wasserstein": _normalized(grid.wasserstein(), x, y, median_x),
-    }
+    ks_result, distance, cliffs = grid.distances()
+    scores = histogram_scores(ref_counts, cur_counts, ordered=True, totals=totals)  # psi, ..., cramers_v
+    scores["chi_square"] = chi.statistic
+    scores["ks"] = ks_result.statistic
+    scores["wasserstein"] = _normalized(distance, x, y, deviation_x)
     p_values = {"chi_square": chi_p, "ks": ks_result.p_value}
     details = {
         "bin_edges": edges.tolist(),
-        "reference_counts": ref_counts.tolist(),
-        "current_counts": cur_counts.tolist(),
-        "mean_reference": float(np.mean(x)),
+        "reference_counts": ref_counts.astype(np.int64).tolist(),
+        "current_counts": cur_counts.astype(np.int64).tolist(),
+        "mean_reference": mean_x,
         "mean_current": float(np.mean(y)),
         "median_reference": median_x,
         "median_current": median_y,
-        "cliffs_delta": grid.cliffs_delta(),
+        "cliffs_delta": cliffs,
         "chi_square_tests": tests,
     }
     return NumericComparison(scores, p_values, details)
+
+
+class NumericReference:
+    """The reference side of :func:`compare_numeric`, computed once for many current samples.
+
+    What depends on the reference alone is kept: its distinct values and counts, the
+    quantile edges and reference counts of every binning asked for (keyed by
+    ``(n_bins, gap_bins)``), its median, mean and mean absolute deviation. A current
+    sample's values are located among the reference's distinct values by hashing
+    (:class:`components.drift._hashing.ValueIndex`, built on first use), and only the
+    values the reference lacks are sorted, instead of sorting the pooled sample.
+    :meth:`compare` gives bit-for-bit the result of :func:`compare_numeric`, and calls it
+    when a side holds a negative zero (hashing tells -0.0 from 0.0, ``numpy.unique``
+    does not) or the reference more distinct values than the table takes (continuous
+    data, where nearly every current value is new and sorted anyway).
+
+    Parameters
+    ----------
+    values : array_like of float
+        The reference's finite values (missing values removed).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> ref = NumericReference(np.round(rng.lognormal(2.0, 0.6, 3000), 2))
+    >>> cur = np.round(1.10 * rng.lognormal(2.0, 0.6, 3000), 2)
+    >>> comparison, (positions, n_distinct) = ref.compare(cur)
+    >>> comparison == compare_numeric(ref.values, cur)
+    True
+    """
+
+    def __init__(self, values):
+        self.values = _finite("reference", values)
+        counted = _Grid.build(self.values, self.values[:0])  # hash-counted from 65,536 rows, like compare_numeric
+        self.distinct, self.counts = counted.values, counted.ref
+        self.negative_zero = _has_negative_zero(self.values)
+        self._bins: Dict[Tuple[int, Optional[int]], Tuple[np.ndarray, np.ndarray]] = {}
+        self._index: Optional[ValueIndex] = None
+        self._summary: Optional[Tuple[float, float, float]] = None
+
+    def bins(self, n_bins: int, gap_bins: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+        """Edges of :func:`components.drift.binning.quantile_edges` and the reference's count per bin (floats)."""
+        key = (int(n_bins), None if gap_bins is None else int(gap_bins))
+        found = self._bins.get(key)
+        if found is None:
+            edges = quantile_edges_from_counts(self.distinct, self.counts, *key)
+            found = self._bins[key] = (edges, _binned(edges, self.distinct, self.counts))
+        return found
+
+    def summary(self) -> Tuple[float, float, float]:
+        """Median, mean, and mean absolute deviation around the median."""
+        if self._summary is None:
+            median = _median_from_counts(self.distinct, self.counts)
+            self._summary = (median, float(np.mean(self.values)), float(np.mean(np.abs(self.values - median))))
+        return self._summary
+
+    def locate(self, current: np.ndarray) -> Optional[Tuple[_Grid, np.ndarray]]:
+        """The pooled grid of the reference (without -0.0) and ``current`` (finite), and the position
+        of each current value on it; ``None`` when ``current`` holds -0.0."""
+        if self._index is None:
+            self._index = ValueIndex(self.distinct)
+        at = self._index.positions(current)
+        absent = at < 0
+        if not absent.any():
+            return _Grid(self.distinct, self.counts, np.bincount(at, minlength=self.distinct.size)), at
+        new_values = current[absent]
+        if _has_negative_zero(new_values):  # (a -0.0 is never found: the reference has none)
+            return None
+        new, new_index = np.unique(new_values, return_inverse=True)
+        # both increasing and disjoint: each value's place on the pooled grid is its own index plus
+        # the number of the other side's values below it
+        new_at = np.searchsorted(self.distinct, new) + np.arange(new.size)
+        old_at = np.searchsorted(new, self.distinct) + np.arange(self.distinct.size)
+        values = np.empty(self.distinct.size + new.size)
+        values[old_at], values[new_at] = self.distinct, new
+        ref = np.zeros(values.size, dtype=np.int64)
+        ref[old_at] = self.counts
+        position = np.empty(current.size, dtype=np.intp)
+        position[~absent] = old_at[at[~absent]]
+        position[absent] = new_at[new_index]
+        return _Grid(values, ref, np.bincount(position, minlength=values.size)), position
+
+    def compare(self, current, n_bins: int = 10, test_bins: int = 20, fine_test_bins: Optional[int] = None
+                ) -> Tuple[NumericComparison, Optional[Tuple[np.ndarray, int]]]:
+        """:func:`compare_numeric` of the reference and ``current``, and the index of each current
+        value among the pooled distinct values with their number (``None`` when this fell back to
+        :func:`compare_numeric`: see the class docstring)."""
+        y = _finite("current", current)
+        # With more distinct values than a cache-sized table holds (continuous data: nearly every
+        # current value is new and must be sorted anyway) the pooled values are sorted once instead.
+        located = None if self.negative_zero or self.distinct.size > ValueIndex.LIMIT else self.locate(y)
+        if located is None:
+            return compare_numeric(self.values, y, n_bins, test_bins, fine_test_bins), None
+        grid, position = located
+        fine = _fine_bins(test_bins, fine_test_bins)
+        bins = [self.bins(n_bins), self.bins(test_bins)] + ([self.bins(fine, test_bins)] if fine else [])
+        median_x, mean_x, deviation_x = self.summary()
+        comparison = _comparison(grid, self.values, y, bins, median_x, _median_from_counts(grid.values, grid.cur),
+                                 mean_x, deviation_x)
+        return comparison, (position, grid.values.size)

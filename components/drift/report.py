@@ -32,6 +32,15 @@ def json_safe(value: Any) -> Any:
     >>> json_safe({"a": float("nan"), "b": (np.float64(1.5), np.int64(2), np.bool_(True))})
     {'a': None, 'b': [1.5, 2, True]}
     """
+    kind = type(value)  # the plain Python types a report is mostly made of, tested first (same results)
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind is str or kind is bool or kind is int or value is None:
+        return value
+    if kind is dict:
+        return {k if type(k) is str else str(k): json_safe(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [json_safe(v) for v in value]
     if isinstance(value, Mapping):
         return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, np.ndarray)):
@@ -151,16 +160,19 @@ class DriftReport:
         return [name for name, f in self.features.items() if f.drifted]
 
     def to_dict(self) -> Dict[str, Any]:
-        return json_safe({
-            "drift_detected": self.drift_detected,
-            "features": {name: f.to_dict() for name, f in self.features.items()},
-            "multivariate": self.multivariate.to_dict() if self.multivariate is not None else None,
-            "drifted_features": self.drifted_features,
-            "n_reference": self.n_reference,
-            "n_current": self.n_current,
-            "excluded": list(self.excluded),
-            "settings": self.settings,
-        })
+        # FeatureDrift.to_dict() is JSON-safe already: its values are not walked a second time
+        return {
+            "drift_detected": json_safe(self.drift_detected),
+            "features": {str(name): f.to_dict() for name, f in self.features.items()},
+            **json_safe({
+                "multivariate": self.multivariate.to_dict() if self.multivariate is not None else None,
+                "drifted_features": self.drifted_features,
+                "n_reference": self.n_reference,
+                "n_current": self.n_current,
+                "excluded": list(self.excluded),
+                "settings": self.settings,
+            }),
+        }
 
     def to_json(self, indent: Optional[int] = None) -> str:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)

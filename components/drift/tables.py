@@ -14,12 +14,14 @@ from __future__ import annotations
 import math
 import numbers
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional
 
 import numpy as np
 
-from ._hashing import distinct_objects
+from ._hashing import distinct_objects, object_addresses
+from .binning import category_counts
 from .errors import DriftInputError
 
 __all__ = ["Column", "read_table", "as_labels"]
@@ -36,6 +38,7 @@ class Column:
     kind: str
     values: np.ndarray
     known_missing: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
+    known_counts: Optional[Dict[str, int]] = field(default=None, repr=False, compare=False)
 
     @property
     def missing(self) -> np.ndarray:
@@ -46,6 +49,16 @@ class Column:
             mask.setflags(write=False)
             object.__setattr__(self, "known_missing", mask)  # a cache: the column itself never changes
         return mask
+
+    def label_counts(self) -> Dict[str, int]:
+        """:func:`components.drift.binning.category_counts` of the present values as labels
+        (:func:`as_labels`), computed once."""
+        counts = self.known_counts
+        if counts is None:
+            labels = as_labels(self)
+            counts = category_counts(labels[~self.missing] if self.missing.any() else labels)
+            object.__setattr__(self, "known_counts", counts)
+        return counts
 
 
 def _is_null(value) -> bool:
@@ -70,7 +83,23 @@ def _null_mask(items: np.ndarray) -> np.ndarray:
 def _from_objects(name: str, values, side: str, mask: np.ndarray = None) -> Column:
     """Classify an object array: numbers -> numeric; text, bools and mixtures -> categorical."""
     items = np.asarray(values, dtype=object)
-    mask = _null_mask(items) if mask is None else np.asarray(mask, dtype=bool)
+    if mask is None:
+        try:
+            counts = Counter(items.tolist())
+        except TypeError:  # unhashable objects: not labels anyway
+            counts = Counter()
+        if counts and set(map(type, counts)) <= {str, type(None)}:
+            # text with None for missing, the usual case: one pass over the objects, which counts the labels
+            # for the features (category_counts) and gives their types from the distinct values alone
+            items = np.ascontiguousarray(items)
+            mask = object_addresses(items) == id(None)  # None is one object: np.equal(items, None), faster
+            mask.setflags(write=False)
+            counts.pop(None, None)
+            labels = {label: counts[label] for label in sorted(counts)}
+            return Column(name, "categorical", items.copy(), mask, labels)
+        mask = _null_mask(items)
+    else:
+        mask = np.asarray(mask, dtype=bool)
     present = items[~mask]
     types = set(map(type, present))
     if types and all(issubclass(t, numbers.Number) and not issubclass(t, (bool, np.bool_)) for t in types):
@@ -266,8 +295,9 @@ def read_table(table, side: str) -> Dict[str, Column]:
         raise DriftInputError(f"the {side} table has no rows", side=side)
     for col in columns:
         if col.kind == "numeric":
-            n_inf = int(np.isinf(col.values).sum())
-            if n_inf:
+            infinite = np.isinf(col.values)
+            if infinite.any():
+                n_inf = int(np.count_nonzero(infinite))
                 raise DriftInputError(f"column {col.name!r} of the {side} table holds {n_inf} infinite value(s); "
                                       "use finite numbers (NaN or null for missing)", column=col.name, side=side)
     return {c.name: c for c in columns}
