@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import functools
 import fcntl
 import importlib
 import io
@@ -51,7 +52,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
@@ -105,6 +106,21 @@ class Baseline:
     def confidence(self) -> np.ndarray:
         p = self.prob[np.isfinite(self.prob)]
         return np.maximum(p, 1.0 - p)
+
+    @functools.cached_property
+    def prepared(self):
+        """The features' reference, read once for every window (``detect_drift`` then redoes
+        only the current side: ~10x faster per window)."""
+        from components.drift import prepare_reference
+
+        return prepare_reference(self.reference)
+
+    @functools.cached_property
+    def prepared_outputs(self):
+        """The reference of the prediction and confidence checks, likewise."""
+        from components.drift import prepare_reference
+
+        return prepare_reference({"prediction": self.prob[np.isfinite(self.prob)], "confidence": self.confidence})
 
     @property
     def errors(self) -> Optional[np.ndarray]:
@@ -346,6 +362,17 @@ class StateStore:
         self.db.close()
 
 
+def _net_changes(added: Sequence[tuple], removed: Sequence[str], pending: Mapping[str, tuple],
+                 fresh: Set[str]) -> Tuple[List[tuple], List[str]]:
+    """The rows to write and delete so that the table matches ``pending`` for every id touched
+    since the last commit: an id added then joined (removed) before the commit never reaches the
+    database (most labels and predictions meet within one batch), only the last version of a
+    re-added id is written, and a removed id is deleted only if an earlier commit stored it."""
+    write = [a for a in added if pending.get(a[0], (None,))[0] == a[1]]
+    delete = [r for r in removed if r not in pending and r not in fresh]
+    return write, delete
+
+
 def _table_bytes(columns: Mapping[str, np.ndarray]) -> bytes:
     import pyarrow as pa
 
@@ -487,6 +514,7 @@ class Monitor:
             for name, d in self._detector_states.items():
                 self.detectors[name] = StreamDetector.from_state(name, d)
         self._changes = ([], [], [], [])   # predictions added, removed; labels added, removed
+        self._fresh = (set(), set())       # ids of predictions, labels first pending since the last commit
 
     def _commit(self) -> None:
         meta = {
@@ -513,8 +541,11 @@ class Monitor:
         elif self.serving.get("next_end") is not None:
             keep_from = self.serving["next_end"] - self.settings.window
         pa_, pr, la, lr_ = self._changes
-        self.store.commit(meta, blobs, (pa_, pr), (la, lr_), (self._chunks_clear, keep_from, new_chunks))
+        predictions = _net_changes(pa_, pr, self.pending_predictions, self._fresh[0])
+        labels = _net_changes(la, lr_, self.pending_labels, self._fresh[1])
+        self.store.commit(meta, blobs, predictions, labels, (self._chunks_clear, keep_from, new_chunks))
         self._changes = ([], [], [], [])
+        self._fresh = (set(), set())
         self._chunks_clear = False
 
     # -- baselines, budget, detectors
@@ -754,6 +785,7 @@ class Monitor:
         joined: List[Tuple[float, int, int, int]] = []
         added, removed = self._changes[2], self._changes[3]
         pred_removed = self._changes[1]
+        fresh = self._fresh[1]
         retention = self.settings.label_retention
         for rid, label in rows:
             hit = self.pending_predictions.pop(rid, None)
@@ -764,6 +796,8 @@ class Monitor:
             self.label_seq += 1
             if rid in self.pending_labels:
                 del self.pending_labels[rid]
+            else:
+                fresh.add(rid)
             self.pending_labels[rid] = (self.label_seq, label)
             added.append((rid, self.label_seq, label))
             while len(self.pending_labels) > retention:
@@ -779,6 +813,7 @@ class Monitor:
         joined: List[Tuple[float, int, int, int]] = []
         added, removed = self._changes[0], self._changes[1]
         label_removed = self._changes[3]
+        fresh = self._fresh[0]
         pending_labels, pending = self.pending_labels, self.pending_predictions
         retention = self.settings.label_retention
         without = 0
@@ -795,6 +830,8 @@ class Monitor:
             seq += 1
             if rid in pending:
                 del pending[rid]
+            else:
+                fresh.add(rid)
             pending[rid] = (seq, p, version, row)
             added.append((rid, seq, None if p != p else p, version, row))
         self.prediction_seq = seq
@@ -846,7 +883,7 @@ class Monitor:
         self.counters["windows"] += 1
         scope = f"live/w{first}-{last}"
         try:
-            report = detect_drift(baseline.reference, features, feature_config=feature_config, alpha=alpha,
+            report = detect_drift(baseline.prepared, features, feature_config=feature_config, alpha=alpha,
                                   multivariate=self.settings.multivariate, multivariate_alpha=alpha,
                                   all_missing="compare")
         except DriftInputError as e:
@@ -871,10 +908,9 @@ class Monitor:
             window["drifted_features"] = drift["drifted_features"]
         monitor: Dict[str, Any] = {"baseline_accuracy": baseline.baseline_accuracy}
         if p.size:
-            ref_p = baseline.prob[np.isfinite(baseline.prob)]
             conf = np.maximum(p, 1.0 - p)
-            outputs = detect_drift({"prediction": ref_p, "confidence": baseline.confidence},
-                                   {"prediction": p, "confidence": conf}, alpha=alpha, multivariate=False)
+            outputs = detect_drift(baseline.prepared_outputs, {"prediction": p, "confidence": conf}, alpha=alpha,
+                                   multivariate=False)
             for what in ("prediction", "confidence"):
                 f = outputs.features[what]
                 monitor[what] = {"drifted": f.drifted, "psi": f.scores.get("psi"), "p_value": f.p_value_adjusted,

@@ -125,7 +125,8 @@ def outcome(cfg):
 
     db = sqlite3.connect(state_dir(cfg) / STATE_FILE)
     meta = {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM meta")}
-    pending = db.execute("SELECT COUNT(*) FROM pending_predictions").fetchone()[0]
+    pending = {table: db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+               for table in ("pending_predictions", "pending_labels")}
     db.close()
     keys = sorted(r["dedup_key"] for r in Outbox(outbox_path(cfg.runs_path)).rows())
     jsonl = cfg.runs_path / "alerts.jsonl"
@@ -300,7 +301,7 @@ def test_tf_serving_logs_without_request_ids(tmp_path, first_push, traffic):
     c = result["counters"]
     assert c["records"] == n and c["log_records"] == n // 3
     assert c["without_id"] == n and c["labels_joined"] == 0 and c["label_windows"] == 0
-    assert result["pending"] == 0
+    assert result["pending"] == {"pending_predictions": 0, "pending_labels": n}   # labels wait for their ids
     assert any("/feature_psi/fare" in k for k in result["alerts"]), result["alerts"]
     assert not any("accuracy_drop" in k or "error_rate" in k for k in result["alerts"])
 
