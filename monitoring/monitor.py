@@ -116,6 +116,13 @@ class Baseline:
         return prepare_reference(self.reference)
 
     @functools.cached_property
+    def accuracy_estimator(self):
+        """Estimated accuracy of a window's probabilities, calibrated once on the reference."""
+        from components.prediction_monitor.metrics import accuracy_estimator
+
+        return accuracy_estimator(self.prob, self.label) if self.label is not None else None
+
+    @functools.cached_property
     def prepared_outputs(self):
         """The reference of the prediction and confidence checks, likewise."""
         from components.drift import prepare_reference
@@ -875,7 +882,6 @@ class Monitor:
     def _evaluate_window(self, baseline: Baseline, first: int, last: int, rows: Mapping[str, np.ndarray],
                          alerts: List[Any]) -> None:
         from components.drift import DriftInputError, detect_drift
-        from components.prediction_monitor.metrics import estimated_accuracy
 
         alpha = self.budget_info["alpha"]
         features = {f: rows[f] for f in baseline.features}
@@ -922,7 +928,7 @@ class Monitor:
                           positive_rate=float(np.mean(p > THRESHOLD)), mean_probability=float(np.mean(p)),
                           mean_confidence=float(np.mean(conf)))
             if baseline.label is not None and baseline.estimated_accuracy_reference is not None:
-                est = estimated_accuracy(baseline.prob, baseline.label, p)
+                est = baseline.accuracy_estimator(p) if baseline.accuracy_estimator is not None else None
                 ref = baseline.estimated_accuracy_reference
                 # one-sided z-test of the drop; the calibrated correctness of a prediction lies in
                 # [0.5, 1], so its standard deviation is at most 0.25 (conservative, no extra fit)

@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 
@@ -49,8 +49,10 @@ def _accuracy(prob: np.ndarray, label: np.ndarray) -> Dict[str, Optional[float]]
     return {"accuracy": acc, "auc": auc, "labelled_rows": int(have.sum())}
 
 
-def estimated_accuracy(calibration_prob, calibration_label, prob) -> Optional[float]:
-    """Expected accuracy of thresholded predictions, from probabilities calibrated on labelled data."""
+def accuracy_estimator(calibration_prob, calibration_label) -> Optional[Callable[[Any], Optional[float]]]:
+    """:func:`estimated_accuracy` with the calibration fitted once: a function of the current
+    probabilities (None when the labelled data cannot calibrate: < 50 rows or one class).
+    A live monitor estimates every window against the same reference."""
     from sklearn.isotonic import IsotonicRegression
 
     cp, cl = _clean(calibration_prob, calibration_label)
@@ -58,11 +60,21 @@ def estimated_accuracy(calibration_prob, calibration_label, prob) -> Optional[fl
     if have.sum() < 50 or len(np.unique(cl[have])) < 2:
         return None
     iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(cp[have], cl[have])
-    p, _ = _clean(prob)
-    if p.size == 0:
-        return None
-    calibrated = iso.predict(p)
-    return float(np.mean(np.where(p > THRESHOLD, calibrated, 1.0 - calibrated)))
+
+    def estimate(prob) -> Optional[float]:
+        p, _ = _clean(prob)
+        if p.size == 0:
+            return None
+        calibrated = iso.predict(p)
+        return float(np.mean(np.where(p > THRESHOLD, calibrated, 1.0 - calibrated)))
+
+    return estimate
+
+
+def estimated_accuracy(calibration_prob, calibration_label, prob) -> Optional[float]:
+    """Expected accuracy of thresholded predictions, from probabilities calibrated on labelled data."""
+    estimate = accuracy_estimator(calibration_prob, calibration_label)
+    return estimate(prob) if estimate is not None else None
 
 
 def monitor_metrics(reference_prob, reference_label, current_prob, current_label=None,
