@@ -7,8 +7,9 @@ then a handful of features of each example. Measured here per record: ``Predicti
 a numpy walk of the wire format in lock step over all messages of a batch ~4 us (memory-bound:
 every nesting level touched every record's bytes again), ``tf.io.parse_example`` ~3.5 us for the
 14 taxi features. Here each record is walked once, depth first, by plain Python loops over the
-wire format compiled with numba (``cache=True``: compiled once per machine, ~20 s, then loaded
-from ``__pycache__``); results are byte ranges into the batch's buffer, nothing is copied.
+wire format compiled with numba (``cache=True``: compiled once per checkout, ~30-40 s, by
+``make setup``, then loaded from ``__pycache__``); results are byte ranges into the batch's
+buffer, nothing is copied.
 
 * :class:`PredictLogs`: the examples, probability, request ids, version and time of many
   ``PredictionLog`` s whose layout is the usual one (a ``predict_log`` of serialized examples);
