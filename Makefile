@@ -33,7 +33,7 @@ $(STAMP): requirements.lock setup.py
 	$(UV) pip install --quiet --python $(PY) --no-deps -r requirements.lock; \
 	$(UV) pip install --quiet --python $(PY) --no-deps --no-build-isolation -e .; \
 	$(PY) -c 'import pipeline.cli' ; \
-	echo "compiling the monitor's log decoding loops (numba, cached in monitoring/__pycache__: ~40 s the first time)"; \
+	echo "compiling the monitor's log decoding loops (numba, cached in monitoring/__pycache__: ~1 min the first time)"; \
 	$(PY) -c 'import monitoring.logreader as r; r.compile_kernels()' ; \
 	touch $@; \
 	echo "$(VENV) is ready ($$($(PY) --version))"

@@ -300,7 +300,8 @@ class LogDecoder:
         m = parts["m"]
         last_timestamp = float(parts["timestamp"][-1]) if parts["timestamp"][-1] > 0 else None
         if not slow.size:
-            columns = self._columns_from(batch.buffer, parts["ex_start"], parts["ex_end"])
+            columns = self._columns_from(batch.buffer, parts["ex_start"], parts["ex_end"], batch=batch,
+                                         record_ends=np.cumsum(m))
             return Decoded(columns=columns, probability=parts["prob"], request_ids=parts["ids"],
                            versions=np.repeat(parts["version"], m), record_ends=np.cumsum(m),
                            last_timestamp=last_timestamp, skipped=[])
@@ -343,7 +344,7 @@ class LogDecoder:
                 last_timestamp = entry.timestamp or None
         lengths = np.array([len(x) for x in ex_list], np.int64)
         columns = self._columns_from(b"".join(ex_list), np.cumsum(lengths) - lengths, np.cumsum(lengths),
-                                     tensor_rows)
+                                     tensor_rows, batch=batch, record_ends=np.cumsum(sizes))
 
         def cat(parts_, dtype):
             return np.concatenate(parts_).astype(dtype) if parts_ else np.zeros(0, dtype)
@@ -377,14 +378,17 @@ class LogDecoder:
         return Decoded(cols, np.zeros(0), np.zeros(0, object), np.zeros(0, np.int64), np.zeros(0, np.int64),
                        None, [])
 
-    def _columns_from(self, raw: bytes, starts: np.ndarray, ends: np.ndarray, tensor_rows=None
-                      ) -> Dict[str, np.ndarray]:
+    def _columns_from(self, raw: bytes, starts: np.ndarray, ends: np.ndarray, tensor_rows=None, *,
+                      batch: RawBatch, record_ends: np.ndarray) -> Dict[str, np.ndarray]:
+        """Columns of the examples ``raw[starts[r]:ends[r]]``; row r belongs to the first log
+        record of ``batch`` whose ``record_ends`` exceeds r (to name it in a warning)."""
         buf = np.frombuffer(raw, np.uint8)
         numbers, strings, wrong, bad = self._examples.parse(buf, starts, ends)
         if bad.any():
             numbers[bad], strings[:, bad], wrong[bad] = np.nan, -1, False
-            log.warning("%d logged example(s) are not valid tf.Example bytes; all their features count as "
-                        "missing values", int(bad.sum()))
+            first = int(np.searchsorted(record_ends, int(np.flatnonzero(bad)[0]), side="right"))
+            log.warning("%d logged example(s) are not valid tf.Example bytes, the first in %s; all their "
+                        "features count as missing values", int(bad.sum()), batch.where(first))
         columns: Dict[str, np.ndarray] = {}
         for j, (name, kind) in enumerate(self.kinds.items()):
             if kind == "string":

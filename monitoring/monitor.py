@@ -101,6 +101,8 @@ class Baseline:
     baseline_accuracy: Optional[float]   # the blessing evaluation's accuracy (TFMA)
     estimated_accuracy_reference: Optional[float]
     not_compared: Dict[str, str]
+    # the estimated accuracy of a window's probabilities, calibrated once on the reference rows
+    accuracy_estimator: Optional[Callable[[np.ndarray], Optional[float]]] = None
 
     @property
     def confidence(self) -> np.ndarray:
@@ -114,13 +116,6 @@ class Baseline:
         from components.drift import prepare_reference
 
         return prepare_reference(self.reference)
-
-    @functools.cached_property
-    def accuracy_estimator(self):
-        """Estimated accuracy of a window's probabilities, calibrated once on the reference."""
-        from components.prediction_monitor.metrics import accuracy_estimator
-
-        return accuracy_estimator(self.prob, self.label) if self.label is not None else None
 
     @functools.cached_property
     def prepared_outputs(self):
@@ -210,7 +205,7 @@ def load_baseline(cfg, version: int, cache_dir: pathlib.Path) -> Baseline:
 
     from components.drift_detector.compare import serving_features
     from components.examples_io import column_floats, read_sample
-    from components.prediction_monitor.metrics import estimated_accuracy
+    from components.prediction_monitor.metrics import accuracy_estimator
     from components.registry_pusher.registry import PROFILE_DIR, REFERENCE_SAMPLE_DIR, read_profile
 
     registry = cfg.model_registry
@@ -287,9 +282,11 @@ def load_baseline(cfg, version: int, cache_dir: pathlib.Path) -> Baseline:
     label = import_function(cfg.monitor.label_fn)(table)
     label = None if label is None else np.asarray(label, dtype=float)
     accuracy = (profile.get("eval_metrics") or {}).get("candidate", {}).get("binary_accuracy")
-    est_ref = estimated_accuracy(prob, label, prob) if label is not None else None
+    estimator = accuracy_estimator(prob, label) if label is not None else None
+    est_ref = estimator(prob) if estimator is not None else None
     return Baseline(version=version, features=features, kinds=kinds, reference=reference, prob=prob, label=label,
-                    baseline_accuracy=accuracy, estimated_accuracy_reference=est_ref, not_compared=not_compared)
+                    baseline_accuracy=accuracy, estimated_accuracy_reference=est_ref, not_compared=not_compared,
+                    accuracy_estimator=estimator)
 
 
 # ---------------------------------------------------------------- state store
@@ -928,7 +925,7 @@ class Monitor:
                           positive_rate=float(np.mean(p > THRESHOLD)), mean_probability=float(np.mean(p)),
                           mean_confidence=float(np.mean(conf)))
             if baseline.label is not None and baseline.estimated_accuracy_reference is not None:
-                est = baseline.accuracy_estimator(p) if baseline.accuracy_estimator is not None else None
+                est = baseline.accuracy_estimator(p)      # set whenever the reference estimate is
                 ref = baseline.estimated_accuracy_reference
                 # one-sided z-test of the drop; the calibrated correctness of a prediction lies in
                 # [0.5, 1], so its standard deviation is at most 0.25 (conservative, no extra fit)
