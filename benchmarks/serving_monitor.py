@@ -11,21 +11,27 @@ What is measured
     Traffic: rows drawn with replacement from the taxi spans the serving version was trained
     on (``data/taxi/span-<s>`` for the spans in its profile), scored once by its SavedModel,
     written as ``PredictionLog`` TFRecords exactly as ``serve`` writes them (one instance per
-    request, a request id each; a labels CSV with every record's true label). Nothing changes
-    in this traffic, so every alert it raises is a false alert.
+    request, a request id each), and every record's true label as a ``request_id,label`` line.
+    Nothing changes in this traffic, so every alert it raises is a false alert.
 
     Throughput: the monitor in this process, pinned to one core (``sched_setaffinity``; TF's
     own threads included), over the whole log after a warm-up record (the reference's
-    predictions are cached and the decoding graphs traced before timing). Stages are timed
+    predictions are cached and the compiled loops loaded before timing). Stages are timed
     by wrapping the monitor's methods: reading (TFRecord framing, CRC checks), decoding
-    (PredictionLog + tf.Example parsing), streaming detectors, label joins, window tests,
-    label windows, alert delivery and the sqlite commit; "other" is the rest (buffers,
-    version bookkeeping). Settings: the default (tumbling 10,000-record windows, no
-    labels; ``--repeat`` runs, 3 by default, because timings on a shared host swing by tens
-    of percent), the same with labels, without the joint (multivariate) check, with
-    100,000-record windows, and the tests' small sliding windows (1,000 every 500). The first
-    run of a process also loads the compiled decoding loops (numba's cache; ``make setup``
-    compiles them) before timing starts: the warm-up record.
+    (PredictionLog + tf.Example parsing), streaming detectors, label reading (parsing the
+    labels file and joining each label to a waiting prediction), label joins (each
+    prediction to a waiting label, or into the waiting set), window tests, label windows,
+    alert delivery and the sqlite commit; "other" is the rest (buffers, version
+    bookkeeping). Settings: the default (tumbling 10,000-record windows, no labels;
+    ``--repeat`` runs, 3 by default, because timings on a shared host swing by tens of
+    percent); with labels arriving one batch after their predictions ("labels late": this
+    process appends them to the labels file after each step, untimed, so every prediction
+    waits in the pending set across a commit, as delayed labels do), or all before the
+    first timed step ("labels early": every prediction finds its label waiting); without
+    the joint (multivariate) check; with 100,000-record windows; and the tests' small
+    sliding windows (1,000 every 500). The first run of a process also loads the compiled
+    loops (numba's cache; ``make setup`` compiles them) before timing starts: the warm-up
+    record.
 
     Alert latency: a real ``driftguard monitor`` subprocess follows a log (polling every 0.1 s,
     tumbling 1,000-record windows); this process appends unchanged and drifted windows (fare x
@@ -167,8 +173,13 @@ def monitor_config(runs: pathlib.Path, **monitor):
     return cfg.replace(monitor=dataclasses.replace(cfg.monitor, **monitor))
 
 
-def throughput(root: pathlib.Path, registry: pathlib.Path, logs: pathlib.Path, labels: Optional[pathlib.Path],
-               name: str, **monitor) -> Dict[str, object]:
+def throughput(root: pathlib.Path, registry: pathlib.Path, logs: pathlib.Path, labels: Optional[List[str]],
+               name: str, arrival: str = "late", **monitor) -> Dict[str, object]:
+    """The monitor over the whole log. ``labels``: each record's ``request_id,label`` line, in
+    log order; they arrive one batch after their predictions (``arrival="late"``: written to
+    the labels file after each step, as delayed labels do, so every prediction waits in the
+    pending set across a commit) or all before the first timed step (``"early"``: every
+    prediction finds its label waiting). Writing the labels file is not timed; reading it is."""
     from monitoring import logreader
     from monitoring import monitor as monitor_lib
 
@@ -176,8 +187,12 @@ def throughput(root: pathlib.Path, registry: pathlib.Path, logs: pathlib.Path, l
     (runs / "serving").mkdir(parents=True)
     os.symlink(registry, runs / "serving" / "taxi")
     cfg = monitor_config(runs, **monitor)
-    mon = monitor_lib.Monitor(cfg, logs=logs, labels=labels)
-    mon.step(max_records=1)                       # warm-up: baseline, detectors, traced graphs
+    labels_file = None
+    if labels is not None:
+        labels_file = root / name / "labels.csv"
+        labels_file.write_text("request_id,label\n")
+    mon = monitor_lib.Monitor(cfg, logs=logs, labels=labels_file)
+    mon.step(max_records=1)                       # warm-up: baseline, detectors, compiled loops
     stages = Stages()
     decoder = mon._decoder
     stages.wrap(decoder, "decode", "decode")
@@ -188,12 +203,33 @@ def throughput(root: pathlib.Path, registry: pathlib.Path, logs: pathlib.Path, l
                         ("_deliver", "alert delivery"), ("_join_predictions", "label joins"),
                         ("_ingest_labels", "label reading")):
         stages.wrap(mon, attr, stage)
+    given = 0                                     # labels written to the file so far
+
+    def give(upto: int) -> float:
+        nonlocal given
+        t = time.perf_counter()
+        if upto > given:
+            with open(labels_file, "a") as f:
+                f.write("".join(labels[given:upto]))
+            given = upto
+        return time.perf_counter() - t
+
+    untimed = 0.0
+    total = {"records": 0}
+    if labels is not None and arrival == "early":
+        untimed += give(len(labels))
     t0 = time.perf_counter()
     try:
-        total = monitor_lib.run(mon, once=True)
+        while True:
+            r = mon.step()
+            total["records"] += r.records
+            if labels is not None and arrival == "late":
+                untimed += give(int(mon.counters["records"]))
+            if r.idle:
+                break
     finally:
         logreader.read_batch = original_read
-    elapsed = time.perf_counter() - t0
+    elapsed = time.perf_counter() - t0 - untimed
     c = mon.counters
     alerts = sum(c["alerts"].values())
     events = len({a.split("/")[2] for a in _keys(cfg)})
@@ -202,7 +238,7 @@ def throughput(root: pathlib.Path, registry: pathlib.Path, logs: pathlib.Path, l
     return {"name": name, "records": total["records"], "seconds": elapsed, "rate": total["records"] / elapsed,
             "stages": dict(stages.seconds), "other": max(0.0, elapsed - accounted),
             "windows": c["windows"], "label_windows": c["label_windows"], "alerts": alerts, "alert_events": events,
-            "budget": mon.budget_info}
+            "budget": mon.budget_info, "joined": c["labels_joined"]}
 
 
 def _keys(cfg) -> List[str]:
@@ -215,16 +251,17 @@ def _keys(cfg) -> List[str]:
 def print_throughput(rows: List[Dict[str, object]]) -> None:
     names = ["read", "decode", "detectors", "label reading", "label joins", "window tests", "label windows",
              "alert delivery", "commit"]
-    print(f"\n{'setting':<34} {'records':>8} {'seconds':>8} {'records/s':>10}  windows  alerts (events)")
+    print(f"\n{'setting':<38} {'records':>8} {'seconds':>8} {'records/s':>10}  windows  labels joined  "
+          "alerts (events)")
     for r in rows:
-        print(f"{r['name']:<34} {r['records']:>8} {r['seconds']:>8.1f} {r['rate']:>10,.0f}  "
-              f"{r['windows']:>7}  {r['alerts']:>6} ({r['alert_events']})")
+        print(f"{r['name']:<38} {r['records']:>8} {r['seconds']:>8.1f} {r['rate']:>10,.0f}  "
+              f"{r['windows']:>7}  {r['joined']:>13}  {r['alerts']:>6} ({r['alert_events']})")
     print("\nseconds per stage (per 100,000 records: microseconds per record x 100,000 / 1e6)")
-    print(f"{'setting':<34} " + " ".join(f"{n[:12]:>12}" for n in names + ["other"]))
+    print(f"{'setting':<38} " + " ".join(f"{n[:12]:>12}" for n in names + ["other"]))
     for r in rows:
         per = 100_000 / max(1, r["records"])
         cells = [r["stages"].get(n, 0.0) * per for n in names] + [r["other"] * per]
-        print(f"{r['name']:<34} " + " ".join(f"{c:>12.2f}" for c in cells))
+        print(f"{r['name']:<38} " + " ".join(f"{c:>12.2f}" for c in cells))
 
 
 # ---------------------------------------------------------------- alert latency
@@ -339,8 +376,7 @@ def main(argv=None) -> None:
         logs = root / "logs"
         t = time.perf_counter()
         write_traffic(logs, examples, prob, index)
-        (root / "labels.csv").write_text("request_id,label\n" + "".join(
-            f"q{k},{labels[i]}\n" for k, i in enumerate(index.tolist())))
+        label_lines = [f"q{k},{labels[i]}\n" for k, i in enumerate(index.tolist())]
         size = sum(f.stat().st_size for f in logs.iterdir())
         print(f"log: {args.records:,} records, {size / 1e6:.0f} MB, written in {time.perf_counter() - t:.1f} s",
               flush=True)
@@ -350,12 +386,13 @@ def main(argv=None) -> None:
             throughput(root, registry, logs, None, f"default (10k tumbling), no labels #{k + 1}")
             for k in range(args.repeat)
         ] + [
-            throughput(root, registry, logs, root / "labels.csv", "default (10k tumbling), labels"),
-            throughput(root, registry, logs, root / "labels.csv", "1,000 every 500 (tests), labels",
+            throughput(root, registry, logs, label_lines, "default (10k tumbling), labels late"),
+            throughput(root, registry, logs, label_lines, "default, labels early", arrival="early"),
+            throughput(root, registry, logs, label_lines, "1,000 every 500 (tests), labels late",
                        window=1000, step=500),
-            throughput(root, registry, logs, root / "labels.csv", "default, no multivariate, labels",
+            throughput(root, registry, logs, label_lines, "default, no multivariate, labels late",
                        multivariate=False),
-            throughput(root, registry, logs, root / "labels.csv", "100k tumbling, labels", window=100_000),
+            throughput(root, registry, logs, label_lines, "100k tumbling, labels late", window=100_000),
         ]
         print_throughput(results)
         rates = sorted(r["rate"] for r in results[:args.repeat])
@@ -364,7 +401,7 @@ def main(argv=None) -> None:
         print("\nfalse alerts on unchanged traffic (budget: 1 per 100,000 records)")
         for r in results:
             b = r["budget"]
-            print(f"  {r['name']:<34} {r['alert_events']} alert event(s) in {r['records']:,} records "
+            print(f"  {r['name']:<38} {r['alert_events']} alert event(s) in {r['records']:,} records "
                   f"(expected at most {r['records'] / 1e5:.1f}); alpha per window test {b['alpha']:.2g} x "
                   f"{b['window_tests']} tests, detector ARL0 {b['arl0_records']:,.0f} records x {b['detectors']}")
         if not args.no_latency:
