@@ -213,12 +213,17 @@ def _frame_file(f: pathlib.Path, offset: int, newest: bool, max_records: int, ma
 
 
 def compile_kernels() -> None:
-    """Compile (or load from numba's cache) the compiled loops of the reader and decoder."""
+    """Compile (or load from numba's cache) the compiled loops of the reader, the decoder and the
+    drift check's pair terms."""
     empty = np.frombuffer(bytes(16), np.uint8)
     starts, lengths, _ = _walk(empty, 1)
     if _C_CRC32C:
         _crcs(empty, starts, lengths)
     wire.compile_kernels()
+    from components.drift.multivariate import rank_correlation_check   # the joint check's pair loop
+
+    x = np.arange(40.0)
+    rank_correlation_check({"x": x, "y": x % 7}, {"x": x, "y": x % 5})
 
 # ---------------------------------------------------------------- decoding
 
@@ -364,8 +369,7 @@ class LogDecoder:
         has = np.flatnonzero(rows[2] >= 0)
         if has.size:
             if request_ids:
-                ids[has] = [raw[a:b].decode("utf-8", "replace") for a, b in zip(rows[2, has].tolist(),
-                                                                                 rows[3, has].tolist())]
+                ids[has] = _strings(raw, buf, rows[2, has], rows[3, has])
             else:
                 ids[has] = ""
         return fast, {"m": m, "prob": prob, "ids": ids, "version": version, "timestamp": timestamp,
@@ -399,6 +403,30 @@ class LogDecoder:
         if tensor_rows:
             _fill_from_tensors(columns, tensor_rows, self.kinds)
         return columns
+
+
+def _strings(raw: bytes, buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """``raw[starts[i]:ends[i]]`` as Python strings (invalid UTF-8 replaced), in an object array.
+
+    The bytes are gathered into one Arrow string array and converted by Arrow: ~0.25 us per
+    string against ~0.65 for slicing and decoding each in Python (request ids: one per record).
+    """
+    import pyarrow as pa
+
+    lengths = ends - starts
+    offsets = np.zeros(lengths.size + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    if offsets[-1] < 2 ** 31 - 1:
+        data = buf[np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])]
+        arr = pa.StringArray.from_buffers(lengths.size, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data))
+        try:
+            arr.validate(full=True)             # UTF-8 checked here; a bad one takes the slow path
+            return arr.to_numpy(zero_copy_only=False)
+        except pa.ArrowInvalid:
+            pass
+    out = np.empty(lengths.size, dtype=object)
+    out[:] = [raw[a:b].decode("utf-8", "replace") for a, b in zip(starts.tolist(), ends.tolist())]
+    return out
 
 
 def _warn_wrong_types(wrong: Mapping[str, int], kinds: Mapping[str, str]) -> None:

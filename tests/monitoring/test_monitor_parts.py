@@ -205,13 +205,13 @@ def test_labels_are_read_incrementally_and_bad_rows_name_file_and_line(tmp_path)
     a = folder / "a.csv"
     a.write_text("request_id,label\nr1,1\nr2,FALSE\nr3,tr")          # r3's line is still being written
     rows, pos = labels_lib.read_new(folder, {})
-    assert rows == [("r1", 1), ("r2", 0)]
+    assert rows.pairs() == [("r1", 1), ("r2", 0)]
     with open(a, "a") as f:
         f.write("ue\n")
     (folder / "b.csv").write_text("request_id,label\r\nr4,0\r\n\r\n")
     rows, pos = labels_lib.read_new(folder, pos)
-    assert rows == [("r3", 1), ("r4", 0)]
-    assert labels_lib.read_new(folder, pos)[0] == []
+    assert rows.pairs() == [("r3", 1), ("r4", 0)]
+    assert labels_lib.read_new(folder, pos)[0].pairs() == []
     with open(a, "a") as f:
         f.write("r5,1\nr6,2\n")
     with pytest.raises(labels_lib.LabelsError, match=r"a\.csv:6: label '2' is not 0/1 or true/false"):
@@ -224,6 +224,142 @@ def test_labels_are_read_incrementally_and_bad_rows_name_file_and_line(tmp_path)
         labels_lib.read_new(tmp_path / "f.csv", {})
     with pytest.raises(labels_lib.LabelsError, match="nope: no such labels file or folder"):
         labels_lib.read_new(tmp_path / "nope", {})
+
+
+def _read_rows_one_by_one(path):
+    """The row-by-row reader over a whole file: what the fast path must agree with."""
+    data = path.read_bytes()
+    text = data[:data.rfind(b"\n") + 1].decode("utf-8")
+    return labels_lib._read_rows(path, text, labels_lib.FilePosition(), 10 ** 9)
+
+
+@pytest.mark.parametrize("body", [
+    "a1,1\na2,0\n",
+    " a1 ,  TRUE \r\na2,false\r\na3,1.0\r\n",           # spaces, case, CRLF
+    "a1,1\n\na2,0\n,\na3,1\n",                            # blank lines and a blank row: skipped
+    '"a,1",1\n"a2",0\n',                                    # quoted ids
+    "".join(f"q{k},{k % 2}\n" for k in range(5000)),
+])
+def test_labels_fast_path_agrees_with_the_row_by_row_reader(tmp_path, body):
+    path = tmp_path / "labels.csv"
+    path.write_text("request_id,label\n" + body, newline="")
+    expected, end = _read_rows_one_by_one(path)
+    plain = '"' not in body and "\n\n" not in body and "\n,\n" not in body
+    assert (labels_lib._parse_fast(body.encode()) is not None) == plain      # which reader runs
+    rows, pos = labels_lib.read_new(path, {})
+    assert rows.pairs() == expected and pos[path.name] == end.to_dict()
+    # in pieces of at most 7 rows each, resuming from the saved position: the same rows
+    pieces, pos = [], {}
+    while True:
+        part, pos = labels_lib.read_new(path, pos, max_rows=7)
+        if not len(part) and pos[path.name]["offset"] == end.offset:
+            break
+        assert len(part) <= 7
+        pieces += part.pairs()
+    assert pieces == expected and pos[path.name] == end.to_dict()
+
+
+def test_request_ids_with_bad_utf8_are_replaced_not_fatal():
+    raw = b"..r1..\xff\xfe..\xc3\xa9..q"
+    buf = np.frombuffer(raw, np.uint8)
+    starts, ends = np.array([2, 6, 10, 14, 2]), np.array([4, 8, 12, 15, 2])
+    assert logreader._strings(raw, buf, starts, ends).tolist() == ["r1", "\ufffd\ufffd", "\u00e9", "q", ""]
+    assert logreader._strings(raw, buf, starts[[0, 2, 3]], ends[[0, 2, 3]]).tolist() == ["r1", "\u00e9", "q"]
+
+
+# ---------------------------------------------------------------- the pending sets' journal
+
+
+def _bare_monitor(tmp_path, **settings):
+    """A Monitor over an empty log folder: its state store and pending sets, no model needed."""
+    from pipeline import config as config_lib
+    from monitoring import monitor as monitor_lib
+
+    (tmp_path / "logs").mkdir(exist_ok=True)
+    cfg = config_lib.load(None, {"runs_dir": str(tmp_path / "runs"), "monitor": settings})
+    return lambda: monitor_lib.Monitor(cfg, logs=tmp_path / "logs", state=tmp_path / "state")
+
+
+def test_pending_sets_survive_restarts_exactly_through_journal_and_snapshots(tmp_path, monkeypatch):
+    """Random adds (repeated ids among them), joins and expiries over many commits, with
+    restarts: the restored sets equal the live ones, in order; snapshots keep the journal
+    short."""
+    from monitoring import monitor as monitor_lib
+
+    monkeypatch.setattr(monitor_lib, "_SNAPSHOT_SLACK", 50)
+    new_monitor = _bare_monitor(tmp_path, label_retention=300)
+    rng = np.random.default_rng(7)
+    mon = new_monitor()
+    snapshots = 0
+    try:
+        for step in range(60):
+            ids = [f"id{k}" for k in rng.integers(0, 600, int(rng.integers(1, 80)))]
+            if step % 3:                                   # predictions wait (retried ids replace)
+                prob = np.where(rng.random(len(ids)) < 0.1, np.nan, rng.random(len(ids)))
+                version = int(rng.integers(1, 4))
+                mon._add_pending("predictions", ids, monitor_lib._pending_values(prob, version),
+                                 {"probability": prob, "version": np.full(len(ids), version)})
+                mon._expire("predictions")
+            else:                                          # labels wait
+                labels = rng.integers(0, 2, len(ids)).astype(np.int8)
+                mon._add_pending("labels", ids, labels.tolist(), {"label": labels})
+                mon._expire("labels")
+            gone = [k for k in list(mon.pending_predictions)[::5]]   # joined
+            for k in gone:
+                del mon.pending_predictions[k]
+            mon._ops["predictions"].append((0, gone, None))
+            before = dict(mon._journal_rows)
+            mon._commit()
+            snapshots += sum(mon._journal_rows[k] < before[k] for k in before)
+            for kind in ("predictions", "labels"):
+                live = getattr(mon, f"pending_{kind}")
+                assert len(live) <= 300
+                assert mon._journal_rows[kind] <= 2 * len(live) + 50 + 80 * 2
+            if step % 7 == 6:                              # restart
+                live = {k: list(getattr(mon, f"pending_{k}").items()) for k in ("predictions", "labels")}
+                mon.close()
+                mon = new_monitor()
+                restored = {k: list(getattr(mon, f"pending_{k}").items()) for k in ("predictions", "labels")}
+                assert [(k, repr(v)) for k, v in restored["predictions"]] == \
+                    [(k, repr(v)) for k, v in live["predictions"]]          # nan-safe, in order
+                assert restored["labels"] == live["labels"]
+    finally:
+        mon.close()
+    assert snapshots >= 3
+
+
+def test_state_format_1_is_upgraded_keeping_what_was_pending(tmp_path):
+    import sqlite3
+
+    from monitoring import monitor as monitor_lib
+
+    path = tmp_path / "state" / monitor_lib.STATE_FILE
+    path.parent.mkdir()
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE pending_predictions (request_id TEXT PRIMARY KEY, seq INTEGER NOT NULL,
+            probability REAL, version INTEGER NOT NULL, row INTEGER NOT NULL) WITHOUT ROWID;
+        CREATE TABLE pending_labels (request_id TEXT PRIMARY KEY, seq INTEGER NOT NULL,
+            label INTEGER NOT NULL) WITHOUT ROWID;
+        INSERT INTO meta VALUES ('format', '1');
+        INSERT INTO pending_predictions VALUES ('b', 2, 0.25, 3, 11), ('a', 1, NULL, 2, 10), ('c', 5, 0.5, 3, 12);
+        INSERT INTO pending_labels VALUES ('y', 9, 1), ('x', 4, 0);
+    """)
+    db.commit()
+    db.close()
+    store = monitor_lib.StateStore(path)
+    try:
+        predictions, _ = store.pending("predictions")
+        assert list(predictions) == ["a", "b", "c"]                        # oldest first
+        assert np.isnan(predictions["a"].real) and predictions["a"].imag == 2
+        assert (predictions["b"], predictions["c"]) == (0.25 + 3j, 0.5 + 3j)
+        assert list(store.pending("labels")[0].items()) == [("x", 0), ("y", 1)]
+        assert store.meta()["format"] == monitor_lib.STATE_FORMAT
+        tables = {r[0] for r in store.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert not tables & {"pending_predictions", "pending_labels"}
+    finally:
+        store.close()
 
 
 # ---------------------------------------------------------------- metrics endpoint
