@@ -261,77 +261,129 @@ def _pair(x: _Ranks, y: _Ranks, n: int) -> SpearmanResult:
     mean_uv = uv.sum() / n  # numpy.mean of a 1-D array: its pairwise sum over n
     root = math.sqrt(x.b * y.b)
     rho = float((mean_uv - 0.25) / root)
-    kernel = _pair_kernel()
-    if kernel is not None:
-        phi = kernel(x.group, x.n_groups, x.u, y.group, y.n_groups, y.u, uv, 3.0 * mean_uv, root, x.own, y.own,
-                     0.5 * rho)
+    k = _kernels()
+    if k is not None:
+        phi = k.pair(k.table(x.group, x.n_groups, y.u), x.group, k.table(y.group, y.n_groups, x.u), y.group, uv,
+                     3.0 * mean_uv, root, x.own, y.own, 0.5 * rho)
     else:
-        phi = _pair_terms(x, y, uv, mean_uv, root, rho)
+        phi = _gather(_upper_mid_table(x.group, x.n_groups, y.u), x.group)
+        phi += uv  # (uv + T1) + T2, in place
+        phi += _gather(_upper_mid_table(y.group, y.n_groups, x.u), y.group)
+        phi -= 3.0 * mean_uv
+        phi /= root  # the influence function: phi_uv / sqrt(bc) - rho/2 (phi_uu / b + phi_vv / c)
+        own = x.own + y.own
+        own *= 0.5 * rho
+        phi -= own
+        phi *= phi
     return SpearmanResult(max(-1.0, min(1.0, rho)), math.sqrt(phi.sum() / n / n), n)
 
 
-def _pair_terms(x: _Ranks, y: _Ranks, uv: np.ndarray, mean_uv, root: float, rho: float) -> np.ndarray:
-    """The squared influence function of a pair, row by row (numpy)."""
-    phi = _gather(_upper_mid_table(x.group, x.n_groups, y.u), x.group)
-    phi += uv  # (uv + T1) + T2, in place
-    phi += _gather(_upper_mid_table(y.group, y.n_groups, x.u), y.group)
-    phi -= 3.0 * mean_uv
-    phi /= root  # the influence function: phi_uv / sqrt(bc) - rho/2 (phi_uu / b + phi_vv / c)
-    own = x.own + y.own
-    own *= 0.5 * rho
-    phi -= own
-    phi *= phi
-    return phi
+def _ranks(group: np.ndarray, n_codes: int) -> _Ranks:
+    """:func:`_midrank_cdf` of a column given as value codes (see :meth:`RankedSample._ranked`)."""
+    k = _kernels()
+    if k is not None:
+        u = k.midranks(group, n_codes)
+    else:
+        counts = np.bincount(group, minlength=n_codes)
+        below = counts.cumsum() - counts
+        u = _gather((below + counts / 2.0) / group.size, group)
+    uu = u * u
+    mean_uu = uu.sum() / uu.size
+    b = float(mean_uu - 0.25)
+    own = None
+    if b > 0:  # phi_uu of _spearman_ranked, over b
+        if k is not None:
+            own = k.own(k.table(group, n_codes, u), group, uu, 3.0 * mean_uu, b)
+        else:
+            own = _gather(_upper_mid_table(group, n_codes, u), group)
+            own *= 2.0
+            own += uu
+            own -= 3.0 * mean_uu
+            own /= b
+    return _Ranks(u, group, n_codes, b, own)
 
 
-_KERNEL: List[Optional[Callable]] = []
+# ---- compiled loops
+#
+# Hand-written because numpy makes a dozen passes over the rows per pair and per column, each
+# allocating an array: for a monitor's window (5,000 sampled rows, ~70 pairs) that was ~40 % of
+# the window's time. Each loop does a row's operations in numpy's order (bincount adds in row
+# order, cumulative sums run in numpy's direction, no reassociation, no fused multiply-add:
+# numba's default), so the results are bit-for-bit those of the numpy lines above (tested:
+# tests/drift/test_drift_prepared.py); the sums over all rows stay numpy's (pairwise). Without
+# numba (an image that lacks it) the numpy lines run.
+
+USE_COMPILED = True  # tests switch it off to compare
 
 
-def _pair_kernel() -> Optional[Callable]:
-    """:func:`_pair_terms` as one compiled loop (numba), or None without numba.
+class _Kernels(NamedTuple):
+    table: Callable
+    midranks: Callable
+    pair: Callable
+    own: Callable
 
-    Hand-written because numpy makes ~12 passes over the rows and allocates as many
-    arrays: for a monitor's window (5,000 sampled rows, ~70 pairs) that was ~40 % of the
-    window's time. The loop does each row's operations in numpy's order (bincount adds in
-    row order, the cumulative sums run from the top group down, no reassociation, no fused
-    multiply-add), so the terms are bit-for-bit :func:`_pair_terms`' (tested); the two sums
-    over rows stay numpy's (pairwise summation).
-    """
-    if not _KERNEL:
+
+_KERNELS: List[Optional[_Kernels]] = []
+
+
+def _kernels() -> Optional[_Kernels]:
+    if not USE_COMPILED:
+        return None
+    if not _KERNELS:
         try:
             import numba
         except ImportError:  # pragma: no cover - numba is in the lock
-            _KERNEL.append(None)
+            _KERNELS.append(None)
         else:
-            _KERNEL.append(numba.njit(cache=True, nogil=True)(_pair_terms_loop))
-    return _KERNEL[0]
+            jit = numba.njit(cache=True, nogil=True)
+            _KERNELS.append(_Kernels(jit(_table_loop), jit(_midranks_loop), jit(_pair_loop), jit(_own_loop)))
+    return _KERNELS[0]
 
 
-def _pair_terms_loop(gx, nx, ux, gy, ny, uy, uv, three_mean_uv, root, own_x, own_y, half_rho):  # pragma: no cover
+def _table_loop(group, n_groups, weights):  # pragma: no cover - compiled
+    """:func:`_upper_mid_table`."""
+    n = group.size
+    sums = np.zeros(n_groups)
+    for i in range(n):
+        sums[group[i]] += weights[i]
+    table = np.empty(n_groups)
+    if n_groups:
+        table[n_groups - 1] = 0.0
+        if n_groups > 1:
+            acc = sums[n_groups - 1]
+            table[n_groups - 2] = acc
+            for j in range(n_groups - 3, -1, -1):
+                acc = acc + sums[j + 1]
+                table[j] = acc
+        for j in range(n_groups):
+            table[j] = (table[j] + sums[j] / 2.0) / n
+    return table
+
+
+def _midranks_loop(group, n_groups):  # pragma: no cover - compiled
+    """The mid-distribution value of each row: (rows below its value + half its ties) / n."""
+    n = group.size
+    counts = np.zeros(n_groups, dtype=np.int64)
+    for i in range(n):
+        counts[group[i]] += 1
+    table = np.empty(n_groups)
+    below = 0
+    for j in range(n_groups):
+        table[j] = (np.float64(below) + counts[j] / 2.0) / n
+        below += counts[j]
+    u = np.empty(n)
+    for i in range(n):
+        u[i] = table[group[i]]
+    return u
+
+
+def _pair_loop(table_x, gx, table_y, gy, uv, three_mean_uv, root, own_x, own_y, half_rho):  # pragma: no cover
+    """The squared influence function of a pair, row by row (the numpy lines of :func:`_pair`)."""
     n = uv.size
-    sx = np.zeros(nx)
-    sy = np.zeros(ny)
-    for i in range(n):  # np.bincount(group, weights): in row order
-        sx[gx[i]] += uy[i]
-        sy[gy[i]] += ux[i]
-    tx = np.empty(nx)
-    ty = np.empty(ny)
-    for sums, table in ((sx, tx), (sy, ty)):  # _upper_mid_table
-        k = sums.size
-        if k:
-            table[k - 1] = 0.0
-            if k > 1:
-                acc = sums[k - 1]
-                table[k - 2] = acc
-                for j in range(k - 3, -1, -1):
-                    acc = acc + sums[j + 1]
-                    table[j] = acc
-            for j in range(k):
-                table[j] = (table[j] + sums[j] / 2.0) / n
     phi = np.empty(n)
     for i in range(n):
-        p = tx[gx[i]] + uv[i]
-        p = p + ty[gy[i]]
+        p = table_x[gx[i]] + uv[i]
+        p = p + table_y[gy[i]]
         p = p - three_mean_uv
         p = p / root
         o = own_x[i] + own_y[i]
@@ -339,6 +391,18 @@ def _pair_terms_loop(gx, nx, ux, gy, ny, uy, uv, three_mean_uv, root, own_x, own
         p = p - o
         phi[i] = p * p
     return phi
+
+
+def _own_loop(table, group, uu, three_mean_uu, b):  # pragma: no cover - compiled
+    """A column's own term of the influence function, over ``b`` (the numpy lines of :func:`_ranks`)."""
+    n = uu.size
+    own = np.empty(n)
+    for i in range(n):
+        o = table[group[i]] * 2.0
+        o = o + uu[i]
+        o = o - three_mean_uu
+        own[i] = o / b
+    return own
 
 
 class RankedSample:
@@ -435,24 +499,10 @@ class RankedSample:
         found = self._ranks.get((name, key))
         if found is None:
             codes, n_codes = self._value_codes(name)
-            group = codes if mask is None else codes[mask]
             # Codes absent from these rows are empty groups, kept: they add exact zeros to the counts
             # below a value and to the sums above it, so u and the sums are those of the distinct values
             # of these rows alone, as numpy.unique would number them.
-            counts = np.bincount(group, minlength=n_codes)
-            below = counts.cumsum() - counts
-            u = _gather((below + counts / 2.0) / group.size, group)
-            uu = u * u
-            mean_uu = uu.sum() / uu.size
-            b = float(mean_uu - 0.25)
-            own = None
-            if b > 0:  # phi_uu of _spearman_ranked, over b
-                own = _gather(_upper_mid_table(group, n_codes, u), group)
-                own *= 2.0
-                own += uu
-                own -= 3.0 * mean_uu
-                own /= b
-            found = self._ranks[(name, key)] = _Ranks(u, group, n_codes, b, own)
+            found = self._ranks[(name, key)] = _ranks(codes if mask is None else codes[mask], n_codes)
         return found
 
     def results(self, pairs: Sequence[Tuple[str, str]]) -> List[SpearmanResult]:

@@ -254,26 +254,29 @@ def test_pair_engine_equals_spearman_on_ties_and_gaps():
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_compiled_pair_terms_equal_numpy_bit_for_bit(seed):
-    """The compiled loop of a pair's influence terms against numpy's passes over the rows."""
+def test_compiled_loops_equal_numpy_bit_for_bit(seed, monkeypatch):
+    """The joint check's compiled loops (mid-ranks, own terms, pair terms) against numpy's
+    passes over the rows: ties, gaps, a column of distinct values, few and many groups."""
     from components.drift import multivariate as mv
 
-    kernel = mv._pair_kernel()
-    assert kernel is not None                       # numba is in the lock: the loop is what runs
+    assert mv._kernels() is not None                # numba is in the lock: the loops are what runs
     rng = np.random.default_rng(seed)
     for n, groups in ((30, 3), (777, 40), (5_000, 5_000), (5_000, 12)):
         x = rng.integers(0, groups, n) + (rng.normal(size=n) if seed % 2 else 0.0)
-        y = np.round(0.4 * x + rng.normal(size=n), seed)
-        ranked = mv.RankedSample({"x": x, "y": y}.__getitem__, "current")
-        a, b = ranked._ranked("x", None, None), ranked._ranked("y", None, None)
-        uv = a.u * b.u
-        mean_uv = uv.sum() / n
-        root = math.sqrt(a.b * b.b)
-        rho = float((mean_uv - 0.25) / root)
-        numpy_terms = mv._pair_terms(a, b, uv, mean_uv, root, rho)
-        compiled = kernel(a.group, a.n_groups, a.u, b.group, b.n_groups, b.u, uv, 3.0 * mean_uv, root, a.own,
-                          b.own, 0.5 * rho)
-        assert numpy_terms.tobytes() == compiled.tobytes(), (n, groups)
+        data = {"x": x, "y": np.round(0.4 * x + rng.normal(size=n), seed), "z": rng.lognormal(size=n)}
+        data["z"][rng.random(n) < 0.2] = np.nan
+        cur = {k: v[::-1].copy() for k, v in data.items()}
+        cur["y"] = rng.permutation(cur["y"])
+        results = []
+        for compiled in (True, False):
+            monkeypatch.setattr(mv, "USE_COMPILED", compiled)
+            results.append(rank_correlation_check(data, cur, max_rows=n, seed=seed))
+            ranked = mv.RankedSample(data.__getitem__, "current")
+            pair = (ranked._ranked("x", None, None), ranked._ranked("y", None, None))
+            results.append([(r.u.tobytes(), r.b, None if r.own is None else r.own.tobytes()) for r in pair])
+            results.append(mv._pair(*pair, n))
+        assert results[:3] == results[3:], (n, groups)
+        assert results[0].pairs                                     # something was compared
 
 
 @pytest.mark.parametrize("make", [
