@@ -54,7 +54,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -896,14 +896,16 @@ class Monitor:
         hits = list(map(self.pending_predictions.pop, ids, itertools.repeat(None)))
         found = np.fromiter(map(operator.is_not, hits, itertools.repeat(None)), dtype=bool, count=n)
         if found.any():
+            every = found.all()
             at = np.flatnonzero(found).tolist()
-            self._ops["predictions"].append((0, [ids[i] for i in at], None))
-            joined = np.array([hits[i] for i in at], dtype=np.complex128)
+            self._ops["predictions"].append((0, ids if every else [ids[i] for i in at], None))
+            joined = np.array(hits if every else [hits[i] for i in at], dtype=np.complex128)
             self._joined(joined.real, rows.values[found], joined.imag, alerts)
         if not found.all():
             at = np.flatnonzero(~found).tolist()
             values = rows.values[~found]
-            self._add_pending("labels", [ids[i] for i in at], values.tolist(), {"label": values})
+            self._add_pending("labels", ids if len(at) == n else [ids[i] for i in at], values.tolist(),
+                              {"label": values})
             self.counters["labels_expired"] += self._expire("labels")
         return n
 
@@ -911,12 +913,11 @@ class Monitor:
         """Add ``ids`` (with ``values``) at the end of a pending set, in order; an id already
         there is replaced and moves to the end."""
         pending = self.pending_predictions if kind == "predictions" else self.pending_labels
-        if pending.keys().isdisjoint(ids) and len(set(ids)) == len(ids):
-            pending.update(zip(ids, values))
-        else:                                   # a request id seen again (a client retrying)
-            for rid, value in zip(ids, values):
-                pending.pop(rid, None)
-                pending[rid] = value
+        size = len(pending)
+        pending.update(zip(ids, values))
+        if len(pending) != size + len(ids):     # an id seen again (a client retrying): update() kept
+            for rid in list(dict.fromkeys(reversed(ids)))[::-1]:    # its old place; move the ids to
+                pending[rid] = pending.pop(rid)                     # the end, by last occurrence
         self._ops[kind].append((1, ids, columns))
 
     def _expire(self, kind: str) -> int:
@@ -942,14 +943,16 @@ class Monitor:
             self.counters["without_id"] += without
             wait &= np.fromiter(map(operator.is_not, ids_list, itertools.repeat(None)), dtype=bool, count=n)
         if found.any():
+            every = found.all()
             at = np.flatnonzero(found).tolist()
-            self._ops["labels"].append((0, [ids_list[i] for i in at], None))
-            labels = np.array([hits[i] for i in at], dtype=np.float64)
+            self._ops["labels"].append((0, ids_list if every else [ids_list[i] for i in at], None))
+            labels = np.array(hits if every else [hits[i] for i in at], dtype=np.float64)
             self._joined(prob[found], labels, np.full(len(at), version, dtype=np.float64), alerts)
         if wait.any():
             at = np.flatnonzero(wait).tolist()
             p = prob[wait]
-            self._add_pending("predictions", [ids_list[i] for i in at], _pending_values(p, version),
+            self._add_pending("predictions", ids_list if len(at) == n else [ids_list[i] for i in at],
+                              _pending_values(p, version),
                               {"probability": p, "version": np.full(len(at), version, np.int64)})
             self.counters["predictions_expired"] += self._expire("predictions")
 
