@@ -335,8 +335,13 @@ def _kernels() -> Optional[_Kernels]:
         except ImportError:  # pragma: no cover - numba is in the lock
             _KERNELS.append(None)
         else:
-            jit = numba.njit(cache=True, nogil=True)
-            _KERNELS.append(_Kernels(jit(_table_loop), jit(_midranks_loop), jit(_pair_loop), jit(_own_loop)))
+            loops = (_table_loop, _midranks_loop, _pair_loop, _own_loop)
+            try:
+                jit = numba.njit(cache=True, nogil=True)
+                _KERNELS.append(_Kernels(*map(jit, loops)))
+            except RuntimeError:  # no writable cache folder (a read-only install): compile per process
+                jit = numba.njit(nogil=True)
+                _KERNELS.append(_Kernels(*map(jit, loops)))
     return _KERNELS[0]
 
 
