@@ -119,21 +119,19 @@ def _read_file(f: pathlib.Path, pos: FilePosition, max_rows: int
     else:
         header_pos = pos
     body = complete[head:]
-    if max_rows < body.count(b"\n"):     # cut after max_rows lines
-        cut = -1
-        for _ in range(max_rows):
-            cut = body.index(b"\n", cut + 1)
-        body = body[:cut + 1]
-    fast = _parse_fast(body)
+    newlines = np.flatnonzero(np.frombuffer(body, np.uint8) == ord("\n"))
+    if max_rows < newlines.size:          # cut after max_rows lines
+        newlines = newlines[:max_rows]
+        body = body[:int(newlines[-1]) + 1] if max_rows else b""
+    fast = _parse_fast(body, newlines.size)
     if fast is not None:
-        lines = body.count(b"\n")
-        return fast, FilePosition(header_pos.offset + len(body), header_pos.line + lines)
+        return fast, FilePosition(header_pos.offset + len(body), header_pos.line + newlines.size)
     rows, new_pos = _read_rows(f, body.decode("utf-8"), header_pos, max_rows)
     return ([r[0] for r in rows], np.array([r[1] for r in rows], dtype=np.int8)), new_pos
 
 
-def _parse_fast(body: bytes) -> Optional[Tuple[List[str], np.ndarray]]:
-    """Rows of ``body`` (complete lines after the header) by pyarrow, or None when any row is
+def _parse_fast(body: bytes, lines: int) -> Optional[Tuple[List[str], np.ndarray]]:
+    """Rows of ``body`` (``lines`` complete lines after the header) by pyarrow, or None when any row is
     not plain ``id,label`` with a non-empty id and a known label (the caller then reads the
     chunk row by row, which skips blank lines and names the first bad row)."""
     if not body:
@@ -155,9 +153,9 @@ def _parse_fast(body: bytes) -> Optional[Tuple[List[str], np.ndarray]]:
             convert_options=pa_csv.ConvertOptions(column_types={n: pa.string() for n in HEADER},
                                                   strings_can_be_null=False, quoted_strings_can_be_null=False)
         ).read_all()
-    except (pa.ArrowInvalid, pa.ArrowException):
+    except pa.ArrowException:
         return None
-    if table.num_rows != body.count(b"\n"):
+    if table.num_rows != lines:
         return None
     ids = pc.utf8_trim_whitespace(table.column("request_id"))
     label = pc.utf8_lower(pc.utf8_trim_whitespace(table.column("label")))

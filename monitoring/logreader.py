@@ -214,13 +214,13 @@ def _frame_file(f: pathlib.Path, offset: int, newest: bool, max_records: int, ma
 
 def compile_kernels() -> None:
     """Compile (or load from numba's cache) the compiled loops of the reader, the decoder and the
-    drift check's pair terms."""
+    drift joint check (which every window runs)."""
     empty = np.frombuffer(bytes(16), np.uint8)
     starts, lengths, _ = _walk(empty, 1)
     if _C_CRC32C:
         _crcs(empty, starts, lengths)
     wire.compile_kernels()
-    from components.drift.multivariate import rank_correlation_check   # the joint check's pair loop
+    from components.drift.multivariate import rank_correlation_check
 
     x = np.arange(40.0)
     rank_correlation_check({"x": x, "y": x % 7}, {"x": x, "y": x % 5})

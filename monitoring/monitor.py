@@ -54,7 +54,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -305,10 +305,11 @@ CREATE TABLE IF NOT EXISTS pending_journal (id INTEGER PRIMARY KEY, kind TEXT NO
 
 # What waits for what: a pending prediction is request id -> probability + version * 1j (one
 # complex number: a batch of joins becomes arrays in one numpy call, ~0.06 us per join, where
-# a tuple per prediction cost ~0.5 us); a pending label is request id -> label. Each commit appends one journal entry per kind: the
-# batch's operations in order (op 1 = add or replace and move to the end, 0 = remove), so
-# replaying the journal rebuilds each set exactly, in its order (the oldest expires first).
-# One sqlite row per record (insert at one commit, delete at the next) cost ~4 us per record;
+# a tuple per prediction cost ~0.5 us); a pending label is request id -> label. Each commit
+# appends one journal entry per kind: the batch's operations in order (op 1 = add or replace
+# and move to the end, 0 = remove), so replaying the journal rebuilds each set exactly, in its
+# order (the oldest expires first). One sqlite row per record (insert at one commit, delete at
+# the next) cost 4-7 us per record;
 # an entry costs ~0.1-0.2 us per operation. When the journal holds many more operations than
 # the set has entries, the commit writes the whole set instead (a snapshot) and drops the rest.
 PENDING_FIELDS: Dict[str, Tuple[Tuple[str, Any, Any], ...]] = {
@@ -320,26 +321,17 @@ _SNAPSHOT_SLACK = 100_000          # journal operations allowed beyond twice the
 
 def _journal_bytes(kind: str, chunks: Sequence[Tuple[int, List[str], Optional[Mapping[str, np.ndarray]]]]
                    ) -> bytes:
-    import pyarrow as pa
-
-    fields = PENDING_FIELDS[kind]
-    ops: List[np.ndarray] = []
+    ops: List[np.ndarray] = [np.zeros(0, np.int8)]
     ids: List[str] = []
-    columns: Dict[str, List[np.ndarray]] = {name: [] for name, _, _ in fields}
+    columns: Dict[str, List[np.ndarray]] = {name: [np.zeros(0, dtype)] for name, dtype, _ in PENDING_FIELDS[kind]}
     for op, chunk_ids, values in chunks:
         n = len(chunk_ids)
         ops.append(np.full(n, op, np.int8))
         ids.extend(chunk_ids)
-        for name, dtype, fill in fields:
+        for name, dtype, fill in PENDING_FIELDS[kind]:
             columns[name].append(np.asarray(values[name], dtype=dtype) if op else np.full(n, fill, dtype))
-    arrays = [pa.array(np.concatenate(ops) if ops else np.zeros(0, np.int8)), pa.array(ids, type=pa.string())]
-    arrays += [pa.array(np.concatenate(columns[name]) if columns[name] else np.zeros(0, dtype))
-               for name, dtype, _ in fields]
-    table = pa.Table.from_arrays(arrays, names=["op", "request_id"] + [name for name, _, _ in fields])
-    sink = io.BytesIO()
-    with pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue()
+    return _table_bytes({"op": np.concatenate(ops), "request_id": ids,
+                         **{name: np.concatenate(parts) for name, parts in columns.items()}})
 
 
 def _snapshot_chunk(kind: str, pending: Mapping[str, Any]) -> Tuple[int, List[str], Dict[str, np.ndarray]]:
@@ -359,20 +351,20 @@ def _pending_values(probability: np.ndarray, version) -> List[complex]:
     return values.tolist()
 
 
-def _replay(kind: str, blobs: Sequence[bytes]) -> Dict[str, Any]:
-    import pyarrow as pa
+def _pick(items: List[Any], mask: np.ndarray) -> List[Any]:
+    """The items where ``mask`` is true (the list itself when all are)."""
+    return items if mask.all() else [items[i] for i in np.flatnonzero(mask).tolist()]
 
+
+def _replay(kind: str, blobs: Sequence[bytes]) -> Dict[str, Any]:
     pending: Dict[str, Any] = {}
     for data in blobs:
-        table = pa.ipc.open_file(pa.BufferReader(data)).read_all()
-        ops = table.column("op").to_numpy()
-        ids = table.column("request_id").to_pylist()
+        entry = _table_columns(data)
         if kind == "predictions":
-            values = iter(_pending_values(table.column("probability").to_numpy(),
-                                          table.column("version").to_numpy()))
+            values = _pending_values(entry["probability"], entry["version"])
         else:
-            values = iter(table.column("label").to_pylist())
-        for op, rid, value in zip(ops.tolist(), ids, values):
+            values = entry["label"].tolist()
+        for op, rid, value in zip(entry["op"].tolist(), entry["request_id"].tolist(), values):
             pending.pop(rid, None)
             if op:
                 pending[rid] = value
@@ -470,12 +462,15 @@ class StateStore:
         self.db.close()
 
 
-def _table_bytes(columns: Mapping[str, np.ndarray]) -> bytes:
+def _table_bytes(columns: Mapping[str, Union[np.ndarray, List[str]]]) -> bytes:
+    """Columns (numpy arrays; object arrays or lists of str for text) as an Arrow IPC file."""
     import pyarrow as pa
 
     arrays, names = [], []
     for name, values in columns.items():
-        if values.dtype == object:
+        if isinstance(values, list):
+            arrays.append(pa.array(values, type=pa.string()))
+        elif values.dtype == object:
             arrays.append(pa.array(values.tolist(), type=pa.string()))
         else:
             arrays.append(pa.array(values))
@@ -891,28 +886,34 @@ class Monitor:
             return 0
         self.counters["labels_read"] += n
         ids = rows.ids
-        # dict.pop through map(): the per-label work stays in C (one Python loop here cost
-        # ~1-2 us per label)
-        hits = list(map(self.pending_predictions.pop, ids, itertools.repeat(None)))
-        found = np.fromiter(map(operator.is_not, hits, itertools.repeat(None)), dtype=bool, count=n)
-        if found.any():
-            every = found.all()
-            at = np.flatnonzero(found).tolist()
-            self._ops["predictions"].append((0, ids if every else [ids[i] for i in at], None))
-            joined = np.array(hits if every else [hits[i] for i in at], dtype=np.complex128)
+        found, hits = self._take("predictions", ids)
+        if hits:
+            joined = np.array(hits, dtype=np.complex128)
             self._joined(joined.real, rows.values[found], joined.imag, alerts)
         if not found.all():
-            at = np.flatnonzero(~found).tolist()
             values = rows.values[~found]
-            self._add_pending("labels", ids if len(at) == n else [ids[i] for i in at], values.tolist(),
-                              {"label": values})
+            self._add_pending("labels", _pick(ids, ~found), values.tolist(), {"label": values})
             self.counters["labels_expired"] += self._expire("labels")
         return n
+
+    def _pending(self, kind: str) -> Dict[str, Any]:
+        return self.pending_predictions if kind == "predictions" else self.pending_labels
+
+    def _take(self, kind: str, ids: List[Optional[str]]) -> Tuple[np.ndarray, List[Any]]:
+        """Remove the ``ids`` waiting in the pending set ``kind`` (a label's prediction, a
+        prediction's label): which were there, and their values, in order. dict.pop mapped over
+        the batch keeps the per-id work in C (a Python loop cost ~1-2 us per id)."""
+        hits = list(map(self._pending(kind).pop, ids, itertools.repeat(None)))   # None ids never match
+        found = np.fromiter(map(operator.is_not, hits, itertools.repeat(None)), dtype=bool, count=len(ids))
+        if not found.any():
+            return found, []
+        self._ops[kind].append((0, _pick(ids, found), None))
+        return found, _pick(hits, found)
 
     def _add_pending(self, kind: str, ids: List[str], values: Sequence[Any], columns: Dict[str, np.ndarray]) -> None:
         """Add ``ids`` (with ``values``) at the end of a pending set, in order; an id already
         there is replaced and moves to the end."""
-        pending = self.pending_predictions if kind == "predictions" else self.pending_labels
+        pending = self._pending(kind)
         size = len(pending)
         pending.update(zip(ids, values))
         if len(pending) != size + len(ids):     # an id seen again (a client retrying): update() kept
@@ -922,7 +923,7 @@ class Monitor:
 
     def _expire(self, kind: str) -> int:
         """Drop the oldest entries beyond ``label_retention``; returns how many."""
-        pending = self.pending_predictions if kind == "predictions" else self.pending_labels
+        pending = self._pending(kind)
         excess = len(pending) - self.settings.label_retention
         if excess <= 0:
             return 0
@@ -934,26 +935,19 @@ class Monitor:
 
     def _join_predictions(self, version: int, prob: np.ndarray, ids: np.ndarray, alerts: List[Any]) -> None:
         ids_list = ids.tolist()
-        n = len(ids_list)
-        hits = list(map(self.pending_labels.pop, ids_list, itertools.repeat(None)))   # None ids never match
-        found = np.fromiter(map(operator.is_not, hits, itertools.repeat(None)), dtype=bool, count=n)
+        found, hits = self._take("labels", ids_list)
+        if hits:
+            self._joined(prob[found], np.array(hits, dtype=np.float64), np.full(len(hits), version, np.float64),
+                         alerts)
         wait = ~found
         without = ids_list.count(None)
         if without:
             self.counters["without_id"] += without
-            wait &= np.fromiter(map(operator.is_not, ids_list, itertools.repeat(None)), dtype=bool, count=n)
-        if found.any():
-            every = found.all()
-            at = np.flatnonzero(found).tolist()
-            self._ops["labels"].append((0, ids_list if every else [ids_list[i] for i in at], None))
-            labels = np.array(hits if every else [hits[i] for i in at], dtype=np.float64)
-            self._joined(prob[found], labels, np.full(len(at), version, dtype=np.float64), alerts)
+            wait &= np.fromiter(map(operator.is_not, ids_list, itertools.repeat(None)), dtype=bool, count=len(ids_list))
         if wait.any():
-            at = np.flatnonzero(wait).tolist()
             p = prob[wait]
-            self._add_pending("predictions", ids_list if len(at) == n else [ids_list[i] for i in at],
-                              _pending_values(p, version),
-                              {"probability": p, "version": np.full(len(at), version, np.int64)})
+            self._add_pending("predictions", _pick(ids_list, wait), _pending_values(p, version),
+                              {"probability": p, "version": np.full(p.size, version, np.int64)})
             self.counters["predictions_expired"] += self._expire("predictions")
 
     def _joined(self, prob: np.ndarray, label: np.ndarray, versions: np.ndarray, alerts: List[Any]) -> None:

@@ -337,11 +337,10 @@ def _kernels() -> Optional[_Kernels]:
         else:
             loops = (_table_loop, _midranks_loop, _pair_loop, _own_loop)
             try:
-                jit = numba.njit(cache=True, nogil=True)
-                _KERNELS.append(_Kernels(*map(jit, loops)))
+                compiled = [numba.njit(cache=True, nogil=True)(f) for f in loops]
             except RuntimeError:  # no writable cache folder (a read-only install): compile per process
-                jit = numba.njit(nogil=True)
-                _KERNELS.append(_Kernels(*map(jit, loops)))
+                compiled = [numba.njit(nogil=True)(f) for f in loops]
+            _KERNELS.append(_Kernels(*compiled))
     return _KERNELS[0]
 
 
