@@ -1,7 +1,7 @@
 # driftguard's image for Kubeflow Pipelines v2 / Vertex AI (and any container runner):
 # the TFX 1.16 image (TensorFlow, TFX, TFDV, TFMA, Beam, the KFP v2 entrypoint) plus this
 # project, installed as a package so every executor path in the compiled spec
-# (components.<name>.executor.Executor, pipeline.taxi_model.run_fn) imports.
+# (components.<name>.executor.Executor, driftguard.pipeline.taxi_model.run_fn) imports.
 #
 #   docker build -t REGISTRY/driftguard:tfx-1.16.0 .
 #   docker push REGISTRY/driftguard:tfx-1.16.0
@@ -32,9 +32,9 @@ COPY components/ components/
 COPY schemas/ schemas/
 COPY data/ data/
 RUN pip install --no-cache-dir --no-deps . \
- && python -c "import pipeline.cli, pipeline.taxi_model, components.drift_detector.executor, \
-components.prediction_monitor.executor, components.retrain_gate.executor, \
-components.anomaly_gate.executor, components.registry_pusher.executor"
+ && python -c "import driftguard.pipeline.cli, driftguard.pipeline.taxi_model, driftguard.components.drift_detector.executor, \
+driftguard.components.prediction_monitor.executor, driftguard.components.retrain_gate.executor, \
+driftguard.components.anomaly_gate.executor, driftguard.components.registry_pusher.executor"
 
 # KubeflowV2DagRunner sets each task's command (python -m tfx.orchestration.kubeflow.v2.container
 # .kubeflow_v2_run_executor); run by hand the image is the driftguard CLI.

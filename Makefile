@@ -35,9 +35,9 @@ $(STAMP): requirements.lock setup.py
 	fi; \
 	$(UV) pip install --quiet --python $(PY) --no-deps --compile-bytecode -r requirements.lock; \
 	$(UV) pip install --quiet --python $(PY) --no-deps --no-build-isolation -e .; \
-	$(PY) -c 'import pipeline.cli' ; \
+	$(PY) -c 'import driftguard.pipeline.cli' ; \
 	echo "compiling the monitor's log decoding loops (numba, cached in monitoring/__pycache__: ~1 min the first time)"; \
-	$(PY) -c 'import monitoring.logreader as r; r.compile_kernels()' ; \
+	$(PY) -c 'import driftguard.monitoring.logreader as r; r.compile_kernels()' ; \
 	touch $@; \
 	echo "$(VENV) is ready ($$($(PY) --version))"
 

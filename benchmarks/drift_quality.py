@@ -19,7 +19,7 @@ from ``(scenario, n, trial)``.
 
 Detectors, each giving "drift" or not for the whole table:
 
-- **driftguard**: ``components.drift.detect_drift(ref, cur, exclude=["tips",
+- **driftguard**: ``driftguard.components.drift.detect_drift(ref, cur, exclude=["tips",
   "pickup_census_tract"])`` with its defaults;
 - **TFDV drift**: real TFDV 1.16, the usual tutorial set-up: statistics of both samples
   (``tfdv.generate_statistics_from_dataframe``, one process), a schema inferred from the
@@ -53,7 +53,7 @@ for path in (ROOT, ROOT / "benchmarks"):
         sys.path.insert(0, str(path))
 
 import drift_calibration as calibration  # noqa: E402  (sampling and scenario helpers)
-from components.drift import detect_drift  # noqa: E402
+from driftguard.components.drift import detect_drift  # noqa: E402
 
 EXCLUDE = calibration.EXCLUDE  # ["tips", "pickup_census_tract"]
 SIZES = [500, 2000, 10000, 100000]

@@ -1,4 +1,4 @@
-"""Throughput of ``components.drift.detect_drift`` beside TFDV's statistics generation.
+"""Throughput of ``driftguard.components.drift.detect_drift`` beside TFDV's statistics generation.
 
 Run by hand (it prints a table; no assertions)::
 
@@ -76,7 +76,7 @@ def main(argv=None) -> None:
 
     data = pd.read_csv(taxi_csv()).drop(columns=EXCLUDE)
     t0 = time.perf_counter()
-    from components.drift import detect_drift
+    from driftguard.components.drift import detect_drift
     import_drift = time.perf_counter() - t0
 
     rows = []
@@ -119,7 +119,7 @@ def main(argv=None) -> None:
 
     print(f"# {len(data.columns)} columns ({', '.join(data.columns)}), bootstrap of {len(data):,} taxi trips, "
           "1 process")
-    print(f"# import components.drift: {import_drift:.2f} s" +
+    print(f"# import driftguard.components.drift: {import_drift:.2f} s" +
           ("" if args.no_tfdv else f"; import tensorflow_data_validation: {import_tfdv:.2f} s") +
           " (not counted below)\n")
     print("| what | rows per side | seconds | rows/s (current side) | rows/s (both sides) | note |")

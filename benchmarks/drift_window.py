@@ -99,7 +99,7 @@ def main(argv=None) -> None:
                         help="read the reference from DIR/sample.parquet (a serving profile's reference_sample)")
     args = parser.parse_args(argv)
 
-    from components.drift import detect_drift, prepare_reference
+    from driftguard.components.drift import detect_drift, prepare_reference
 
     if args.reference_sample:
         import pyarrow.parquet as pq

@@ -34,9 +34,9 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)
     t_import = time.monotonic()
-    from pipeline import config as config_lib
-    from pipeline import pipeline as pipeline_lib
-    from pipeline import runner as runner_lib
+    from driftguard.pipeline import config as config_lib
+    from driftguard.pipeline import pipeline as pipeline_lib
+    from driftguard.pipeline import runner as runner_lib
     from tfx import v1 as _tfx_v1  # noqa: F401  (loads TensorFlow: part of what a user waits for)
     import_s = time.monotonic() - t_import
 

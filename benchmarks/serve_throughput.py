@@ -42,7 +42,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from components.registry_pusher import registry as registry_lib  # noqa: E402
+from driftguard.components.registry_pusher import registry as registry_lib  # noqa: E402
 
 CASES = ((1, 1), (1, 4), (100, 1), (100, 4))   # (instances per request, client threads)
 _TOKEN_ENV = "DRIFTGUARD_BENCH_TOKEN"
@@ -92,7 +92,7 @@ def start_server(registry: pathlib.Path, *, log_dir: pathlib.Path, extra_args: S
     cfg = pathlib.Path(tempfile.mkdtemp(prefix="serve-bench-cfg-")) / "config.json"
     cfg.write_text(json.dumps({"runs_dir": str(registry.parent.parent), "model_name": registry.name}))
     env = dict(os.environ)
-    args = [sys.executable, "-m", "pipeline.cli", "--config", str(cfg), "serve", "--port", "0",
+    args = [sys.executable, "-m", "driftguard.pipeline.cli", "--config", str(cfg), "serve", "--port", "0",
             "--log-dir", str(log_dir), *extra_args]
     if token:
         env[_TOKEN_ENV] = token

@@ -75,7 +75,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 def traffic_rows(registry: pathlib.Path, version: int):
     import pandas as pd
 
-    from components.registry_pusher.registry import read_profile
+    from driftguard.components.registry_pusher.registry import read_profile
 
     spans = read_profile(registry, version).get("spans") or [1, 2]
     return pd.concat([pd.read_csv(ROOT / "data" / "taxi" / f"span-{s}" / "data.csv") for s in spans],
@@ -85,7 +85,7 @@ def traffic_rows(registry: pathlib.Path, version: int):
 def score(registry: pathlib.Path, version: int, rows):
     import pyarrow as pa
 
-    from monitoring.monitor import examples_from_table, predict
+    from driftguard.monitoring.monitor import examples_from_table, predict
 
     served = rows.drop(columns=["tips"])
     examples = examples_from_table(pa.Table.from_pandas(served, preserve_index=False))
@@ -93,7 +93,7 @@ def score(registry: pathlib.Path, version: int, rows):
 
 
 def log_record(model: str, version: int, example: bytes, prob: float, rid: Optional[str], ts: int) -> bytes:
-    """The record ``monitoring.predictlog.make_predict_log`` builds, without ``tf.make_tensor_proto``
+    """The record ``driftguard.monitoring.predictlog.make_predict_log`` builds, without ``tf.make_tensor_proto``
     (50x faster here; the test suite writes its logs with make_predict_log itself)."""
     from tensorflow_serving.apis import prediction_log_pb2
 
@@ -127,7 +127,7 @@ def log_record(model: str, version: int, example: bytes, prob: float, rid: Optio
 
 def write_traffic(directory: pathlib.Path, examples, prob, index: np.ndarray, *, start: int = 0, model="taxi",
                   version=1, writer=None) -> None:
-    from monitoring import predictlog as pl
+    from driftguard.monitoring import predictlog as pl
 
     own = writer is None
     writer = writer or pl.PredictionLogWriter(directory)
@@ -167,7 +167,7 @@ class Stages:
 
 
 def monitor_config(runs: pathlib.Path, **monitor):
-    from pipeline import config as config_lib
+    from driftguard.pipeline import config as config_lib
 
     cfg = config_lib.load(None, {"runs_dir": str(runs)})
     return cfg.replace(monitor=dataclasses.replace(cfg.monitor, **monitor))
@@ -180,8 +180,8 @@ def throughput(root: pathlib.Path, registry: pathlib.Path, logs: pathlib.Path, l
     the labels file after each step, as delayed labels do, so every prediction waits in the
     pending set across a commit) or all before the first timed step (``"early"``: every
     prediction finds its label waiting). Writing the labels file is not timed; reading it is."""
-    from monitoring import logreader
-    from monitoring import monitor as monitor_lib
+    from driftguard.monitoring import logreader
+    from driftguard.monitoring import monitor as monitor_lib
 
     runs = root / name / "runs"
     (runs / "serving").mkdir(parents=True)
@@ -242,7 +242,7 @@ def throughput(root: pathlib.Path, registry: pathlib.Path, logs: pathlib.Path, l
 
 
 def _keys(cfg) -> List[str]:
-    from components.alerts.outbox import Outbox, outbox_path
+    from driftguard.components.alerts.outbox import Outbox, outbox_path
 
     path = outbox_path(cfg.runs_path)
     return [r["dedup_key"] for r in Outbox(path).rows()] if path.exists() else []
@@ -269,7 +269,7 @@ def print_throughput(rows: List[Dict[str, object]]) -> None:
 
 def alert_latency(root: pathlib.Path, registry: pathlib.Path, examples, prob, drifted_examples, rounds: int = 5
                   ) -> List[float]:
-    from monitoring import predictlog as pl
+    from driftguard.monitoring import predictlog as pl
 
     runs = root / "latency" / "runs"
     (runs / "serving").mkdir(parents=True)
@@ -281,7 +281,7 @@ def alert_latency(root: pathlib.Path, registry: pathlib.Path, examples, prob, dr
     rng = np.random.default_rng(5)
     writer = pl.PredictionLogWriter(logs)
     write_traffic(logs, examples, prob, rng.integers(0, len(examples), 1000), start=0, writer=writer)
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "--config", str(cfg_path), "monitor",
+    proc = subprocess.Popen([sys.executable, "-m", "driftguard.pipeline.cli", "--config", str(cfg_path), "monitor",
                              "--logs", str(logs)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     jsonl = runs / "alerts.jsonl"
     state = runs / "monitor" / "taxi" / "state.sqlite"
@@ -350,7 +350,7 @@ def main(argv=None) -> None:
     ap.add_argument("--repeat", type=int, default=3, help="runs of the default setting (default 3)")
     args = ap.parse_args(argv)
 
-    from components.registry_pusher.registry import existing_versions
+    from driftguard.components.registry_pusher.registry import existing_versions
 
     registry = args.registry.resolve()
     versions = existing_versions(registry)

@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from components.drift.streaming import Cusum, budget_split  # noqa: E402
+from driftguard.components.drift.streaming import Cusum, budget_split  # noqa: E402
 
 PRE_CHANGE = 5_000
 HORIZON = 20_000

@@ -10,7 +10,7 @@ with the span and runs on any Beam runner (DirectRunner multi_processing, Datafl
   spans give exact, reproducible results.
 
 Hand-written because neither tfx-bsl nor TFDV returns rows: TFDV's statistics keep
-histograms and quantiles, too coarse for the exact tests of ``components.drift``, and
+histograms and quantiles, too coarse for the exact tests of ``driftguard.components.drift``, and
 ``beam.combiners.Sample`` keeps Python objects one row at a time (slow) instead of Arrow
 batches.
 """

@@ -15,7 +15,7 @@ import click
 
 
 def _error(message: str) -> click.ClickException:
-    from pipeline.cli import DriftguardError
+    from driftguard.pipeline.cli import DriftguardError
 
     return DriftguardError(message)
 
@@ -84,8 +84,8 @@ def monitor(ctx: click.Context, logs: Optional[pathlib.Path], labels: Optional[p
       driftguard monitor --labels labels/ --metrics-port 9108
       driftguard monitor --window 1000 --step 250 --retrain local
     """
-    from pipeline import config as config_lib
-    from pipeline.cli import _load_config, _setup_logging
+    from driftguard.pipeline import config as config_lib
+    from driftguard.pipeline.cli import _load_config, _setup_logging
 
     cfg = _load_config(ctx)
     changes = {}
@@ -109,10 +109,10 @@ def monitor(ctx: click.Context, logs: Optional[pathlib.Path], labels: Optional[p
             raise _error(f"--token-env {token_env}: environment variable {token_env} is not set or empty")
     log_path = _setup_logging(cfg.runs_path, "monitor", verbose, progress=False)
 
-    from monitoring import exporter
-    from monitoring import monitor as monitor_lib
-    from monitoring.labels import LabelsError
-    from monitoring.predictlog import PredictionLogError
+    from driftguard.monitoring import exporter
+    from driftguard.monitoring import monitor as monitor_lib
+    from driftguard.monitoring.labels import LabelsError
+    from driftguard.monitoring.predictlog import PredictionLogError
 
     server = None
     mon = None

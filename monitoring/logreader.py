@@ -1,7 +1,7 @@
 """Read prediction logs in batches of thousands of records, fast enough for the monitor.
 
-:func:`monitoring.predictlog.follow` yields one record at a time and
-:func:`monitoring.predictlog.decode` parses one ``PredictionLog`` at a time: about 7 and 130
+:func:`driftguard.monitoring.predictlog.follow` yields one record at a time and
+:func:`driftguard.monitoring.predictlog.decode` parses one ``PredictionLog`` at a time: about 7 and 130
 microseconds per record here, which caps a monitor at a few thousand records per second.
 This module reads the same files with the same guarantees (byte positions, CRC checks, an
 incomplete record at the end of the newest file left for later, one at the end of an older
@@ -11,19 +11,19 @@ file skipped) but in batches:
   the lengths, then checks every record's CRC (``google_crc32c``, one call per record): the
   records stay byte ranges of one buffer;
 * :class:`LogDecoder` finds the fields it needs in all records of the batch at once with
-  :mod:`monitoring.wire` (compiled walks of the protobuf wire format: byte ranges, no
+  :mod:`driftguard.monitoring.wire` (compiled walks of the protobuf wire format: byte ranges, no
   copies), then reads the features the monitor compares straight from the logged
-  ``tf.Example`` bytes (:class:`monitoring.wire.ExampleColumns`). Measured per record here:
+  ``tf.Example`` bytes (:class:`driftguard.monitoring.wire.ExampleColumns`). Measured per record here:
   ``tf.io.parse_example`` ~3.5 us, tfx-bsl's ``ExamplesToRecordBatchDecoder`` ~20 us, the
   compiled walk well under 1 us; the alternatives measured for the PredictionLog itself are
-  in :mod:`monitoring.wire`.
+  in :mod:`driftguard.monitoring.wire`.
 
 Records that are not a ``predict_log`` with one serialized-examples input (``classify_log``,
-``regress_log``, named input tensors) go through :func:`monitoring.predictlog.decode`, one by
+``regress_log``, named input tensors) go through :func:`driftguard.monitoring.predictlog.decode`, one by
 one: correct, just slower.
 
 Hand-written parts and why: TFRecord framing with offsets (no library exposes byte offsets,
-see ``predictlog``); the batched field lookup (see :mod:`monitoring.wire`).
+see ``predictlog``); the batched field lookup (see :mod:`driftguard.monitoring.wire`).
 """
 from __future__ import annotations
 
@@ -36,8 +36,8 @@ import google_crc32c
 import numba
 import numpy as np
 
-from monitoring import predictlog as pl
-from monitoring import wire
+from driftguard.monitoring import predictlog as pl
+from driftguard.monitoring import wire
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +90,9 @@ def read_batch(path: Union[str, pathlib.Path], position: pl.Position = pl.Positi
                max_records: int = 8192, max_bytes: int = DEFAULT_MAX_BYTES) -> Optional[RawBatch]:
     """The next complete records after ``position``, from one file, at most ``max_records``.
 
-    Same rules as :func:`monitoring.predictlog.follow`: files in name order; an incomplete
+    Same rules as :func:`driftguard.monitoring.predictlog.follow`: files in name order; an incomplete
     record at the end of the newest file waits for its writer; at the end of an older file it
-    is skipped with a warning; a CRC mismatch raises :class:`~monitoring.predictlog.PredictionLogError`
+    is skipped with a warning; a CRC mismatch raises :class:`~driftguard.monitoring.predictlog.PredictionLogError`
     naming the file and byte offset. Returns None when nothing is new (and no position moved).
     """
     if max_records < 1:
@@ -220,7 +220,7 @@ def compile_kernels() -> None:
     if _C_CRC32C:
         _crcs(empty, starts, lengths)
     wire.compile_kernels()
-    from components.drift.multivariate import rank_correlation_check
+    from driftguard.components.drift.multivariate import rank_correlation_check
 
     x = np.arange(40.0)
     rank_correlation_check({"x": x, "y": x % 7}, {"x": x, "y": x % 5})
@@ -255,7 +255,7 @@ class Decoded:
 
 def _numbers() -> Tuple[List[int], List[int]]:
     """Field numbers of the messages the fast path walks, from the generated descriptors, in the
-    order of :data:`monitoring.wire.PREDICT_LOG_FIELDS`; and those of the other log kinds."""
+    order of :data:`driftguard.monitoring.wire.PREDICT_LOG_FIELDS`; and those of the other log kinds."""
     from tensorflow.core.framework import tensor_pb2
     from tensorflow_serving.apis import logging_pb2, model_pb2, predict_pb2, prediction_log_pb2
 

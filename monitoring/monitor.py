@@ -4,23 +4,23 @@ What it does, per serving model version (the version that answered, read from ea
 
 * **windows** of ``window`` records (tumbling, or sliding every ``step`` records) are compared
   with the version's reference sample (``serving/<model>/<v>/profile/reference_sample``):
-  features with :func:`components.drift.detect_drift` (the config's ``drift`` settings:
+  features with :func:`driftguard.components.drift.detect_drift` (the config's ``drift`` settings:
   excluded features, per-feature methods), the model's predicted probability and confidence
   against its predictions on the reference rows, and the estimated accuracy
-  (:func:`components.prediction_monitor.metrics.estimated_accuracy`, calibrated on the
+  (:func:`driftguard.components.prediction_monitor.metrics.estimated_accuracy`, calibrated on the
   reference labels);
 * **delayed labels** (CSV ``request_id,label``) are joined to logged predictions by request id,
   whichever arrives first; windows of joined labels give the realized accuracy;
-* **streaming detectors** (:class:`components.drift.streaming.Cusum`, designed on the
+* **streaming detectors** (:class:`driftguard.components.drift.streaming.Cusum`, designed on the
   reference) run on the confidence of every prediction, on the 0/1 error of every joined
   label, and on any numeric features named in ``monitor.stream_features``;
 * a **false-alarm budget** (``max_false_alerts_per_100k``) is split over all of them with
-  :func:`components.drift.streaming.budget_split`: each window test runs at the level it gets,
+  :func:`driftguard.components.drift.streaming.budget_split`: each window test runs at the level it gets,
   each detector at the run length it gets;
-* **alerts** go through the span check's rules and sinks (``components.alerts``), keyed by
+* **alerts** go through the span check's rules and sinks (``driftguard.components.alerts``), keyed by
   window (``taxi/live/w1000-1999/feature_psi/fare``) so re-evaluating a window after a restart
   sends nothing twice; a critical alert can **trigger retraining** once per serving version;
-* **metrics** for Prometheus (``monitoring.exporter``) and ``metrics.prom`` for node_exporter.
+* **metrics** for Prometheus (``driftguard.monitoring.exporter``) and ``metrics.prom`` for node_exporter.
 
 Restart safety: everything (log position, label file positions, the unfinished windows'
 rows, detector states, counters, predictions and labels waiting for each other, the retrain
@@ -58,8 +58,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from monitoring import labels as labels_lib
-from monitoring import predictlog as pl
+from driftguard.monitoring import labels as labels_lib
+from driftguard.monitoring import predictlog as pl
 
 log = logging.getLogger(__name__)
 
@@ -115,14 +115,14 @@ class Baseline:
     def prepared(self):
         """The features' reference, read once for every window (``detect_drift`` then redoes
         only the current side: ~10x faster per window)."""
-        from components.drift import prepare_reference
+        from driftguard.components.drift import prepare_reference
 
         return prepare_reference(self.reference)
 
     @functools.cached_property
     def prepared_outputs(self):
         """The reference of the prediction and confidence checks, likewise."""
-        from components.drift import prepare_reference
+        from driftguard.components.drift import prepare_reference
 
         return prepare_reference({"prediction": self.prob[np.isfinite(self.prob)], "confidence": self.confidence})
 
@@ -205,10 +205,10 @@ def load_baseline(cfg, version: int, cache_dir: pathlib.Path) -> Baseline:
     from google.protobuf import text_format
     from tensorflow_metadata.proto.v0 import schema_pb2
 
-    from components.drift_detector.compare import serving_features
-    from components.examples_io import column_floats, read_sample
-    from components.prediction_monitor.metrics import accuracy_estimator
-    from components.registry_pusher.registry import PROFILE_DIR, REFERENCE_SAMPLE_DIR, read_profile
+    from driftguard.components.drift_detector.compare import serving_features
+    from driftguard.components.examples_io import column_floats, read_sample
+    from driftguard.components.prediction_monitor.metrics import accuracy_estimator
+    from driftguard.components.registry_pusher.registry import PROFILE_DIR, REFERENCE_SAMPLE_DIR, read_profile
 
     registry = cfg.model_registry
     model_dir = registry / str(version)
@@ -600,7 +600,7 @@ class Monitor:
         self._detector_states: Dict[str, Any] = meta.get("detectors", {})
         self.detectors: Dict[str, Any] = {}
         if self.serving.get("version") is not None:
-            from components.drift.streaming import StreamDetector
+            from driftguard.components.drift.streaming import StreamDetector
 
             for name, d in self._detector_states.items():
                 self.detectors[name] = StreamDetector.from_state(name, d)
@@ -658,7 +658,7 @@ class Monitor:
         return self._baselines[version]
 
     def _registry_versions(self) -> List[int]:
-        from components.registry_pusher.registry import existing_versions
+        from driftguard.components.registry_pusher.registry import existing_versions
 
         return existing_versions(self.cfg.model_registry)
 
@@ -667,7 +667,7 @@ class Monitor:
         return int(self.settings.step or self.settings.window)
 
     def budget(self, baseline: Baseline):
-        from components.drift.streaming import budget_split
+        from driftguard.components.drift.streaming import budget_split
 
         n_tests = 2 + int(self.settings.multivariate)                       # features (+ joint), outputs
         n_tests += int(baseline.estimated_accuracy_reference is not None)   # estimated accuracy
@@ -678,7 +678,7 @@ class Monitor:
                             window_step=self.step_records, n_stream_detectors=n_detectors)
 
     def _build_detectors(self, baseline: Baseline) -> None:
-        from components.drift.streaming import Cusum
+        from driftguard.components.drift.streaming import Cusum
 
         budget = self.budget(baseline)
         block = self.settings.detector_block
@@ -723,7 +723,7 @@ class Monitor:
         return baseline
 
     def _decoder_for(self, baseline: Baseline):
-        from monitoring.logreader import LogDecoder
+        from driftguard.monitoring.logreader import LogDecoder
 
         if self._decoder is None or self._decoder.kinds != baseline.kinds:
             key = tuple(sorted(baseline.kinds.items()))
@@ -737,7 +737,7 @@ class Monitor:
     def step(self, max_records: Optional[int] = None) -> StepResult:
         """Read new labels, then at most one batch of log records; evaluate every window that
         closes; deliver the alerts; commit. Returns what was processed."""
-        from monitoring.logreader import read_batch
+        from driftguard.monitoring.logreader import read_batch
 
         result = StepResult()
         alerts: List[Any] = []
@@ -980,7 +980,7 @@ class Monitor:
 
     def _evaluate_window(self, baseline: Baseline, first: int, last: int, rows: Mapping[str, np.ndarray],
                          alerts: List[Any]) -> None:
-        from components.drift import DriftInputError, detect_drift
+        from driftguard.components.drift import DriftInputError, detect_drift
 
         alpha = self.budget_info["alpha"]
         features = {f: rows[f] for f in baseline.features}
@@ -1067,7 +1067,7 @@ class Monitor:
     # -- alerts
 
     def _raise(self, alerts: List[Any], *, scope: str, drift_report=None, monitor=None, alarms=None) -> List[Any]:
-        from components.alerts import evaluate
+        from driftguard.components.alerts import evaluate
 
         new = evaluate(self.alerts_config, model=self.cfg.model_name, scope=scope, drift_report=drift_report,
                        monitor=monitor, alarms=alarms)
@@ -1078,7 +1078,7 @@ class Monitor:
         return new
 
     def _deliver(self, alerts: List[Any]) -> None:
-        from components.alerts import send_alerts
+        from driftguard.components.alerts import send_alerts
 
         result = send_alerts(self.alerts_config, alerts, self.cfg.runs_path)
         for _, sink, message in result.errors[:3]:
@@ -1138,7 +1138,7 @@ class Retrainer:
 
     ``local`` starts ``driftguard run`` in the background (its pid and log file are logged);
     ``airflow`` posts a DAG run of the training DAG through Airflow's REST API
-    (``pipeline.orchestrate.cli.trigger_airflow_dag``, basic auth from ``AIRFLOW_USERNAME`` /
+    (``driftguard.pipeline.orchestrate.cli.trigger_airflow_dag``, basic auth from ``AIRFLOW_USERNAME`` /
     ``AIRFLOW_PASSWORD``); ``kfp`` submits the compiled pipeline package to Kubeflow Pipelines.
     """
 
@@ -1184,7 +1184,7 @@ class Retrainer:
         if self.mode == "local":
             stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
             log_path = self.state_dir / f"retrain-{stamp}.log"
-            cmd = [sys.executable, "-m", "pipeline.cli"]
+            cmd = [sys.executable, "-m", "driftguard.pipeline.cli"]
             if self.config_path:
                 cmd += ["--config", str(self.config_path)]
             cmd += ["run"]
@@ -1195,7 +1195,7 @@ class Retrainer:
             log.warning("critical alert %s: started `driftguard run` (pid %d), log %s", reason, proc.pid, log_path)
             return {"pid": proc.pid, "log": str(log_path), "command": cmd}
         if self.mode == "airflow":
-            from pipeline.orchestrate.cli import AIRFLOW_PASSWORD_ENV, AIRFLOW_USER_ENV, trigger_airflow_dag
+            from driftguard.pipeline.orchestrate.cli import AIRFLOW_PASSWORD_ENV, AIRFLOW_USER_ENV, trigger_airflow_dag
 
             user, password = os.environ.get(AIRFLOW_USER_ENV), os.environ.get(AIRFLOW_PASSWORD_ENV)
             auth = None
@@ -1209,7 +1209,7 @@ class Retrainer:
             log.warning("critical alert %s: triggered Airflow DAG %s run %s", reason, self.dag_id,
                         answer.get("dag_run_id"))
             return {"dag_id": self.dag_id, "dag_run_id": answer.get("dag_run_id", run_id)}
-        from pipeline.orchestrate.cli import _kfp_client
+        from driftguard.pipeline.orchestrate.cli import _kfp_client
 
         run = _kfp_client(self.kfp_host).create_run_from_pipeline_package(
             str(self.kfp_package), arguments={}, run_name=f"driftguard-monitor-v{version}",

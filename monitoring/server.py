@@ -53,8 +53,8 @@ import time
 import uuid
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from components.registry_pusher import registry as registry_lib
-from monitoring import predictlog
+from driftguard.components.registry_pusher import registry as registry_lib
+from driftguard.monitoring import predictlog
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from typing import List, Optional, Sequence
 
 import click
 
-from pipeline import config as config_lib
+from driftguard.pipeline import config as config_lib
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")   # TFT needs Keras 2 (tf_keras)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF C++ start-up chatter (CUDA probes)
@@ -116,7 +116,7 @@ def _parse_spans(text: str) -> List[int]:
 def _check_spans_exist(spans: Sequence[int], data_root: pathlib.Path):
     """Every file of every span is a CSV file ExampleGen can read (pipeline/spanfiles.py), checked
     before any TFX import or runs-folder write; returns their SpanInfos (fingerprints)."""
-    from pipeline import spanfiles
+    from driftguard.pipeline import spanfiles
 
     try:
         return spanfiles.validate_spans(data_root, spans)
@@ -126,7 +126,7 @@ def _check_spans_exist(spans: Sequence[int], data_root: pathlib.Path):
 
 def _lock_runs(cfg: config_lib.Config, command: str) -> None:
     """Take the runs folder's lock (pipeline/runlock.py) or fail at once naming its holder."""
-    from pipeline import runlock
+    from driftguard.pipeline import runlock
 
     try:
         runlock.acquire(cfg.runs_path, command)
@@ -138,7 +138,7 @@ def _lock_runs(cfg: config_lib.Config, command: str) -> None:
 
 def _use_spans(cfg: config_lib.Config, infos, command: str, record: bool = True) -> None:
     """Refuse a span whose content changed since this runs folder used it; remember new ones."""
-    from pipeline import spanfiles, state
+    from driftguard.pipeline import spanfiles, state
 
     try:
         spanfiles.changed_spans(state.span_fingerprints(cfg.runs_path), infos)
@@ -199,7 +199,7 @@ def _verbose_option(f):
 
 def _check_schema(cfg: config_lib.Config) -> None:
     """The configured schema version exists and parses, before any pipeline work starts."""
-    from pipeline import schemas
+    from driftguard.pipeline import schemas
 
     if not cfg.schema_file.is_file():
         root = cfg.schema_file.parent.parent
@@ -216,8 +216,8 @@ def train_spans(cfg: config_lib.Config, spans: Sequence[int], *, runner: Optiona
                 data_root: Optional[pathlib.Path] = None, verbose: bool = False,
                 warm_start_from: Optional[str] = None):
     """Run the training pipeline on ``spans``; print a summary; return the RunResult."""
-    from pipeline import pipeline as pipeline_lib
-    from pipeline import runner as runner_lib
+    from driftguard.pipeline import pipeline as pipeline_lib
+    from driftguard.pipeline import runner as runner_lib
 
     data_root = pathlib.Path(data_root or cfg.data_path)
     infos = _check_spans_exist(spans, data_root)
@@ -245,7 +245,7 @@ def train_spans(cfg: config_lib.Config, spans: Sequence[int], *, runner: Optiona
 
 
 def _print_summary(cfg: config_lib.Config, result, elapsed: float, log_path) -> None:
-    from pipeline import runner as runner_lib
+    from driftguard.pipeline import runner as runner_lib
 
     failed = result.first_error()
     if failed is not None:
@@ -277,7 +277,7 @@ def _print_summary(cfg: config_lib.Config, result, elapsed: float, log_path) -> 
 
 def pushed_version(cfg: config_lib.Config, result) -> Optional[int]:
     """The registry version the RegistryPusher of this run published, or None."""
-    from pipeline import runner as runner_lib
+    from driftguard.pipeline import runner as runner_lib
 
     pusher = result.node("RegistryPusher")
     artifact = runner_lib.output_artifact(str(cfg.metadata_path), pusher.execution_id,
@@ -289,7 +289,7 @@ def pushed_version(cfg: config_lib.Config, result) -> Optional[int]:
 
 def pending_candidate(cfg: config_lib.Config, result) -> Optional[str]:
     """The candidate id this run's RegistryPusher held for approval, or None."""
-    from pipeline import runner as runner_lib
+    from driftguard.pipeline import runner as runner_lib
 
     pusher = result.node("RegistryPusher")
     artifact = runner_lib.output_artifact(str(cfg.metadata_path), pusher.execution_id, "pushed_model")
@@ -300,8 +300,8 @@ def pending_candidate(cfg: config_lib.Config, result) -> Optional[str]:
 
 def _evaluation_text(cfg: config_lib.Config, result) -> str:
     """'AUC 0.612 (baseline 0.947); failed: AUC >= 0.70' from the run's TFMA output."""
-    from components.registry_pusher.executor import overall_metrics
-    from pipeline import runner as runner_lib
+    from driftguard.components.registry_pusher.executor import overall_metrics
+    from driftguard.pipeline import runner as runner_lib
 
     node = result.node("Evaluator")
     artifact = runner_lib.output_artifact(str(cfg.metadata_path), node.execution_id,
@@ -321,7 +321,7 @@ def _evaluation_text(cfg: config_lib.Config, result) -> str:
 
 
 def _serving_version_text(cfg: config_lib.Config) -> str:
-    from components.registry_pusher.registry import existing_versions
+    from driftguard.components.registry_pusher.registry import existing_versions
 
     versions = existing_versions(cfg.model_registry)
     return f"version {versions[-1]}" if versions else "no version (registry empty)"
@@ -329,7 +329,7 @@ def _serving_version_text(cfg: config_lib.Config) -> str:
 
 def _first_model(cfg: config_lib.Config, runner: Optional[str], verbose: bool) -> None:
     """Train on the config's first spans unless a version (or pending candidate) already has."""
-    from components.registry_pusher.registry import existing_versions, pending_candidates, read_profile
+    from driftguard.components.registry_pusher.registry import existing_versions, pending_candidates, read_profile
 
     spans = sorted(int(s) for s in cfg.first_spans)
     versions = existing_versions(cfg.model_registry)
@@ -351,7 +351,7 @@ def _fmt_acc(x) -> str:
 
 
 def _span_row(check: "SpanCheck", outcome: str, serving: str) -> dict:
-    from components.drift_detector.compare import headline
+    from driftguard.components.drift_detector.compare import headline
 
     m = check.monitor
     severities = [a["severity"] for a in check.alerts]
@@ -405,8 +405,8 @@ def run(ctx: click.Context, spans_text: Optional[str], runner: Optional[str], be
     Spans already replayed (runs/state.json) are not checked again.
     """
     global _SESSION_LOG
-    from components.registry_pusher.registry import existing_versions
-    from pipeline import state
+    from driftguard.components.registry_pusher.registry import existing_versions
+    from driftguard.pipeline import state
 
     cfg = _load_config(ctx)
     if beam_args:
@@ -464,14 +464,14 @@ def run(ctx: click.Context, spans_text: Optional[str], runner: Optional[str], be
                                   f"span {span} again)") from None
         _print_row(row)
     elapsed = time.monotonic() - t0
-    from components.alerts.outbox import outbox_path
+    from driftguard.components.alerts.outbox import outbox_path
 
     click.echo(f"\ndone in {elapsed:.0f} s\n"
                f"serving:   {_serving_version_text(cfg)} -> {cfg.model_registry}\n"
                f"reports:   {cfg.runs_path / 'reports'} (rebuild: driftguard report)\n"
                f"alerts:    {cfg.runs_path / 'alerts.jsonl'} (outbox {outbox_path(cfg.runs_path)}; driftguard alerts list)\n"
                f"state:     {cfg.runs_path / state.STATE_FILE}; MLMD: {cfg.metadata_path}")
-    from components.reports import build_reports
+    from driftguard.components.reports import build_reports
 
     try:
         click.echo(f"dashboard: {build_reports(cfg.runs_path)}  (per-span pages beside it)")
@@ -513,9 +513,9 @@ def check_span(cfg: config_lib.Config, span: int, *, runner: Optional[str] = Non
     _lock_runs(cfg, "check")
     _use_spans(cfg, infos, "check")
 
-    from components.drift_detector import spec as detector_spec
-    from pipeline import pipeline as pipeline_lib
-    from pipeline import runner as runner_lib
+    from driftguard.components.drift_detector import spec as detector_spec
+    from driftguard.pipeline import pipeline as pipeline_lib
+    from driftguard.pipeline import runner as runner_lib
     log_path = _setup_logging(cfg.runs_path, f"check-span{span}", verbose)
     click.echo(f"checking span {span} from {data_root} (schema v{cfg.schema_version}, "
                f"baseline: {_serving_version_text(cfg)})", err=True)
@@ -558,9 +558,9 @@ class SpanCheck:
 
 def deliver_alerts(cfg: config_lib.Config, alerts) -> str:
     """Queue the span's alerts in the outbox and deliver them; one line saying what happened."""
-    from components.alerts import Alert, send_alerts
+    from driftguard.components.alerts import Alert, send_alerts
 
-    from components.alerts.outbox import OutboxError
+    from driftguard.components.alerts.outbox import OutboxError
 
     if not alerts:
         return "no alert"
@@ -592,7 +592,7 @@ def _accuracy_text(monitor: dict) -> str:
 
 
 def _print_check(check: "SpanCheck") -> None:
-    from components.drift_detector.compare import headline
+    from driftguard.components.drift_detector.compare import headline
 
     report, report_dir, span = check.report, check.report_dir, check.span
 
@@ -611,7 +611,7 @@ def _print_check(check: "SpanCheck") -> None:
                 click.echo(f"skew: {name}: {item['type']}: {item['description']}")
     anomalies = report.get("anomalies", [])
     if anomalies:
-        from components.anomaly_gate.executor import format_record
+        from driftguard.components.anomaly_gate.executor import format_record
 
         click.echo(f"schema anomalies ({len(anomalies)}):")
         for record in anomalies:
@@ -668,10 +668,10 @@ def status(ctx: click.Context, as_json: bool) -> None:
     """Serving version, pending candidates, last span checked, open alerts."""
     import json
 
-    from components.alerts.outbox import Outbox, outbox_path
-    from components.registry_pusher.registry import (existing_versions, pending_candidates,
+    from driftguard.components.alerts.outbox import Outbox, outbox_path
+    from driftguard.components.registry_pusher.registry import (existing_versions, pending_candidates,
                                                      read_candidate_profile, read_profile)
-    from pipeline import state
+    from driftguard.pipeline import state
 
     cfg = _load_config(ctx)
     registry = cfg.model_registry
@@ -692,7 +692,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
         raise DriftguardError(str(e)) from None
     open_alerts = []
     if outbox_path(cfg.runs_path).exists():
-        from components.alerts.outbox import OutboxError
+        from driftguard.components.alerts.outbox import OutboxError
 
         try:
             open_alerts = [r for r in Outbox(outbox_path(cfg.runs_path)).rows() if r.get("state") != "delivered"]
@@ -730,7 +730,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def approve(ctx: click.Context, candidate: str) -> None:
     """Publish a pending candidate (blessed by TFMA) as the next serving version."""
-    from components.registry_pusher.registry import ApprovalError, approve_candidate
+    from driftguard.components.registry_pusher.registry import ApprovalError, approve_candidate
 
     cfg = _load_config(ctx)
     try:
@@ -745,7 +745,7 @@ def approve(ctx: click.Context, candidate: str) -> None:
 @click.pass_context
 def reject(ctx: click.Context, candidate: str) -> None:
     """Reject a pending candidate: it is moved to .rejected/ and never served."""
-    from components.registry_pusher.registry import ApprovalError, reject_candidate
+    from driftguard.components.registry_pusher.registry import ApprovalError, reject_candidate
 
     cfg = _load_config(ctx)
     try:
@@ -764,7 +764,7 @@ def schema() -> None:
 @click.pass_context
 def schema_list(ctx: click.Context) -> None:
     """List the schema versions and which one the config uses."""
-    from pipeline import schemas
+    from driftguard.pipeline import schemas
 
     cfg = _load_config(ctx)
     root = cfg.schema_file.parent.parent
@@ -783,7 +783,7 @@ def schema_list(ctx: click.Context) -> None:
 @click.pass_context
 def schema_new_version(ctx: click.Context, span: int, dry_run: bool) -> None:
     """Infer from span N (starting from the latest version), print the diff, write v(N+1)."""
-    from pipeline import schemas
+    from driftguard.pipeline import schemas
 
     cfg = _load_config(ctx)
     _check_spans_exist([span], cfg.data_path)
@@ -817,7 +817,7 @@ def data() -> None:
 @click.pass_context
 def data_prepare(ctx: click.Context, out: Optional[pathlib.Path]) -> None:
     """Split the taxi CSV shipped in the tfx wheel into quarterly spans."""
-    from pipeline import data as data_lib
+    from driftguard.pipeline import data as data_lib
 
     cfg = _load_config(ctx)
     target = out or cfg.data_path
@@ -843,7 +843,7 @@ def data_validate(ctx: click.Context, spans_text: Optional[str], data_root: Opti
 
     Exit status: 0 every span is fine, 2 a problem (each one named on stderr).
     """
-    from pipeline import schemas, spanfiles, state
+    from driftguard.pipeline import schemas, spanfiles, state
 
     cfg = _load_config(ctx)
     root = pathlib.Path(data_root or cfg.data_path)
@@ -906,7 +906,7 @@ def serve(ctx: click.Context, host: str, port: int, poll_seconds: float, max_bod
     GET /metrics (Prometheus)   GET /healthz
     Runs until SIGTERM/SIGINT; prints 'serving <model> v<N> at <url>' once it is ready.
     """
-    from monitoring import server as server_lib
+    from driftguard.monitoring import server as server_lib
 
     cfg = _load_config(ctx)
     token = None
@@ -932,22 +932,22 @@ def serve(ctx: click.Context, host: str, port: int, poll_seconds: float, max_bod
 
 def _register_drift_command() -> None:
     try:
-        from components.drift.cli import drift
+        from driftguard.components.drift.cli import drift
     except ImportError:  # pragma: no cover - only while the drift package is absent
         return
     main.add_command(drift, "drift")
-    from components.alerts.cli import alerts
+    from driftguard.components.alerts.cli import alerts
 
     main.add_command(alerts, "alerts")
-    from components.reports.cli import report
+    from driftguard.components.reports.cli import report
 
     main.add_command(report, "report")
-    from pipeline.orchestrate.cli import compile_command, submit, trigger
+    from driftguard.pipeline.orchestrate.cli import compile_command, submit, trigger
 
     main.add_command(compile_command, "compile")
     main.add_command(trigger, "trigger")
     main.add_command(submit, "submit")
-    from monitoring.cli import monitor
+    from driftguard.monitoring.cli import monitor
 
     main.add_command(monitor, "monitor")
 

@@ -75,7 +75,7 @@ class ValidationConfig:
 
 @dataclasses.dataclass(frozen=True)
 class DriftConfig:
-    # Family-wise level of the per-feature tests (components.drift.detect_drift).
+    # Family-wise level of the per-feature tests (driftguard.components.drift.detect_drift).
     alpha: float = 0.01
     # Rows of a span (and of the training window, as the baseline) the exact tests use; a
     # bigger span is sampled uniformly in Beam, its rows and missing values still counted.
@@ -94,7 +94,7 @@ class DriftConfig:
             return
         if not isinstance(self.features, Mapping):
             raise ConfigError(f"{path}.features must be a mapping of feature name to settings")
-        from components.drift.config import as_feature_config
+        from driftguard.components.drift.config import as_feature_config
 
         for name, settings in self.features.items():
             if not isinstance(settings, Mapping):
@@ -143,7 +143,7 @@ class MonitorConfig:
     stream_features: Tuple[str, ...] = ()    # numeric features with a streaming detector too
     multivariate: bool = True            # the rank-correlation check in every window
     detector_block: int = 50             # records per CUSUM block
-    label_fn: str = "pipeline.taxi_labels.labels"   # reference rows -> labels (estimated accuracy)
+    label_fn: str = "driftguard.pipeline.taxi_labels.labels"   # reference rows -> labels (estimated accuracy)
 
     def validate(self, path: str) -> None:
         _check_range(f"{path}.window", self.window, 100, 100_000_000)
@@ -243,8 +243,8 @@ class Config:
 
     @property
     def alerts_settings(self):
-        """The ``alerts`` section parsed by ``components.alerts`` (raises ConfigError)."""
-        from components.alerts.config import AlertsConfigError, parse_alerts_config
+        """The ``alerts`` section parsed by ``driftguard.components.alerts`` (raises ConfigError)."""
+        from driftguard.components.alerts.config import AlertsConfigError, parse_alerts_config
 
         try:
             return parse_alerts_config(self.alerts, "alerts")

@@ -24,13 +24,13 @@ from __future__ import annotations
 
 from typing import List, Optional, Sequence
 
-from pipeline.config import Config
+from driftguard.pipeline.config import Config
 
 # Import paths, not a module_file: `pipeline` is an installed package (also in the container
 # image), so TFX needs no per-run user-code wheel build and pip install (~20 s per run).
-PREPROCESSING_FN = "pipeline.taxi_model.preprocessing_fn"
-RUN_FN = "pipeline.taxi_model.run_fn"
-LABEL_FN = "pipeline.taxi_labels.labels"  # raw columns -> label, for realized accuracy (no TF)
+PREPROCESSING_FN = "driftguard.pipeline.taxi_model.preprocessing_fn"
+RUN_FN = "driftguard.pipeline.taxi_model.run_fn"
+LABEL_FN = "driftguard.pipeline.taxi_labels.labels"  # raw columns -> label, for realized accuracy (no TF)
 SPAN_PATTERN = "span-{SPAN}/*"
 RESOLVER_ID = "latest_blessed_model_resolver"
 
@@ -40,7 +40,7 @@ def eval_config(config: Config):
     the blessed baseline on the same evaluation data."""
     import tensorflow_model_analysis as tfma
 
-    from pipeline import taxi_model
+    from driftguard.pipeline import taxi_model
 
     auc_threshold = tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.evaluation.min_auc}),
@@ -92,8 +92,8 @@ def create_pipeline(config: Config, spans: Sequence[int], *, data_root: Optional
     from tfx import v1 as tfx
     from tfx.types import channel_utils
 
-    from components.anomaly_gate.component import AnomalyGate
-    from components.registry_pusher.component import RegistryPusher
+    from driftguard.components.anomaly_gate.component import AnomalyGate
+    from driftguard.components.registry_pusher.component import RegistryPusher
 
     spans = [int(s) for s in spans]
     if not spans:
@@ -189,9 +189,9 @@ def create_check_pipeline(config: Config, span: int, *, data_root: Optional[str]
     """
     from tfx import v1 as tfx
 
-    from components.drift_detector.component import DriftDetector
-    from components.prediction_monitor.component import PredictionMonitor
-    from components.retrain_gate.component import RetrainGate
+    from driftguard.components.drift_detector.component import DriftDetector
+    from driftguard.components.prediction_monitor.component import PredictionMonitor
+    from driftguard.components.retrain_gate.component import RetrainGate
 
     span = int(span)
     schema_gen = tfx.components.ImportSchemaGen(schema_file=str(config.schema_file))

@@ -11,7 +11,7 @@ import logging
 import os
 from typing import Dict, List, Optional
 
-from pipeline.config import Config
+from driftguard.pipeline.config import Config
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -1,6 +1,6 @@
 """The taxi label from raw columns, without TensorFlow (the PredictionMonitor's realized accuracy).
 
-Must agree with ``pipeline.taxi_model.preprocessing_fn``: big_tipper = tips > 0.2 * fare.
+Must agree with ``driftguard.pipeline.taxi_model.preprocessing_fn``: big_tipper = tips > 0.2 * fare.
 """
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Optional
 
 import numpy as np
 
-from components.examples_io import column_floats
+from driftguard.components.examples_io import column_floats
 
-BIG_TIP_SHARE = 0.2  # pipeline.taxi_model imports it from here
+BIG_TIP_SHARE = 0.2  # driftguard.pipeline.taxi_model imports it from here
 
 
 def labels(table) -> Optional[np.ndarray]:

@@ -26,7 +26,7 @@ import tf_keras as keras  # noqa: E402  (TFT's transform layer needs Keras 2)
 
 LABEL_SOURCE = "tips"
 LABEL_KEY = "big_tipper"
-from pipeline.taxi_labels import BIG_TIP_SHARE  # noqa: E402  (one definition of the label)
+from driftguard.pipeline.taxi_labels import BIG_TIP_SHARE  # noqa: E402  (one definition of the label)
 
 # log1p then z-score: fare, miles and seconds are heavy-tailed (fare up to 700, miles 1,710).
 DENSE_FLOAT_FEATURES = ["fare", "trip_miles", "trip_seconds"]

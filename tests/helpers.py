@@ -11,7 +11,7 @@ import sys
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 DATA = REPO / "data" / "taxi"
-DRIFTGUARD = [sys.executable, "-m", "pipeline.cli"]
+DRIFTGUARD = [sys.executable, "-m", "driftguard.pipeline.cli"]
 
 
 def run_cli(*args, config=None, env=None, timeout=1800):

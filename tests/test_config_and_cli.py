@@ -6,7 +6,7 @@ import subprocess
 import pytest
 
 from helpers import DATA, REPO, run_cli, write_config
-from pipeline import config as config_lib
+from driftguard.pipeline import config as config_lib
 
 
 def test_defaults_are_valid_and_under_runs():
@@ -61,7 +61,7 @@ def test_parse_spans_rejects_garbage(text):
 
 def test_committed_spans_are_reproducible_from_the_wheel(tmp_path):
     """data/taxi is exactly what `driftguard data prepare` derives from the tfx wheel."""
-    from pipeline.data import load_manifest, write_taxi_spans
+    from driftguard.pipeline.data import load_manifest, write_taxi_spans
 
     manifest = write_taxi_spans(tmp_path)
     committed = load_manifest(DATA)

@@ -1,4 +1,4 @@
-"""components.drift_detector.compare and its HTML page, on plain Arrow tables (no TFX run)."""
+"""driftguard.components.drift_detector.compare and its HTML page, on plain Arrow tables (no TFX run)."""
 from __future__ import annotations
 
 import re
@@ -10,8 +10,8 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from components.drift_detector.compare import compare_span, headline, no_baseline_report, serving_features
-from components.drift_detector.html import render_html
+from driftguard.components.drift_detector.compare import compare_span, headline, no_baseline_report, serving_features
+from driftguard.components.drift_detector.html import render_html
 from helpers import DATA, REPO
 
 

@@ -1,4 +1,4 @@
-"""components.examples_io on real gzipped tf.Example files, through a real Beam pipeline."""
+"""driftguard.components.examples_io on real gzipped tf.Example files, through a real Beam pipeline."""
 import gzip  # noqa: F401  (TFRecord files below are written by TensorFlow, gzip-compressed)
 
 import numpy as np
@@ -29,7 +29,7 @@ def _run(patterns, max_rows, out_dir, beam_args=()):
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from components.examples_io import read_sample, sample_examples, write_sample
+    from driftguard.components.examples_io import read_sample, sample_examples, write_sample
 
     with beam.Pipeline(options=PipelineOptions(list(beam_args))) as p:
         write_sample(sample_examples(p, patterns, max_rows), str(out_dir))

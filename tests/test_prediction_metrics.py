@@ -1,8 +1,8 @@
-"""components.prediction_monitor.metrics on seeded synthetic scores (no TFX)."""
+"""driftguard.components.prediction_monitor.metrics on seeded synthetic scores (no TFX)."""
 import numpy as np
 import pytest
 
-from components.prediction_monitor.metrics import estimated_accuracy, monitor_metrics
+from driftguard.components.prediction_monitor.metrics import estimated_accuracy, monitor_metrics
 
 
 def _calibrated(n, rng, a=0.0):

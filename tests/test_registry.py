@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from components.registry_pusher.registry import existing_versions, publish_version
+from driftguard.components.registry_pusher.registry import existing_versions, publish_version
 
 
 def _stage(root, name, files=3):

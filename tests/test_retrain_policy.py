@@ -1,5 +1,5 @@
-"""components.retrain_gate.policy.decide: every policy, pure."""
-from components.retrain_gate.policy import decide
+"""driftguard.components.retrain_gate.policy.decide: every policy, pure."""
+from driftguard.components.retrain_gate.policy import decide
 
 CRIT = [{"rule": "feature_psi", "severity": "critical"}]
 WARN = [{"rule": "dataset_drift", "severity": "warning"}]

@@ -14,7 +14,7 @@ def _sha(path):
 
 
 def test_v1_is_curated_not_just_inferred():
-    from pipeline.schemas import load_schema
+    from driftguard.pipeline.schemas import load_schema
 
     schema = load_schema(REPO / "schemas/taxi/v1/schema.pbtxt")
     assert list(schema.default_environment) == ["TRAINING", "SERVING"]
@@ -66,7 +66,7 @@ def test_new_version_writes_v2_and_leaves_v1_byte_for_byte(tmp_path):
 
 
 def test_existing_version_is_never_overwritten(tmp_path):
-    from pipeline.schemas import SchemaVersionError, _write_new_dir
+    from driftguard.pipeline.schemas import SchemaVersionError, _write_new_dir
 
     (tmp_path / "v2").mkdir()
     (tmp_path / "v2" / "schema.pbtxt").write_text("original")

@@ -144,8 +144,8 @@ def test_drift_detector_executor_under_multi_processing(checks, first_push, tmp_
     from tfx.dsl.components.base import base_beam_executor
     from tfx.types import standard_artifacts
 
-    from components.drift_detector import executor as detector_executor
-    from components.drift_detector import spec as detector_spec
+    from driftguard.components.drift_detector import executor as detector_executor
+    from driftguard.components.drift_detector import spec as detector_spec
 
     runs = pathlib.Path(json.loads(pathlib.Path(first_push["config"]).read_text())["runs_dir"])
     gen_root = runs / "pipelines" / "taxi-check" / "ExampleGen_span8" / "examples"

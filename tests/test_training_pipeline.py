@@ -13,7 +13,7 @@ pytestmark = pytest.mark.tfx
 
 def node_executions(metadata: pathlib.Path, node_id: str, pipeline: str = "taxi-training"):
     """MLMD executions of one pipeline node, oldest first."""
-    from pipeline.runner import open_store
+    from driftguard.pipeline.runner import open_store
 
     store = open_store(str(metadata))
     ctx = store.get_context_by_type_and_name("node", f"{pipeline}.{node_id}")
@@ -106,8 +106,8 @@ def test_worse_candidate_is_not_pushed(first_push, workspace):
     metadata = workspace / "runs" / "metadata.sqlite"
     evals = node_executions(metadata, "Evaluator")
     assert len(evals) == 2
-    from components.registry_pusher.executor import overall_metrics
-    from pipeline.runner import output_artifact
+    from driftguard.components.registry_pusher.executor import overall_metrics
+    from driftguard.pipeline.runner import output_artifact
 
     evaluation = output_artifact(str(metadata), evals[-1].id, "evaluation")
     metrics = overall_metrics(evaluation.uri)

@@ -4,11 +4,11 @@ sinks deliver them (JSON lines, webhook, Slack, Alertmanager, email).
 Pure Python (standard library + click for the CLI): importing this package never imports
 TensorFlow, TFX or Beam. See README.md in this folder.
 """
-from components.alerts.alert import Alert, SEVERITIES
-from components.alerts.config import AlertsConfig, AlertsConfigError, parse_alerts_config
-from components.alerts.outbox import DeliveryResult, Outbox, OutboxError, outbox_path, send_alerts
-from components.alerts.rules import evaluate
-from components.alerts.sinks import DeliveryError, build_sinks
+from driftguard.components.alerts.alert import Alert, SEVERITIES
+from driftguard.components.alerts.config import AlertsConfig, AlertsConfigError, parse_alerts_config
+from driftguard.components.alerts.outbox import DeliveryResult, Outbox, OutboxError, outbox_path, send_alerts
+from driftguard.components.alerts.rules import evaluate
+from driftguard.components.alerts.sinks import DeliveryError, build_sinks
 
 __all__ = ["Alert", "SEVERITIES", "AlertsConfig", "AlertsConfigError", "parse_alerts_config",
            "DeliveryResult", "Outbox", "OutboxError", "outbox_path", "send_alerts", "evaluate", "DeliveryError",

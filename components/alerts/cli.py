@@ -14,9 +14,9 @@ from typing import Any, Dict, List
 
 import click
 
-from components.alerts.alert import Alert
-from components.alerts.outbox import STATES, Outbox, OutboxError, outbox_path
-from components.alerts.sinks import DeliveryError, build_sinks
+from driftguard.components.alerts.alert import Alert
+from driftguard.components.alerts.outbox import STATES, Outbox, OutboxError, outbox_path
+from driftguard.components.alerts.sinks import DeliveryError, build_sinks
 
 
 class OutboxUnusable(click.ClickException):

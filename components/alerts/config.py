@@ -25,7 +25,7 @@ import re
 import types
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Type
 
-from components.alerts.alert import SEVERITIES
+from driftguard.components.alerts.alert import SEVERITIES
 
 
 class AlertsConfigError(ValueError):

@@ -34,8 +34,8 @@ import sqlite3
 import time
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
-from components.alerts.alert import Alert, severity_rank, utc_now_iso
-from components.alerts.sinks import DeliveryError, Sink, build_sinks
+from driftguard.components.alerts.alert import Alert, severity_rank, utc_now_iso
+from driftguard.components.alerts.sinks import DeliveryError, Sink, build_sinks
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ import datetime
 import math
 from typing import Any, Iterable, List, Mapping, Optional, Sequence
 
-from components.alerts.alert import Alert, utc_now_iso
-from components.alerts.config import AlertsConfig, RuleConfig
+from driftguard.components.alerts.alert import Alert, utc_now_iso
+from driftguard.components.alerts.config import AlertsConfig, RuleConfig
 
 # Re-exported: the interface names rules.Alert.
 __all__ = ["Alert", "evaluate"]

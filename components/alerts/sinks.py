@@ -33,8 +33,8 @@ import urllib.parse
 from email.message import EmailMessage
 from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 
-from components.alerts.alert import Alert
-from components.alerts.config import (AlertmanagerSinkConfig, AlertsConfig, EmailSinkConfig,
+from driftguard.components.alerts.alert import Alert
+from driftguard.components.alerts.config import (AlertmanagerSinkConfig, AlertsConfig, EmailSinkConfig,
                                       JsonlSinkConfig, SinkConfig, SlackSinkConfig, WebhookSinkConfig)
 
 SIGNATURE_HEADER = "X-Driftguard-Signature"

@@ -1,4 +1,4 @@
 """AnomalyGate: stops a training run when ExampleValidator found anomalies of error severity.
 
-The TFX component is ``components.anomaly_gate.component.AnomalyGate``.
+The TFX component is ``driftguard.components.anomaly_gate.component.AnomalyGate``.
 """

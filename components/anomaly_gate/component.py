@@ -6,8 +6,8 @@ from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
 
-from components.anomaly_gate import executor
-from components.anomaly_gate.spec import AnomalyGateSpec
+from driftguard.components.anomaly_gate import executor
+from driftguard.components.anomaly_gate.spec import AnomalyGateSpec
 
 
 class AnomalyGate(base_component.BaseComponent):

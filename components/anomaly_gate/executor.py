@@ -11,8 +11,8 @@ from tfx.dsl.components.base import base_executor
 from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 
-from components.anomaly_gate import spec
-from components.artifacts import artifact_span
+from driftguard.components.anomaly_gate import spec
+from driftguard.components.artifacts import artifact_span
 
 ANOMALIES_FILE = "SchemaDiff.pb"
 _SEVERITY_RANK = {"WARNING": 1, "ERROR": 2}

@@ -5,7 +5,7 @@ scipy.stats is imported, so ``driftguard drift`` starts in about a second.
 
 Front door::
 
-    from components.drift import detect_drift, FeatureConfig
+    from driftguard.components.drift import detect_drift, FeatureConfig
     report = detect_drift(reference_df, current_df, exclude=["tips"],
                           feature_config={"fare": FeatureConfig(method="psi", threshold=0.2)})
     report.drift_detected, report.features["fare"].scores["psi"], report.to_json()

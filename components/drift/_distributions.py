@@ -1,4 +1,4 @@
-"""Tail probabilities of the test statistics used in :mod:`components.drift`.
+"""Tail probabilities of the test statistics used in :mod:`driftguard.components.drift`.
 
 Only :mod:`scipy.special` is used: importing :mod:`scipy.stats` costs about a second
 (and pandas more), which the ``driftguard drift`` command cannot afford. Each function

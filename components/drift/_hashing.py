@@ -112,7 +112,7 @@ class ValueIndex:
     """Position of values in a fixed array of distinct floats (-1 for the values it lacks).
 
     The reference's distinct values of a prepared numeric feature
-    (:class:`components.drift.numeric.NumericReference`): every current window is looked
+    (:class:`driftguard.components.drift.numeric.NumericReference`): every current window is looked
     up in a table of their bit patterns, a few vectorised passes instead of a sort.
     Equal bit patterns are equal floats and vice versa as long as neither side holds NaN
     or -0.0, which callers rule out. At most :attr:`LIMIT` values (a quarter of the

@@ -1,6 +1,6 @@
 r"""Bins that stay sound on heavy tails, discrete-heavy numbers and sparse categories.
 
-Every binned score in :mod:`components.drift.divergence` compares a reference and a
+Every binned score in :mod:`driftguard.components.drift.divergence` compares a reference and a
 current histogram over the *same* bins. This module builds those bins from the reference
 alone, so a profile computed once (for instance by a Beam job over a training span) can
 be reused for every later span.
@@ -156,7 +156,7 @@ def quantile_edges_from_counts(distinct, counts, n_bins: int = 10, gap_bins: int
     Bit-for-bit the edges :func:`quantile_edges` gives on the raw values (with no
     negative zeros among them), at the cost of the distinct values instead of the rows:
     the quantiles are read off the cumulative counts. This is what lets
-    :func:`components.drift.numeric.compare_numeric` handle millions of rows, and a
+    :func:`driftguard.components.drift.numeric.compare_numeric` handle millions of rows, and a
     Beam job bin a span from its value counts alone.
 
     Parameters

@@ -1,11 +1,11 @@
 r"""Two-sample comparisons of a categorical feature, from category counts.
 
 Everything here works on ``{category: count}`` mappings, so a Beam job that only ships
-counts can call the same functions as :func:`components.drift.detect_drift`.
+counts can call the same functions as :func:`driftguard.components.drift.detect_drift`.
 
 - :func:`compare_categorical` -- PSI, Jensen-Shannon, Hellinger and L-infinity on the
   frequent reference categories plus one pooled bucket
-  (:func:`components.drift.binning.category_bins`), and Pearson's chi-square test.
+  (:func:`driftguard.components.drift.binning.category_bins`), and Pearson's chi-square test.
 - :func:`unseen_categories` -- share of current values whose category the reference
   never holds, with an exact conditional p-value.
 
@@ -14,7 +14,7 @@ Sparse categories
     small sample because its approximation needs expected counts of about 5 per cell.
     The test here keeps a category on its own only when its *pooled* count gives an
     expected count of at least 5 on both sides and pools the rest
-    (:func:`components.drift.divergence.chi_square` with ``ordered=False``). The choice
+    (:func:`driftguard.components.drift.divergence.chi_square` with ``ordered=False``). The choice
     looks only at the pooled counts, which the test conditions on, so it stays valid.
 """
 from __future__ import annotations
@@ -110,7 +110,7 @@ def unseen_categories(reference: Mapping[str, int], current: Mapping[str, int]) 
 
 
 def _unseen(labels: List[str], ref: np.ndarray, cur: np.ndarray) -> UnseenResult:
-    """:func:`unseen_categories` of counts already aligned (:func:`components.drift.binning.align_counts`)."""
+    """:func:`unseen_categories` of counts already aligned (:func:`driftguard.components.drift.binning.align_counts`)."""
     n_ref, n_cur = int(ref.sum()), int(cur.sum())
     if n_ref <= 0 or n_cur <= 0:
         raise ValueError(f"both samples need at least one value, got {n_ref} reference and {n_cur} current")
@@ -148,7 +148,7 @@ def compare_categorical(
     ----------
     reference, current : mapping of str to int
         Category counts (missing values excluded), e.g. from
-        :func:`components.drift.binning.category_counts`.
+        :func:`driftguard.components.drift.binning.category_counts`.
     min_share : float, default 0.01
         Reference share below which a category is pooled into ``__other__`` for the
         histogram scores.

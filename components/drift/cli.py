@@ -1,7 +1,7 @@
 """``driftguard drift REFERENCE CURRENT [--json]``: compare two tables from the command line.
 
 Registered on the main ``driftguard`` group with ``group.add_command(drift)``; also
-runnable alone as ``python -m components.drift.cli REFERENCE CURRENT``.
+runnable alone as ``python -m driftguard.components.drift.cli REFERENCE CURRENT``.
 
 Files are CSV (``.csv``, ``.csv.gz``) or Parquet (``.parquet``, ``.pq``), chosen by
 extension, read with pyarrow (empty CSV fields are missing values; index columns that
@@ -113,7 +113,7 @@ def drift(reference: str, current: str, as_json: bool, exclude: Sequence[str], a
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    """Entry point of ``python -m components.drift.cli``."""
+    """Entry point of ``python -m driftguard.components.drift.cli``."""
     drift.main(args=list(argv) if argv is not None else None, prog_name="driftguard drift")
 
 

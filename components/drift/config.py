@@ -1,4 +1,4 @@
-"""Per-feature overrides for :func:`components.drift.detect_drift`."""
+"""Per-feature overrides for :func:`driftguard.components.drift.detect_drift`."""
 from __future__ import annotations
 
 import math
@@ -17,7 +17,7 @@ class FeatureConfig:
     Parameters
     ----------
     method : str, optional
-        A name from :data:`components.drift.registry.METHODS` (default: ``"psi"``).
+        A name from :data:`driftguard.components.drift.registry.METHODS` (default: ``"psi"``).
     threshold : float, optional
         Threshold on that method's score (default: the method's own).
     kind : {"numeric", "categorical"}, optional

@@ -18,7 +18,7 @@ The rule
     at least its threshold: statistical evidence alone flags meaningless shifts on big
     samples (``fare * 1.003`` on 100,000 rows), a score alone flags noise on small ones.
     A feature drifts when any of its checks does. The dataset drifts when any feature
-    drifts or the multivariate check (:mod:`components.drift.multivariate`) fires; the
+    drifts or the multivariate check (:mod:`driftguard.components.drift.multivariate`) fires; the
     latter has its own level ``multivariate_alpha`` and effect threshold.
 
 Defaults (measured on the Chicago taxi data, see ``README.md``)
@@ -124,7 +124,7 @@ def _compare_feature(name: str, kind: str, reference: PreparedReference, cur: Co
                      ) -> Tuple[List[Tuple[str, str, float, float, float, str]], Dict[str, Any], Optional[Tuple]]:
     """Raw checks ``(check, method, score, threshold, p_value, direction)``, the feature's numbers, and for
     a numeric feature the value codes of its current rows (``codes`` of
-    :class:`components.drift.multivariate.RankedSample`) when its comparison gave them."""
+    :class:`driftguard.components.drift.multivariate.RankedSample`) when its comparison gave them."""
     method = get_method(method_name, kind)
     ref = reference.columns[name]
     ref_missing, cur_missing = ref.missing, cur.missing
@@ -219,7 +219,7 @@ def detect_drift(
         Same columns (order may differ). Numeric columns (int, float, datetime) and
         categorical ones (string, object text, bool, category); missing values as
         ``NaN``/``None``/null. ``reference`` may also be a
-        :class:`components.drift.PreparedReference` (:func:`components.drift.prepare_reference`):
+        :class:`driftguard.components.drift.PreparedReference` (:func:`driftguard.components.drift.prepare_reference`):
         the same report, without recomputing what depends on the reference alone (for a
         monitor comparing many windows with one reference).
     feature_config : mapping of str to FeatureConfig (or dict), optional

@@ -1,7 +1,7 @@
 r"""Distances between two histograms given as bin counts.
 
 Every function takes the reference and current **counts over the same bins** (as built
-by :mod:`components.drift.binning`), so the same code serves :func:`detect_drift` on raw
+by :mod:`driftguard.components.drift.binning`), so the same code serves :func:`detect_drift` on raw
 arrays and a Beam job that only ships counts. The order of arguments is always
 ``(reference, current)``.
 

@@ -1,4 +1,4 @@
-"""Exceptions raised by :mod:`components.drift`.
+"""Exceptions raised by :mod:`driftguard.components.drift`.
 
 All input problems raise :class:`DriftInputError`, a :class:`ValueError`, so callers
 that already catch ``ValueError`` keep working, while the CLI can tell a bad input

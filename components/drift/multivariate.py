@@ -572,7 +572,7 @@ def rank_correlation_check(
     ----------
     reference : mapping of str to numpy.ndarray, or PreparedReference
         Numeric columns (float, ``nan`` for missing) of equal length. A
-        :class:`components.drift.PreparedReference` keeps its sample, mid-ranks and
+        :class:`driftguard.components.drift.PreparedReference` keeps its sample, mid-ranks and
         per-pair results for the next call with the same ``max_rows`` and ``seed``.
     current : mapping of str to numpy.ndarray
         The same for the current sample.

@@ -1,7 +1,7 @@
 r"""Two-sample comparisons of a numeric feature on raw values.
 
 Binned scores (PSI, Jensen-Shannon, Hellinger, L-infinity, chi-square) live in
-:mod:`components.drift.divergence`; this module holds the tests that need the values
+:mod:`driftguard.components.drift.divergence`; this module holds the tests that need the values
 themselves, and :func:`compare_numeric`, which computes every score for one feature.
 
 - :func:`ks` -- Kolmogorov-Smirnov statistic and p-value.
@@ -102,7 +102,7 @@ def _hashed_grid(x: np.ndarray, y: np.ndarray):
 
     Sorting 2 x 1,000,000 values costs ~0.2 s per feature; the taxi features hold at
     most a few ten thousand distinct values, which a cache-sized hash table
-    (:mod:`components.drift._hashing`) counts in a few passes. Same result as
+    (:mod:`driftguard.components.drift._hashing`) counts in a few passes. Same result as
     ``numpy.unique`` (NaN never reaches here; a sample holding both -0.0 and 0.0 goes
     back to the sort).
     """
@@ -136,7 +136,7 @@ def ks(reference, current) -> KSResult:
     -------
     KSResult
         ``statistic`` :math:`D = \sup_t |F_{ref}(t) - F_{cur}(t)|` and its two-sided
-        asymptotic ``p_value`` (:func:`components.drift._distributions.ks_two_sample_sf`).
+        asymptotic ``p_value`` (:func:`driftguard.components.drift._distributions.ks_two_sample_sf`).
 
     Notes
     -----
@@ -289,7 +289,7 @@ def compare_numeric(reference, current, n_bins: int = 10, test_bins: int = 20,
         Finite values, missing values removed.
     n_bins : int, default 10
         Reference-quantile bins for the binned scores (see
-        :func:`components.drift.binning.quantile_edges`): deciles, the PSI convention.
+        :func:`driftguard.components.drift.binning.quantile_edges`): deciles, the PSI convention.
     test_bins : int, default 20
         Reference-quantile bins for the chi-square test. On the taxi data, at the level a
         Holm correction over 30 checks asks for (3.3e-4), 20 bins detect a 2-hour shift of
@@ -303,7 +303,7 @@ def compare_numeric(reference, current, n_bins: int = 10, test_bins: int = 20,
         Default :data:`FINE_TEST_BINS` (50):
         A second chi-square test on this many reference-quantile bins, each edge kept in
         the gap above an atom as the ``test_bins`` grid places it (``gap_bins``
-        of :func:`components.drift.binning.quantile_edges`). The evidence is the
+        of :func:`driftguard.components.drift.binning.quantile_edges`). The evidence is the
         Bonferroni combination ``min(1, 2 min(p_20, p_50))``, valid whatever the
         dependence of the two tests. Finer bins catch a 10% change of a spread-out,
         zero-inflated feature (``trip_miles * 1.10``: 57% -> 99% of 2,000-row samples
@@ -426,7 +426,7 @@ class NumericReference:
     quantile edges and reference counts of every binning asked for (keyed by
     ``(n_bins, gap_bins)``), its median, mean and mean absolute deviation. A current
     sample's values are located among the reference's distinct values by hashing
-    (:class:`components.drift._hashing.ValueIndex`, built on first use), and only the
+    (:class:`driftguard.components.drift._hashing.ValueIndex`, built on first use), and only the
     values the reference lacks are sorted, instead of sorting the pooled sample.
     :meth:`compare` gives bit-for-bit the result of :func:`compare_numeric`, and calls it
     when a side holds a negative zero (hashing tells -0.0 from 0.0, ``numpy.unique``
@@ -458,7 +458,7 @@ class NumericReference:
         self._summary: Optional[Tuple[float, float, float]] = None
 
     def bins(self, n_bins: int, gap_bins: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
-        """Edges of :func:`components.drift.binning.quantile_edges` and the reference's count per bin (floats)."""
+        """Edges of :func:`driftguard.components.drift.binning.quantile_edges` and the reference's count per bin (floats)."""
         key = (int(n_bins), None if gap_bins is None else int(gap_bins))
         found = self._bins.get(key)
         if found is None:

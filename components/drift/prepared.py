@@ -1,4 +1,4 @@
-r"""A reference table read once, for many :func:`components.drift.detect_drift` calls.
+r"""A reference table read once, for many :func:`driftguard.components.drift.detect_drift` calls.
 
 A live monitor compares every window of traffic (say 10,000 records) with the same
 reference. Much of a call depends on the reference alone: reading and typing its
@@ -26,7 +26,7 @@ Exactness
     most ``max_rows`` rows, which is used whole, keeps its ranks).
 
 The cost of a window is then the current side alone: locating its values among the
-reference's distinct values (a hash lookup, :class:`components.drift._hashing.ValueIndex`),
+reference's distinct values (a hash lookup, :class:`driftguard.components.drift._hashing.ValueIndex`),
 counting them, and for the joint check ranking its sample and correlating the pairs.
 A prepared reference holds on to its data and caches: it is meant to be kept for as
 long as its reference is monitored. Its columns are copies of the input, which may
@@ -53,13 +53,13 @@ class PreparedReference:
     """A reference table, read once, with what depends on it alone computed on demand and kept.
 
     Build it with :func:`prepare_reference`; pass it to
-    :func:`components.drift.detect_drift` (or
-    :func:`components.drift.rank_correlation_check`) in place of the reference table.
+    :func:`driftguard.components.drift.detect_drift` (or
+    :func:`driftguard.components.drift.rank_correlation_check`) in place of the reference table.
 
     Attributes
     ----------
     columns : dict of str to Column
-        The reference's typed columns, as :func:`components.drift.tables.read_table`
+        The reference's typed columns, as :func:`driftguard.components.drift.tables.read_table`
         gives them.
     n_rows : int
         Rows of the reference.
@@ -92,7 +92,7 @@ class PreparedReference:
         return [name for name, col in self.columns.items() if col.kind == "numeric"]
 
     def rank_sample(self, names: Sequence[str], max_rows: int, seed) -> ReferenceSample:
-        """The reference sample of :func:`components.drift.rank_correlation_check` for ``max_rows`` and ``seed``.
+        """The reference sample of :func:`driftguard.components.drift.rank_correlation_check` for ``max_rows`` and ``seed``.
 
         Kept for an integer seed, and for ``seed=None`` when the reference has at most
         ``max_rows`` rows (nothing is drawn); otherwise drawn afresh, as every call does.
@@ -120,7 +120,7 @@ class PreparedReference:
 
 
 def prepare_reference(reference) -> PreparedReference:
-    """Read a reference table once, for many :func:`components.drift.detect_drift` calls.
+    """Read a reference table once, for many :func:`driftguard.components.drift.detect_drift` calls.
 
     Parameters
     ----------
@@ -140,7 +140,7 @@ def prepare_reference(reference) -> PreparedReference:
 
     Examples
     --------
-    >>> from components.drift import detect_drift
+    >>> from driftguard.components.drift import detect_drift
     >>> rng = np.random.default_rng(7)
     >>> table = {"fare": rng.lognormal(2.0, 0.6, 3000), "miles": rng.exponential(2.0, 3000),
     ...          "payment_type": rng.choice(["Cash", "Credit Card"], 3000)}

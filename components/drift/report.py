@@ -1,4 +1,4 @@
-"""Typed results of :func:`components.drift.detect_drift` and their JSON / text forms.
+"""Typed results of :func:`driftguard.components.drift.detect_drift` and their JSON / text forms.
 
 ``DriftReport.to_dict()`` is the contract of ``driftguard drift --json``::
 
@@ -141,7 +141,7 @@ def _fmt(value: Optional[float], digits: int = 4) -> str:
 
 @dataclass(frozen=True)
 class DriftReport:
-    """Everything :func:`components.drift.detect_drift` found.
+    """Everything :func:`driftguard.components.drift.detect_drift` found.
 
     ``drift_detected`` is true when any feature drifted or the multivariate check fired.
     ``settings`` records every parameter used, ``excluded`` the columns left out.

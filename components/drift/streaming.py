@@ -460,7 +460,7 @@ def design_cusum(standardized_reference, *, block: int = 50, k: float = 0.5, arl
         deviation), ``predicted_arl0_records`` (expected over references) and
         ``predicted_arl0_records_conditional`` (worst case within the guarantee).
     """
-    from scipy.optimize import brentq  # only when designing: keeps `import components.drift` fast
+    from scipy.optimize import brentq  # only when designing: keeps `import driftguard.components.drift` fast
 
     y = np.asarray(standardized_reference, dtype=float)
     n = int(n_reference if n_reference is not None else y.size)

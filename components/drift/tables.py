@@ -2,12 +2,12 @@
 
 Neither pandas nor pyarrow is imported here: a DataFrame or Table passed in means its
 library is already loaded, and it is recognised by its attributes. This keeps
-``import components.drift`` (and the ``driftguard drift`` command) fast.
+``import driftguard.components.drift`` (and the ``driftguard drift`` command) fast.
 
 A column is *numeric* (int, unsigned, float, decimal, datetime, timedelta) or
 *categorical* (string, object holding text, bool, pandas category). Missing values are
 ``NaN``/``None``/null. Infinite values, empty tables and all-null columns raise
-:class:`components.drift.errors.DriftInputError` naming the column and side.
+:class:`driftguard.components.drift.errors.DriftInputError` naming the column and side.
 """
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ class Column:
         return mask
 
     def label_counts(self) -> Dict[str, int]:
-        """:func:`components.drift.binning.category_counts` of the present values as labels
+        """:func:`driftguard.components.drift.binning.category_counts` of the present values as labels
         (:func:`as_labels`), computed once."""
         counts = self.known_counts
         if counts is None:
@@ -268,7 +268,7 @@ def read_table(table, side: str) -> Dict[str, Column]:
     >>> read_table({"fare": [1.0, float("inf")]}, "current")
     Traceback (most recent call last):
     ...
-    components.drift.errors.DriftInputError: column 'fare' of the current table holds 1 infinite value(s); use finite numbers (NaN or null for missing)
+    driftguard.components.drift.errors.DriftInputError: column 'fare' of the current table holds 1 infinite value(s); use finite numbers (NaN or null for missing)
     """
     pa = sys.modules.get("pyarrow")
     columns: List[Column] = []

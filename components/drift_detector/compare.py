@@ -1,7 +1,7 @@
 """Compare a span's sample with the serving model's reference sample: the DriftDetector's logic.
 
 No TFX, Beam or TensorFlow here: the executor reads the files and hands tables in, so this is
-tested on plain Arrow tables. The statistics themselves are ``components.drift``.
+tested on plain Arrow tables. The statistics themselves are ``driftguard.components.drift``.
 
 What is compared
     Every feature of the baseline schema that the SERVING environment expects (the label is
@@ -19,8 +19,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import pyarrow as pa
 
-from components.drift import detect_drift
-from components.drift.report import json_safe
+from driftguard.components.drift import detect_drift
+from driftguard.components.drift.report import json_safe
 
 REPORT_VERSION = 1
 
@@ -58,7 +58,7 @@ def compare_span(reference: pa.Table, current: pa.Table, features: Sequence[str]
                  reference_summary: Optional[Mapping[str, Any]] = None,
                  exclude: Sequence[str] = (), feature_config: Optional[Mapping[str, Any]] = None,
                  alpha: float = 0.01, context: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
-    """The DriftReport artifact's JSON: ``components.drift`` verdicts plus what the span check adds.
+    """The DriftReport artifact's JSON: ``driftguard.components.drift`` verdicts plus what the span check adds.
 
     ``reference``/``current``: flat tables (one scalar column per feature). ``features``: the
     features to compare (see :func:`serving_features`). Returns a JSON-safe dict with

@@ -5,8 +5,8 @@ from typing import Any, Dict, Optional, Sequence
 from tfx import types
 from tfx.dsl.components.base import base_beam_component, executor_spec
 
-from components.drift_detector import executor
-from components.drift_detector.spec import DriftDetectorSpec, DriftReport
+from driftguard.components.drift_detector import executor
+from driftguard.components.drift_detector.spec import DriftDetectorSpec, DriftReport
 
 
 class DriftDetector(base_beam_component.BaseBeamComponent):

@@ -10,11 +10,11 @@ from typing import Any, Dict
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 
-from components.drift_detector import spec
-from components.drift_detector.compare import compare_span, no_baseline_report, serving_features
-from components.drift_detector.html import write_html
-from components.examples_io import examples_file_patterns, read_sample, sample_examples, write_sample
-from components.registry_pusher.registry import PROFILE_DIR, REFERENCE_SAMPLE_DIR, existing_versions, read_profile
+from driftguard.components.drift_detector import spec
+from driftguard.components.drift_detector.compare import compare_span, no_baseline_report, serving_features
+from driftguard.components.drift_detector.html import write_html
+from driftguard.components.examples_io import examples_file_patterns, read_sample, sample_examples, write_sample
+from driftguard.components.registry_pusher.registry import PROFILE_DIR, REFERENCE_SAMPLE_DIR, existing_versions, read_profile
 
 
 class BaselineError(RuntimeError):
@@ -95,7 +95,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
 
         anomalies = []
         if input_dict.get(spec.ANOMALIES_KEY):
-            from components.anomaly_gate.executor import collect_anomalies, merge_splits
+            from driftguard.components.anomaly_gate.executor import collect_anomalies, merge_splits
 
             anomalies = merge_splits(collect_anomalies(input_dict[spec.ANOMALIES_KEY], None))
             for record in anomalies:

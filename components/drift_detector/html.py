@@ -1,6 +1,6 @@
 """Self-contained HTML page of one DriftReport (no script, no external asset: opens from disk).
 
-Charts are inline SVG drawn by ``components.reports.charts`` (pure Python): the reference and
+Charts are inline SVG drawn by ``driftguard.components.reports.charts`` (pure Python): the reference and
 current distributions of every drifted feature, and, when the PredictionMonitor's report is
 given, the prediction / confidence / accuracy panel.
 """
@@ -13,10 +13,10 @@ from typing import Any, Mapping, Optional
 
 import jinja2
 
-from components.drift_detector.compare import headline
-from components.reports import charts
+from driftguard.components.drift_detector.compare import headline
+from driftguard.components.reports import charts
 
-_ENV = jinja2.Environment(loader=jinja2.PackageLoader("components.drift_detector", "templates"),
+_ENV = jinja2.Environment(loader=jinja2.PackageLoader("driftguard.components.drift_detector", "templates"),
                           autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
 

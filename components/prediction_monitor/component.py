@@ -2,8 +2,8 @@
 from tfx import types
 from tfx.dsl.components.base import base_beam_component, executor_spec
 
-from components.prediction_monitor import executor
-from components.prediction_monitor.spec import ModelMonitorReport, PredictionMonitorSpec
+from driftguard.components.prediction_monitor import executor
+from driftguard.components.prediction_monitor.spec import ModelMonitorReport, PredictionMonitorSpec
 
 
 class PredictionMonitor(base_beam_component.BaseBeamComponent):

@@ -15,10 +15,10 @@ import pyarrow as pa
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 
-from components.examples_io import SampleSpanFn, column_floats, examples_file_patterns, read_sample, write_sample
-from components.prediction_monitor import spec
-from components.prediction_monitor.metrics import monitor_metrics
-from components.registry_pusher.registry import PROFILE_DIR, REFERENCE_SAMPLE_DIR, existing_versions, read_profile
+from driftguard.components.examples_io import SampleSpanFn, column_floats, examples_file_patterns, read_sample, write_sample
+from driftguard.components.prediction_monitor import spec
+from driftguard.components.prediction_monitor.metrics import monitor_metrics
+from driftguard.components.registry_pusher.registry import PROFILE_DIR, REFERENCE_SAMPLE_DIR, existing_versions, read_profile
 
 OUTPUT_NAME = "probabilities"
 
@@ -41,7 +41,7 @@ def _rows_of(logs, label_fn_path: str):
     """A batch of PredictionLogs -> Arrow table (probability, label) for the bounded sample."""
     from tfx_bsl.coders import example_coder
 
-    from components.examples_io import flatten_batch
+    from driftguard.components.examples_io import flatten_batch
 
     probs, examples = [], []
     for log in logs:

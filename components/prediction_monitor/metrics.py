@@ -1,7 +1,7 @@
 """Model monitoring numbers from predicted probabilities (binary classifier), with or without labels.
 
 - prediction drift: the probability distribution of the span against the reference's
-  (``components.drift.compare_numeric``: PSI on reference deciles, chi-square and KS tests);
+  (``driftguard.components.drift.compare_numeric``: PSI on reference deciles, chi-square and KS tests);
 - confidence: mean top-class probability and mean entropy, and the drift of the confidence
   distribution;
 - estimated accuracy without labels, confidence-based (the idea of NannyML's CBPE): the
@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 
-from components.drift import compare_numeric
+from driftguard.components.drift import compare_numeric
 
 THRESHOLD = 0.5
 

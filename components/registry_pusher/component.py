@@ -6,8 +6,8 @@ from tfx import types
 from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.types import standard_artifacts
 
-from components.registry_pusher import executor
-from components.registry_pusher.spec import RegistryPusherSpec
+from driftguard.components.registry_pusher import executor
+from driftguard.components.registry_pusher.spec import RegistryPusherSpec
 
 
 class RegistryPusher(base_beam_component.BaseBeamComponent):

@@ -30,11 +30,11 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
-from components.artifacts import artifact_span
-from components.registry_pusher import spec
+from driftguard.components.artifacts import artifact_span
+from driftguard.components.registry_pusher import spec
 
-from components.examples_io import examples_file_patterns, read_sample, sample_examples, write_sample
-from components.registry_pusher.registry import (
+from driftguard.components.examples_io import examples_file_patterns, read_sample, sample_examples, write_sample
+from driftguard.components.registry_pusher.registry import (
     PROFILE_DIR, PROFILE_FILE, REFERENCE_SAMPLE_DIR, STATS_FILE, find_pending_of_model,
     find_version_of_model, fsync_tree, hold_for_approval, new_staging_dir, publish_version,
     remove_stale_staging)

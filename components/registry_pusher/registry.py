@@ -18,7 +18,7 @@ PROFILE_DIR = "profile"
 PROFILE_FILE = "profile.json"
 STAGING_DIR = ".staging"
 STATS_FILE = "FeatureStats.pb"
-REFERENCE_SAMPLE_DIR = "reference_sample"  # sample.parquet + sample_summary.json (components.examples_io)
+REFERENCE_SAMPLE_DIR = "reference_sample"  # sample.parquet + sample_summary.json (driftguard.components.examples_io)
 
 
 def existing_versions(registry: pathlib.Path) -> List[int]:

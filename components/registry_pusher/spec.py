@@ -23,7 +23,7 @@ class RegistryPusherSpec(types.ComponentSpec):
         REGISTRY_DIR_KEY: ExecutionParameter(type=str),
         SCHEMA_VERSION_KEY: ExecutionParameter(type=int),
         PROFILE_EXTRA_KEY: ExecutionParameter(type=str, optional=True),
-        # {"StatisticsGen_span3": 3, ...}: see components.artifacts.artifact_span.
+        # {"StatisticsGen_span3": 3, ...}: see driftguard.components.artifacts.artifact_span.
         SPAN_BY_NODE_KEY: ExecutionParameter(type=str, optional=True),
         # rows of the training window kept as the drift baseline's reference sample
         REFERENCE_MAX_ROWS_KEY: ExecutionParameter(type=int, optional=True),

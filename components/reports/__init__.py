@@ -6,8 +6,8 @@ the pages; ``cli`` holds ``driftguard report``. Nothing here imports TensorFlow.
 
 
 def build_reports(runs_dir):
-    """See :func:`components.reports.build.build_reports` (imported lazily: no import cycle with
-    components.drift_detector.html, which draws its charts with components.reports.charts)."""
-    from components.reports.build import build_reports as _build
+    """See :func:`driftguard.components.reports.build.build_reports` (imported lazily: no import cycle with
+    driftguard.components.drift_detector.html, which draws its charts with driftguard.components.reports.charts)."""
+    from driftguard.components.reports.build import build_reports as _build
 
     return _build(runs_dir)

@@ -20,8 +20,8 @@ from typing import Dict, List, Optional, Tuple
 
 import jinja2
 
-from components.reports import charts
-from components.reports.runs import Runs, SpanRecord, alert_span, load_runs
+from driftguard.components.reports import charts
+from driftguard.components.reports.runs import Runs, SpanRecord, alert_span, load_runs
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def _needs_rebuild(page: pathlib.Path, rec: SpanRecord, stamp: str) -> bool:
 
 
 def render_span_page(rec: SpanRecord, stamp: str = "") -> str:
-    from components.drift_detector.html import render_html
+    from driftguard.components.drift_detector.html import render_html
 
     page = render_html(rec.report, rec.monitor, decision=rec.decision, dashboard=INDEX)
     meta = f'<meta name="driftguard-stamp" content="{stamp}">' if stamp else ""
@@ -165,7 +165,7 @@ def dashboard_context(runs: Runs, pages: Optional[Dict[int, str]] = None) -> dic
 def _headline(rec: SpanRecord) -> str:
     if not rec.report:
         return "no drift report"
-    from components.drift_detector.compare import headline
+    from driftguard.components.drift_detector.compare import headline
 
     return headline(rec.report)
 

@@ -25,7 +25,7 @@ def report(ctx: click.Context, runs_dir: Optional[pathlib.Path], force: bool) ->
 
     RUNS_DIR defaults to the config's runs_dir. Prints the dashboard's path.
     """
-    from components.reports.build import build_reports
+    from driftguard.components.reports.build import build_reports
 
     if runs_dir is None:
         load = (ctx.obj or {}).get("load_config")

@@ -5,8 +5,8 @@ from typing import Any, Dict, Optional
 from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 
-from components.retrain_gate import executor
-from components.retrain_gate.spec import RetrainDecision, RetrainGateSpec
+from driftguard.components.retrain_gate import executor
+from driftguard.components.retrain_gate.spec import RetrainDecision, RetrainGateSpec
 
 
 class RetrainGate(base_component.BaseComponent):

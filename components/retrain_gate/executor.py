@@ -1,4 +1,4 @@
-"""RetrainGate executor: reports -> alerts (components.alerts.rules) -> policy.decide -> decision.json."""
+"""RetrainGate executor: reports -> alerts (driftguard.components.alerts.rules) -> policy.decide -> decision.json."""
 from __future__ import annotations
 
 import json
@@ -7,11 +7,11 @@ import pathlib
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
-from components.alerts.config import parse_alerts_config
-from components.alerts.rules import evaluate
-from components.registry_pusher.registry import existing_versions, read_profile
-from components.retrain_gate import spec
-from components.retrain_gate.policy import decide
+from driftguard.components.alerts.config import parse_alerts_config
+from driftguard.components.alerts.rules import evaluate
+from driftguard.components.registry_pusher.registry import existing_versions, read_profile
+from driftguard.components.retrain_gate import spec
+from driftguard.components.retrain_gate.policy import decide
 
 
 def _read_json(artifacts, name: str):

@@ -3,8 +3,8 @@ from tfx import types
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.types.system_artifacts import Metrics
 
-from components.drift_detector.spec import DriftReport
-from components.prediction_monitor.spec import ModelMonitorReport
+from driftguard.components.drift_detector.spec import DriftReport
+from driftguard.components.prediction_monitor.spec import ModelMonitorReport
 
 DRIFT_REPORT_KEY = "drift_report"
 MONITOR_KEY = "model_monitor"

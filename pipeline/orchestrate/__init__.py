@@ -1,6 +1,6 @@
 """Orchestrators for the driftguard pipelines: Kubeflow Pipelines v2 / Vertex AI (compile),
 Airflow 2 (DAG files), and the CLI commands `compile`, `trigger` and `submit`.
 
-Every path builds its pipelines with ``pipeline.pipeline.create_check_pipeline`` and
+Every path builds its pipelines with ``driftguard.pipeline.pipeline.create_check_pipeline`` and
 ``create_pipeline`` from the same Config, so the orchestrators run the same components.
 """

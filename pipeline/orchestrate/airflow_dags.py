@@ -36,7 +36,7 @@ import os
 import pathlib
 from typing import Any, Dict, List, Mapping, Optional
 
-from pipeline import config as config_lib
+from driftguard.pipeline import config as config_lib
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
@@ -54,7 +54,7 @@ RetrainGate says so. {train_id}: the training pipeline. Details: pipeline/orches
 Needs the driftguard package installed where Airflow parses and runs tasks, and
 AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT=300 (parsing imports TensorFlow).
 """
-from pipeline.orchestrate.airflow_dags import build_dags
+from driftguard.pipeline.orchestrate.airflow_dags import build_dags
 
 CONFIG_PATH = {config_path!r}  # None: driftguard's built-in defaults
 
@@ -95,7 +95,7 @@ def write_airflow_dags(config_path: Optional[os.PathLike], dags_folder: os.PathL
 
 def span_to_check(config: config_lib.Config) -> int:
     """The newest span folder under ``data_root``."""
-    from pipeline import data
+    from driftguard.pipeline import data
 
     spans = data.available_spans(config.data_path)
     if not spans:
@@ -106,13 +106,13 @@ def span_to_check(config: config_lib.Config) -> int:
 def _open_store(metadata_path: pathlib.Path):
     if not metadata_path.is_file():
         return None
-    from pipeline import runner
+    from driftguard.pipeline import runner
 
     return runner.open_store(str(metadata_path))
 
 
 def _decision_payload(artifact) -> Dict[str, Any]:
-    from components.retrain_gate import spec as gate_spec
+    from driftguard.components.retrain_gate import spec as gate_spec
 
     return json.loads((pathlib.Path(artifact.uri) / gate_spec.DECISION_JSON).read_text())
 
@@ -135,7 +135,7 @@ def latest_retrain_decision(config: config_lib.Config) -> Optional[Dict[str, Any
 
 def training_plan(config: config_lib.Config) -> Dict[str, Any]:
     """{"spans": [...], "warm_start_from": path or None, "source": text} for the training DAG."""
-    from components.registry_pusher.registry import existing_versions
+    from driftguard.components.registry_pusher.registry import existing_versions
 
     decision = latest_retrain_decision(config)
     if decision is None:
@@ -275,8 +275,8 @@ def _tfx_roots(dag, exclude=()) -> list:
 def build_check_dag(config: config_lib.Config, span: Optional[int] = None, *, schedule: Optional[str] = "@daily"):
     from airflow.operators.python import ShortCircuitOperator
     from airflow.operators.trigger_dagrun import TriggerDagRunOperator
-    from pipeline import pipeline as pipeline_lib
-    from pipeline import state
+    from driftguard.pipeline import pipeline as pipeline_lib
+    from driftguard.pipeline import state
 
     span = span_to_check(config) if span is None else int(span)
     blocked = [r["span"] for r in state.load(config.runs_path)["spans"] if r.get("blocking_anomalies")]
@@ -304,7 +304,7 @@ def build_check_dag(config: config_lib.Config, span: Optional[int] = None, *, sc
 def build_training_dag(config: config_lib.Config, plan: Optional[Dict[str, Any]] = None):
     from airflow.operators.python import PythonOperator
 
-    from pipeline import pipeline as pipeline_lib
+    from driftguard.pipeline import pipeline as pipeline_lib
 
     plan = plan or training_plan(config)
     spans = plan["spans"]

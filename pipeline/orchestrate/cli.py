@@ -2,13 +2,13 @@
 
 Registered on the main group by ``pipeline/cli.py``::
 
-    from pipeline.orchestrate.cli import compile_command, trigger, submit
+    from driftguard.pipeline.orchestrate.cli import compile_command, trigger, submit
     main.add_command(compile_command, "compile")
     main.add_command(trigger, "trigger")
     main.add_command(submit, "submit")
 
-The config comes from ``pipeline.cli._load_config(ctx)``, imported inside each command (no
-import cycle: pipeline.cli imports this module). Exit status: 0 success, 2 error.
+The config comes from ``driftguard.pipeline.cli._load_config(ctx)``, imported inside each command (no
+import cycle: driftguard.pipeline.cli imports this module). Exit status: 0 success, 2 error.
 """
 from __future__ import annotations
 
@@ -29,13 +29,13 @@ IMAGE_ENV = "DRIFTGUARD_IMAGE"
 
 
 def _error(message: str) -> click.ClickException:
-    from pipeline.cli import DriftguardError
+    from driftguard.pipeline.cli import DriftguardError
 
     return DriftguardError(message)
 
 
 def _config(ctx: click.Context):
-    from pipeline.cli import _load_config
+    from driftguard.pipeline.cli import _load_config
 
     return _load_config(ctx)
 
@@ -70,7 +70,7 @@ def compile_command(ctx: click.Context, target: str, output: Optional[pathlib.Pa
     if target == "airflow":
         if dags_folder is None:
             raise _error("compile --target airflow needs --dags-folder DIR (Airflow's dags folder)")
-        from pipeline.orchestrate import airflow_dags
+        from driftguard.pipeline.orchestrate import airflow_dags
 
         path = airflow_dags.write_airflow_dags(ctx.obj.get("config_path") if ctx.obj else None, dags_folder,
                                                schedule=None if schedule.lower() == "none" else schedule)
@@ -81,10 +81,10 @@ def compile_command(ctx: click.Context, target: str, output: Optional[pathlib.Pa
         return
     if output is None:
         raise _error("compile --target kubeflow needs --output DIR")
-    from pipeline.orchestrate import kubeflow
+    from driftguard.pipeline.orchestrate import kubeflow
 
     if span is None:
-        from pipeline.orchestrate.airflow_dags import span_to_check
+        from driftguard.pipeline.orchestrate.airflow_dags import span_to_check
         try:
             span = span_to_check(cfg)
         except FileNotFoundError as e:
@@ -154,7 +154,7 @@ def trigger(ctx: click.Context, airflow_url: str, dag_id: Optional[str], spans_t
     if not isinstance(conf, dict):
         raise _error("--conf must be a JSON object")
     if spans_text:
-        from pipeline import config as config_lib
+        from driftguard.pipeline import config as config_lib
         try:
             conf["spans"] = ",".join(map(str, config_lib.parse_spans(spans_text)))
         except config_lib.ConfigError as e:

@@ -35,7 +35,7 @@ import os
 import pathlib
 from typing import Dict, List, Optional, Sequence
 
-from pipeline.config import Config
+from driftguard.pipeline.config import Config
 
 TFX_VERSION = "1.16.0"
 DEFAULT_IMAGE = f"driftguard:tfx-{TFX_VERSION}"
@@ -73,8 +73,8 @@ def create_check_and_train_pipeline(config: Config, span: int, *, data_root: Opt
     from tfx import v1 as tfx
     from tfx.dsl.context_managers import dsl_context_registry
 
-    from components.retrain_gate import spec as gate_spec
-    from pipeline import pipeline as pipeline_lib
+    from driftguard.components.retrain_gate import spec as gate_spec
+    from driftguard.pipeline import pipeline as pipeline_lib
 
     spans = [int(s) for s in (train_spans or training_window(config, span))]
     if len(spans) > 1:

@@ -56,7 +56,7 @@ def span8_report():
 
 @pytest.fixture
 def make_alert():
-    from components.alerts import Alert
+    from driftguard.components.alerts import Alert
 
     def make(key: str = "taxi/span-8/dataset_drift", severity: str = "warning", rule: str = "dataset_drift"):
         return Alert(rule=rule, severity=severity, title=f"taxi span 8: {rule} ({key})",

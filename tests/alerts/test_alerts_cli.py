@@ -8,8 +8,8 @@ import click
 from click.testing import CliRunner
 
 from alerts_servers import free_port
-from components.alerts import cli as alerts_cli
-from components.alerts import Outbox, outbox_path, parse_alerts_config
+from driftguard.components.alerts import cli as alerts_cli
+from driftguard.components.alerts import Outbox, outbox_path, parse_alerts_config
 
 
 def make_main(runs_path: pathlib.Path, alerts_data):

@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from components.alerts.config import (AlertsConfigError, EmailSinkConfig, JsonlSinkConfig, WebhookSinkConfig,
+from driftguard.components.alerts.config import (AlertsConfigError, EmailSinkConfig, JsonlSinkConfig, WebhookSinkConfig,
                                       parse_alerts_config)
 
 FULL = {

@@ -6,9 +6,9 @@ import time
 import pytest
 
 from alerts_servers import Receiver, free_port
-from components.alerts import Outbox, outbox_path, parse_alerts_config, send_alerts
-from components.alerts.config import DeliveryConfig
-from components.alerts.sinks import build_sinks
+from driftguard.components.alerts import Outbox, outbox_path, parse_alerts_config, send_alerts
+from driftguard.components.alerts.config import DeliveryConfig
+from driftguard.components.alerts.sinks import build_sinks
 
 T0 = 1_800_000_000.0   # a fixed "now" (epoch seconds) for the backoff arithmetic
 

@@ -4,7 +4,7 @@ import datetime
 
 import pytest
 
-from components.alerts import evaluate, parse_alerts_config
+from driftguard.components.alerts import evaluate, parse_alerts_config
 
 NOW = datetime.datetime(2026, 11, 25, 21, 0, tzinfo=datetime.timezone.utc)
 
@@ -149,8 +149,8 @@ def test_real_span8_report(span8_report):
 
 
 def test_model_cannot_score_rule_and_estimated_drop_against_the_reference_estimate():
-    from components.alerts.config import parse_alerts_config
-    from components.alerts.rules import evaluate
+    from driftguard.components.alerts.config import parse_alerts_config
+    from driftguard.components.alerts.rules import evaluate
 
     cfg = parse_alerts_config(None)
     alerts = evaluate(cfg, model="taxi", span=5, drift_report=None,

@@ -6,8 +6,8 @@ import types
 import click
 from click.testing import CliRunner
 
-from components.alerts import Outbox, evaluate, outbox_path, parse_alerts_config, send_alerts
-from components.alerts import cli as alerts_cli
+from driftguard.components.alerts import Outbox, evaluate, outbox_path, parse_alerts_config, send_alerts
+from driftguard.components.alerts import cli as alerts_cli
 
 HOOK_TOKEN = "hooktoken-Zq81xW"
 SLACK_TOKEN = "slacktoken-Pp93kL"

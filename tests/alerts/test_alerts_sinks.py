@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from components.alerts.config import parse_alerts_config
-from components.alerts.sinks import (AlertmanagerSink, DeliveryError, EmailSink, JsonlSink, SlackSink, WebhookSink,
+from driftguard.components.alerts.config import parse_alerts_config
+from driftguard.components.alerts.sinks import (AlertmanagerSink, DeliveryError, EmailSink, JsonlSink, SlackSink, WebhookSink,
                                      build_sinks)
 
 

@@ -6,7 +6,7 @@ The full table (200 trials per cell, baselines included) is printed by
 import numpy as np
 import pytest
 
-from components.drift import detect_drift
+from driftguard.components.drift import detect_drift
 
 #: The label, and a column with one non-null value in 15,002 rows (all-null in samples: rejected by design).
 TAXI_EXCLUDE = ["tips", "pickup_census_tract"]

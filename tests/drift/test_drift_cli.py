@@ -13,7 +13,7 @@ HEAVY = ["tensorflow", "tfx", "apache_beam", "tensorflow_data_validation"]
 
 
 def run(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "components.drift.cli", *map(str, args)], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "driftguard.components.drift.cli", *map(str, args)], cwd=REPO,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -158,7 +158,7 @@ def test_cli_imports_neither_tensorflow_nor_pandas(files, tmp_path, suffix):
         frame(seed=1).to_parquet(same)
     code = (
         "import sys\n"
-        "from components.drift.cli import main\n"
+        "from driftguard.components.drift.cli import main\n"
         f"try:\n    main([{str(ref)!r}, {str(same)!r}, '--json'])\n"
         "except SystemExit as e:\n    code = e.code\n"
         f"heavy = sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY + ['pandas']!r}))\n"
@@ -171,7 +171,7 @@ def test_cli_imports_neither_tensorflow_nor_pandas(files, tmp_path, suffix):
 def test_importing_the_package_does_not_import_tensorflow_tfx_or_beam():
     code = (
         "import sys\n"
-        "import components.drift as d\n"
+        "import driftguard.components.drift as d\n"
         "d.detect_drift({'x': [1.0, 2.0, 3.0] * 20, 'c': ['a', 'b', 'c'] * 20},"
         " {'x': [1.0, 2.0, 4.0] * 20, 'c': ['a', 'b', 'b'] * 20})\n"
         f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))\n"
@@ -185,7 +185,7 @@ def test_command_registers_on_a_click_group(files):
     import click
     from click.testing import CliRunner
 
-    from components.drift.cli import drift
+    from driftguard.components.drift.cli import drift
 
     @click.group()
     def driftguard():

@@ -7,7 +7,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from components.drift import DriftInputError, DriftReport, FeatureConfig, detect_drift
+from driftguard.components.drift import DriftInputError, DriftReport, FeatureConfig, detect_drift
 
 
 def _tables(n=600, seed=0, fare_factor=1.0):
@@ -194,7 +194,7 @@ def test_multivariate_can_be_disabled_and_has_own_settings():
 def test_arrow_columns_are_read_from_buffers_with_offsets_and_nulls():
     import datetime
 
-    from components.drift.tables import read_table
+    from driftguard.components.drift.tables import read_table
 
     table = pa.table({
         "i": pa.array([1, None, 3, 4], pa.int32()),

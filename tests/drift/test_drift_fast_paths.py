@@ -4,12 +4,12 @@ from collections import Counter
 import numpy as np
 import pytest
 
-import components.drift.binning as binning
-import components.drift.numeric as numeric
-import components.drift.tables as tables
-from components.drift import category_counts, detect_drift, quantile_edges
-from components.drift._hashing import HashTable, distinct_objects
-from components.drift.binning import quantile_edges_from_counts
+import driftguard.components.drift.binning as binning
+import driftguard.components.drift.numeric as numeric
+import driftguard.components.drift.tables as tables
+from driftguard.components.drift import category_counts, detect_drift, quantile_edges
+from driftguard.components.drift._hashing import HashTable, distinct_objects
+from driftguard.components.drift.binning import quantile_edges_from_counts
 
 TAXI_EXCLUDE = ["tips", "pickup_census_tract"]
 

@@ -13,12 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import components.drift.numeric as numeric
-from components.drift import (DriftInputError, FeatureConfig, PreparedReference, compare_numeric, detect_drift,
+import driftguard.components.drift.numeric as numeric
+from driftguard.components.drift import (DriftInputError, FeatureConfig, PreparedReference, compare_numeric, detect_drift,
                               prepare_reference, rank_correlation_check, spearman)
-from components.drift._hashing import ValueIndex
-from components.drift.multivariate import _difference_p, _midrank_cdf, _sample_rows, _spearman_ranked
-from components.drift.numeric import NumericReference
+from driftguard.components.drift._hashing import ValueIndex
+from driftguard.components.drift.multivariate import _difference_p, _midrank_cdf, _sample_rows, _spearman_ranked
+from driftguard.components.drift.numeric import NumericReference
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "taxi"
 #: Not compared by the monitor: the label, its default drift.exclude, and a column with no value.
@@ -257,7 +257,7 @@ def test_pair_engine_equals_spearman_on_ties_and_gaps():
 def test_compiled_loops_equal_numpy_bit_for_bit(seed, monkeypatch):
     """The joint check's compiled loops (mid-ranks, own terms, pair terms) against numpy's
     passes over the rows: ties, gaps, a column of distinct values, few and many groups."""
-    from components.drift import multivariate as mv
+    from driftguard.components.drift import multivariate as mv
 
     assert mv._kernels() is not None                # numba is in the lock: the loops are what runs
     rng = np.random.default_rng(seed)

@@ -8,20 +8,20 @@ import numpy as np
 import pytest
 from scipy import stats
 
-import components.drift as drift
-from components.drift import (bin_counts, category_bins, chi_square, hellinger, holm, jensen_shannon, ks, linf,
+import driftguard.components.drift as drift
+from driftguard.components.drift import (bin_counts, category_bins, chi_square, hellinger, holm, jensen_shannon, ks, linf,
                               missing_rate, normalized_wasserstein, psi, quantile_edges, spearman, unseen_categories,
                               wasserstein)
-from components.drift._distributions import chi2_sf, fisher_exact_two_sided, ks_two_sample_sf
-from components.drift.categorical import _unseen_tail
-from components.drift.numeric import cliffs_delta
+from driftguard.components.drift._distributions import chi2_sf, fisher_exact_two_sided, ks_two_sample_sf
+from driftguard.components.drift.categorical import _unseen_tail
+from driftguard.components.drift.numeric import cliffs_delta
 
 MODULES = sorted(m.name for m in pkgutil.iter_modules(drift.__path__) if m.name != "cli") + ["cli"]
 
 
 @pytest.mark.parametrize("name", MODULES)
 def test_doctests(name):
-    module = importlib.import_module(f"components.drift.{name}")
+    module = importlib.import_module(f"driftguard.components.drift.{name}")
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0
 
@@ -162,7 +162,7 @@ def test_category_bins_pool_rare_and_unseen():
 
 def _brute_force_unseen_tail(totals, n_ref, n_cur, observed):
     """P(U >= observed) by enumerating every subset of independent Bernoulli(q_c)."""
-    from components.drift._distributions import hypergeom_logpmf
+    from driftguard.components.drift._distributions import hypergeom_logpmf
     q = [math.exp(float(hypergeom_logpmf(0, n_ref + n_cur, t, n_ref))) for t in totals]
     total = 0.0
     for mask in range(1 << len(totals)):
@@ -204,7 +204,7 @@ def test_spearman_matches_scipy_with_ties_and_has_right_null_se():
 
 
 def test_fine_chi_square_test_is_bonferroni_combined_and_keeps_coarse_gaps():
-    from components.drift import compare_numeric
+    from driftguard.components.drift import compare_numeric
     rng = np.random.default_rng(12)
     ref, cur = np.round(rng.lognormal(1, 1, 3000), 1), np.round(rng.lognormal(1, 1, 3000), 1)
     both = compare_numeric(ref, cur)

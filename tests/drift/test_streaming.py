@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import special
 
-from components.drift.streaming import (Alarm, Cusum, StreamDetector, _MidRank, budget_split, design_cusum,
+from driftguard.components.drift.streaming import (Alarm, Cusum, StreamDetector, _MidRank, budget_split, design_cusum,
                                         siegmund_arl)
 
 

@@ -10,7 +10,7 @@ import math
 import pytest
 
 from helpers import REPO, run_cli
-from pipeline import config as config_lib
+from driftguard.pipeline import config as config_lib
 
 BAD = [
     # unknown keys, at every level

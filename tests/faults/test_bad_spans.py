@@ -16,7 +16,7 @@ import tracemalloc
 import pytest
 
 from helpers import DATA, REPO, run_cli, tree_digest, write_config
-from pipeline import schemas, spanfiles, state
+from driftguard.pipeline import schemas, spanfiles, state
 
 HEADER = "fare,trip_start_hour,payment_type\n"
 ROWS = "5.25,7,Cash\n12.0,23,Credit Card\n"

@@ -25,7 +25,7 @@ import sys
 import pytest
 
 from helpers import DATA, DRIFTGUARD, REPO, tree_digest, write_config
-from pipeline import spanfiles, state
+from driftguard.pipeline import spanfiles, state
 
 FIXTURE_RUNS = REPO / "tests" / "reports" / "fixtures" / "runs"
 
@@ -62,7 +62,7 @@ def test_report_pages_survive_a_full_disk(tmp_path):
 
 
 def test_outbox_on_a_full_disk_loses_no_alert_and_delivers_once_later(tmp_path):
-    from components.alerts import Alert, Outbox, outbox_path
+    from driftguard.components.alerts import Alert, Outbox, outbox_path
 
     runs = tmp_path / "runs"
     box = Outbox(outbox_path(runs))
@@ -87,12 +87,12 @@ def test_outbox_on_a_full_disk_loses_no_alert_and_delivers_once_later(tmp_path):
 
 
 def test_check_and_run_name_the_outbox_when_alerts_cannot_be_queued(tmp_path):
-    """`check` and `run` queue a span's alerts through pipeline.cli.deliver_alerts."""
+    """`check` and `run` queue a span's alerts through driftguard.pipeline.cli.deliver_alerts."""
     runs = tmp_path / "runs"
     runs.mkdir()
     (runs / "alerts").write_text("a file where the outbox folder goes\n")      # ENOTDIR / EEXIST
     cfg = write_config(tmp_path / "c.json", runs_dir=str(runs))
-    code = ("import sys; from pipeline import cli, config; from components.alerts import Alert; "
+    code = ("import sys; from pipeline import cli, config; from driftguard.components.alerts import Alert; "
             "cfg = config.load(sys.argv[1]); "
             "alert = Alert(rule='feature_psi', severity='critical', title='t', summary='s', labels={}, "
             "dedup_key='taxi/span-3/feature_psi'); "

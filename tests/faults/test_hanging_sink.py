@@ -94,9 +94,9 @@ def test_a_connect_that_never_completes_times_out(tmp_path, servers):
 
 
 def test_the_check_goes_on_the_alert_stays_queued_then_is_delivered_once(tmp_path, servers, monkeypatch):
-    """pipeline.cli.deliver_alerts is what `check` and `run` call after the span check."""
-    from components.alerts import Alert, Outbox, outbox_path
-    from pipeline import cli, config
+    """driftguard.pipeline.cli.deliver_alerts is what `check` and `run` call after the span check."""
+    from driftguard.components.alerts import Alert, Outbox, outbox_path
+    from driftguard.pipeline import cli, config
 
     hanging = servers(Hanging)
     monkeypatch.setenv("T_HOOK_URL", hanging.url("/hook"))

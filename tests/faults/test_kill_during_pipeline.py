@@ -47,7 +47,7 @@ def run_states(metadata: pathlib.Path) -> Dict[str, Dict[str, object]]:
     """{node id: {"state", "id"}} for the newest pipeline run of the training pipeline."""
     from ml_metadata.proto import metadata_store_pb2
 
-    from pipeline.runner import open_store
+    from driftguard.pipeline.runner import open_store
 
     if not metadata.exists():
         return {}
@@ -73,7 +73,7 @@ def run_states(metadata: pathlib.Path) -> Dict[str, Dict[str, object]]:
 
 
 def output_uri(metadata: pathlib.Path, execution_id: int, key: str) -> Optional[str]:
-    from pipeline.runner import output_artifact
+    from driftguard.pipeline.runner import output_artifact
 
     artifact = output_artifact(str(metadata), execution_id, key)
     return None if artifact is None else artifact.uri
@@ -91,7 +91,7 @@ def poll_states(metadata: pathlib.Path) -> Dict[str, Dict[str, object]]:
 
 def assert_registry_whole(registry: pathlib.Path) -> List[int]:
     """Every <registry>/<n>/ is a complete version; return the version numbers."""
-    from components.registry_pusher.registry import existing_versions, read_profile
+    from driftguard.components.registry_pusher.registry import existing_versions, read_profile
 
     versions = existing_versions(registry)
     for v in versions:
@@ -250,7 +250,7 @@ def test_only_staging_of_dead_processes_on_this_host_is_removed(tmp_path):
     import socket
     import sys
 
-    from components.registry_pusher.registry import (existing_versions, new_staging_dir,
+    from driftguard.components.registry_pusher.registry import (existing_versions, new_staging_dir,
                                                      remove_stale_staging)
 
     exited = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
@@ -294,7 +294,7 @@ def test_rerun_resumes_and_killed_in_evaluator_leaves_no_version(chain):
 @pytest.mark.tfx
 @pytest.mark.faults
 def test_killed_in_push_before_publish_leaves_only_ignored_staging(chain):
-    from components.registry_pusher.registry import existing_versions
+    from driftguard.components.registry_pusher.registry import existing_versions
 
     step = chain.reach("staged")
     assert_resumed(chain, step, ["Trainer", "Evaluator"])
@@ -321,7 +321,7 @@ def test_killed_after_publish_rename_leaves_one_whole_version(chain):
 @pytest.mark.tfx
 @pytest.mark.faults
 def test_final_rerun_completes_and_the_model_is_pushed_exactly_once(chain):
-    from components.registry_pusher.registry import read_profile
+    from driftguard.components.registry_pusher.registry import read_profile
 
     evaluator_step = chain.reach("evaluator")
     published = chain.reach("published")
@@ -339,7 +339,7 @@ def test_final_rerun_completes_and_the_model_is_pushed_exactly_once(chain):
     assert set(states) == expected, states
     assert all(s["state"] in SUCCESS for s in states.values()), states
     pusher_id = states["RegistryPusher"]["id"]
-    from pipeline.runner import output_artifact
+    from driftguard.pipeline.runner import output_artifact
 
     pushed = output_artifact(str(chain.metadata), pusher_id, "pushed_model")
     assert pushed.custom_properties["pushed"].int_value == 1
@@ -353,7 +353,7 @@ def test_final_rerun_completes_and_the_model_is_pushed_exactly_once(chain):
     assert read_profile(chain.registry, 1)["model_artifact"]["uri"] == model_uri
     assert list((chain.registry / ".staging").iterdir()) == []
     # Nothing is left to resume: the next run would start afresh.
-    from pipeline.runner import interrupted_nodes
+    from driftguard.pipeline.runner import interrupted_nodes
 
     assert interrupted_nodes(str(chain.metadata), PIPELINE) == []
     assert json.loads((chain.registry / "1" / "profile" / "profile.json").read_text())["spans"] == [1, 2]

@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from helpers import REPO, tree_digest, write_config
-from pipeline import cli
-from pipeline import config as config_lib
+from driftguard.pipeline import cli
+from driftguard.pipeline import config as config_lib
 
 ESCAPES = ["../x", "/etc", "a/b", "..", "taxi\0", "", "taxi/../../x", "C:\\x"]
 

@@ -20,11 +20,11 @@ import textwrap
 import pytest
 
 from helpers import DATA, REPO, run_cli, write_config
-from pipeline import runlock, state
+from driftguard.pipeline import runlock, state
 
 HOLD = textwrap.dedent("""
     import sys, time
-    from pipeline import runlock
+    from driftguard.pipeline import runlock
     runlock.acquire(sys.argv[1], "run")
     print("held", flush=True)
     time.sleep(600)
@@ -83,7 +83,7 @@ def test_refusal_happens_before_tensorflow_is_imported(runs_folder):
     holder = _hold(runs)
     probe = textwrap.dedent("""
         import sys
-        from pipeline.cli import main
+        from driftguard.pipeline.cli import main
         try:
             main(sys.argv[1:], standalone_mode=False)
         except Exception as e:

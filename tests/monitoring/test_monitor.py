@@ -42,7 +42,7 @@ def traffic(first_push, workspace):
     import pandas as pd
     import pyarrow as pa
 
-    from monitoring.monitor import examples_from_table, predict
+    from driftguard.monitoring.monitor import examples_from_table, predict
 
     assert first_push["proc"].returncode == 0, first_push["proc"].stderr[-3000:]
     data = workspace / "data"
@@ -62,7 +62,7 @@ def traffic(first_push, workspace):
 
 def write_log(directory: pathlib.Path, examples, prob, ids=None, version=1, per_request=1, max_bytes=4 << 20):
     """PredictionLog records as serve writes them (``ids=None``: TF Serving's own, without ids)."""
-    from monitoring import predictlog as pl
+    from driftguard.monitoring import predictlog as pl
 
     with pl.PredictionLogWriter(directory, max_bytes=max_bytes) as w:
         for start in range(0, len(examples), per_request):
@@ -99,14 +99,14 @@ def runs_folder(root: pathlib.Path, first_push, name: str, **monitor) -> pathlib
 
 
 def load(cfg_path):
-    from pipeline import config as config_lib
+    from driftguard.pipeline import config as config_lib
 
     return config_lib.load(cfg_path)
 
 
 def run_monitor(cfg_path, logs, labels=None, chunks=(None,), retrain=None):
     """In-process monitor runs over the same state: each chunk is one process lifetime."""
-    from monitoring import monitor as monitor_lib
+    from driftguard.monitoring import monitor as monitor_lib
 
     cfg = load(cfg_path)
     for chunk in chunks:
@@ -120,8 +120,8 @@ def run_monitor(cfg_path, logs, labels=None, chunks=(None,), retrain=None):
 
 def outcome(cfg):
     """What two runs must agree on: committed counters, detector states and every alert key."""
-    from components.alerts.outbox import Outbox, outbox_path
-    from monitoring.monitor import STATE_FILE, StateStore, state_dir
+    from driftguard.components.alerts.outbox import Outbox, outbox_path
+    from driftguard.monitoring.monitor import STATE_FILE, StateStore, state_dir
 
     store = StateStore(state_dir(cfg) / STATE_FILE)
     meta = store.meta()
@@ -169,7 +169,7 @@ class AirflowStandIn:
 @pytest.fixture(scope="module")
 def reference_run(tmp_path_factory, first_push, scenario):
     """The uninterrupted run (with an Airflow stand-in receiving the retrain trigger)."""
-    from monitoring.monitor import Retrainer, state_dir
+    from driftguard.monitoring.monitor import Retrainer, state_dir
 
     root = tmp_path_factory.mktemp("uninterrupted")
     cfg_path = runs_folder(root, first_push, "a")
@@ -226,7 +226,7 @@ def test_a_critical_alert_triggers_retraining_exactly_once(reference_run):
 
 
 def test_stopping_at_awkward_points_loses_and_repeats_nothing(tmp_path, first_push, scenario, reference_run):
-    from monitoring.monitor import Retrainer, state_dir
+    from driftguard.monitoring.monitor import Retrainer, state_dir
 
     cfg_path = runs_folder(tmp_path, first_push, "chunks", batch_records=700)
     airflow = AirflowStandIn()
@@ -245,7 +245,7 @@ def test_stopping_at_awkward_points_loses_and_repeats_nothing(tmp_path, first_pu
 
 
 def test_sigkill_mid_log_then_resume_equals_one_uninterrupted_run(tmp_path, first_push, scenario, reference_run):
-    from monitoring.monitor import STATE_FILE, state_dir
+    from driftguard.monitoring.monitor import STATE_FILE, state_dir
 
     cfg_path = runs_folder(tmp_path, first_push, "killed", batch_records=300)
     cfg = load(cfg_path)
@@ -270,7 +270,7 @@ def test_sigkill_mid_log_then_resume_equals_one_uninterrupted_run(tmp_path, firs
             except sqlite3.Error:
                 pass
         if seen >= 1000 and scraped is None:          # the live endpoint of the running monitor
-            from monitoring.exporter import parse_exposition
+            from driftguard.monitoring.exporter import parse_exposition
 
             scraped = parse_exposition(urllib.request.urlopen(url, timeout=30).read().decode())
         if seen >= 4000:
@@ -306,8 +306,8 @@ def test_tf_serving_logs_without_request_ids(tmp_path, first_push, traffic):
 
 
 def test_metrics_endpoint_textfile_and_dashboard(tmp_path, reference_run):
-    from monitoring import exporter
-    from monitoring import monitor as monitor_lib
+    from driftguard.monitoring import exporter
+    from driftguard.monitoring import monitor as monitor_lib
 
     cfg = load(reference_run["cfg_path"])
     text = monitor_lib.state_dir(cfg) / monitor_lib.METRICS_FILE
@@ -356,9 +356,9 @@ def test_metrics_endpoint_textfile_and_dashboard(tmp_path, reference_run):
 
 
 def test_bad_inputs_name_the_file_line_or_byte(tmp_path, first_push, scenario):
-    from monitoring import monitor as monitor_lib
-    from monitoring import predictlog as pl
-    from monitoring.labels import LabelsError
+    from driftguard.monitoring import monitor as monitor_lib
+    from driftguard.monitoring import predictlog as pl
+    from driftguard.monitoring.labels import LabelsError
 
     cfg_path = runs_folder(tmp_path, first_push, "bad")
     # a missing log folder: exit status 2, the path named, before TensorFlow is imported

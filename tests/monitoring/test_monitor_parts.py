@@ -9,9 +9,9 @@ import urllib.request
 import numpy as np
 import pytest
 
-from monitoring import labels as labels_lib
-from monitoring import logreader
-from monitoring import predictlog as pl
+from driftguard.monitoring import labels as labels_lib
+from driftguard.monitoring import logreader
+from driftguard.monitoring import predictlog as pl
 
 
 def _example(fare, company=None, hour=None) -> bytes:
@@ -182,7 +182,7 @@ def test_an_example_that_is_not_valid_wire_format_counts_as_missing(tmp_path, ca
 
 
 def test_text_values_are_grouped_by_their_bytes():
-    from monitoring import wire
+    from driftguard.monitoring import wire
 
     rng = np.random.default_rng(0)            # many short, repeated, empty and invalid-UTF-8 values
     words = [bytes(rng.integers(97, 100, rng.integers(0, 4))) for _ in range(3000)] + [b"\xff", b"\xff"]
@@ -272,8 +272,8 @@ def test_request_ids_with_bad_utf8_are_replaced_not_fatal():
 
 def _bare_monitor(tmp_path, **settings):
     """A Monitor over an empty log folder: its state store and pending sets, no model needed."""
-    from pipeline import config as config_lib
-    from monitoring import monitor as monitor_lib
+    from driftguard.pipeline import config as config_lib
+    from driftguard.monitoring import monitor as monitor_lib
 
     (tmp_path / "logs").mkdir(exist_ok=True)
     cfg = config_lib.load(None, {"runs_dir": str(tmp_path / "runs"), "monitor": settings})
@@ -284,7 +284,7 @@ def test_pending_sets_survive_restarts_exactly_through_journal_and_snapshots(tmp
     """Random adds (repeated ids among them), joins and expiries over many commits, with
     restarts: the restored sets equal the live ones, in order; snapshots keep the journal
     short."""
-    from monitoring import monitor as monitor_lib
+    from driftguard.monitoring import monitor as monitor_lib
 
     monkeypatch.setattr(monitor_lib, "_SNAPSHOT_SLACK", 50)
     new_monitor = _bare_monitor(tmp_path, label_retention=300)
@@ -331,7 +331,7 @@ def test_pending_sets_survive_restarts_exactly_through_journal_and_snapshots(tmp
 def test_state_format_1_is_upgraded_keeping_what_was_pending(tmp_path):
     import sqlite3
 
-    from monitoring import monitor as monitor_lib
+    from driftguard.monitoring import monitor as monitor_lib
 
     path = tmp_path / "state" / monitor_lib.STATE_FILE
     path.parent.mkdir()
@@ -366,7 +366,7 @@ def test_state_format_1_is_upgraded_keeping_what_was_pending(tmp_path):
 
 
 def test_metrics_refuse_a_public_address_without_a_token_and_check_it_with_one():
-    from monitoring import exporter
+    from driftguard.monitoring import exporter
 
     collector = exporter.MonitorCollector()
     collector.snapshot = {"model": "taxi", "version": 2, "counters": {"records": 5, "alerts": {"feature_psi/critical": 1}}}
@@ -399,7 +399,7 @@ def test_metrics_refuse_a_public_address_without_a_token_and_check_it_with_one()
     ({"stream_features": "fare"}, r"monitor\.stream_features must be a list"),
 ])
 def test_monitor_config_errors_name_the_key(tmp_path, monitor, message):
-    from pipeline import config as config_lib
+    from driftguard.pipeline import config as config_lib
 
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"monitor": monitor}))
@@ -408,7 +408,7 @@ def test_monitor_config_errors_name_the_key(tmp_path, monitor, message):
 
 
 def test_live_rules_are_keyed_by_window_and_need_the_test_to_agree():
-    from components.alerts import evaluate, parse_alerts_config
+    from driftguard.components.alerts import evaluate, parse_alerts_config
 
     cfg = parse_alerts_config(None)
     report = {"status": "compared", "drift_detected": True, "drifted_features": ["fare"],

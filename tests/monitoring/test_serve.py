@@ -28,9 +28,9 @@ import urllib.request
 import numpy as np
 import pytest
 
-from components.registry_pusher import registry as registry_lib
+from driftguard.components.registry_pusher import registry as registry_lib
 from helpers import REPO
-from monitoring import predictlog
+from driftguard.monitoring import predictlog
 
 tfx = pytest.mark.tfx   # needs the session's trained model (first_push)
 
@@ -75,7 +75,7 @@ def server_process(first_push, tmp_path_factory):
     stderr_path = root / "serve.stderr"
     with open(stderr_path, "w") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "--config", str(cfg), "serve", "--port", "0",
+            [sys.executable, "-m", "driftguard.pipeline.cli", "--config", str(cfg), "serve", "--port", "0",
              "--poll-seconds", "0.5", "--log-max-mb", "0.02", "--max-body-bytes", str(MAX_BODY),
              "--token-env", TOKEN_ENV],
             cwd=REPO, stdout=subprocess.PIPE, stderr=err, text=True, env={**os.environ, TOKEN_ENV: token})
@@ -315,7 +315,7 @@ def test_refused_starts_say_why(tmp_path):
     """Non-loopback bind without a token, a token variable that is unset, an empty registry."""
     cfg = tmp_path / "c.json"
     cfg.write_text(json.dumps({"runs_dir": str(tmp_path / "runs")}))
-    cmd = [sys.executable, "-m", "pipeline.cli", "--config", str(cfg), "serve", "--port", "0"]
+    cmd = [sys.executable, "-m", "driftguard.pipeline.cli", "--config", str(cfg), "serve", "--port", "0"]
     proc = subprocess.run(cmd + ["--host", "0.0.0.0"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     assert "refusing to bind '0.0.0.0' without a bearer token" in proc.stderr

@@ -30,9 +30,9 @@ def main(config_path: str, data_root: str, span8_csv: str, result_path: str) -> 
     db.initdb()
     result["timings"]["airflow_db_init"] = time.monotonic() - t0
 
-    from components.registry_pusher.registry import existing_versions
-    from pipeline import config as config_lib
-    from pipeline.orchestrate import airflow_dags
+    from driftguard.components.registry_pusher.registry import existing_versions
+    from driftguard.pipeline import config as config_lib
+    from driftguard.pipeline.orchestrate import airflow_dags
 
     cfg = config_lib.load(config_path)
     dag_file = airflow_dags.write_airflow_dags(config_path, dags_folder, schedule="@daily")

@@ -1,4 +1,4 @@
-"""A click group wired like pipeline.cli.main, with the orchestration commands added, so the
+"""A click group wired like driftguard.pipeline.cli.main, with the orchestration commands added, so the
 tests run `compile`, `trigger` and `submit` end to end before pipeline/cli.py registers them.
 (A unique module name: tests/helpers.py and other folders' helpers must not collide.)"""
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Optional
 
 import click
 
-from pipeline.orchestrate.cli import compile_command, submit, trigger
+from driftguard.pipeline.orchestrate.cli import compile_command, submit, trigger
 
 TESTS_DIR = pathlib.Path(__file__).resolve().parent
 
@@ -18,7 +18,7 @@ TESTS_DIR = pathlib.Path(__file__).resolve().parent
 @click.pass_context
 def cli(ctx: click.Context, config_path: Optional[str]) -> None:
     ctx.ensure_object(dict)
-    ctx.obj["config_path"] = config_path   # what pipeline.cli._load_config reads
+    ctx.obj["config_path"] = config_path   # what driftguard.pipeline.cli._load_config reads
 
 
 cli.add_command(compile_command, "compile")

@@ -19,5 +19,5 @@ def test_dockerfile_installs_every_package_the_compiled_spec_imports():
     for folder in ("pipeline/", "components/", "schemas/"):
         assert f"COPY {folder} {folder}" in text
     assert "pip install --no-cache-dir --no-deps ." in text
-    from pipeline.orchestrate.kubeflow import TFX_VERSION
+    from driftguard.pipeline.orchestrate.kubeflow import TFX_VERSION
     assert TFX_VERSION in text

@@ -32,7 +32,7 @@ def compiled(workspace, tmp_path_factory):
 
 
 def _spec(compiled):
-    from pipeline.orchestrate.kubeflow import load_pipeline_yaml
+    from driftguard.pipeline.orchestrate.kubeflow import load_pipeline_yaml
 
     return load_pipeline_yaml(compiled["out"] / "pipeline.yaml")
 
@@ -84,12 +84,12 @@ def test_training_runs_only_under_the_gates_retrain_condition(compiled):
 
 
 def test_every_executor_class_imports_and_none_lives_in_main(compiled):
-    from pipeline.orchestrate.kubeflow import executor_class_paths
+    from driftguard.pipeline.orchestrate.kubeflow import executor_class_paths
 
     paths = executor_class_paths(_spec(compiled))
     assert len(paths) >= len(CHECK_TASKS | TRAIN_TASKS)
-    assert {"components.retrain_gate.executor.Executor", "components.drift_detector.executor.Executor",
-            "components.registry_pusher.executor.Executor"} <= set(paths.values())
+    assert {"driftguard.components.retrain_gate.executor.Executor", "driftguard.components.drift_detector.executor.Executor",
+            "driftguard.components.registry_pusher.executor.Executor"} <= set(paths.values())
     for path in set(paths.values()):
         assert not path.startswith("__main__"), path
         module, _, name = path.rpartition(".")

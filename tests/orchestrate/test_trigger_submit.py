@@ -103,7 +103,7 @@ def test_trigger_unknown_dag_and_half_credentials_and_unreachable(airflow):
 
 
 def test_submit_hands_the_compiled_yaml_to_kfp_client(tmp_path, monkeypatch):
-    from pipeline.orchestrate import cli as orchestrate_cli
+    from driftguard.pipeline.orchestrate import cli as orchestrate_cli
 
     calls = []
 

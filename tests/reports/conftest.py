@@ -13,7 +13,7 @@ FIXTURE_RUNS = pathlib.Path(__file__).resolve().parent / "fixtures" / "runs"
 @pytest.fixture(scope="session")
 def report_runs(tmp_path_factory) -> pathlib.Path:
     """A writable copy of the fixture runs folder, with runs/reports/ built."""
-    from components.reports import build_reports
+    from driftguard.components.reports import build_reports
 
     runs = tmp_path_factory.mktemp("reports") / "runs"
     shutil.copytree(FIXTURE_RUNS, runs)

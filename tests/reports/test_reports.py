@@ -57,8 +57,8 @@ def test_span_page_has_distributions_and_model_panel(report_runs):
 
 
 def test_unchanged_span_pages_are_not_rewritten(report_runs, tmp_path):
-    from components.reports.build import build_span_pages
-    from components.reports.runs import load_runs
+    from driftguard.components.reports.build import build_span_pages
+    from driftguard.components.reports.runs import load_runs
 
     before = {p.name: p.stat().st_mtime_ns for p in _pages(report_runs)}
     written, _ = build_span_pages(load_runs(report_runs), report_runs / "reports")
@@ -68,7 +68,7 @@ def test_unchanged_span_pages_are_not_rewritten(report_runs, tmp_path):
 
 
 def test_render_html_keeps_its_old_signature(report_runs):
-    from components.drift_detector.html import render_html
+    from driftguard.components.drift_detector.html import render_html
 
     report = json.loads(next(report_runs.glob("pipelines/*/DriftDetector/*/33/report.json")).read_text())
     html = render_html(report)
@@ -96,7 +96,7 @@ def test_console_errors_are_detected(tmp_path):
 
 def test_report_command(report_runs):
     from click.testing import CliRunner
-    from components.reports.cli import report
+    from driftguard.components.reports.cli import report
 
     result = CliRunner().invoke(report, [str(report_runs)])
     assert result.exit_code == 0, result.output
