@@ -1,11 +1,16 @@
 # driftguard's image for Kubeflow Pipelines v2 / Vertex AI (and any container runner):
-# the TFX 1.16 image (TensorFlow, TFX, TFDV, TFMA, Beam, the KFP v2 entrypoint) plus this
-# project, installed as a package so every executor path in the compiled spec
-# (components.<name>.executor.Executor, driftguard.pipeline.taxi_model.run_fn) imports.
+# the TFX 1.16 image (TensorFlow, TFX, TFDV, TFMA, Beam, the KFP v2 entrypoint) plus driftguard,
+# installed as a package so every executor path in the compiled spec
+# (driftguard.components.<name>.executor.Executor) imports, and a project at /project (here the
+# taxi example; the compiled spec reads the model module, data and schemas there).
 #
 #   docker build -t REGISTRY/driftguard:tfx-1.16.0 .
 #   docker push REGISTRY/driftguard:tfx-1.16.0
 #   driftguard compile --target kubeflow --output build/kfp --image REGISTRY/driftguard:tfx-1.16.0
+#
+# Your own project: an image FROM this one that replaces /project with your folder
+# (FROM REGISTRY/driftguard:tfx-1.16.0; COPY my-project/ /project/), then compile from your
+# project with --image-project-dir /project (the default).
 #
 # The TFX version must match requirements.lock (tfx==1.16.0); tests/orchestrate checks it.
 FROM gcr.io/tfx-oss-public/tfx:1.16.0
@@ -22,19 +27,22 @@ WORKDIR /driftguard
 # TFX stack; install only what it lacks from the pinned versions (never upgrade TFX's pins).
 COPY requirements.lock setup.py ./
 RUN python -c "import tfx, sys; v = tfx.__version__; sys.exit(0 if v == '1.16.0' else 'base image has tfx ' + v)" \
- && grep -E '^(tf-keras|jinja2|click|scipy|pyyaml)==' requirements.lock > /tmp/extra.txt \
+ && grep -E '^(tf-keras|jinja2|click|scipy|pyyaml|scikit-learn|joblib|threadpoolctl)==' requirements.lock > /tmp/extra.txt \
  && pip install --no-cache-dir --no-deps -r /tmp/extra.txt
 
-# The project: packages, the versioned schemas and the demo data (relative config paths
-# resolve against /driftguard).
+# driftguard (installed under the driftguard.* namespace), then the taxi example project at
+# /project (its data written from the CSV inside the tfx wheel).
 COPY pipeline/ pipeline/
 COPY components/ components/
+COPY monitoring/ monitoring/
+COPY examples/ examples/
 COPY schemas/ schemas/
-COPY data/ data/
 RUN pip install --no-cache-dir --no-deps . \
- && python -c "import driftguard.pipeline.cli, driftguard.pipeline.taxi_model, driftguard.components.drift_detector.executor, \
+ && python -c "import driftguard.pipeline.cli, driftguard.components.drift_detector.executor, \
 driftguard.components.prediction_monitor.executor, driftguard.components.retrain_gate.executor, \
-driftguard.components.anomaly_gate.executor, driftguard.components.registry_pusher.executor"
+driftguard.components.anomaly_gate.executor, driftguard.components.registry_pusher.executor" \
+ && driftguard init /project --example taxi
+WORKDIR /project
 
 # KubeflowV2DagRunner sets each task's command (python -m tfx.orchestration.kubeflow.v2.container
 # .kubeflow_v2_run_executor); run by hand the image is the driftguard CLI.

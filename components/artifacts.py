@@ -8,18 +8,18 @@ from typing import Dict, Optional
 def artifact_span(artifact, span_by_node: Optional[Dict[str, int]] = None) -> Optional[int]:
     """The span an artifact belongs to.
 
-    ExampleGen records the span as a *custom* property, while StatisticsGen and
-    ExampleValidator copy the (unset, 0) *property* onward, so in TFX 1.16 only Examples
-    carry the real span. For other artifacts the span is recovered from the node that
-    produced it: TFX writes outputs under ``<pipeline_root>/<node_id>/<key>/<execution>``,
-    and the pipeline passes ``span_by_node`` ({node id: span}) for its per-span nodes.
+    The pipeline passes ``span_by_node`` ({node id: span}) for its per-span nodes, and TFX
+    writes outputs under ``<pipeline_root>/<node_id>/<key>/<execution>``: that mapping comes
+    first, because calendar spans coarser than a day reach ExampleGen as literal patterns
+    (span 0 in its own record). Otherwise: ExampleGen records the span as a *custom*
+    property, while StatisticsGen and ExampleValidator copy the (unset, 0) *property* onward.
     """
-    if artifact.has_custom_property("span"):
-        return int(artifact.get_int_custom_property("span"))
-    if getattr(artifact, "span", 0):
-        return int(artifact.span)
     parts = os.path.normpath(artifact.uri).split(os.sep)
     for node_id, span in (span_by_node or {}).items():
         if node_id in parts:
             return int(span)
+    if artifact.has_custom_property("span"):
+        return int(artifact.get_int_custom_property("span"))
+    if getattr(artifact, "span", 0):
+        return int(artifact.span)
     return None

@@ -161,18 +161,51 @@ def examples_file_patterns(examples_artifacts: Sequence, splits: Optional[Sequen
     return patterns
 
 
-def sample_examples(pipeline: beam.Pipeline, file_patterns: Sequence[str], max_rows: int = DEFAULT_MAX_ROWS,
+def examples_split_patterns(examples_artifacts: Sequence) -> List[tuple]:
+    """``[(split name, "<uri>/Split-<name>/*"), ...]`` for every split of every Examples artifact."""
+    from tfx.types import artifact_utils
+
+    out = []
+    for artifact in examples_artifacts:
+        for split in artifact_utils.decode_split_names(artifact.split_names):
+            out.append((split, os.path.join(artifact_utils.get_split_uri([artifact], split), "*")))
+    return out
+
+
+def _tag_split(table: pa.Table, split: str) -> pa.Table:
+    from driftguard.components.model_io import SPLIT_COLUMN
+
+    return table.append_column(SPLIT_COLUMN, pa.array([split] * table.num_rows, pa.string()))
+
+
+def sample_examples(pipeline: beam.Pipeline, file_patterns: Sequence, max_rows: int = DEFAULT_MAX_ROWS,
                     label: str = "SampleExamples"):
-    """PCollection holding one :class:`SpanSample` of the gzipped tf.Example files."""
+    """PCollection holding one :class:`SpanSample` of the gzipped tf.Example files.
+
+    ``file_patterns``: glob patterns, or ``(split, pattern)`` pairs
+    (:func:`examples_split_patterns`), whose rows then carry their split in the column
+    ``driftguard.components.model_io.SPLIT_COLUMN`` (the reference sample: held-out rows are
+    the eval split's).
+    """
     from tfx_bsl.public import tfxio
 
     if not file_patterns:
         raise ValueError("no examples to read (no split files)")
-    source = tfxio.TFExampleRecord(list(file_patterns), telemetry_descriptors=["driftguard"])
-    return (pipeline
-            | f"{label}Read" >> source.BeamSource()
-            | f"{label}Flatten" >> beam.Map(flatten_batch)
-            | f"{label}Combine" >> beam.CombineGlobally(SampleSpanFn(max_rows)))
+    if all(isinstance(p, str) for p in file_patterns):
+        source = tfxio.TFExampleRecord(list(file_patterns), telemetry_descriptors=["driftguard"])
+        tables = (pipeline
+                  | f"{label}Read" >> source.BeamSource()
+                  | f"{label}Flatten" >> beam.Map(flatten_batch))
+    else:
+        parts = []
+        for i, (split, pattern) in enumerate(file_patterns):
+            source = tfxio.TFExampleRecord([pattern], telemetry_descriptors=["driftguard"])
+            parts.append(pipeline
+                         | f"{label}Read{i}" >> source.BeamSource()
+                         | f"{label}Flatten{i}" >> beam.Map(flatten_batch)
+                         | f"{label}Tag{i}" >> beam.Map(_tag_split, split))
+        tables = parts | f"{label}Splits" >> beam.Flatten()
+    return tables | f"{label}Combine" >> beam.CombineGlobally(SampleSpanFn(max_rows))
 
 
 def _write_sample(result: SpanSample, directory: str) -> None:

@@ -27,8 +27,8 @@ def _window_line(w: dict) -> str:
     parts = [f"window w{w['first']}-{w['last']} (v{w.get('version')}): {drift}"]
     if w.get("prediction_drifted"):
         parts.append("prediction drift")
-    if w.get("estimated_accuracy") is not None:
-        parts.append(f"estimated accuracy {w['estimated_accuracy']:.3f}")
+    if w.get("estimated") is not None:
+        parts.append(f"estimated {w.get('estimated_metric', 'metric')} {w['estimated']:.4g}")
     parts.append(f"{len(w.get('alerts') or [])} alert(s)")
     return " | ".join(parts)
 
@@ -37,7 +37,8 @@ def _window_line(w: dict) -> str:
 @click.option("--logs", type=click.Path(path_type=pathlib.Path), default=None,
               help="Prediction log file or folder (default: <runs>/prediction_logs/<model>, where serve writes).")
 @click.option("--labels", type=click.Path(path_type=pathlib.Path), default=None,
-              help="Delayed labels: a CSV file or folder of CSVs with header request_id,label (0/1 or true/false).")
+              help="Delayed labels: a CSV file or folder of CSVs with header request_id,label (0/1 or "
+                   "true/false for a binary model, a class for a multi-class one, a number for regression).")
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=pathlib.Path), default=None,
               help="Where the monitor keeps its position and state (default: <runs>/monitor/<model>).")
 @click.option("--once", is_flag=True, help="Process what the log holds now, then exit (default: follow it).")
@@ -76,8 +77,9 @@ def monitor(ctx: click.Context, logs: Optional[pathlib.Path], labels: Optional[p
             token_env: Optional[str], retrain: str, airflow_url: Optional[str], dag_id: Optional[str],
             kfp_host: Optional[str], kfp_package: Optional[str], verbose: bool) -> None:
     """Watch live traffic: windows of the prediction log against the serving version's profile
-    (feature, prediction and confidence drift; estimated accuracy), delayed labels (realized
-    accuracy), streaming detectors, alerts, Prometheus metrics and a retrain trigger.
+    (feature, prediction and confidence drift; the performance metric estimated without labels),
+    delayed labels (the realized metric), streaming detectors, alerts, Prometheus metrics and a
+    retrain trigger.
 
     \b
       driftguard monitor --once                          process what the log holds, then exit

@@ -132,34 +132,44 @@ class MonitorCollector:
               w.get("drift_detected"))
         gauge("multivariate_drifted", "1 when the rank-correlation check fired in the last window.",
               w.get("multivariate_drifted"))
-        gauge("prediction_psi", "PSI of the predicted probability in the last window.", w.get("prediction_psi"))
+        gauge("prediction_psi", "PSI of the prediction (probability, class or value) in the last window.",
+              w.get("prediction_psi"))
         gauge("confidence_psi", "PSI of the confidence (top-class probability) in the last window.",
               w.get("confidence_psi"))
         gauge("prediction_drifted", "1 when the prediction or confidence distribution drifted in the last window.",
               w.get("prediction_drifted"))
-        quant = _gauge("prediction_quantile", "Quantiles of the predicted probability in the last window.",
+        quant = _gauge("prediction_quantile", "Quantiles of the prediction (probability or value) in the last window.",
                        ["model", "quantile"])
         for q, v in sorted((w.get("prediction_quantiles") or {}).items()):
             if _num(v) is not None:
                 quant.add_metric([model, q], float(v))
         out.append(quant)
-        gauge("positive_rate", "Share of predictions above 0.5 in the last window.", w.get("positive_rate"))
-        gauge("mean_probability", "Mean predicted probability in the last window.", w.get("mean_probability"))
+        gauge("positive_rate", "Share of predictions above 0.5 in the last window (binary).", w.get("positive_rate"))
+        gauge("mean_probability", "Mean predicted probability in the last window (binary).", w.get("mean_probability"))
+        gauge("mean_prediction", "Mean prediction in the last window (binary, regression).", w.get("mean_prediction"))
+        shares = _gauge("class_share", "Share of each predicted class in the last window (multi-class).",
+                        ["model", "class_"])
+        for name, v in sorted((w.get("class_shares") or {}).items()):
+            shares.add_metric([model, name], float(v))
+        out.append(shares)
         gauge("mean_confidence", "Mean confidence (top-class probability) in the last window.",
               w.get("mean_confidence"))
         gauge("reference_mean_confidence", "Mean confidence on the serving version's reference sample.",
               (s.get("reference") or {}).get("mean_confidence"))
-        gauge("estimated_accuracy", "Estimated accuracy of the last window (calibrated confidence, no labels).",
-              w.get("estimated_accuracy"))
-        gauge("estimated_accuracy_reference", "The same estimator on the reference sample.",
-              (s.get("reference") or {}).get("estimated_accuracy"))
-        gauge("baseline_accuracy", "Accuracy of the serving version in its blessing evaluation (TFMA).",
-              (s.get("reference") or {}).get("baseline_accuracy"))
+        ref = s.get("reference") or {}
+        metric = ref.get("metric") or w.get("estimated_metric") or "accuracy"
+        gauge("estimated_metric", "The watched performance metric (label metric) estimated on the last window "
+              "without labels (CBPE, DLE).", w.get("estimated"), ["model", "metric"], [model, metric])
+        gauge("estimated_metric_reference", "The same estimator on the held-out reference rows.",
+              ref.get("estimated"), ["model", "metric"], [model, metric])
+        gauge("baseline_metric", "The watched metric of the serving version on its held-out reference rows.",
+              ref.get("baseline"), ["model", "metric"], [model, metric])
         gauge("window_last_record", "Index of the last record of the last window.", w.get("last"))
         gauge("last_window_timestamp_seconds", "Unix time the last window was evaluated.", w.get("time"))
         lw = s.get("label_window") or {}
-        gauge("realized_accuracy", "Accuracy on the last window of joined labels.", lw.get("accuracy"))
-        gauge("realized_accuracy_labels", "Labels in the last window of joined labels.", lw.get("labels"))
+        gauge("realized_metric", "The watched metric (label metric) on the last window of joined labels.",
+              lw.get("value"), ["model", "metric"], [model, lw.get("metric") or metric])
+        gauge("realized_metric_labels", "Labels in the last window of joined labels.", lw.get("labels"))
         gauge("last_label_window_timestamp_seconds", "Unix time the last label window was evaluated.",
               lw.get("time"))
         pending = s.get("pending") or {}
@@ -189,9 +199,10 @@ METRIC_NAMES = (
     "retrain_triggers_total", "serving_version", "window_alpha", "detector_arl0_records",
     "false_alarm_budget_per_100k", "feature_psi", "feature_drifted", "feature_p_value", "dataset_drifted",
     "multivariate_drifted", "prediction_psi", "confidence_psi", "prediction_drifted", "prediction_quantile",
-    "positive_rate", "mean_probability", "mean_confidence", "reference_mean_confidence", "estimated_accuracy",
-    "estimated_accuracy_reference", "baseline_accuracy", "window_last_record", "last_window_timestamp_seconds",
-    "realized_accuracy", "realized_accuracy_labels", "last_label_window_timestamp_seconds", "labels_pending",
+    "positive_rate", "mean_probability", "mean_prediction", "class_share", "mean_confidence",
+    "reference_mean_confidence", "estimated_metric", "estimated_metric_reference", "baseline_metric",
+    "window_last_record", "last_window_timestamp_seconds",
+    "realized_metric", "realized_metric_labels", "last_label_window_timestamp_seconds", "labels_pending",
     "predictions_awaiting_label", "detector_statistic", "detector_threshold", "detector_records",
     "log_lag_bytes", "log_lag_seconds", "last_record_timestamp_seconds",
 )

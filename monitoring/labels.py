@@ -1,8 +1,10 @@
 """Delayed labels: CSV files of ``request_id,label`` followed incrementally and restart-safely.
 
 A labels source is one CSV file or a folder of them (read in name order, like the prediction
-logs). Each file starts with the header ``request_id,label``; a label is ``0``/``1`` or
-``true``/``false`` (any case). Files may grow while they are followed: only complete lines
+logs). Each file starts with the header ``request_id,label``; a label is, by the model's task
+(:class:`LabelParser`): ``0``/``1`` or ``true``/``false`` (any case) for a binary classifier,
+one of the configured ``classes`` (or its index) for a multi-class one, a number for a
+regression model. Files may grow while they are followed: only complete lines
 (ending in a newline) are read, so a writer mid-line is never half-read; the byte offset and
 line number after the last complete line are the file's position, saved by the monitor with
 the rest of its state.
@@ -32,6 +34,48 @@ _TRUE = {"1", "true", "1.0"}
 _FALSE = {"0", "false", "0.0"}
 
 
+@dataclasses.dataclass(frozen=True)
+class LabelParser:
+    """How a label's text becomes a number, per task: 0/1 (binary), the class index in
+    ``classes`` (multi-class; the class's name or its index), the value (regression)."""
+
+    task: str = "binary"
+    classes: Tuple[str, ...] = ()
+
+    @property
+    def expected(self) -> str:
+        if self.task == "binary":
+            return "0/1 or true/false"
+        if self.task == "multiclass":
+            return f"one of the classes ({', '.join(self.classes)}) or its index"
+        return "a number"
+
+    def __call__(self, text: str, where: str) -> float:
+        value = text.strip()
+        if self.task == "binary":
+            low = value.lower()
+            if low in _TRUE:
+                return 1.0
+            if low in _FALSE:
+                return 0.0
+        elif self.task == "multiclass":
+            if value in self.classes:
+                return float(self.classes.index(value))
+            if value.isdigit() and int(value) < len(self.classes):
+                return float(int(value))
+        else:
+            try:
+                number = float(value)
+            except ValueError:
+                number = float("nan")
+            if np.isfinite(number):
+                return number
+        raise LabelsError(f"{where}: label {text!r} is not {self.expected}")
+
+
+BINARY = LabelParser()
+
+
 class LabelsError(ValueError):
     """A labels file that cannot be read; the message names the file and line."""
 
@@ -55,18 +99,14 @@ def label_files(path: Union[str, pathlib.Path]) -> List[pathlib.Path]:
                   and p.suffix.lower() in (".csv", ".txt"))
 
 
-def parse_label(text: str, where: str) -> int:
-    value = text.strip().lower()
-    if value in _TRUE:
-        return 1
-    if value in _FALSE:
-        return 0
-    raise LabelsError(f"{where}: label {text!r} is not 0/1 or true/false")
+def parse_label(text: str, where: str, parser: LabelParser = BINARY) -> float:
+    return parser(text, where)
 
 
 @dataclasses.dataclass
 class LabelRows:
-    """Labels in file order: ``ids[i]`` (a request id) has label ``values[i]`` (0 or 1)."""
+    """Labels in file order: ``ids[i]`` (a request id) has label ``values[i]`` (float64: 0/1,
+    a class index or a value)."""
     ids: List[str]
     values: np.ndarray
 
@@ -78,7 +118,7 @@ class LabelRows:
 
 
 def read_new(path: Union[str, pathlib.Path], positions: Mapping[str, Mapping[str, int]],
-             max_rows: int = 1_000_000) -> Tuple[LabelRows, Dict[str, Dict[str, int]]]:
+             max_rows: int = 1_000_000, parser: LabelParser = BINARY) -> Tuple[LabelRows, Dict[str, Dict[str, int]]]:
     """Rows after ``positions`` (``{file name: {"offset", "line"}}``), at most about ``max_rows``.
 
     Returns ``(rows, new positions)``; the caller saves the positions together with what it
@@ -91,21 +131,21 @@ def read_new(path: Union[str, pathlib.Path], positions: Mapping[str, Mapping[str
         if len(ids) >= max_rows:
             break
         pos = FilePosition(**positions.get(f.name, {}))
-        (file_ids, file_values), pos = _read_file(f, pos, max_rows - len(ids))
+        (file_ids, file_values), pos = _read_file(f, pos, max_rows - len(ids), parser)
         ids.extend(file_ids)
         values.append(file_values)
         new_positions[f.name] = pos.to_dict()
-    return LabelRows(ids, np.concatenate(values) if values else np.zeros(0, np.int8)), new_positions
+    return LabelRows(ids, np.concatenate(values) if values else np.zeros(0, np.float64)), new_positions
 
 
-def _read_file(f: pathlib.Path, pos: FilePosition, max_rows: int
+def _read_file(f: pathlib.Path, pos: FilePosition, max_rows: int, parser: LabelParser = BINARY
                ) -> Tuple[Tuple[List[str], np.ndarray], FilePosition]:
     with open(f, "rb") as fh:
         fh.seek(pos.offset)
         data = fh.read()
     end = data.rfind(b"\n")
     if end < 0:
-        return ([], np.zeros(0, np.int8)), pos
+        return ([], np.zeros(0, np.float64)), pos
     complete = data[:end + 1]
     try:
         complete.decode("utf-8")
@@ -115,7 +155,7 @@ def _read_file(f: pathlib.Path, pos: FilePosition, max_rows: int
     head = 0
     if pos.line == 0:                 # the header, checked by the row-by-row reader
         head = complete.index(b"\n") + 1
-        _, header_pos = _read_rows(f, complete[:head].decode("utf-8"), pos, 1)
+        _, header_pos = _read_rows(f, complete[:head].decode("utf-8"), pos, 1, parser)
     else:
         header_pos = pos
     body = complete[head:]
@@ -123,19 +163,19 @@ def _read_file(f: pathlib.Path, pos: FilePosition, max_rows: int
     if max_rows < newlines.size:          # cut after max_rows lines
         newlines = newlines[:max_rows]
         body = body[:int(newlines[-1]) + 1] if max_rows else b""
-    fast = _parse_fast(body, newlines.size)
+    fast = _parse_fast(body, newlines.size, parser)
     if fast is not None:
         return fast, FilePosition(header_pos.offset + len(body), header_pos.line + newlines.size)
-    rows, new_pos = _read_rows(f, body.decode("utf-8"), header_pos, max_rows)
-    return ([r[0] for r in rows], np.array([r[1] for r in rows], dtype=np.int8)), new_pos
+    rows, new_pos = _read_rows(f, body.decode("utf-8"), header_pos, max_rows, parser)
+    return ([r[0] for r in rows], np.array([r[1] for r in rows], dtype=np.float64)), new_pos
 
 
-def _parse_fast(body: bytes, lines: int) -> Optional[Tuple[List[str], np.ndarray]]:
+def _parse_fast(body: bytes, lines: int, parser: LabelParser = BINARY) -> Optional[Tuple[List[str], np.ndarray]]:
     """Rows of ``body`` (``lines`` complete lines after the header) by pyarrow, or None when any row is
     not plain ``id,label`` with a non-empty id and a known label (the caller then reads the
     chunk row by row, which skips blank lines and names the first bad row)."""
     if not body:
-        return [], np.zeros(0, np.int8)
+        return [], np.zeros(0, np.float64)
     if b'"' in body:
         return None
     import pyarrow as pa
@@ -158,18 +198,35 @@ def _parse_fast(body: bytes, lines: int) -> Optional[Tuple[List[str], np.ndarray
     if table.num_rows != lines:
         return None
     ids = pc.utf8_trim_whitespace(table.column("request_id"))
-    label = pc.utf8_lower(pc.utf8_trim_whitespace(table.column("label")))
-    one = pc.is_in(label, value_set=pa.array(sorted(_TRUE)))
-    zero = pc.is_in(label, value_set=pa.array(sorted(_FALSE)))
-    if not pc.all(pc.or_(one, zero)).as_py() or pc.any(pc.equal(pc.utf8_length(ids), 0)).as_py():
+    if pc.any(pc.equal(pc.utf8_length(ids), 0)).as_py():
         return None
-    return ids.to_numpy().tolist(), pc.cast(one, pa.int8()).to_numpy()
+    text = pc.utf8_trim_whitespace(table.column("label"))
+    if parser.task == "binary":
+        label = pc.utf8_lower(text)
+        one = pc.is_in(label, value_set=pa.array(sorted(_TRUE)))
+        zero = pc.is_in(label, value_set=pa.array(sorted(_FALSE)))
+        if not pc.all(pc.or_(one, zero)).as_py():
+            return None
+        values = pc.cast(one, pa.float64())
+    elif parser.task == "multiclass":
+        values = pc.index_in(text, value_set=pa.array(list(parser.classes)))
+        if values.null_count:
+            return None                 # an index, or an unknown class: the row-by-row reader
+        values = pc.cast(values, pa.float64())
+    else:
+        try:
+            values = pc.cast(text, pa.float64())
+        except pa.ArrowInvalid:
+            return None
+        if values.null_count or not np.isfinite(values.to_numpy()).all():
+            return None
+    return ids.to_numpy().tolist(), np.asarray(values.to_numpy(), dtype=np.float64)
 
 
-def _read_rows(f: pathlib.Path, text: str, pos: FilePosition, max_rows: int
-               ) -> Tuple[List[Tuple[str, int]], FilePosition]:
+def _read_rows(f: pathlib.Path, text: str, pos: FilePosition, max_rows: int, parser: LabelParser = BINARY
+               ) -> Tuple[List[Tuple[str, float]], FilePosition]:
     """Python's csv module, row by row: exact line numbers in errors; skips blank rows."""
-    rows: List[Tuple[str, int]] = []
+    rows: List[Tuple[str, float]] = []
     line = pos.line
     offset = pos.offset
     for raw in io.StringIO(text, newline=""):
@@ -189,7 +246,7 @@ def _read_rows(f: pathlib.Path, text: str, pos: FilePosition, max_rows: int
             rid = fields[0].strip()
             if not rid:
                 raise LabelsError(f"{where}: empty request_id")
-            rows.append((rid, parse_label(fields[1], where)))
+            rows.append((rid, parser(fields[1], where)))
         offset += len(raw.encode("utf-8"))
     return rows, FilePosition(offset, line)
 

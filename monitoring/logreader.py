@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 
 _HEADER, _U32 = pl.HEADER, pl.FOOTER
 DEFAULT_MAX_BYTES = 32 << 20
-PROBABILITY_OUTPUTS = ("probabilities", "probability", "scores", "outputs")
 
 
 # ---------------------------------------------------------------- framing
@@ -234,10 +233,13 @@ class Decoded:
 
     ``columns``: feature -> float64 array (NaN = missing) or object array of str (None =
     missing). ``versions``: the model version that answered (-1 when the log does not say).
-    ``last_timestamp``: the log time of the batch's last record. ``probability``: the model's output for the positive class (NaN when the log
-    holds none). ``request_ids``: object array (None where the log has no id: TF Serving's own
-    logs). ``record_ends``: for each log record, the number of rows up to and including it.
-    ``skipped``: (where, why) of records left out.
+    ``last_timestamp``: the log time of the batch's last record. ``probability``: the
+    prediction as :mod:`driftguard.components.model_io` reads it per task (the positive-class
+    probability, the predicted class index, the predicted value; NaN when the log holds none).
+    ``confidence``: the top-class probability of a multi-class model (NaN otherwise; a binary
+    model's is max(p, 1 - p)). ``request_ids``: object array (None where the log has no id: TF
+    Serving's own logs). ``record_ends``: for each log record, the number of rows up to and
+    including it. ``skipped``: (where, why) of records left out.
     """
 
     columns: Dict[str, np.ndarray]
@@ -247,6 +249,7 @@ class Decoded:
     record_ends: np.ndarray
     last_timestamp: Optional[float]
     skipped: List[Tuple[str, str]]
+    confidence: Optional[np.ndarray] = None
 
     @property
     def n(self) -> int:
@@ -283,13 +286,21 @@ class LogDecoder:
     """Decodes :class:`RawBatch` es into :class:`Decoded` rows for the features in ``kinds``
     (``{"fare": "float", "trip_start_hour": "int", "company": "string"}``)."""
 
-    def __init__(self, kinds: Mapping[str, str]):
+    def __init__(self, kinds: Mapping[str, str], spec=None):
+        """``spec``: the model's :class:`~driftguard.components.model_io.ModelSpec` (task, classes,
+        output name); default a binary classifier with a probability output."""
+        from driftguard.components import model_io
+
         bad = {k: v for k, v in kinds.items() if v not in ("float", "int", "string")}
         if bad:
             raise ValueError(f"feature kinds must be float, int or string, got {bad}")
         self.kinds = dict(kinds)
+        self.spec = spec or model_io.ModelSpec()
+        names = ([self.spec.output] if self.spec.output else []) + \
+            [n for n in model_io.OUTPUT_NAMES[self.spec.task] if n != self.spec.output]
+        n_classes = {"binary": 0, "regression": -1}.get(self.spec.task, len(self.spec.classes))
         numbers, other_kinds = _numbers()
-        self._records = wire.PredictLogs(numbers, other_kinds, PROBABILITY_OUTPUTS, pl.REQUEST_ID_OUTPUT)
+        self._records = wire.PredictLogs(numbers, other_kinds, names, pl.REQUEST_ID_OUTPUT, n_classes)
         self._examples = wire.ExampleColumns(list(self.kinds), list(self.kinds.values()))
 
     # -- public
@@ -309,12 +320,13 @@ class LogDecoder:
                                          record_ends=np.cumsum(m))
             return Decoded(columns=columns, probability=parts["prob"], request_ids=parts["ids"],
                            versions=np.repeat(parts["version"], m), record_ends=np.cumsum(m),
-                           last_timestamp=last_timestamp, skipped=[])
+                           last_timestamp=last_timestamp, skipped=[], confidence=parts["conf"])
         # some records need predictlog.decode: rebuild the rows in log order
         raw = batch.buffer
         row_start = np.concatenate([[0], np.cumsum(m)])
         ex_list: List[bytes] = []
         probs: List[np.ndarray] = []
+        confs: List[np.ndarray] = []
         idl: List[np.ndarray] = []
         vers: List[np.ndarray] = []
         sizes = np.zeros(n_rec, np.int64)
@@ -326,6 +338,7 @@ class LogDecoder:
                 a, b = row_start[i], row_start[i + 1]
                 ex_list.extend(raw[x:y] for x, y in zip(ex_start[a:b], ex_end[a:b]))
                 probs.append(parts["prob"][a:b])
+                confs.append(parts["conf"][a:b])
                 idl.append(parts["ids"][a:b])
                 vers.append(np.full(b - a, parts["version"][i]))
                 sizes[i] = b - a
@@ -340,7 +353,9 @@ class LogDecoder:
             else:
                 tensor_rows.append((len(ex_list), entry.inputs))
                 ex_list.extend([b""] * entry.size)       # filled from the input tensors below
-            probs.append(_entry_probability(entry))
+            value, conf = _entry_prediction(entry, self.spec)
+            probs.append(value)
+            confs.append(conf)
             idl.append(np.array(entry.request_ids if entry.request_ids is not None
                                 else [None] * entry.size, dtype=object))
             vers.append(np.full(entry.size, entry.version if entry.version is not None else -1))
@@ -356,7 +371,7 @@ class LogDecoder:
 
         return Decoded(columns=columns, probability=cat(probs, np.float64), request_ids=cat(idl, object),
                        versions=cat(vers, np.int64), record_ends=np.cumsum(sizes),
-                       last_timestamp=last_timestamp, skipped=skipped)
+                       last_timestamp=last_timestamp, skipped=skipped, confidence=cat(confs, np.float64))
 
     # -- the fast path: one compiled pass per record
 
@@ -364,7 +379,8 @@ class LogDecoder:
         raw = batch.buffer
         buf = np.frombuffer(raw, np.uint8)
         starts = batch.starts
-        fast, m, version, timestamp, rows, prob = self._records.parse(buf, starts, starts + batch.lengths)
+        fast, m, version, timestamp, rows, both = self._records.parse(buf, starts, starts + batch.lengths)
+        prob, conf = both[0], both[1]
         ids = np.full(prob.size, None, dtype=object)
         has = np.flatnonzero(rows[2] >= 0)
         if has.size:
@@ -372,7 +388,7 @@ class LogDecoder:
                 ids[has] = _strings(raw, buf, rows[2, has], rows[3, has])
             else:
                 ids[has] = ""
-        return fast, {"m": m, "prob": prob, "ids": ids, "version": version, "timestamp": timestamp,
+        return fast, {"m": m, "prob": prob, "conf": conf, "ids": ids, "version": version, "timestamp": timestamp,
                       "ex_start": rows[0], "ex_end": rows[1]}
 
     # -- helpers
@@ -380,7 +396,7 @@ class LogDecoder:
     def _empty(self) -> Decoded:
         cols = {n: (np.zeros(0, object) if k == "string" else np.zeros(0)) for n, k in self.kinds.items()}
         return Decoded(cols, np.zeros(0), np.zeros(0, object), np.zeros(0, np.int64), np.zeros(0, np.int64),
-                       None, [])
+                       None, [], np.zeros(0))
 
     def _columns_from(self, raw: bytes, starts: np.ndarray, ends: np.ndarray, tensor_rows=None, *,
                       batch: RawBatch, record_ends: np.ndarray) -> Dict[str, np.ndarray]:
@@ -435,28 +451,19 @@ def _warn_wrong_types(wrong: Mapping[str, int], kinds: Mapping[str, str]) -> Non
                     "missing values", count, name, kinds[name])
 
 
-def _positive_class(values: np.ndarray, m: int) -> Optional[np.ndarray]:
-    values = np.asarray(values).reshape(-1)
-    if values.size == m:
-        return values
-    if m and values.size == 2 * m:            # two-class output: the second column
-        return values.reshape(m, 2)[:, 1]
-    return None
+def _entry_prediction(entry: pl.LogEntry, spec) -> Tuple[np.ndarray, np.ndarray]:
+    """(prediction, top-class probability) of one decoded record, read per task by model_io;
+    NaN when the record holds no output the model spec can read."""
+    from driftguard.components import model_io
 
-
-def _entry_probability(entry: pl.LogEntry) -> np.ndarray:
-    for key in PROBABILITY_OUTPUTS:
-        if key in entry.outputs:
-            got = _positive_class(np.asarray(entry.outputs[key], dtype=np.float64), entry.size)
-            if got is not None:
-                return got
-    for value in entry.outputs.values():
-        arr = np.asarray(value)
-        if arr.dtype.kind == "f":
-            got = _positive_class(arr.astype(np.float64), entry.size)
-            if got is not None:
-                return got
-    return np.full(entry.size, np.nan)
+    nan = np.full(entry.size, np.nan)
+    outputs = {k: v for k, v in entry.outputs.items() if k != pl.REQUEST_ID_OUTPUT}
+    try:
+        p = model_io.read_outputs(outputs[model_io.pick_output(outputs, spec)], entry.size, spec)
+    except (model_io.ModelIOError, KeyError, ValueError, TypeError):
+        return nan, nan
+    conf = p.confidence if spec.task == "multiclass" and p.confidence is not None else nan
+    return p.value, conf
 
 
 def _fill_from_tensors(columns: Dict[str, np.ndarray], tensor_rows, kinds: Mapping[str, str]) -> None:

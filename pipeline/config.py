@@ -1,15 +1,25 @@
-"""One configuration object for every path, threshold and policy of driftguard.
+"""A project's configuration: ``driftguard.yaml``, validated before any work starts.
 
-Defaults run the embedded demo (sqlite MLMD and local files under ``runs/``) with no file at
-all. A YAML or JSON file overrides any subset::
+A project is a folder holding ``driftguard.yaml`` (see ``pipeline/project.py``); every
+relative path in the file resolves against that folder. Everything model-specific comes from
+here: where the data is and how it is laid out, the model module (TFX's ``preprocessing_fn``
+and ``run_fn``), the label, the task, the TFMA metrics and thresholds that gate a candidate,
+the monitored features::
 
-    training:
-      window_spans: 3
+    model_name: flights
+    task: regression
+    data: {format: parquet, root: data, pattern: "{YYYY}-{MM}/*.parquet"}
+    model:
+      module: model.py
+      label: {column: arr_delay}
     evaluation:
-      min_auc: 0.75
+      metrics:
+        MeanAbsoluteError: {baseline_relative_tolerance: 0.02}
+    first_spans: [2013-01, 2013-02]
 
-Unknown keys, wrong types and out-of-range values are rejected before any work starts, with
-the dotted path of the offending key (``evaluation.min_auc``) in the message.
+Unknown keys, wrong types, out-of-range values, a metric that does not fit the task, a model
+module that is missing or lacks a function are rejected before any work starts, with the
+dotted path of the offending key (``evaluation.metrics.AUC``) in the message.
 """
 from __future__ import annotations
 
@@ -20,45 +30,194 @@ import pathlib
 import re
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+from driftguard.components import tasks as tasks_lib
+
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+FORMATS = ("csv", "parquet", "tfrecord")
 
 
 class ConfigError(ValueError):
     """A configuration value is unknown, mistyped or out of range."""
 
 
+# ---------------------------------------------------------------- sections
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where the spans are and how to read them (TFX ExampleGen's input)."""
+
+    format: str = "csv"                  # csv | parquet | tfrecord (serialized tf.Example, gzip or not)
+    root: str = "data"                   # the folder the pattern is relative to
+    pattern: str = "span-{SPAN}/*"       # the files of one span: {SPAN} or {YYYY}[-{MM}[-{DD}]]
+    # Input already split: {split name: pattern}, e.g. {train: "span-{SPAN}/train/*", eval: ...}.
+    # Empty: one pattern, split by ExampleGen by hash into `hash_buckets`.
+    splits: Optional[Dict[str, str]] = None
+    hash_buckets: Optional[Dict[str, int]] = None     # default {train: 2, eval: 1}
+
+    def validate(self, path: str) -> None:
+        from driftguard.pipeline.spans import SpanPattern, SpanPatternError
+
+        if self.format not in FORMATS:
+            raise ConfigError(f"{path}.format must be one of {', '.join(FORMATS)}, got {self.format!r}")
+        _check_folder(f"{path}.root", self.root)
+        patterns = {"pattern": self.pattern}
+        if self.splits is not None:
+            if not isinstance(self.splits, Mapping) or not self.splits:
+                raise ConfigError(f"{path}.splits must be a mapping of split name to pattern "
+                                  f"(e.g. {{train: 'span-{{SPAN}}/train/*', eval: 'span-{{SPAN}}/eval/*'}})")
+            for name in ("train", "eval"):
+                if name not in self.splits:
+                    raise ConfigError(f"{path}.splits needs a '{name}' split (Trainer and Evaluator read train "
+                                      f"and eval), got {sorted(self.splits)}")
+            patterns.update({f"splits.{k}": v for k, v in self.splits.items()})
+        kinds = set()
+        for key, value in patterns.items():
+            if not isinstance(value, str) or not value.strip():
+                raise ConfigError(f"{path}.{key} must be a file pattern, got {value!r}")
+            try:
+                kinds.add(SpanPattern(value).unit)
+            except SpanPatternError as e:
+                raise ConfigError(f"{path}.{key}: {e}") from None
+        if len(kinds) > 1:
+            raise ConfigError(f"{path}.splits: every split pattern must use the same span placeholders as "
+                              f"{path}.pattern ({self.pattern!r})")
+        if self.hash_buckets is not None:
+            if self.splits is not None:
+                raise ConfigError(f"{path}.hash_buckets applies to one pattern split by hash; with {path}.splits "
+                                  f"the input is already split")
+            if not isinstance(self.hash_buckets, Mapping) or set(self.hash_buckets) != {"train", "eval"}:
+                raise ConfigError(f"{path}.hash_buckets must be {{train: <int>, eval: <int>}}, got {self.hash_buckets!r}")
+            for k, v in self.hash_buckets.items():
+                if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1000:
+                    raise ConfigError(f"{path}.hash_buckets.{k} must be an integer in 1..1000, got {v!r}")
+
+    @property
+    def span_pattern(self):
+        from driftguard.pipeline.spans import SpanPattern
+
+        return SpanPattern(self.pattern)
+
+    @property
+    def buckets(self) -> Dict[str, int]:
+        return dict(self.hash_buckets or {"train": 2, "eval": 1})
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelConfig:
+    """The label: what TFMA evaluates (``key``), and how driftguard reads it from raw rows
+    (``column``, or ``fn``, a function of the model module) for realized performance."""
+
+    key: str = ""        # TFMA's label key: a raw column, or a feature of model.transform_signature
+    column: str = ""     # the raw column holding the label
+    fn: str = ""         # or: a function of the model module (or module.function): pyarrow.Table -> labels
+
+    def validate(self, path: str) -> None:
+        if bool(self.column) == bool(self.fn):
+            raise ConfigError(f"{path} needs exactly one of column (the raw column holding the label) or fn "
+                              f"(a function of the model module computing it from raw rows), got "
+                              f"{ {k: v for k, v in dataclasses.asdict(self).items() if v} or 'neither'}")
+        if self.fn and not re.fullmatch(r"[A-Za-z_][\w.]*", self.fn):
+            raise ConfigError(f"{path}.fn must be a function name (labels) or module.function, got {self.fn!r}")
+        if self.fn and not self.key:
+            raise ConfigError(f"{path}.key is needed with {path}.fn: the name of the label TFMA evaluates "
+                              f"(a feature of the transform signature)")
+
+    @property
+    def tfma_key(self) -> str:
+        return self.key or self.column
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The user's model: TFX's module_file convention."""
+
+    # A file (relative to the project, like TFX's module_file) or an import path (my_pkg.model)
+    # defining preprocessing_fn (Transform) and run_fn (Trainer).
+    module: str = ""
+    signature: str = "serving_default"      # serialized tf.Example -> outputs (what serving calls)
+    output: str = ""                        # the output to read ("": the signature's only output)
+    # TFMA's preprocessing function: raw examples -> the label key and weights (""  = none)
+    transform_signature: str = "transform_features"
+    example_weight_key: str = ""            # TFMA example weight (e.g. 0 for rows without a label)
+    label: LabelConfig = LabelConfig()
+
+    def validate(self, path: str) -> None:
+        if not self.module or not isinstance(self.module, str):
+            raise ConfigError(f"{path}.module is required: the file (model.py) or import path (my_pkg.model) "
+                              f"defining preprocessing_fn and run_fn, as TFX's module_file")
+        for key in ("signature", "output", "transform_signature", "example_weight_key"):
+            value = getattr(self, key)
+            if value and not re.fullmatch(r"[A-Za-z_][\w./-]*", value):
+                raise ConfigError(f"{path}.{key} must be a name, got {value!r}")
+        if not self.signature:
+            raise ConfigError(f"{path}.signature must name the serving signature (serving_default)")
+        self.label.validate(f"{path}.label")
+
+    @property
+    def is_file(self) -> bool:
+        return self.module.endswith(".py") or "/" in self.module or os.sep in self.module
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
     window_spans: int = 2          # rolling window: the newest N spans train the model
-    train_steps: int = 150
-    eval_steps: int = 50
-    batch_size: int = 64
-    hidden_units: Tuple[int, ...] = (32, 16)
-    learning_rate: float = 0.01
+    train_steps: int = 1000
+    eval_steps: int = 100
+    # Passed to your run_fn as fn_args.custom_config (batch size, layer sizes, ...).
+    custom_config: Optional[Dict[str, Any]] = None
 
     def validate(self, path: str) -> None:
         _check_range(f"{path}.window_spans", self.window_spans, 1, 64)
         _check_range(f"{path}.train_steps", self.train_steps, 1, 10_000_000)
         _check_range(f"{path}.eval_steps", self.eval_steps, 1, 10_000_000)
-        _check_range(f"{path}.batch_size", self.batch_size, 1, 65_536)
-        if not self.hidden_units or any(int(u) < 1 for u in self.hidden_units):
-            raise ConfigError(f"{path}.hidden_units must be a non-empty list of positive ints, "
-                              f"got {list(self.hidden_units)!r}")
-        _check_range(f"{path}.learning_rate", self.learning_rate, 1e-6, 10.0)
+        if self.custom_config is not None:
+            if not isinstance(self.custom_config, Mapping):
+                raise ConfigError(f"{path}.custom_config must be a mapping (passed to run_fn as "
+                                  f"fn_args.custom_config), got {type(self.custom_config).__name__}")
+            try:
+                json.dumps(self.custom_config)
+            except (TypeError, ValueError) as e:
+                raise ConfigError(f"{path}.custom_config must hold plain values (JSON): {e}") from None
 
 
 @dataclasses.dataclass(frozen=True)
 class EvaluationConfig:
-    # Value threshold: a candidate below this AUC is never blessed.
-    min_auc: float = 0.7
-    # Change threshold against the blessed baseline: the candidate's AUC may be at most this
-    # much below the baseline's on the same evaluation data (0 = must not be worse at all).
-    max_auc_drop: float = 0.01
+    """TFMA: the metrics the Evaluator computes and the thresholds that bless a candidate."""
 
-    def validate(self, path: str) -> None:
-        _check_range(f"{path}.min_auc", self.min_auc, 0.0, 1.0)
-        _check_range(f"{path}.max_auc_drop", self.max_auc_drop, 0.0, 1.0)
+    # {TFMA metric class name: {min, max, baseline_tolerance, baseline_relative_tolerance,
+    # higher_is_better}}; None: the task's defaults (components.tasks.DEFAULT_EVAL_METRICS).
+    metrics: Optional[Dict[str, Dict[str, Any]]] = None
+    slices: Tuple[Tuple[str, ...], ...] = ()   # feature lists: [[payment_type], [company]]
+    min_slice_examples: int = 0                 # smaller slices are not evaluated (TFMA min_slice_size)
+    gate_slices: bool = False                   # the thresholds apply to every slice too
+
+    def validate(self, path: str, task: str) -> None:
+        if self.metrics is not None:
+            if not isinstance(self.metrics, Mapping) or not self.metrics:
+                raise ConfigError(f"{path}.metrics must map TFMA metric class names to thresholds "
+                                  f"(e.g. {{AUC: {{min: 0.7, baseline_tolerance: 0.01}}}})")
+            for name, settings in self.metrics.items():
+                where = f"{path}.metrics.{name}"
+                if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_]\w*", name):
+                    raise ConfigError(f"{where}: not a metric class name")
+                if settings is None:
+                    settings = {}
+                if not isinstance(settings, Mapping):
+                    raise ConfigError(f"{where} must be a mapping of thresholds ({{}} for none)")
+                try:
+                    tasks_lib.check_eval_metric(task, name, settings, where)
+                except ValueError as e:
+                    raise ConfigError(str(e)) from None
+        for i, features in enumerate(self.slices):
+            if not features or not all(isinstance(f, str) and f for f in features):
+                raise ConfigError(f"{path}.slices[{i}] must be a non-empty list of feature names, got {list(features)!r}")
+        _check_range(f"{path}.min_slice_examples", self.min_slice_examples, 0, 1_000_000_000)
+
+    def metrics_for(self, task: str) -> Dict[str, Dict[str, Any]]:
+        if self.metrics is None:
+            return {k: dict(v) for k, v in tasks_lib.DEFAULT_EVAL_METRICS[task].items()}
+        return {k: dict(v or {}) for k, v in self.metrics.items()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,16 +239,20 @@ class DriftConfig:
     # Rows of a span (and of the training window, as the baseline) the exact tests use; a
     # bigger span is sampled uniformly in Beam, its rows and missing values still counted.
     max_rows: int = 100_000
-    # Not compared. Time itself: every quarter's timestamps and months differ from the
-    # training window's by construction, so they would "drift" on every span and page people
-    # about the calendar. Seasonality shows up in the features that depend on it.
-    exclude: Tuple[str, ...] = ("trip_start_timestamp", "trip_start_month")
-    # Per-feature overrides, e.g. {"fare": {"method": "psi", "threshold": 0.2}}
+    # Features compared: the schema's serving features (or only `include`), minus `exclude`
+    # (e.g. a timestamp: every span's timestamps differ from the training window's by construction).
+    include: Tuple[str, ...] = ()
+    exclude: Tuple[str, ...] = ()
+    # Per-feature overrides, e.g. {"fare": {"method": "psi", "threshold": 0.2}, "zip": {"kind": "categorical"}}.
+    # An integer the schema marks categorical (int_domain.is_categorical) is categorical by default.
     features: Optional[Dict[str, Dict[str, Any]]] = None
 
     def validate(self, path: str) -> None:
         _check_range(f"{path}.alpha", self.alpha, 1e-9, 0.5)
         _check_range(f"{path}.max_rows", self.max_rows, 100, 100_000_000)
+        both = sorted(set(self.include) & set(self.exclude))
+        if both:
+            raise ConfigError(f"{path}: {', '.join(both)} both included and excluded")
         if self.features is None:
             return
         if not isinstance(self.features, Mapping):
@@ -143,7 +306,6 @@ class MonitorConfig:
     stream_features: Tuple[str, ...] = ()    # numeric features with a streaming detector too
     multivariate: bool = True            # the rank-correlation check in every window
     detector_block: int = 50             # records per CUSUM block
-    label_fn: str = "driftguard.pipeline.taxi_labels.labels"   # reference rows -> labels (estimated accuracy)
 
     def validate(self, path: str) -> None:
         _check_range(f"{path}.window", self.window, 100, 100_000_000)
@@ -153,18 +315,23 @@ class MonitorConfig:
         _check_range(f"{path}.batch_records", self.batch_records, 1, 1_000_000)
         _check_range(f"{path}.label_retention", self.label_retention, 1, 1_000_000_000)
         _check_range(f"{path}.detector_block", self.detector_block, 1, 100_000)
-        if not re.fullmatch(r"[A-Za-z_][\w.]*\.[A-Za-z_]\w*", self.label_fn):
-            raise ConfigError(f"{path}.label_fn must be a dotted path module.function, got {self.label_fn!r}")
+
+
+# ---------------------------------------------------------------- the project's config
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    model_name: str = "taxi"
-    data_root: str = "data/taxi"          # span-<N>/ folders, read through span-{SPAN}/*
-    schema_root: str = "schemas/taxi"     # v<N>/schema.pbtxt
-    schema_version: int = 2              # v2: see schemas/taxi/v2 (why it exists)
-    runs_dir: str = "runs"                # MLMD, pipeline outputs, registry, reports
-    first_spans: Tuple[int, ...] = (1, 2)  # spans that train version 1 in `driftguard run`
+    model_name: str = "model"             # registry folder, pipeline names, alert keys
+    task: str = "binary"                  # binary | multiclass | regression
+    classes: Tuple[str, ...] = ()         # multiclass: the label's values, in the model's output order
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    schemas: str = "schemas"              # <schemas>/<model_name>/v<N>/schema.pbtxt
+    schema_version: int = 1
+    runs: str = "runs"                    # MLMD, pipeline outputs, registry, reports, outbox, state
+    first_spans: Tuple[str, ...] = ()     # `driftguard run` trains version 1 on these
+    replay_spans: Tuple[str, ...] = ()    # then checks these in time order
     runner: str = "local"                 # local | beam
     beam_args: Tuple[str, ...] = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
     training: TrainingConfig = TrainingConfig()
@@ -172,30 +339,48 @@ class Config:
     validation: ValidationConfig = ValidationConfig()
     drift: DriftConfig = DriftConfig()
     retrain: RetrainConfig = RetrainConfig()
-    # spans `driftguard run` replays after training on first_spans (time order)
-    replay_spans: Tuple[int, ...] = (3, 4, 5, 6, 7, 8)
     # rules, sinks and delivery: see components/alerts/README.md (None = defaults:
-    # every rule, one JSON-lines sink runs/alerts/alerts.jsonl)
+    # every rule, one JSON-lines sink <runs>/alerts.jsonl)
     alerts: Optional[Dict[str, Any]] = None
-    monitor: MonitorConfig = MonitorConfig()   # driftguard monitor: windows, budget, labels
+    monitor: MonitorConfig = MonitorConfig()
+    # The project folder (where driftguard.yaml is): set by the loader, not read from the file.
+    project_dir: str = ""
 
-    # ---- derived paths (relative paths resolve against the repo root, or against the
-    # folder of the config file they came from) ----
+    # ---- paths (relative ones resolve against the project folder)
     def _abs(self, p: str) -> pathlib.Path:
         path = pathlib.Path(p)
-        return path if path.is_absolute() else (REPO_ROOT / path)
+        if path.is_absolute():
+            return path
+        if not self.project_dir:
+            raise ConfigError(f"relative path {p!r} but no project folder (load the config with "
+                              f"driftguard.pipeline.project.load)")
+        return pathlib.Path(self.project_dir) / path
+
+    @property
+    def project_path(self) -> pathlib.Path:
+        return pathlib.Path(self.project_dir)
 
     @property
     def data_path(self) -> pathlib.Path:
-        return self._abs(self.data_root)
+        return self._abs(self.data.root)
 
     @property
     def runs_path(self) -> pathlib.Path:
-        return self._abs(self.runs_dir)
+        return self._abs(self.runs)
+
+    @property
+    def schema_root(self) -> pathlib.Path:
+        """The folder of this model's schema versions (v1/, v2/, ...)."""
+        return self._abs(self.schemas) / self.model_name
 
     @property
     def schema_file(self) -> pathlib.Path:
-        return self._abs(self.schema_root) / f"v{self.schema_version}" / "schema.pbtxt"
+        return self.schema_root / f"v{self.schema_version}" / "schema.pbtxt"
+
+    @property
+    def module_path(self) -> Optional[pathlib.Path]:
+        """The model module's file, when ``model.module`` is a file (else None: an import path)."""
+        return self._abs(self.model.module) if self.model.is_file else None
 
     @property
     def metadata_path(self) -> pathlib.Path:
@@ -219,27 +404,89 @@ class Config:
     def check_pipeline_name(self) -> str:
         return f"{self.model_name}-check"
 
+    # ---- spans
+    @property
+    def spans(self):
+        """The data's :class:`~driftguard.pipeline.spans.SpanPattern` (numbers <-> labels <-> files)."""
+        return self.data.span_pattern
+
+    def span_numbers(self, labels) -> List[int]:
+        """Span numbers of a list of spans as written (``[1, 2]``, ``["3-8"]``, ``["2013-03..2013-06"]``)."""
+        out = set()
+        for label in labels:
+            out.update(self.spans.parse_list(str(label)))
+        return sorted(out)
+
+    def span_label(self, number: int) -> str:
+        return self.spans.label(number)
+
+    @property
+    def metric(self) -> str:
+        """The performance metric the ``metric_drop`` rules watch (alerts.rules.metric_drop.metric)."""
+        return self.alerts_settings.rules["metric_drop"].metric or tasks_lib.DEFAULT_METRIC[self.task]
+
+    # ---- validation
     def validate(self) -> "Config":
         if not _NAME_RE.match(self.model_name):
             raise ConfigError(f"model_name must match {_NAME_RE.pattern} (a plain folder name), "
                               f"got {self.model_name!r}")
+        if self.task not in tasks_lib.TASKS:
+            raise ConfigError(f"task must be one of {', '.join(tasks_lib.TASKS)}, got {self.task!r}")
+        if self.task == tasks_lib.MULTICLASS:
+            if len(self.classes) < 2:
+                raise ConfigError("classes must list the label's values in the model's output order (at least "
+                                  f"two) for task multiclass, got {list(self.classes)!r}")
+            if len(set(self.classes)) != len(self.classes):
+                raise ConfigError(f"classes must be distinct, got {list(self.classes)!r}")
+        elif self.classes:
+            raise ConfigError(f"classes is for task multiclass; task is {self.task}")
         _check_range("schema_version", self.schema_version, 1, 100_000)
-        _check_folders(self)
+        for key in ("schemas", "runs"):
+            _check_folder(key, getattr(self, key))
         if self.runner not in ("local", "beam"):
             raise ConfigError(f"runner must be 'local' or 'beam', got {self.runner!r}")
-        if not self.first_spans or any(int(s) < 0 for s in self.first_spans):
-            raise ConfigError(f"first_spans must be a non-empty list of span numbers, "
-                              f"got {list(self.first_spans)!r}")
+        self.data.validate("data")
+        self.model.validate("model")
+        if self.project_dir:
+            self.check_module()
         self.training.validate("training")
-        self.evaluation.validate("evaluation")
+        self.evaluation.validate("evaluation", self.task)
         self.validation.validate("validation")
         self.drift.validate("drift")
         self.retrain.validate("retrain")
         self.monitor.validate("monitor")
-        if any(int(s) < 0 for s in self.replay_spans):
-            raise ConfigError(f"replay_spans must be span numbers, got {list(self.replay_spans)!r}")
+        pattern = self.spans
+        for key in ("first_spans", "replay_spans"):
+            for i, label in enumerate(getattr(self, key)):
+                try:
+                    pattern.parse_list(label)
+                except ValueError as e:
+                    raise ConfigError(f"{key}[{i}]: {e}") from None
         self.alerts_settings  # parses and validates the alerts section
         return self
+
+    def check_module(self) -> pathlib.Path:
+        """The model module exists, parses and defines preprocessing_fn, run_fn (and the label
+        function): read, not imported, so a typo fails in milliseconds, not after TF starts."""
+        from driftguard.components import model_io
+
+        try:
+            path = model_io.check_module(self.model.module, self.project_dir, ["preprocessing_fn", "run_fn"])
+            label_fn = self.model.label.fn
+            if label_fn and "." not in label_fn:
+                model_io.check_module(self.model.module, self.project_dir, [label_fn], where="model.label.fn")
+        except model_io.ModelIOError as e:
+            raise ConfigError(str(e)) from None
+        return path
+
+    def model_spec(self):
+        """What the span check, serve and monitor need to know about the model (model_io.ModelSpec)."""
+        from driftguard.components import model_io
+
+        module = str(self.module_path) if self.model.is_file else self.model.module
+        return model_io.ModelSpec(task=self.task, classes=tuple(self.classes), signature=self.model.signature,
+                                  output=self.model.output, label_column=self.model.label.column,
+                                  label_fn=self.model.label.fn, module=module, project_dir=self.project_dir)
 
     @property
     def alerts_settings(self):
@@ -247,7 +494,7 @@ class Config:
         from driftguard.components.alerts.config import AlertsConfigError, parse_alerts_config
 
         try:
-            return parse_alerts_config(self.alerts, "alerts")
+            return parse_alerts_config(self.alerts, "alerts", task=self.task)
         except AlertsConfigError as e:
             raise ConfigError(str(e)) from None
 
@@ -258,12 +505,25 @@ class Config:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
 
-def _check_folders(cfg: "Config") -> None:
-    """Folders of the config author's choosing (absolute paths welcome), but real paths."""
-    for key in ("data_root", "schema_root", "runs_dir"):
-        value = getattr(cfg, key)
-        if not value.strip() or "\0" in value:
-            raise ConfigError(f"{key} must be a folder path (not empty, no NUL byte), got {value!r}")
+# ---------------------------------------------------------------- parsing
+
+# Keys of earlier driftguard versions, and where their value goes now.
+_MOVED = {
+    "data_root": "data.root",
+    "schema_root": "schemas (the folder holding <model_name>/v<N>/schema.pbtxt)",
+    "runs_dir": "runs",
+    "training.hidden_units": "training.custom_config.hidden_units (passed to your run_fn)",
+    "training.learning_rate": "training.custom_config.learning_rate (passed to your run_fn)",
+    "training.batch_size": "training.custom_config.batch_size (passed to your run_fn)",
+    "evaluation.min_auc": "evaluation.metrics.AUC.min",
+    "evaluation.max_auc_drop": "evaluation.metrics.AUC.baseline_tolerance",
+    "monitor.label_fn": "model.label.fn",
+}
+
+
+def _check_folder(key: str, value: str) -> None:
+    if not isinstance(value, str) or not value.strip() or "\0" in value:
+        raise ConfigError(f"{key} must be a folder path (not empty, no NUL byte), got {value!r}")
 
 
 def _check_range(path: str, value: Any, lo: float, hi: float) -> None:
@@ -273,6 +533,9 @@ def _check_range(path: str, value: Any, lo: float, hi: float) -> None:
         raise ConfigError(f"{path} must be between {lo} and {hi}, got {value!r}")
 
 
+_SPAN_LISTS = ("first_spans", "replay_spans")
+
+
 def _coerce(path: str, field: dataclasses.Field, value: Any) -> Any:
     """Check one value against the dataclass field's declared type."""
     default = field.default
@@ -280,6 +543,23 @@ def _coerce(path: str, field: dataclasses.Field, value: Any) -> Any:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{path} must be a mapping, got {type(value).__name__}")
         return _from_mapping(type(default), value, path)
+    if field.name in _SPAN_LISTS:
+        if isinstance(value, (str, int)) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path} must be a list of spans, got {type(value).__name__}: {value!r}")
+        for i, v in enumerate(value):
+            if isinstance(v, bool) or not isinstance(v, (int, str)):
+                raise ConfigError(f"{path}[{i}] must be a span (a number, or a date for calendar spans), got {v!r}")
+        return tuple(str(v) for v in value)
+    if field.name == "slices":
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path} must be a list of feature lists, got {value!r}")
+        return tuple(tuple(v) if isinstance(v, (list, tuple)) else (v,) for v in value)
+    if field.name == "classes":
+        if not isinstance(value, (list, tuple)) or any(isinstance(v, (bool, dict, list)) for v in value):
+            raise ConfigError(f"{path} must be a list of the label's values, got {value!r}")
+        return tuple(str(v) for v in value)
     if isinstance(default, tuple):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{path} must be a list, got {type(value).__name__}: {value!r}")
@@ -310,77 +590,53 @@ def _coerce(path: str, field: dataclasses.Field, value: Any) -> Any:
 
 
 def _from_mapping(cls, data: Mapping[str, Any], prefix: str = ""):
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "project_dir"}
     kwargs = {}
     for key, value in data.items():
         path = f"{prefix}.{key}" if prefix else str(key)
         if key not in fields:
+            if path in _MOVED:
+                raise ConfigError(f"config key {path!r} moved: it is now {_MOVED[path]}")
             raise ConfigError(f"unknown config key {path!r}; known keys here: "
                               f"{', '.join(sorted(fields))}")
         kwargs[key] = _coerce(path, fields[key], value)
     return cls(**kwargs)
 
 
-def from_dict(data: Mapping[str, Any], base_dir: Optional[os.PathLike] = None) -> Config:
-    """Build and validate a Config; relative paths in ``data`` resolve against ``base_dir``."""
+def from_dict(data: Mapping[str, Any], project_dir: os.PathLike) -> Config:
+    """Build and validate a Config whose relative paths resolve against ``project_dir``."""
+    if not isinstance(data, Mapping):
+        raise ConfigError("the config must be a mapping at the top level")
     cfg = _from_mapping(Config, data)
-    _check_folders(cfg)          # before relative paths are resolved (and "" becomes base_dir)
-    if base_dir is not None:
-        changes = {}
-        for key in ("data_root", "schema_root", "runs_dir"):
-            if key in data and not pathlib.Path(data[key]).is_absolute():
-                changes[key] = str((pathlib.Path(base_dir) / data[key]).resolve())
-        cfg = dataclasses.replace(cfg, **changes)
+    cfg = dataclasses.replace(cfg, project_dir=str(pathlib.Path(project_dir).resolve()))
     return cfg.validate()
 
 
-def load(path: Optional[os.PathLike] = None, overrides: Optional[Mapping[str, Any]] = None
-         ) -> Config:
-    """Load the config file at ``path`` (YAML or JSON), or the defaults when ``path`` is None."""
-    data: Dict[str, Any] = {}
-    base_dir = None
-    if path is not None:
-        p = pathlib.Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {p} does not exist")
-        text = p.read_text()
-        try:
-            if p.suffix in (".yaml", ".yml"):
-                import yaml
-                data = yaml.safe_load(text) or {}
-            else:
-                data = json.loads(text)
-        except Exception as e:  # yaml.YAMLError / json.JSONDecodeError
-            raise ConfigError(f"config file {p} is not valid {p.suffix.lstrip('.') or 'JSON'}: {e}"
-                              ) from e
-        if not isinstance(data, dict):
-            raise ConfigError(f"config file {p} must hold a mapping at the top level")
-        base_dir = p.parent
+def read_file(path: os.PathLike) -> Dict[str, Any]:
+    """The mapping in a YAML or JSON config file (ConfigError naming the file otherwise)."""
+    p = pathlib.Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} does not exist")
+    text = p.read_text()
+    try:
+        if p.suffix in (".yaml", ".yml"):
+            import yaml
+            data = yaml.safe_load(text) or {}
+        else:
+            data = json.loads(text)
+    except Exception as e:  # yaml.YAMLError / json.JSONDecodeError
+        raise ConfigError(f"config file {p} is not valid {p.suffix.lstrip('.') or 'JSON'}: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {p} must hold a mapping at the top level")
+    return data
+
+
+def load(path: os.PathLike, overrides: Optional[Mapping[str, Any]] = None) -> Config:
+    """Load the config file at ``path`` (YAML or JSON); its folder is the project folder."""
+    data = read_file(path)
     if overrides:
         data = {**data, **overrides}
     try:
-        return from_dict(data, base_dir)
+        return from_dict(data, pathlib.Path(path).resolve().parent)
     except ConfigError as e:
-        if path is not None:
-            raise ConfigError(f"{path}: {e}") from None
-        raise
-
-
-def parse_spans(text: str) -> List[int]:
-    """Parse '1,2' or '1-4' or '3' into a sorted list of span numbers."""
-    spans: List[int] = []
-    for part in str(text).split(","):
-        part = part.strip()
-        if not part:
-            continue
-        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
-        if not m:
-            raise ConfigError(f"invalid span list {text!r}: use numbers like '3', '1,2' or '1-4'")
-        lo = int(m.group(1))
-        hi = int(m.group(2) or lo)
-        if hi < lo:
-            raise ConfigError(f"invalid span range {part!r}: end is before start")
-        spans.extend(range(lo, hi + 1))
-    if not spans:
-        raise ConfigError(f"invalid span list {text!r}: no span numbers")
-    return sorted(set(spans))
+        raise ConfigError(f"{path}: {e}") from None

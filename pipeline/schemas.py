@@ -67,21 +67,95 @@ class NewVersion:
     diff: str
 
 
-def span_statistics(data_root: os.PathLike, span: int):
-    """TFDV statistics of one span's CSV files (in-process Beam)."""
+def span_statistics(layout, spans):
+    """TFDV statistics of the files of ``spans`` (a ``spanfiles.Layout``, or a folder of
+    ``span-<N>/`` CSV folders), in-process Beam."""
     import tensorflow_data_validation as tfdv
 
-    span_dir = pathlib.Path(data_root) / f"span-{int(span)}"
-    files = sorted(str(p) for p in span_dir.glob("*") if p.is_file())
+    from driftguard.pipeline.spanfiles import _layout
+
+    layout = _layout(layout)
+    spans = [int(spans)] if isinstance(spans, int) else [int(s) for s in spans]
+    sp = layout.span_pattern
+    files = []
+    for span in spans:
+        for _, pattern in layout.patterns:
+            files += [p for p in sp.files(layout.root, span, pattern) if p.is_file()]
     if not files:
-        raise SchemaVersionError(f"span {span}: no data files in {span_dir}")
-    if len(files) == 1:
-        return tfdv.generate_statistics_from_csv(files[0])
-    return tfdv.generate_statistics_from_csv(str(span_dir / "*"))
+        raise SchemaVersionError(f"span(s) {sp.format_list(spans)}: no data files ({layout.where(spans[0])})")
+    if layout.format == "csv":
+        if len(files) == 1:
+            return tfdv.generate_statistics_from_csv(str(files[0]))
+        import pandas as pd
+
+        return tfdv.generate_statistics_from_dataframe(pd.concat([pd.read_csv(f) for f in files], ignore_index=True))
+    if layout.format == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.concat_tables([pq.read_table(f) for f in files], promote=True)
+        return tfdv.generate_statistics_from_dataframe(table.to_pandas())
+    import tempfile as _tempfile
+
+    def gzipped(path):
+        with open(path, "rb") as f:
+            return f.read(2) == b"\x1f\x8b"
+
+    gz = [f for f in files if gzipped(f)]
+    if gz and len(gz) != len(files):
+        raise SchemaVersionError("a span mixes gzip-compressed and plain TFRecord files")
+    with _tempfile.TemporaryDirectory() as tmp:
+        links = []
+        for i, f in enumerate(files):
+            link = pathlib.Path(tmp) / f"part-{i:05d}{'.gz' if gz else ''}"
+            os.symlink(f, link)
+            links.append(link)
+        return tfdv.generate_statistics_from_tfrecord(
+            data_location=str(pathlib.Path(tmp) / "part-*"),
+            stats_options=tfdv.StatsOptions())
 
 
-def new_version_from_span(schema_root: os.PathLike, data_root: os.PathLike, span: int,
-                          write: bool = True) -> NewVersion:
+def infer_first_version(schema_root: os.PathLike, layout, spans, label_column: str = "",
+                        write: bool = True) -> NewVersion:
+    """Infer ``v1`` from the statistics of ``spans`` with TFDV, for a person to review: the
+    types, presence and value counts seen, and domains of text features. The label column (if
+    given) is put in the TRAINING environment only: serving requests do not carry it."""
+    import tensorflow_data_validation as tfdv
+
+    if list_versions(schema_root):
+        raise SchemaVersionError(f"{schema_root} already holds schema versions "
+                                 f"({', '.join(f'v{v}' for v in list_versions(schema_root))}); "
+                                 f"use `driftguard schema new-version --from-span N` for the next one")
+    stats = span_statistics(layout, spans)
+    schema = tfdv.infer_schema(stats)
+    if label_column:
+        names = [f.name for f in schema.feature]
+        if label_column not in names:
+            raise SchemaVersionError(f"model.label.column {label_column!r} is not in the data of span(s) "
+                                     f"{list(spans)} (columns: {', '.join(names)})")
+        schema.default_environment.extend(["TRAINING", "SERVING"])
+        for f in schema.feature:
+            if f.name == label_column:
+                f.not_in_environment.append("SERVING")
+    text = schema_text(schema)
+    from driftguard.pipeline.spanfiles import _layout
+
+    sp = _layout(layout).span_pattern
+    header = (f"# driftguard schema v1, inferred by TFDV from span(s) {sp.format_list(spans)} "
+              f"({datetime.date.today().isoformat()}, driftguard schema infer).\n"
+              f"# REVIEW IT before use: it holds what those spans happened to contain. Check presence\n"
+              f"# (min_fraction: which features may be missing), domains (text values, value ranges of\n"
+              f"# physical bounds), integer codes that are categories (int_domain {{ is_categorical: true }}),\n"
+              f"# environments (features only training data has). Never edit in place: make a new version.\n")
+    target_dir = pathlib.Path(schema_root) / "v1"
+    if write:
+        pathlib.Path(schema_root).mkdir(parents=True, exist_ok=True)
+        _write_new_dir(target_dir, header + text)
+    return NewVersion(0, 1, target_dir / SCHEMA_FILE if write else None, header + text)
+
+
+def new_version_from_span(schema_root: os.PathLike, data_root, span: int,
+                          write: bool = True, span_label: Optional[str] = None) -> NewVersion:
     """Update the latest schema version so that ``span`` conforms; write it as v(N+1)."""
     import tensorflow_data_validation as tfdv
 
@@ -101,8 +175,9 @@ def new_version_from_span(schema_root: os.PathLike, data_root: os.PathLike, span
         return NewVersion(base, base, None, "")
     if not write:
         return NewVersion(base, base + 1, None, diff)
-    header = (f"# driftguard schema v{base + 1}: v{base} updated so that span {span} conforms\n"
-              f"# (driftguard schema new-version --from-span {span}, "
+    label = span_label or str(span)
+    header = (f"# driftguard schema v{base + 1}: v{base} updated so that span {label} conforms\n"
+              f"# (driftguard schema new-version --from-span {label}, "
               f"{datetime.date.today().isoformat()}). Never edit in place: make a new version.\n")
     target_dir = pathlib.Path(schema_root) / f"v{base + 1}"
     _write_new_dir(target_dir, header + after)

@@ -2,6 +2,7 @@
 conftest.py). A unique module name: tests/drift/ has a conftest.py of its own."""
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -9,18 +10,24 @@ import pathlib
 import subprocess
 import sys
 
+import yaml
+
 REPO = pathlib.Path(__file__).resolve().parent.parent
 DATA = REPO / "data" / "taxi"
+TAXI = REPO / "examples" / "taxi"
+PROJECTS = REPO / "tests" / "projects"
 DRIFTGUARD = [sys.executable, "-m", "driftguard.pipeline.cli"]
 
 
-def run_cli(*args, config=None, env=None, timeout=1800):
+def run_cli(*args, config=None, project=None, env=None, timeout=1800, cwd=None):
     """Run the real `driftguard` CLI in a subprocess; return CompletedProcess."""
     cmd = list(DRIFTGUARD)
+    if project is not None:
+        cmd += ["--project", str(project)]
     if config is not None:
         cmd += ["--config", str(config)]
     cmd += [str(a) for a in args]
-    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout,
+    return subprocess.run(cmd, cwd=cwd or REPO, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
 
 
@@ -35,26 +42,43 @@ def tree_digest(root: pathlib.Path) -> dict:
     return out
 
 
-def write_config(path: pathlib.Path, **values) -> pathlib.Path:
-    path.write_text(json.dumps(values, indent=1))
-    return path
+def merge(base: dict, overrides: dict) -> dict:
+    """``base`` with ``overrides`` merged in, mappings key by key (a copy)."""
+    out = copy.deepcopy(base)
+    for k, v in overrides.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
 
 
 # Small and fast training settings for tests: enough to learn the label (AUC ~0.9).
-FAST_TRAINING = {"train_steps": 120, "eval_steps": 20, "batch_size": 64}
+FAST_TRAINING = {"train_steps": 120, "eval_steps": 20,
+                 "custom_config": {"batch_size": 64, "hidden_units": [32, 16], "learning_rate": 0.01}}
 
+
+def taxi_config(**overrides) -> dict:
+    """The taxi example's driftguard.yaml as a dict, with absolute paths to the example's model
+    module, the repository's schemas and committed data (so a config file anywhere works), fast
+    training settings, then ``overrides`` (merged key by key)."""
+    base = yaml.safe_load((TAXI / "driftguard.yaml").read_text())
+    base["model"]["module"] = str(TAXI / "model.py")
+    base["schemas"] = str(REPO / "schemas")
+    base["data"]["root"] = str(DATA)
+    base["training"] = merge(base["training"], FAST_TRAINING)
+    return merge(base, overrides)
+
+
+def write_config(path: pathlib.Path, **values) -> pathlib.Path:
+    """A taxi config file at ``path`` (its folder is the project folder) with ``values`` merged in."""
+    path = pathlib.Path(path)
+    path.write_text(json.dumps(taxi_config(**values), indent=1))
+    return path
 
 
 def make_config(workspace: pathlib.Path, name: str, **overrides) -> pathlib.Path:
-    values = {
-        "data_root": str(workspace / "data"),
-        "schema_root": str(workspace / "schemas" / "taxi"),
-        "runs_dir": str(workspace / "runs"),
-        "training": dict(FAST_TRAINING),
-    }
-    for k, v in overrides.items():
-        if isinstance(v, dict) and isinstance(values.get(k), dict):
-            values[k] = {**values[k], **v}
-        else:
-            values[k] = v
-    return write_config(workspace / f"{name}.json", **values)
+    """``<workspace>/<name>.json``: the taxi config over the workspace's data, schemas and runs."""
+    values = {"data": {"root": str(workspace / "data")}, "schemas": str(workspace / "schemas"),
+              "runs": str(workspace / "runs")}
+    return write_config(workspace / f"{name}.json", **merge(values, overrides))

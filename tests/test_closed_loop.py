@@ -27,7 +27,7 @@ def loop(first_push, workspace):
     runs = workspace / "runs-loop"
     shutil.copytree(workspace / "runs", runs, ignore=shutil.ignore_patterns("state.json", "alerts*", "outbox*"))
     receiver = Receiver()
-    cfg = make_config(workspace, "loop", runs_dir=str(runs),
+    cfg = make_config(workspace, "loop", runs=str(runs),
                       evaluation={"max_auc_drop": 1.0},  # bless any candidate above min_auc
                       retrain={"require_approval": True},
                       alerts={"sinks": [{"type": "jsonl"},

@@ -33,15 +33,15 @@ def test_v1_is_curated_not_just_inferred():
 
 def test_new_version_writes_v2_and_leaves_v1_byte_for_byte(tmp_path):
     schemas = tmp_path / "schemas"
-    shutil.copytree(REPO / "schemas/taxi/v1", schemas / "v1")  # only v1: the next version is v2
+    shutil.copytree(REPO / "schemas/taxi/v1", schemas / "taxi" / "v1")  # only v1: the next version is v2
     data = tmp_path / "data" / "span-7"
     data.mkdir(parents=True)
     # A span with a new payment type: the new version must accept it.
     text = (REPO / "data/taxi/span-3/data.csv").read_text().replace(",Cash,", ",Mobile,", 400)
     (data / "data.csv").write_text(text)
-    cfg = write_config(tmp_path / "c.json", schema_root=str(schemas),
-                       data_root=str(tmp_path / "data"), runs_dir=str(tmp_path / "runs"))
-    v1 = schemas / "v1" / "schema.pbtxt"
+    cfg = write_config(tmp_path / "c.json", schemas=str(schemas), schema_version=1,
+                       data={"root": str(tmp_path / "data")}, runs=str(tmp_path / "runs"))
+    v1 = schemas / "taxi" / "v1" / "schema.pbtxt"
     before = _sha(v1)
 
     proc = run_cli("schema", "new-version", "--from-span", "7", config=cfg, timeout=600)
@@ -49,7 +49,7 @@ def test_new_version_writes_v2_and_leaves_v1_byte_for_byte(tmp_path):
     assert '+  value: "Mobile"' in proc.stdout          # the diff is printed
     assert "wrote v2" in proc.stdout
     assert _sha(v1) == before
-    v2 = (schemas / "v2" / "schema.pbtxt").read_text()
+    v2 = (schemas / "taxi" / "v2" / "schema.pbtxt").read_text()
     assert v2.startswith("# driftguard schema v2: v1 updated so that span 7 conforms")
     assert 'value: "Mobile"' in v2
     assert 'not_in_environment: "SERVING"' in v2        # curation carried over
@@ -58,7 +58,7 @@ def test_new_version_writes_v2_and_leaves_v1_byte_for_byte(tmp_path):
     proc = run_cli("schema", "new-version", "--from-span", "7", config=cfg, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "already conforms to v2" in proc.stdout
-    assert not (schemas / "v3").exists()
+    assert not (schemas / "taxi" / "v3").exists()
     assert _sha(v1) == before
 
     listing = run_cli("schema", "list", config=cfg)
@@ -76,7 +76,7 @@ def test_existing_version_is_never_overwritten(tmp_path):
 
 
 def test_unknown_schema_version_is_rejected_before_work(tmp_path):
-    cfg = write_config(tmp_path / "c.json", schema_version=9, runs_dir=str(tmp_path / "runs"))
+    cfg = write_config(tmp_path / "c.json", schema_version=9, runs=str(tmp_path / "runs"))
     proc = run_cli("train", "--spans", "1", config=cfg)
     assert proc.returncode == 2
     assert "schema version 9 not found" in proc.stderr

@@ -121,7 +121,7 @@ def test_span_the_model_cannot_read_is_reported_and_alerts(checks):
 
 
 def test_check_before_any_push_says_there_is_no_baseline(workspace):
-    cfg = make_config(workspace, "nobaseline", runs_dir=str(workspace / "runs-nobaseline"))
+    cfg = make_config(workspace, "nobaseline", runs=str(workspace / "runs-nobaseline"))
     proc, report = _check(cfg, 7)
     assert proc.returncode == 0
     assert report["status"] == "no_baseline" and report["drift_detected"] is False

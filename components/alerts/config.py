@@ -25,6 +25,7 @@ import re
 import types
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Type
 
+from driftguard.components import tasks as tasks_lib
 from driftguard.components.alerts.alert import SEVERITIES
 
 
@@ -39,8 +40,10 @@ RULES: Dict[str, Tuple[str, Optional[float], Optional[Tuple[float, float]]]] = {
     "multivariate_drift": ("warning", None, None),
     "schema_anomalies": ("critical", None, None),
     "skew": ("warning", None, None),
-    "accuracy_drop": ("critical", 0.05, (0.0, 1.0)),             # relative drop vs baseline
-    "estimated_accuracy_drop": ("warning", 0.05, (0.0, 1.0)),
+    # the task's performance metric (components.tasks.METRICS: accuracy, auc, macro_f1, mae, rmse;
+    # `metric`, default by task) worse than the blessed baseline by more than `threshold` (relative)
+    "metric_drop": ("critical", 0.05, (0.0, 1.0)),
+    "estimated_metric_drop": ("warning", 0.05, (0.0, 1.0)),      # the same, estimated without labels
     "model_cannot_score": ("critical", None, None),             # the serving model fails on the span
     # live monitoring only (driftguard monitor): see rules.py
     "prediction_drift": ("warning", None, None),                # the model's outputs drifted in a window
@@ -62,6 +65,11 @@ class RuleConfig:
     enabled: bool = True
     severity: str = "warning"
     threshold: Optional[float] = None
+    metric: Optional[str] = None      # metric_drop rules: the performance metric watched
+
+
+METRIC_RULES = ("metric_drop", "estimated_metric_drop")
+_RENAMED_RULES = {"accuracy_drop": "metric_drop", "estimated_accuracy_drop": "estimated_metric_drop"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,20 +142,25 @@ class AlertsConfig:
         return self.rules[name]
 
 
-def default_rules() -> Mapping[str, RuleConfig]:
-    return types.MappingProxyType({name: RuleConfig(name, True, sev, thr) for name, (sev, thr, _) in RULES.items()})
+def default_rules(task: str = tasks_lib.BINARY) -> Mapping[str, RuleConfig]:
+    return types.MappingProxyType({
+        name: RuleConfig(name, True, sev, thr, tasks_lib.DEFAULT_METRIC[task] if name in METRIC_RULES else None)
+        for name, (sev, thr, _) in RULES.items()})
 
 
-def parse_alerts_config(data: Optional[Mapping[str, Any]], path: str = "alerts") -> AlertsConfig:
+def parse_alerts_config(data: Optional[Mapping[str, Any]], path: str = "alerts",
+                        task: str = tasks_lib.BINARY) -> AlertsConfig:
     """Validate the ``alerts`` mapping (from YAML/JSON) into an :class:`AlertsConfig`.
 
-    ``None`` gives the defaults. Raises :class:`AlertsConfigError` naming the dotted path.
+    ``None`` gives the defaults. ``task`` (binary, multiclass, regression) decides which
+    performance metrics the metric rules may watch. Raises :class:`AlertsConfigError` naming
+    the dotted path.
     """
     if data is None:
         data = {}
     _expect_mapping(data, path)
     _reject_unknown(data, path, ("rules", "sinks", "delivery"))
-    rules = _parse_rules(data.get("rules"), f"{path}.rules")
+    rules = _parse_rules(data.get("rules"), f"{path}.rules", task)
     if "sinks" in data:
         sinks = _parse_sinks(data["sinks"], f"{path}.sinks")
     else:
@@ -156,13 +169,16 @@ def parse_alerts_config(data: Optional[Mapping[str, Any]], path: str = "alerts")
     return AlertsConfig(rules=rules, sinks=sinks, delivery=delivery)
 
 
-def _parse_rules(data: Any, path: str) -> Mapping[str, RuleConfig]:
-    rules = dict(default_rules())
+def _parse_rules(data: Any, path: str, task: str) -> Mapping[str, RuleConfig]:
+    rules = dict(default_rules(task))
     if data is None:
         return types.MappingProxyType(rules)
     _expect_mapping(data, path)
     for name, settings in data.items():
         where = f"{path}.{name}"
+        if name in _RENAMED_RULES:
+            raise AlertsConfigError(f"{where}: the rule is now {_RENAMED_RULES[name]} (any performance metric of "
+                                    f"the task: set metric, e.g. accuracy)")
         if name not in RULES:
             raise AlertsConfigError(f"{where}: unknown rule {name!r}; known: {', '.join(RULES)}")
         severity, threshold, bounds = RULES[name]
@@ -171,8 +187,16 @@ def _parse_rules(data: Any, path: str) -> Mapping[str, RuleConfig]:
         if isinstance(settings, bool):          # `skew: false` as shorthand
             settings = {"enabled": settings}
         _expect_mapping(settings, where)
-        allowed = ("enabled", "severity") + (("threshold",) if bounds else ())
+        allowed = ("enabled", "severity") + (("threshold",) if bounds else ()) + \
+            (("metric",) if name in METRIC_RULES else ())
         _reject_unknown(settings, where, allowed)
+        metric = rules[name].metric
+        if "metric" in settings:
+            metric = settings["metric"]
+            try:
+                tasks_lib.check_metric(task, metric, f"{where}.metric")
+            except ValueError as e:
+                raise AlertsConfigError(str(e)) from None
         enabled = _typed(settings, "enabled", bool, where, True)
         severity = _severity(settings.get("severity", severity), f"{where}.severity")
         if bounds:
@@ -180,7 +204,7 @@ def _parse_rules(data: Any, path: str) -> Mapping[str, RuleConfig]:
             lo, hi = bounds
             if not lo < threshold < hi:
                 raise AlertsConfigError(f"{where}.threshold must be > {lo:g} and < {hi:g}, got {threshold!r}")
-        rules[name] = RuleConfig(name, enabled, severity, threshold)
+        rules[name] = RuleConfig(name, enabled, severity, threshold, metric)
     return types.MappingProxyType(rules)
 
 

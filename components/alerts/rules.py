@@ -10,7 +10,7 @@ Live monitoring (``driftguard monitor``) evaluates the same rules on windows of 
 ``scope`` instead of ``span`` (e.g. ``scope="live/w1000-1999"``; keys
 ``{model}/{scope}/{rule}[/{feature}]``). A window is small, so there a threshold alone would
 fire on noise: ``feature_psi`` also needs the feature's drift test to have fired, and the
-accuracy rules need the window's ``*_significant`` flag. The live-only rules read what only
+metric rules need the window's ``*_significant`` flag. The live-only rules read what only
 the monitor reports: ``prediction_drift`` (``monitor["prediction"]["drifted"]``) and the
 streaming detectors' ``alarms`` (``stream_change``; ``error_rate_change`` for an error rate
 that rose).
@@ -21,6 +21,7 @@ import datetime
 import math
 from typing import Any, Iterable, List, Mapping, Optional, Sequence
 
+from driftguard.components import tasks as tasks_lib
 from driftguard.components.alerts.alert import Alert, utc_now_iso
 from driftguard.components.alerts.config import AlertsConfig, RuleConfig
 
@@ -33,11 +34,13 @@ _LIST_LIMIT = 5   # names listed in a title before "+N more"
 def evaluate(config: AlertsConfig, *, model: str, span: Optional[int] = None,
              drift_report: Optional[Mapping[str, Any]], monitor: Optional[Mapping[str, Any]] = None,
              now: Optional[datetime.datetime] = None, scope: Optional[str] = None,
-             alarms: Optional[Sequence[Mapping[str, Any]]] = None) -> List[Alert]:
-    """All alerts the enabled rules raise for one span (or one live ``scope``), in rule order."""
+             alarms: Optional[Sequence[Mapping[str, Any]]] = None, span_label: Optional[str] = None) -> List[Alert]:
+    """All alerts the enabled rules raise for one span (or one live ``scope``), in rule order.
+    ``span_label``: the span as people write it (``2013-05`` for calendar spans; default the number)."""
     if (span is None) == (scope is None):
         raise ValueError("evaluate needs exactly one of span (span check) and scope (live monitoring)")
-    ctx = _Context(model=model, span=None if span is None else int(span), created_at=utc_now_iso(now), scope=scope)
+    label = None if span is None else (span_label or str(int(span)))
+    ctx = _Context(model=model, span=label, created_at=utc_now_iso(now), scope=scope)
     report = drift_report or {}
     compared = bool(report) and report.get("status", "compared") == "compared"
     alerts: List[Alert] = []
@@ -49,10 +52,10 @@ def evaluate(config: AlertsConfig, *, model: str, span: Optional[int] = None,
                 alerts.extend(_DRIFT_RULES[name](ctx, rule, report))
         elif name == "schema_anomalies":
             alerts.extend(_schema_anomalies(ctx, rule, report))
-        elif name == "accuracy_drop":
-            alerts.extend(_accuracy_drop(ctx, rule, monitor, "realized_accuracy", "realized"))
-        elif name == "estimated_accuracy_drop":
-            alerts.extend(_accuracy_drop(ctx, rule, monitor, "estimated_accuracy", "estimated"))
+        elif name == "metric_drop":
+            alerts.extend(_metric_drop(ctx, rule, monitor, estimated=False))
+        elif name == "estimated_metric_drop":
+            alerts.extend(_metric_drop(ctx, rule, monitor, estimated=True))
         elif name == "prediction_drift":
             alerts.extend(_prediction_drift(ctx, rule, monitor))
         elif name in ("stream_change", "error_rate_change"):
@@ -66,7 +69,7 @@ def evaluate(config: AlertsConfig, *, model: str, span: Optional[int] = None,
 
 
 class _Context:
-    def __init__(self, model: str, span: Optional[int], created_at: str, scope: Optional[str] = None):
+    def __init__(self, model: str, span: Optional[str], created_at: str, scope: Optional[str] = None):
         self.model, self.span, self.created_at, self.scope = model, span, created_at, scope
 
     @property
@@ -80,7 +83,7 @@ class _Context:
             key = f"{self.model}/{self.scope}/{rule.name}"
             where = f"{self.model} {self.scope}"
         else:
-            labels = {"model": self.model, "span": str(self.span), "rule": rule.name}
+            labels = {"model": self.model, "span": self.span, "rule": rule.name}
             key = f"{self.model}/span-{self.span}/{rule.name}"
             where = f"{self.model} span {self.span}"
         if feature is not None:
@@ -195,27 +198,38 @@ def _skew(ctx: _Context, rule: RuleConfig, report: Mapping[str, Any]) -> List[Al
     return [ctx.alert(rule, title, "\n".join(lines), values={"features": names})]
 
 
-def _accuracy_drop(ctx: _Context, rule: RuleConfig, monitor: Optional[Mapping[str, Any]], key: str,
-                   what: str) -> List[Alert]:
-    if not monitor:
+def _metric_drop(ctx: _Context, rule: RuleConfig, monitor: Optional[Mapping[str, Any]], estimated: bool) -> List[Alert]:
+    """The rule's metric (``rule.metric``) worse than its baseline by more than ``rule.threshold``
+    (relative). Realized: the span's (or window's) metric against the serving model's metric on
+    held-out reference rows; estimated: the estimate on the span against the same estimator on
+    the reference (like with like)."""
+    perf = (monitor or {}).get("performance") or {}
+    metric = rule.metric or perf.get("metric")
+    task = perf.get("task") or (monitor or {}).get("task") or "binary"
+    if not metric or metric not in tasks_lib.METRICS.get(task, {}):
         return []
-    baseline, current = monitor.get("baseline_accuracy"), monitor.get(key)
-    if key == "estimated_accuracy" and _finite(monitor.get("estimated_accuracy_reference")):
-        # like with like: the estimator on the span vs the same estimator on the reference sample
-        baseline = monitor["estimated_accuracy_reference"]
-    if not _finite(baseline) or not _finite(current) or baseline <= 0:
+    what = "estimated" if estimated else "realized"
+    current = (perf.get(what) or {}).get(metric)
+    baseline = (perf.get("estimated_reference" if estimated else "baseline") or {}).get(metric)
+    if not _finite(baseline) or not _finite(current):
         return []
-    if not monitor.get(f"{key}_significant", True):    # live windows carry a test's verdict
+    if not perf.get(f"{what}_significant", True):    # live windows carry a test's verdict
         return []
-    floor = baseline * (1.0 - rule.threshold)
-    if not current < floor:
+    worse = tasks_lib.worse_by(task, metric, current, baseline)
+    if not worse > rule.threshold:
         return []
-    drop = (baseline - current) / baseline
-    summary = (f"The serving model's {what} accuracy on this span is {current:.3f}, {drop:.1%} below its "
-               f"baseline {baseline:.3f} (alert when more than {rule.threshold:.1%} below, i.e. < {floor:.3f}).")
-    return [ctx.alert(rule, f"{what} accuracy {current:.3f} is {drop:.1%} below baseline {baseline:.3f}",
-                      summary, values={"baseline_accuracy": baseline, key: current,
-                                       "relative_drop": drop, "threshold": rule.threshold})]
+    higher = tasks_lib.METRICS[task][metric]
+    title_metric = tasks_lib.METRIC_TITLES.get(metric, metric)
+    direction = "below" if higher else "above"
+    limit = baseline * (1.0 - rule.threshold) if higher else baseline * (1.0 + rule.threshold)
+    summary = (f"The serving model's {what} {title_metric} on this {'window' if ctx.live else 'span'} is "
+               f"{current:.4g}, {worse:.1%} worse than its baseline {baseline:.4g} (alert when more than "
+               f"{rule.threshold:.1%} worse, i.e. {direction} {limit:.4g}).")
+    if estimated and perf.get("estimator"):
+        summary += f" Estimated without labels by {perf['estimator']}."
+    return [ctx.alert(rule, f"{what} {title_metric} {current:.4g} is {worse:.1%} worse than baseline {baseline:.4g}",
+                      summary, values={"metric": metric, "baseline": baseline, what: current,
+                                       "relative_change": worse, "threshold": rule.threshold})]
 
 
 def _prediction_drift(ctx: _Context, rule: RuleConfig, monitor: Optional[Mapping[str, Any]]) -> List[Alert]:

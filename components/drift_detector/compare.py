@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from driftguard.components.drift import detect_drift
 from driftguard.components.drift.report import json_safe
+from driftguard.components.model_io import serving_features  # noqa: F401  (re-exported: what is compared)
 
 REPORT_VERSION = 1
 
@@ -33,24 +34,6 @@ def _kind(data_type: pa.DataType) -> Optional[str]:
     if pa.types.is_boolean(data_type) or pa.types.is_string(data_type) or pa.types.is_large_string(data_type):
         return "categorical"
     return "other"
-
-
-def serving_features(schema) -> List[str]:
-    """Names of the schema's features the SERVING environment expects, not deprecated.
-
-    ``schema`` is a ``tensorflow_metadata`` Schema proto (duck-typed: no import here).
-    """
-    names = []
-    for feature in schema.feature:
-        # PLANNED, DEPRECATED, DEBUG_ONLY, DISABLED (tensorflow_metadata LifecycleStage): not live features
-        if feature.lifecycle_stage in (1, 5, 6, 7):
-            continue
-        if "SERVING" in feature.not_in_environment:
-            continue
-        if feature.in_environment and "SERVING" not in feature.in_environment:
-            continue
-        names.append(feature.name)
-    return names
 
 
 def compare_span(reference: pa.Table, current: pa.Table, features: Sequence[str], *,

@@ -23,10 +23,11 @@ class DriftDetector(base_beam_component.BaseBeamComponent):
 
     def __init__(self, examples: types.BaseChannel, registry_dir: str, span: int,
                  anomalies: Optional[types.BaseChannel] = None, alpha: float = 0.01,
-                 max_rows: int = 100_000, exclude: Sequence[str] = (),
-                 feature_config: Optional[Dict[str, Dict[str, Any]]] = None):
+                 max_rows: int = 100_000, exclude: Sequence[str] = (), include: Sequence[str] = (),
+                 feature_config: Optional[Dict[str, Dict[str, Any]]] = None, span_label: str = ""):
         super().__init__(spec=DriftDetectorSpec(
             examples=examples, anomalies=anomalies, registry_dir=str(registry_dir), span=int(span), alpha=float(alpha),
-            max_rows=int(max_rows), exclude_json=json.dumps(list(exclude)),
+            max_rows=int(max_rows), exclude_json=json.dumps(list(exclude)), include_json=json.dumps(list(include)),
+            span_label=span_label or str(int(span)),
             feature_config_json=json.dumps(feature_config or {}, sort_keys=True),
             drift_report=types.Channel(type=DriftReport)))

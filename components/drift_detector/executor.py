@@ -11,29 +11,11 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 
 from driftguard.components.drift_detector import spec
-from driftguard.components.drift_detector.compare import compare_span, no_baseline_report, serving_features
+from driftguard.components.drift_detector.compare import compare_span, no_baseline_report
 from driftguard.components.drift_detector.html import write_html
 from driftguard.components.examples_io import examples_file_patterns, read_sample, sample_examples, write_sample
-from driftguard.components.registry_pusher.registry import PROFILE_DIR, REFERENCE_SAMPLE_DIR, existing_versions, read_profile
-
-
-class BaselineError(RuntimeError):
-    """The baseline profile exists but cannot be used (named file and reason)."""
-
-
-def load_baseline(registry: pathlib.Path, version: int):
-    """``(profile dict, schema proto, reference table, reference summary)`` of a registry version."""
-    from tensorflow_data_validation import load_schema_text
-
-    profile = read_profile(registry, version)
-    profile_dir = registry / str(version) / PROFILE_DIR
-    sample_dir = profile_dir / REFERENCE_SAMPLE_DIR
-    if not sample_dir.is_dir():
-        raise BaselineError(f"{profile_dir} has no {REFERENCE_SAMPLE_DIR}/ (pushed by an older driftguard?); "
-                            f"push a model again to give version {version} a drift baseline")
-    table, summary = read_sample(str(sample_dir))
-    schema = load_schema_text(str(profile_dir / "schema.pbtxt"))
-    return profile, schema, table, summary
+from driftguard.components.model_io import compared_features, feature_kinds, load_baseline
+from driftguard.components.registry_pusher.registry import existing_versions
 
 
 def skew_anomalies(reference, current, schema) -> Dict[str, Any]:
@@ -43,7 +25,12 @@ def skew_anomalies(reference, current, schema) -> Dict[str, Any]:
 
     type_name = anomalies_pb2.AnomalyInfo.Type.Name
 
-    ref_df, cur_df = reference.to_pandas(), current.to_pandas()
+    from driftguard.components.model_io import SPLIT_COLUMN
+
+    def frame(table):
+        return table.drop([SPLIT_COLUMN]).to_pandas() if SPLIT_COLUMN in table.column_names else table.to_pandas()
+
+    ref_df, cur_df = frame(reference), frame(current)
     ref_stats = tfdv.generate_statistics_from_dataframe(ref_df)
     cur_stats = tfdv.generate_statistics_from_dataframe(cur_df)
     anomalies = tfdv.validate_statistics(ref_stats, schema, environment="SERVING", serving_statistics=cur_stats)
@@ -60,7 +47,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         report_artifact = artifact_utils.get_single_instance(output_dict[spec.DRIFT_REPORT_KEY])
         registry = pathlib.Path(exec_properties[spec.REGISTRY_DIR_KEY])
         span = int(exec_properties[spec.SPAN_KEY])
-        context: Dict[str, Any] = {"span": span, "registry": str(registry)}
+        context: Dict[str, Any] = {"span": span, "span_label": exec_properties.get(spec.SPAN_LABEL_KEY) or str(span),
+                                   "registry": str(registry)}
         versions = existing_versions(registry) if registry.is_dir() else []
         out = pathlib.Path(report_artifact.uri)
         out.mkdir(parents=True, exist_ok=True)
@@ -71,8 +59,10 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             report_artifact.set_int_custom_property(spec.BASELINE_VERSION, 0)
         else:
             version = versions[-1]
-            profile, schema, reference, reference_summary = load_baseline(registry, version)
+            baseline = load_baseline(registry, version)
+            profile, schema, reference = baseline.profile, baseline.schema, baseline.reference
             context.update({"baseline_version": version, "baseline_spans": profile.get("spans"),
+                            "baseline_span_labels": profile.get("span_labels"),
                             "schema_version": profile.get("schema_version"),
                             "model_name": registry.name})
             examples = input_dict[spec.EXAMPLES_KEY]
@@ -83,11 +73,14 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             current, current_summary = read_sample(sample_dir)
             if current_summary["rows"] == 0:
                 raise ValueError(f"span {span} has no rows ({', '.join(a.uri for a in examples)})")
+            include = json.loads(exec_properties.get(spec.INCLUDE_KEY) or "[]")
+            exclude = json.loads(exec_properties.get(spec.EXCLUDE_KEY) or "[]")
+            features = compared_features(schema, include=include)
+            overrides = json.loads(exec_properties.get(spec.FEATURE_CONFIG_KEY) or "{}")
             report = compare_span(
-                reference, current, serving_features(schema), current_summary=current_summary,
-                reference_summary=reference_summary,
-                exclude=json.loads(exec_properties.get(spec.EXCLUDE_KEY) or "[]"),
-                feature_config=json.loads(exec_properties.get(spec.FEATURE_CONFIG_KEY) or "{}"),
+                reference, current, features, current_summary=current_summary,
+                reference_summary=baseline.summary, exclude=exclude,
+                feature_config=feature_kinds(schema, overrides, [f for f in features if f not in set(exclude)]),
                 alpha=float(exec_properties[spec.ALPHA_KEY]), context=context)
             report["skew"] = skew_anomalies(reference, current, schema)
             report_artifact.set_int_custom_property(spec.HAS_BASELINE, 1)

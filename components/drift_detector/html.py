@@ -36,8 +36,37 @@ def _pct(value, signed: bool = False) -> str:
     return f"{value:+.1%}" if signed else f"{value:.1%}"
 
 
+def _metric(value, h) -> str:
+    """A performance number: percent for shares (accuracy, AUC, F1), plain for errors (MAE)."""
+    if value is None:
+        return "–"
+    return _pct(value) if h.get("percent") else _fmt(value, 4 if abs(value) < 10 else 2)
+
+
 _ENV.filters["fmt"] = _fmt
 _ENV.filters["pct"] = _pct
+_ENV.filters["metric"] = _metric
+
+
+def performance_panel(monitor: Optional[Mapping[str, Any]]) -> dict:
+    """The watched metric of a span check's monitor.json, ready for the page."""
+    from driftguard.components import tasks as tasks_lib
+    from driftguard.components.prediction_monitor.metrics import headline as performance_headline
+
+    perf = (monitor or {}).get("performance") or {}
+    if not perf:
+        return {}
+    h = performance_headline(perf)
+    metric = h.get("metric")
+    realized = perf.get("realized") or {}
+    change = h.get("realized_change")
+    higher = h.get("higher_is_better")
+    return {**h, "title": tasks_lib.METRIC_TITLES.get(metric, metric or "performance"),
+            "percent": metric in ("accuracy", "auc", "macro_f1"),
+            "worse": change is not None and ((change < -0.05) if higher else (change > 0.05)),
+            "other_realized": {tasks_lib.METRIC_TITLES.get(k, k): v for k, v in realized.items()
+                               if k != metric and v is not None},
+            "note": perf.get("estimated_note"), "estimator": perf.get("estimator")}
 
 
 def render_html(report: Mapping[str, Any], monitor: Optional[Mapping[str, Any]] = None, *,
@@ -61,7 +90,7 @@ def render_html(report: Mapping[str, Any], monitor: Optional[Mapping[str, Any]] 
     return _ENV.get_template("drift_report.html.j2").render(
         report=report, features=ordered, headline=headline(report), context=report.get("context", {}),
         distributions=[(n, svg) for n, svg in distributions if svg is not None],
-        monitor=monitor, decision=decision, dashboard=dashboard,
+        monitor=monitor, decision=decision, dashboard=dashboard, performance=performance_panel(monitor),
         prediction_chart=charts.prediction_distribution(monitor) if monitor else None)
 
 

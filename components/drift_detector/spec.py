@@ -12,6 +12,8 @@ SPAN_KEY = "span"
 ALPHA_KEY = "alpha"
 MAX_ROWS_KEY = "max_rows"
 EXCLUDE_KEY = "exclude_json"
+INCLUDE_KEY = "include_json"          # only these features (empty: every serving feature of the schema)
+SPAN_LABEL_KEY = "span_label"         # the span as people write it (2013-05), for the report
 FEATURE_CONFIG_KEY = "feature_config_json"
 
 REPORT_JSON = "report.json"
@@ -39,6 +41,8 @@ class DriftDetectorSpec(types.ComponentSpec):
         ALPHA_KEY: ExecutionParameter(type=float),
         MAX_ROWS_KEY: ExecutionParameter(type=int),
         EXCLUDE_KEY: ExecutionParameter(type=str, optional=True),
+        INCLUDE_KEY: ExecutionParameter(type=str, optional=True),
+        SPAN_LABEL_KEY: ExecutionParameter(type=str, optional=True),
         FEATURE_CONFIG_KEY: ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {

@@ -1,4 +1,7 @@
 """PredictionMonitor component: wiring only."""
+import json
+from typing import Sequence
+
 from tfx import types
 from tfx.dsl.components.base import base_beam_component, executor_spec
 
@@ -11,14 +14,17 @@ class PredictionMonitor(base_beam_component.BaseBeamComponent):
 
     Inference is tfx-bsl's RunInference (what BulkInferrer runs), in Beam; the predictions are
     kept as ``PredictionLog`` TFRecords, the format TF Serving's request logging writes. The
-    model is found on disk next to its profile, like the DriftDetector's baseline.
+    model is found on disk next to its profile, like the DriftDetector's baseline. What the
+    output means (a probability, class probabilities, a value) and where the label is come
+    from ``model_spec`` (``driftguard.components.model_io.ModelSpec``).
     """
 
     SPEC_CLASS = PredictionMonitorSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
-    def __init__(self, examples: types.BaseChannel, registry_dir: str, span: int, label_fn: str,
-                 max_rows: int = 100_000):
+    def __init__(self, examples: types.BaseChannel, registry_dir: str, span: int, model_spec,
+                 metric: str, features: Sequence[str] = (), max_rows: int = 100_000, span_label: str = ""):
         super().__init__(spec=PredictionMonitorSpec(
             examples=examples, registry_dir=str(registry_dir), span=int(span), max_rows=int(max_rows),
-            label_fn=label_fn, model_monitor=types.Channel(type=ModelMonitorReport)))
+            span_label=span_label or str(int(span)), model_spec_json=model_spec.to_json(), metric=metric,
+            features_json=json.dumps(list(features)), model_monitor=types.Channel(type=ModelMonitorReport)))

@@ -1,13 +1,17 @@
-"""PredictionMonitor executor: RunInference over the span in Beam, then ``metrics.monitor_metrics``."""
+"""PredictionMonitor executor: RunInference over the span in Beam, then ``metrics`` on a bounded sample.
+
+Beam workers only run inference and keep a uniform sample of (raw row, prediction); the
+user's label function runs afterwards, in this process, on the sample: no user code has to
+be importable by Beam workers.
+"""
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import os
 import pathlib
 import re
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List
 
 import apache_beam as beam
 import numpy as np
@@ -15,92 +19,91 @@ import pyarrow as pa
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 
-from driftguard.components.examples_io import SampleSpanFn, column_floats, examples_file_patterns, read_sample, write_sample
+from driftguard.components import model_io
+from driftguard.components.examples_io import (SampleSpanFn, column_floats, examples_file_patterns, flatten_batch,
+                                               read_sample, write_sample)
 from driftguard.components.prediction_monitor import spec
-from driftguard.components.prediction_monitor.metrics import monitor_metrics
-from driftguard.components.registry_pusher.registry import PROFILE_DIR, REFERENCE_SAMPLE_DIR, existing_versions, read_profile
+from driftguard.components.prediction_monitor.metrics import performance_report, prediction_report
+from driftguard.components.registry_pusher.registry import existing_versions
 
-OUTPUT_NAME = "probabilities"
-
-
-def import_function(path: str):
-    module, _, name = path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"cannot import the label function {path!r}: {e}") from e
+VALUE_COLUMN = "__prediction__"
+CONFIDENCE_COLUMN = "__confidence__"
+PROBABILITY_COLUMN = "__probability_{}__"
 
 
-def _probability(log) -> float:
-    outputs = log.predict_log.response.outputs
-    tensor = outputs[OUTPUT_NAME] if OUTPUT_NAME in outputs else next(iter(outputs.values()))
-    return float(tensor.float_val[0])
-
-
-def _rows_of(logs, label_fn_path: str):
-    """A batch of PredictionLogs -> Arrow table (probability, label) for the bounded sample."""
-    from tfx_bsl.coders import example_coder
-
-    from driftguard.components.examples_io import flatten_batch
-
-    probs, examples = [], []
-    for log in logs:
-        probs.append(_probability(log))
-        examples.append(log.predict_log.request.inputs["examples"].string_val[0])
-    # labels come from the raw example carried in the log's request
-    decoder = example_coder.ExamplesToRecordBatchDecoder()
-    table = flatten_batch(decoder.DecodeBatch(examples))
-    labels = import_function(label_fn_path)(table)
-    columns = {"probability": pa.array(probs, pa.float64())}
-    columns["label"] = pa.array(labels if labels is not None else np.full(len(probs), np.nan), pa.float64())
-    return pa.table(columns)
-
-
-def table_to_examples(table: pa.Table):
-    """Serialized tf.Examples from a flat table (nulls left out, as ExampleGen does)."""
+def _log_outputs(log, model_spec: model_io.ModelSpec) -> model_io.Predictions:
+    """One PredictionLog's response read per task (a log holds the examples of one request)."""
     import tensorflow as tf
 
-    columns = {name: table.column(name).to_pylist() for name in table.column_names}
-    kinds = {}
-    for name in table.column_names:
-        t = table.schema.field(name).type
-        kinds[name] = "int" if pa.types.is_integer(t) else "float" if pa.types.is_floating(t) else \
-            "bytes" if (pa.types.is_string(t) or pa.types.is_large_string(t)) else None
-    out = []
-    for i in range(table.num_rows):
-        feature = {}
-        for name, values in columns.items():
-            v, kind = values[i], kinds[name]
-            if v is None or kind is None:
-                feature[name] = tf.train.Feature()
-            elif kind == "int":
-                feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[v]))
-            elif kind == "float":
-                feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[v]))
-            else:
-                feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode()]))
-        out.append(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    outputs = log.predict_log.response.outputs
+    name = model_io.pick_output(outputs, model_spec)
+    n = len(log.predict_log.request.inputs["examples"].string_val)
+    return model_io.read_outputs(tf.make_ndarray(outputs[name]), n, model_spec, where=f"output {name!r}")
+
+
+def _rows_of(logs, model_spec_json: str) -> pa.Table:
+    """A batch of PredictionLogs -> Arrow table: the raw features of each example (from the
+    request the log carries) and the prediction columns, for the bounded sample."""
+    from tfx_bsl.coders import example_coder
+
+    model_spec = model_io.ModelSpec.from_json(model_spec_json)
+    predictions: List[model_io.Predictions] = []
+    examples: List[bytes] = []
+    for log in logs:
+        predictions.append(_log_outputs(log, model_spec))
+        examples.extend(log.predict_log.request.inputs["examples"].string_val)
+    decoder = example_coder.ExamplesToRecordBatchDecoder()
+    table = flatten_batch(decoder.DecodeBatch(examples))
+    p = model_io.Predictions.concat(predictions, model_spec.task)
+    table = table.append_column(VALUE_COLUMN, pa.array(p.value, pa.float64()))
+    if p.confidence is not None:
+        table = table.append_column(CONFIDENCE_COLUMN, pa.array(p.confidence, pa.float64()))
+    if p.probabilities is not None and model_spec.task == "multiclass":
+        for k in range(p.probabilities.shape[1]):
+            table = table.append_column(PROBABILITY_COLUMN.format(k), pa.array(p.probabilities[:, k], pa.float64()))
+    return table
+
+
+def split_sample(table: pa.Table, model_spec: model_io.ModelSpec):
+    """(raw rows, Predictions) of a sample written by :func:`_rows_of`."""
+    value = column_floats(table.column(VALUE_COLUMN))
+    conf = column_floats(table.column(CONFIDENCE_COLUMN)) if CONFIDENCE_COLUMN in table.column_names else None
+    probs = None
+    if model_spec.task == "binary":
+        probs = np.stack([1.0 - value, value], axis=1)
+    elif model_spec.task == "multiclass":
+        probs = np.stack([column_floats(table.column(PROBABILITY_COLUMN.format(k)))
+                          for k in range(len(model_spec.classes))], axis=1)
+    ours = {VALUE_COLUMN, CONFIDENCE_COLUMN} | {PROBABILITY_COLUMN.format(k) for k in range(len(model_spec.classes))}
+    raw = table.drop([c for c in table.column_names if c in ours])
+    return raw, model_io.Predictions(model_spec.task, value, conf, probs)
+
+
+def feature_columns(table: pa.Table, names) -> Dict[str, np.ndarray]:
+    """The named columns as numpy (floats with NaN, or objects with None for text)."""
+    out = {}
+    for name in names:
+        if name not in table.column_names:
+            continue
+        col = table.column(name)
+        if pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
+            out[name] = column_floats(col)
+        elif pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            values = np.empty(len(col), dtype=object)
+            values[:] = col.to_pylist()
+            out[name] = values
     return out
 
 
-def predict_table(model_dir: str, table: pa.Table, batch_size: int = 1024) -> np.ndarray:
-    """The serving signature on every row of ``table`` (in process: the bounded reference sample)."""
-    import tensorflow as tf
-
-    model = tf.saved_model.load(model_dir)
-    fn = model.signatures["serving_default"]
-    serialized = table_to_examples(table)
-    out = []
-    for start in range(0, len(serialized), batch_size):
-        result = fn(examples=tf.constant(serialized[start:start + batch_size]))
-        tensor = result[OUTPUT_NAME] if OUTPUT_NAME in result else next(iter(result.values()))
-        out.append(tensor.numpy().reshape(-1))
-    return np.concatenate(out) if out else np.zeros(0)
-
-
-def baseline_accuracy(profile: Dict[str, Any]) -> Optional[float]:
-    metrics = profile.get("eval_metrics", {}).get("candidate", {})
-    return metrics.get("binary_accuracy")
+def _config_error(error: BaseException) -> bool:
+    """A ModelIOError anywhere in the chain (Beam re-raises worker errors wrapped)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, model_io.ModelIOError) or "ModelIOError" in str(error):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def _inference_error(error: Exception) -> str:
@@ -121,10 +124,13 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         out.mkdir(parents=True, exist_ok=True)
         registry = pathlib.Path(exec_properties[spec.REGISTRY_DIR_KEY])
         span = int(exec_properties[spec.SPAN_KEY])
-        label_fn = exec_properties[spec.LABEL_FN_KEY]
-        import_function(label_fn)  # fail early, naming the path
+        model_spec = model_io.ModelSpec.from_json(exec_properties[spec.MODEL_SPEC_KEY])
+        metric = exec_properties[spec.METRIC_KEY]
+        features = json.loads(exec_properties.get(spec.FEATURES_KEY) or "[]")
         versions = existing_versions(registry) if registry.is_dir() else []
-        report: Dict[str, Any] = {"span": span, "registry": str(registry)}
+        report: Dict[str, Any] = {"span": span, "span_label": exec_properties.get(spec.SPAN_LABEL_KEY) or str(span),
+                                  "registry": str(registry), "task": model_spec.task,
+                                  "classes": list(model_spec.classes)}
         if not versions:
             report.update(status="no_model", message=f"no model version in {registry} yet: nothing to monitor")
             report_artifact.set_int_custom_property("has_model", 0)
@@ -132,39 +138,48 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             return
         version = versions[-1]
         model_dir = str(registry / str(version))
-        profile = read_profile(registry, version)
-        report.update(model_version=version, model_spans=profile.get("spans"))
+        baseline = model_io.load_baseline(registry, version, model_spec, score=True)
+        report.update(model_version=version, model_spans=baseline.profile.get("spans"))
         report_artifact.set_int_custom_property("has_model", 1)
         report_artifact.set_int_custom_property("model_version", version)
         inference = model_spec_pb2.InferenceSpecType(saved_model_spec=model_spec_pb2.SavedModelSpec(
-            model_path=model_dir, signature_name=["serving_default"]))
+            model_path=model_dir, signature_name=[model_spec.signature]))
         sample_dir = str(out / "predictions_sample")
         try:
-            self._infer(input_dict, exec_properties, inference, out, sample_dir, label_fn)
+            self._infer(input_dict, exec_properties, inference, out, sample_dir, model_spec)
         except Exception as e:  # noqa: BLE001 -- an inference failure is the finding itself
+            if _config_error(e):
+                raise      # the model's output does not fit the config (task, classes, output)
             # A span the serving model cannot read (e.g. a number arriving as text) is what
             # monitoring must report, not crash on: the same input would fail in serving.
             message = _inference_error(e)
             logging.warning("span %d: model version %d cannot score it: %s", span, version, message)
-            report.update(status="cannot_score", message=f"model version {version} cannot score span {span}: {message}")
+            report.update(status="cannot_score", message=f"model version {version} cannot score span "
+                                                         f"{report['span_label']}: {message}")
             report_artifact.set_int_custom_property("cannot_score", 1)
             self._finish(report_artifact, out, report, span)
             return
-        current, summary = read_sample(sample_dir)
-        reference, _ = read_sample(str(registry / str(version) / PROFILE_DIR / REFERENCE_SAMPLE_DIR))
-        ref_prob = predict_table(model_dir, reference)
-        ref_label = import_function(label_fn)(reference)
-        cur_label = column_floats(current.column("label"))
-        metrics = monitor_metrics(ref_prob, ref_label, column_floats(current.column("probability")),
-                                  cur_label if np.isfinite(cur_label).any() else None, baseline_accuracy(profile))
-        report.update(status="monitored", rows_total=summary["rows"], **metrics)
+        sample, summary = read_sample(sample_dir)
+        current_rows, current = split_sample(sample, model_spec)
+        reference_rows = baseline.reference
+        ref_label = model_io.labels_of(reference_rows, model_spec)
+        cur_label = model_io.labels_of(current_rows, model_spec)
+        report.update(status="monitored", rows_total=summary["rows"],
+                      rows={"reference": int(reference_rows.num_rows), "current": int(current_rows.num_rows)},
+                      **prediction_report(model_spec.task, model_spec.classes, baseline.predictions, current))
+        report["performance"] = performance_report(
+            model_spec.task, metric, baseline.predictions, ref_label, baseline.held_out, current, cur_label,
+            ref_features=feature_columns(reference_rows, features), cur_features=feature_columns(current_rows, features))
         report_artifact.set_int_custom_property("cannot_score", 0)
-        for key in ("realized_accuracy", "estimated_accuracy", "baseline_accuracy"):
-            if report.get(key) is not None:
-                report_artifact.set_float_custom_property(key, float(report[key]))
+        perf = report["performance"]
+        for section in ("realized", "estimated", "baseline"):
+            value = (perf.get(section) or {}).get(metric)
+            if value is not None:
+                report_artifact.set_float_custom_property(f"{section}_{metric}", float(value))
         self._finish(report_artifact, out, report, span)
 
-    def _infer(self, input_dict, exec_properties, inference, out: pathlib.Path, sample_dir: str, label_fn: str):
+    def _infer(self, input_dict, exec_properties, inference, out: pathlib.Path, sample_dir: str,
+               model_spec: model_io.ModelSpec):
         from tensorflow_serving.apis import prediction_log_pb2
         from tfx_bsl.public.beam import RunInference
 
@@ -178,7 +193,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 coder=beam.coders.ProtoCoder(prediction_log_pb2.PredictionLog), file_name_suffix=".gz")
             write_sample(logs
                          | "Batch" >> beam.BatchElements(min_batch_size=256, max_batch_size=4096)
-                         | "ToRows" >> beam.Map(_rows_of, label_fn)
+                         | "ToRows" >> beam.Map(_rows_of, model_spec.to_json())
                          | "Sample" >> beam.CombineGlobally(SampleSpanFn(int(exec_properties[spec.MAX_ROWS_KEY]))),
                          sample_dir)
 
@@ -186,8 +201,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     def _finish(report_artifact, out: pathlib.Path, report: Dict[str, Any], span: int) -> None:
         report_artifact.set_int_custom_property("span", span)
         (out / spec.MONITOR_JSON).write_text(json.dumps(report, indent=1, sort_keys=True))
-        logging.info("span %d model monitor: %s", span, {k: report.get(k) for k in (
-            "status", "realized_accuracy", "estimated_accuracy", "baseline_accuracy")})
+        logging.info("span %d model monitor: %s %s", span, report.get("status"),
+                     (report.get("performance") or {}).get("realized"))
 
 
 def _parse_example(serialized: bytes):

@@ -1,129 +1,147 @@
-"""Model monitoring numbers from predicted probabilities (binary classifier), with or without labels.
+"""What the span check reports about the serving model's behaviour on a span, for every task.
 
-- prediction drift: the probability distribution of the span against the reference's
-  (``driftguard.components.drift.compare_numeric``: PSI on reference deciles, chi-square and KS tests);
-- confidence: mean top-class probability and mean entropy, and the drift of the confidence
-  distribution;
-- estimated accuracy without labels, confidence-based (the idea of NannyML's CBPE): the
-  probabilities are calibrated on labelled reference data (isotonic regression), and the
-  expected accuracy of the span is the mean calibrated probability of the predicted class.
-  It stays valid under covariate shift as long as P(label | score) holds; it cannot see a
-  change of P(label | features) (concept drift), which only realized accuracy shows;
-- realized accuracy and AUC when the span's labels have arrived.
+- **prediction drift**: the distribution of the prediction against the model's predictions on
+  its reference sample (:func:`driftguard.components.drift.compare_numeric`: PSI on reference
+  deciles, chi-square and KS tests): the positive-class probability (binary), the predicted
+  value (regression); for a multi-class model the predicted class's shares
+  (:func:`~driftguard.components.drift.compare_categorical`) and each class's probability;
+- **confidence** (classification): the top-class probability and the entropy, and the drift
+  of the confidence distribution;
+- **performance** (:mod:`.performance`): the task's metrics realized on the span's labels
+  when they have arrived, estimated without them (CBPE, DLE), each next to the same number on
+  the reference: realized against the serving model's metrics on held-out reference rows (the
+  eval split), estimated against the same estimator on those rows (like with like).
 """
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
-from driftguard.components.drift import compare_numeric
+from driftguard.components import tasks as tasks_lib
+from driftguard.components.drift import compare_categorical, compare_numeric
+from driftguard.components.prediction_monitor import performance
 
 THRESHOLD = 0.5
 
 
-def _clean(prob, label=None):
-    prob = np.asarray(prob, dtype=float).ravel()
-    if label is None:
-        return prob[np.isfinite(prob)], None
-    label = np.asarray(label, dtype=float).ravel()
-    keep = np.isfinite(prob)
-    return prob[keep], label[keep]
+def _finite(values) -> np.ndarray:
+    values = np.asarray(values, dtype=float).ravel()
+    return values[np.isfinite(values)]
 
 
-def _entropy(p: np.ndarray) -> np.ndarray:
-    q = np.clip(p, 1e-12, 1 - 1e-12)
-    return -(q * np.log2(q) + (1 - q) * np.log2(1 - q))
+def _entropy(probabilities: np.ndarray) -> np.ndarray:
+    q = np.clip(probabilities, 1e-12, 1.0)
+    return -np.sum(q * np.log2(q), axis=1)
 
 
-def _accuracy(prob: np.ndarray, label: np.ndarray) -> Dict[str, Optional[float]]:
-    from sklearn.metrics import roc_auc_score
-
-    have = np.isfinite(label)
-    if not have.any():
-        return {"accuracy": None, "auc": None, "labelled_rows": 0}
-    p, y = prob[have], label[have]
-    acc = float(np.mean((p > THRESHOLD) == (y > 0.5)))
-    auc = float(roc_auc_score(y, p)) if 0 < y.sum() < y.size else None
-    return {"accuracy": acc, "auc": auc, "labelled_rows": int(have.sum())}
+def _numeric_drift(ref, cur) -> Dict[str, Any]:
+    c = compare_numeric(ref, cur)
+    return {"psi": c.scores["psi"], "ks": c.scores["ks"], "p_value": c.p_values["chi_square"],
+            "bin_edges": c.details["bin_edges"], "reference_counts": c.details["reference_counts"],
+            "current_counts": c.details["current_counts"]}
 
 
-def accuracy_estimator(calibration_prob, calibration_label) -> Optional[Callable[[Any], Optional[float]]]:
-    """:func:`estimated_accuracy` with the calibration fitted once: a function of the current
-    probabilities (None when the labelled data cannot calibrate: < 50 rows or one class).
-    A live monitor estimates every window against the same reference."""
-    from sklearn.isotonic import IsotonicRegression
+def _class_counts(index: np.ndarray, classes: Sequence[str]) -> Dict[str, int]:
+    counts = np.bincount(index.astype(int), minlength=len(classes))
+    return {str(c): int(n) for c, n in zip(classes, counts)}
 
-    cp, cl = _clean(calibration_prob, calibration_label)
-    have = np.isfinite(cl)
-    if have.sum() < 50 or len(np.unique(cl[have])) < 2:
+
+def prediction_report(task: str, classes: Sequence[str], ref, cur) -> Dict[str, Any]:
+    """The ``prediction`` and ``confidence`` sections (``ref``/``cur``: model_io.Predictions)."""
+    ref_v, cur_v = _finite(ref.value), _finite(cur.value)
+    if ref_v.size == 0 or cur_v.size == 0:
+        raise ValueError(f"no predictions to compare (reference {ref_v.size}, current {cur_v.size})")
+    out: Dict[str, Any] = {}
+    if task == tasks_lib.MULTICLASS:
+        ref_counts, cur_counts = _class_counts(ref_v, classes), _class_counts(cur_v, classes)
+        c = compare_categorical(ref_counts, cur_counts)
+        per_class = {}
+        for k, name in enumerate(classes):
+            rp, cp = _finite(ref.probabilities[:, k]), _finite(cur.probabilities[:, k])
+            d = compare_numeric(rp, cp)
+            per_class[str(name)] = {"mean_reference": float(rp.mean()), "mean_current": float(cp.mean()),
+                                    "psi": d.scores["psi"], "p_value": d.p_values["chi_square"]}
+        out["prediction"] = {
+            "kind": "class", "psi": c.scores["psi"], "p_value": c.p_values["chi_square"],
+            "class_share_reference": {k: v / max(1, sum(ref_counts.values())) for k, v in ref_counts.items()},
+            "class_share_current": {k: v / max(1, sum(cur_counts.values())) for k, v in cur_counts.items()},
+            "class_probabilities": per_class,
+        }
+    else:
+        out["prediction"] = {"kind": "probability" if task == tasks_lib.BINARY else "value",
+                             "mean_reference": float(ref_v.mean()), "mean_current": float(cur_v.mean()),
+                             **_numeric_drift(ref_v, cur_v)}
+        if task == tasks_lib.BINARY:
+            out["prediction"]["positive_rate_reference"] = float(np.mean(ref_v > THRESHOLD))
+            out["prediction"]["positive_rate_current"] = float(np.mean(cur_v > THRESHOLD))
+        else:
+            out["prediction"]["quantiles_reference"] = np.quantile(ref_v, [0.05, 0.5, 0.95]).tolist()
+            out["prediction"]["quantiles_current"] = np.quantile(cur_v, [0.05, 0.5, 0.95]).tolist()
+    if task != tasks_lib.REGRESSION:
+        ref_c, cur_c = _finite(ref.confidence), _finite(cur.confidence)
+        keep_r = np.isfinite(ref.probabilities).all(axis=1)
+        keep_c = np.isfinite(cur.probabilities).all(axis=1)
+        d = compare_numeric(ref_c, cur_c)
+        out["confidence"] = {
+            "mean_reference": float(ref_c.mean()), "mean_current": float(cur_c.mean()),
+            "entropy_reference": float(_entropy(ref.probabilities[keep_r]).mean()),
+            "entropy_current": float(_entropy(cur.probabilities[keep_c]).mean()),
+            "psi": d.scores["psi"], "p_value": d.p_values["chi_square"]}
+    return out
+
+
+def performance_report(task: str, metric: str, ref, ref_label: Optional[np.ndarray], held_out: np.ndarray,
+                       cur, cur_label: Optional[np.ndarray],
+                       ref_features: Optional[Mapping[str, np.ndarray]] = None,
+                       cur_features: Optional[Mapping[str, np.ndarray]] = None) -> Dict[str, Any]:
+    """The ``performance`` section: realized (with labels), baseline (the model on held-out
+    reference rows), estimated and its reference value, and how it was estimated."""
+    out: Dict[str, Any] = {"task": task, "metric": metric, "realized": {}, "baseline": {}, "estimated": {},
+                           "estimated_reference": {}, "labelled_rows": 0, "estimator": None,
+                           "estimated_note": None, "reference_rows_held_out": int(held_out.sum())}
+    if cur_label is not None:
+        out["realized"] = performance.realized(task, cur.value, cur_label, cur.probabilities)
+        out["labelled_rows"] = int(np.sum(np.isfinite(cur_label) & np.isfinite(cur.value)))
+    if ref_label is None:
+        out["estimated_note"] = "no estimate: the reference sample has no labels"
+        return _clean(out)
+    ho = held_out
+    ref_ho = ref.take(ho)
+    out["baseline"] = performance.realized(task, ref_ho.value, ref_label[ho], ref_ho.probabilities)
+    feats_ho = {k: np.asarray(v)[ho] for k, v in (ref_features or {}).items()}
+    estimator, note = performance.fit_estimator(task, ref_ho.value, ref_label[ho], ref_ho.probabilities, feats_ho)
+    if estimator is None:
+        out["estimated_note"] = note
+        return _clean(out)
+    out["estimator"] = estimator.method
+    out["estimated"] = estimator.estimate(cur.value, cur.probabilities, cur_features)
+    out["estimated_reference"] = estimator.estimate(ref_ho.value, ref_ho.probabilities, feats_ho)
+    return _clean(out)
+
+
+def _clean(value):
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
         return None
-    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(cp[have], cl[have])
-
-    def estimate(prob) -> Optional[float]:
-        p, _ = _clean(prob)
-        if p.size == 0:
-            return None
-        calibrated = iso.predict(p)
-        return float(np.mean(np.where(p > THRESHOLD, calibrated, 1.0 - calibrated)))
-
-    return estimate
+    return value
 
 
-def estimated_accuracy(calibration_prob, calibration_label, prob) -> Optional[float]:
-    """Expected accuracy of thresholded predictions, from probabilities calibrated on labelled data."""
-    estimate = accuracy_estimator(calibration_prob, calibration_label)
-    return estimate(prob) if estimate is not None else None
+def headline(perf: Mapping[str, Any]) -> Dict[str, Optional[float]]:
+    """The watched metric's realized, baseline, estimated numbers and relative changes."""
+    metric, task = perf.get("metric"), perf.get("task")
+    def get(section):
+        return (perf.get(section) or {}).get(metric)
+    realized, baseline = get("realized"), get("baseline")
+    estimated, est_ref = get("estimated"), get("estimated_reference")
 
-
-def monitor_metrics(reference_prob, reference_label, current_prob, current_label=None,
-                    baseline_accuracy: Optional[float] = None) -> Dict[str, Any]:
-    """Everything the span check reports about the model's behaviour on the span.
-
-    ``reference_*``: the serving model's probabilities on its reference sample (the training
-    window) and their labels. ``baseline_accuracy``: its accuracy in the blessing evaluation
-    (TFMA), the number alerts compare with.
-    """
-    ref_p, ref_y = _clean(reference_prob, reference_label)
-    cur_p, cur_y = _clean(current_prob, current_label)
-    if ref_p.size == 0 or cur_p.size == 0:
-        raise ValueError(f"no predictions to compare (reference {ref_p.size}, current {cur_p.size})")
-    pred = compare_numeric(ref_p, cur_p)
-    ref_conf, cur_conf = np.maximum(ref_p, 1 - ref_p), np.maximum(cur_p, 1 - cur_p)
-    conf = compare_numeric(ref_conf, cur_conf)
-    out: Dict[str, Any] = {
-        "rows": {"reference": int(ref_p.size), "current": int(cur_p.size)},
-        "prediction": {
-            "positive_rate_reference": float(np.mean(ref_p > THRESHOLD)),
-            "positive_rate_current": float(np.mean(cur_p > THRESHOLD)),
-            "mean_probability_reference": float(np.mean(ref_p)),
-            "mean_probability_current": float(np.mean(cur_p)),
-            "psi": pred.scores["psi"], "ks": pred.scores["ks"], "p_value": pred.p_values["chi_square"],
-            "bin_edges": pred.details["bin_edges"], "reference_counts": pred.details["reference_counts"],
-            "current_counts": pred.details["current_counts"],
-        },
-        "confidence": {
-            "mean_reference": float(np.mean(ref_conf)), "mean_current": float(np.mean(cur_conf)),
-            "entropy_reference": float(np.mean(_entropy(ref_p))), "entropy_current": float(np.mean(_entropy(cur_p))),
-            "psi": conf.scores["psi"], "p_value": conf.p_values["chi_square"],
-        },
-        "baseline_accuracy": baseline_accuracy,
-        "estimated_accuracy": estimated_accuracy(ref_p, ref_y, cur_p) if ref_y is not None else None,
-        "estimated_accuracy_reference": estimated_accuracy(ref_p, ref_y, ref_p) if ref_y is not None else None,
-    }
-    realized = _accuracy(cur_p, cur_y) if cur_y is not None else {"accuracy": None, "auc": None,
-                                                                   "labelled_rows": 0}
-    out["realized_accuracy"] = realized["accuracy"]
-    out["realized_auc"] = realized["auc"]
-    out["labelled_rows"] = realized["labelled_rows"]
-    # Realized accuracy is compared with the blessing evaluation (TFMA, held-out rows). The
-    # estimate is compared with the same estimator on the reference sample: that sample is the
-    # training window, on which the model is a little better than on held-out rows, and
-    # comparing like with like cancels that optimism.
     def change(value, base):
-        return value / base - 1.0 if value is not None and base else None
-
-    out["realized_accuracy_change"] = change(out["realized_accuracy"], baseline_accuracy)
-    out["estimated_accuracy_change"] = change(out["estimated_accuracy"], out["estimated_accuracy_reference"])
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
+        if value is None or base is None or not base:
+            return None
+        return (value - base) / abs(base)
+    return {"metric": metric, "realized": realized, "baseline": baseline, "estimated": estimated,
+            "estimated_reference": est_ref, "realized_change": change(realized, baseline),
+            "estimated_change": change(estimated, est_ref),
+            "higher_is_better": tasks_lib.METRICS.get(task, {}).get(metric)}

@@ -8,8 +8,11 @@ EXAMPLES_KEY = "examples"
 MONITOR_KEY = "model_monitor"
 REGISTRY_DIR_KEY = "registry_dir"
 SPAN_KEY = "span"
+SPAN_LABEL_KEY = "span_label"
 MAX_ROWS_KEY = "max_rows"
-LABEL_FN_KEY = "label_fn"
+MODEL_SPEC_KEY = "model_spec_json"   # driftguard.components.model_io.ModelSpec: task, classes, output, label
+METRIC_KEY = "metric"                # the performance metric the alert rules watch (components.tasks)
+FEATURES_KEY = "features_json"       # the compared features (the regression estimator's inputs)
 
 MONITOR_JSON = "monitor.json"
 PREDICTION_LOGS_DIR = "prediction_logs"
@@ -26,9 +29,11 @@ class PredictionMonitorSpec(types.ComponentSpec):
     PARAMETERS = {
         REGISTRY_DIR_KEY: ExecutionParameter(type=str),
         SPAN_KEY: ExecutionParameter(type=int),
+        SPAN_LABEL_KEY: ExecutionParameter(type=str, optional=True),
         MAX_ROWS_KEY: ExecutionParameter(type=int),
-        # import path of f(pyarrow.Table) -> labels (0/1 floats, NaN unknown) or None
-        LABEL_FN_KEY: ExecutionParameter(type=str),
+        MODEL_SPEC_KEY: ExecutionParameter(type=str),
+        METRIC_KEY: ExecutionParameter(type=str),
+        FEATURES_KEY: ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples)}
     OUTPUTS = {MONITOR_KEY: ChannelParameter(type=ModelMonitorReport)}

@@ -33,7 +33,8 @@ from tfx.utils import path_utils
 from driftguard.components.artifacts import artifact_span
 from driftguard.components.registry_pusher import spec
 
-from driftguard.components.examples_io import examples_file_patterns, read_sample, sample_examples, write_sample
+from driftguard.components import model_io
+from driftguard.components.examples_io import examples_split_patterns, read_sample, sample_examples, write_sample
 from driftguard.components.registry_pusher.registry import (
     PROFILE_DIR, PROFILE_FILE, REFERENCE_SAMPLE_DIR, STATS_FILE, find_pending_of_model,
     find_version_of_model, fsync_tree, hold_for_approval, new_staging_dir, publish_version,
@@ -195,17 +196,26 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         metrics = overall_metrics(evaluation_uri)
         (profile_dir / "eval_metrics.json").write_text(json.dumps(metrics, indent=1,
                                                                   sort_keys=True))
-        spans = sorted({artifact_span(a) for a in input_dict[spec.EXAMPLES_KEY]})
+        spans = sorted({artifact_span(a, span_by_node) for a in input_dict[spec.EXAMPLES_KEY]})
+        labels = json.loads(exec_properties.get(spec.SPAN_LABELS_KEY) or "{}")
         sample_dir = str(profile_dir / REFERENCE_SAMPLE_DIR)
         max_rows = int(exec_properties.get(spec.REFERENCE_MAX_ROWS_KEY) or 100_000)
         with self._make_beam_pipeline() as pipeline:
-            write_sample(sample_examples(pipeline, examples_file_patterns(input_dict[spec.EXAMPLES_KEY]),
+            # rows tagged with their split: the eval split is held out (model_io.Baseline.held_out)
+            write_sample(sample_examples(pipeline, examples_split_patterns(input_dict[spec.EXAMPLES_KEY]),
                                          max_rows), sample_dir)
-        _, sample_summary = read_sample(sample_dir)
+        sample, sample_summary = read_sample(sample_dir)
+        if exec_properties.get(spec.MODEL_SPEC_KEY):
+            # The model's outputs on its reference rows, once: every span check and the live
+            # monitor compare with them (and calibrate their estimates on the held-out ones).
+            model_spec = model_io.ModelSpec.from_json(exec_properties[spec.MODEL_SPEC_KEY])
+            predictions = model_io.Predictor(profile_dir.parent, model_spec).predict_table(sample)
+            model_io.write_predictions(sample_dir, predictions)
         extra = json.loads(exec_properties.get(spec.PROFILE_EXTRA_KEY) or "{}")
         profile = {
             "pushed_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
             "spans": spans,
+            "span_labels": [labels.get(str(s), str(s)) for s in spans],
             "schema_version": int(exec_properties[spec.SCHEMA_VERSION_KEY]),
             "schema_file": f"{PROFILE_DIR}/schema.pbtxt",
             "training_statistics": f"{PROFILE_DIR}/training_statistics/{STATS_FILE}",

@@ -16,6 +16,8 @@ PROFILE_EXTRA_KEY = "profile_extra_json"
 SPAN_BY_NODE_KEY = "span_by_node_json"
 REFERENCE_MAX_ROWS_KEY = "reference_max_rows"
 REQUIRE_APPROVAL_KEY = "require_approval"
+MODEL_SPEC_KEY = "model_spec_json"   # driftguard.components.model_io.ModelSpec: to score the reference sample
+SPAN_LABELS_KEY = "span_labels_json"  # {span number: label}, e.g. {"520": "2013-05"}
 
 
 class RegistryPusherSpec(types.ComponentSpec):
@@ -29,6 +31,8 @@ class RegistryPusherSpec(types.ComponentSpec):
         REFERENCE_MAX_ROWS_KEY: ExecutionParameter(type=int, optional=True),
         # 1: a blessed model waits in <registry>/.pending/ for `driftguard approve`
         REQUIRE_APPROVAL_KEY: ExecutionParameter(type=int, optional=True),
+        MODEL_SPEC_KEY: ExecutionParameter(type=str, optional=True),
+        SPAN_LABELS_KEY: ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {
         MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),

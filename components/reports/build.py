@@ -109,55 +109,86 @@ def build_span_pages(runs: Runs, out_dir: pathlib.Path, force: bool = False) -> 
 
 
 def _span_label(rec: SpanRecord) -> str:
-    return f"{rec.span}" + (f" · {rec.period}" if rec.period else "")
+    return rec.span_label + (f" · {rec.period}" if rec.period else "")
+
+
+def _performance(rec: SpanRecord) -> dict:
+    """The watched metric of a span: realized, estimated, baseline (components.prediction_monitor)."""
+    from driftguard.components.prediction_monitor.metrics import headline
+
+    perf = (rec.monitor or {}).get("performance")
+    return headline(perf) if perf else {}
+
+
+def _metric_title(runs: Runs) -> Tuple[str, bool]:
+    """(the watched metric's name, whether it is a share shown in percent)."""
+    from driftguard.components import tasks as tasks_lib
+
+    for s in runs.spans:
+        metric = _performance(s).get("metric")
+        if metric:
+            return tasks_lib.METRIC_TITLES.get(metric, metric), metric in ("accuracy", "auc", "macro_f1")
+    return "accuracy", True
+
+
+def version_metrics(v) -> list:
+    """[(name, candidate value, change vs baseline)] of a version's TFMA evaluation (counts last)."""
+    cand = (v.eval_metrics.get("candidate") or {})
+    diff = (v.eval_metrics.get("candidate_diff") or {})
+    names = sorted(cand, key=lambda n: (n.endswith("count"), n))
+    return [(n, cand[n], diff.get(n)) for n in names][:4]
 
 
 def dashboard_context(runs: Runs, pages: Optional[Dict[int, str]] = None) -> dict:
     """Everything the dashboard template shows, charts included (also used by the notebook)."""
     pages = pages or {}
     spans = [s for s in runs.spans if s.report or s.row]
-    cols = [str(s.span) for s in spans]
+    cols = [s.span_label for s in spans]
     features = runs.features()
     cells = {}
     for s in spans:
         for name, f in ((s.report or {}).get("features") or {}).items():
-            cells[(name, str(s.span))] = f
+            cells[(name, s.span_label)] = f
     groups = [f"v{s.compared_version}" if s.compared_version else "–" for s in spans]
     heat = charts.heatmap(features, cols, cells, title="Drift score per feature and span (vs the serving model's profile)",
                           col_groups=groups, links=[pages.get(s.span) for s in spans])
 
-    def metric(key, source="monitor"):
+    def metric(key):
         out = []
         for s in spans:
-            v = (s.monitor or {}).get(key) if source == "monitor" else (s.row or {}).get(key)
+            v = _performance(s).get(key)
             out.append(v if isinstance(v, (int, float)) else None)
         return out
 
-    accuracy = charts.line_chart(cols, {"realized": metric("realized_accuracy"), "estimated (no labels)":
-                                        metric("estimated_accuracy"), "at blessing": metric("baseline_accuracy")},
-                                 title="Accuracy of the serving model per span", percent=True, dashed=("at blessing",))
+    name, percent = _metric_title(runs)
+    accuracy = charts.line_chart(cols, {"realized": metric("realized"), "estimated (no labels)": metric("estimated"),
+                                        "held-out reference": metric("baseline")},
+                                 title=f"{name} of the serving model per span", percent=percent,
+                                 dashed=("held-out reference",))
     pred = charts.line_chart(cols, {"prediction PSI": [((s.monitor or {}).get("prediction") or {}).get("psi") for s in spans],
                                     "confidence PSI": [((s.monitor or {}).get("confidence") or {}).get("psi") for s in spans]},
                              title="Prediction and confidence drift (PSI vs the reference)")
     rules = sorted({a.get("rule", "?") for a in runs.alerts},
                    key=lambda r: (not any(a.get("rule") == r and a.get("severity") == "critical" for a in runs.alerts), r))
-    timeline = charts.alert_timeline(cols, rules, [{**a, "x": str(alert_span(a))} for a in runs.alerts],
+    timeline = charts.alert_timeline(cols, rules, [{**a, "x": str((a.get("labels") or {}).get("span"))}
+                                                   for a in runs.alerts],
                                      title="Alerts per span (hover for the message)") if runs.alerts else None
     rows = []
     for s in spans:
         row = s.row or {}
         d = (row.get("decision") or (s.decision or {}).get("decision") or {})
-        alerts = [a for a in runs.alerts if alert_span(a) == s.span]
+        alerts = [a for a in runs.alerts if str((a.get("labels") or {}).get("span")) == s.span_label]
         rows.append({"span": s.span, "label": _span_label(s), "page": pages.get(s.span),
                      "verdict": row.get("drift") or _headline(s), "drift": bool((s.report or {}).get("drift_detected")),
                      "no_baseline": (s.report or {}).get("status") == "no_baseline",
                      "compared": s.compared_version, "anomalies": len((s.report or {}).get("anomalies") or []),
-                     "realized": (s.monitor or {}).get("realized_accuracy"),
-                     "estimated": (s.monitor or {}).get("estimated_accuracy"),
+                     "realized": _performance(s).get("realized"),
+                     "estimated": _performance(s).get("estimated"),
                      "alerts": len(alerts), "critical": sum(a.get("severity") == "critical" for a in alerts),
                      "decision": row.get("outcome") or (("retrain: " if d.get("retrain") else "no retraining: ") + d.get("reason", "")),
                      "serving_after": row.get("serving")})
     return {"runs": runs, "root": str(runs.root), "spans": rows, "heatmap": heat, "accuracy": accuracy,
+            "metric_name": name, "percent": percent, "version_metrics": version_metrics,
             "prediction": pred, "timeline": timeline, "versions": runs.versions, "serving": runs.serving,
             "trainings": runs.trainings, "alerts": list(reversed(runs.alerts))}
 

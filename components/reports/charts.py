@@ -113,12 +113,21 @@ def feature_distribution(name: str, feature: Mapping) -> Optional[Markup]:
 
 
 def prediction_distribution(monitor: Mapping) -> Optional[Markup]:
-    """The serving model's predicted probabilities on the reference vs this span."""
+    """The serving model's predictions on the reference vs this span: the probability (binary)
+    or value (regression) in reference-quantile bins, the predicted classes' shares (multi-class)."""
     p = (monitor or {}).get("prediction") or {}
+    if p.get("kind") == "class":
+        ref, cur = p.get("class_share_reference") or {}, p.get("class_share_current") or {}
+        names = list(ref)
+        if not names:
+            return None
+        return overlay_bars(names, [ref[n] for n in names], [cur.get(n, 0.0) for n in names],
+                            title="predicted class")
     if not p.get("reference_counts") or not p.get("current_counts"):
         return None
+    what = "predicted value" if p.get("kind") == "value" else "predicted probability"
     return overlay_bars(bin_labels(p), p["reference_counts"], p["current_counts"],
-                        title="predicted probability (reference-quantile bins)")
+                        title=f"{what} (reference-quantile bins)")
 
 
 HEAT_MAX = 0.25   # PSI rule of thumb: < 0.1 small, 0.1-0.25 moderate, > 0.25 major shift

@@ -15,7 +15,6 @@ from typing import Any, Dict, List, Optional
 
 logger = logging.getLogger(__name__)
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
 # MLMD Event.type values (ml_metadata/proto/metadata_store.proto)
 _EVENT_INPUT, _EVENT_OUTPUT = 3, 4
 
@@ -32,11 +31,24 @@ class SpanRecord:
     decision: Optional[Dict[str, Any]] = None     # RetrainGate decision.json
     decision_path: Optional[pathlib.Path] = None
     row: Optional[Dict[str, Any]] = None          # runs/state.json row (driftguard run only)
-    period: Optional[str] = None                  # e.g. 2013Q3, from data/taxi/spans.json
+
+    @property
+    def span_label(self) -> str:
+        """The span as people write it (``7``, ``2013-05``), as the check recorded it."""
+        for source in (self.row, (self.report or {}).get("context"), self.monitor):
+            if source and source.get("span_label"):
+                return str(source["span_label"])
+        return str(self.span)
+
+    @property
+    def period(self) -> Optional[str]:
+        """When the span's data is from, if the project's data says (``<data>/spans.json``)."""
+        period = (self.row or {}).get("period")
+        return None if not period or period == self.span_label else str(period)
 
     @property
     def label(self) -> str:
-        return f"span {self.span}"
+        return f"span {self.span_label}"
 
     @property
     def compared_version(self) -> Optional[int]:
@@ -107,16 +119,6 @@ def _artifacts(runs_dir: pathlib.Path, component: str, filename: str) -> List[pa
     return sorted((p for p in found if p.parent.name.isdigit()), key=lambda p: int(p.parent.name))
 
 
-def _periods() -> Dict[int, str]:
-    meta = REPO / "data" / "taxi" / "spans.json"
-    if not meta.is_file():
-        return {}
-    try:
-        return {int(s["span"]): s.get("period", "") for s in json.loads(meta.read_text())}
-    except (ValueError, KeyError, TypeError):
-        return {}
-
-
 def _nearest(candidates: List[tuple], artifact_id: int):
     """The (id, path, data) whose artifact id is nearest: the same span check's output."""
     return min(candidates, key=lambda c: abs(c[0] - artifact_id), default=(None, None, None))
@@ -138,11 +140,10 @@ def load_spans(runs_dir: pathlib.Path) -> List[SpanRecord]:
             by_span.setdefault(int(span), {}).setdefault(kind, []).append((int(path.parent.name), path, data))
     state = _read_json(runs_dir / "state.json") if (runs_dir / "state.json").is_file() else None
     rows = {int(r["span"]): r for r in (state or {}).get("spans", [])}
-    periods = _periods()
     out = []
     for span in sorted(set(by_span) | set(rows)):
         found = by_span.get(span, {})
-        rec = SpanRecord(span=span, row=rows.get(span), period=periods.get(span))
+        rec = SpanRecord(span=span, row=rows.get(span))
         reports = found.get("report", [])
         chosen = None
         if rec.row and rec.row.get("report"):
@@ -214,7 +215,8 @@ def load_runs(runs_dir) -> Runs:
     for s in spans:
         d = (s.row or {}).get("decision") or (s.decision or {}).get("decision") or {}
         if d.get("retrain"):
-            trainings.append({"span": s.span, "spans": d.get("spans", []), "reason": d.get("reason", ""),
+            trainings.append({"span": s.span, "label": s.span_label, "spans": d.get("spans", []),
+                              "span_labels": d.get("span_labels") or [], "reason": d.get("reason", ""),
                               "policy": d.get("policy", ""), "outcome": (s.row or {}).get("outcome", "")})
     return Runs(runs_dir, spans, load_alerts(runs_dir), load_versions(runs_dir), trainings)
 

@@ -22,10 +22,11 @@ class RetrainGate(base_component.BaseComponent):
 
     def __init__(self, drift_report: types.BaseChannel, registry_dir: str, span: int, model_name: str,
                  policy: Dict[str, Any], window_spans: int, alerts_config: Optional[Dict[str, Any]] = None,
-                 model_monitor: Optional[types.BaseChannel] = None):
+                 model_monitor: Optional[types.BaseChannel] = None, task: str = "binary", span_label: str = ""):
         super().__init__(spec=RetrainGateSpec(
             drift_report=drift_report, model_monitor=model_monitor, registry_dir=str(registry_dir),
-            span=int(span), model_name=model_name, window_spans=int(window_spans),
+            span=int(span), model_name=model_name, window_spans=int(window_spans), task=task,
+            span_label=span_label or str(int(span)),
             alerts_config_json=json.dumps(alerts_config, sort_keys=True),
             retrain_policy_json=json.dumps(policy, sort_keys=True),
             decision=types.Channel(type=RetrainDecision)))

@@ -29,8 +29,11 @@ class Executor(base_executor.BaseExecutor):
         policy = json.loads(exec_properties[spec.POLICY_KEY])
         report = _read_json(input_dict.get(spec.DRIFT_REPORT_KEY), "report.json")
         monitor = _read_json(input_dict.get(spec.MONITOR_KEY), "monitor.json")
-        alerts_config = parse_alerts_config(json.loads(exec_properties[spec.ALERTS_CONFIG_KEY]))
-        alerts = evaluate(alerts_config, model=model, span=span, drift_report=report, monitor=monitor)
+        task = exec_properties.get(spec.TASK_KEY) or "binary"
+        span_label = exec_properties.get(spec.SPAN_LABEL_KEY) or str(span)
+        alerts_config = parse_alerts_config(json.loads(exec_properties[spec.ALERTS_CONFIG_KEY]), task=task)
+        alerts = evaluate(alerts_config, model=model, span=span, drift_report=report, monitor=monitor,
+                          span_label=span_label)
         versions = existing_versions(registry) if registry.is_dir() else []
         serving_spans = read_profile(registry, versions[-1]).get("spans") if versions else None
         severities = ("ERROR",) if policy.get("fail_on_severity", "ERROR") == "ERROR" else ("ERROR", "WARNING")
@@ -41,8 +44,9 @@ class Executor(base_executor.BaseExecutor):
                           window_spans=int(exec_properties[spec.WINDOW_SPANS_KEY]),
                           every_spans=int(policy.get("every_spans", 4)),
                           trigger_severity=policy.get("trigger_severity", "critical"),
-                          min_spans_between=int(policy.get("min_spans_between", 2)))
-        payload = {"span": span, "model": model, "serving_version": versions[-1] if versions else None,
+                          min_spans_between=int(policy.get("min_spans_between", 2)),
+                          available=policy.get("available_spans"), labels=policy.get("span_labels"))
+        payload = {"span": span, "span_label": span_label, "model": model, "serving_version": versions[-1] if versions else None,
                    "serving_spans": serving_spans, "decision": decision.to_dict(),
                    "alerts": [a.to_dict() for a in alerts]}
         path = pathlib.Path(out.uri)

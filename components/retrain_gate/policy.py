@@ -26,15 +26,22 @@ class Decision:
     policy: str
     spans: List[int] = field(default_factory=list)  # the training window when retrain
     warm_start: bool = False
+    span_labels: List[str] = field(default_factory=list)  # the window as people write it
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
+
+    def labelled(self, label) -> "Decision":
+        from dataclasses import replace
+
+        return replace(self, span_labels=[label(s) for s in self.spans])
 
 
 def decide(policy: str, *, span: int, serving_spans: Optional[Sequence[int]], alerts: Sequence[Mapping[str, Any]],
            window_spans: int, every_spans: int = 4, trigger_severity: str = "critical",
            min_spans_between: int = 2, first_span: int = 0, blocking_anomalies: int = 0,
-           blocked_spans: Sequence[int] = ()) -> Decision:
+           blocked_spans: Sequence[int] = (), available: Optional[Sequence[int]] = None,
+           labels: Optional[Mapping[int, str]] = None) -> Decision:
     """Should the span ``span`` trigger a training run, and on which spans?
 
     ``serving_spans``: the spans the serving model was trained on (None: no model yet).
@@ -43,43 +50,57 @@ def decide(policy: str, *, span: int, serving_spans: Optional[Sequence[int]], al
     pipeline's AnomalyGate; training on this span would fail, so the gate says why instead.
     ``blocked_spans``: earlier spans known to have such anomalies (from the run's state); a
     window holding one would fail the same way.
+    ``available``: the spans the data holds; the window is the newest ``window_spans`` of them
+    up to ``span`` (a missing month does not leave a hole). Without it, consecutive numbers.
+    ``labels``: how spans are written for people ({520: "2013-05"}; default the number).
     """
-    window = list(range(max(first_span, span - window_spans + 1), span + 1))
+    if available:
+        window = sorted(s for s in set(int(a) for a in available) | {span} if s <= span)[-window_spans:]
+    else:
+        window = list(range(max(first_span, span - window_spans + 1), span + 1))
+    names = {int(k): str(v) for k, v in (labels or {}).items()}
+
+    def lbl(s: int) -> str:
+        return names.get(int(s), str(s))
+
+    def _done(decision: Decision) -> Decision:
+        return decision.labelled(lbl)
+
     if policy == "never":
-        return Decision(False, "policy 'never': the span check only reports", policy)
+        return _done(Decision(False, "policy 'never': the span check only reports", policy))
     if blocking_anomalies:
-        return Decision(False, f"span {span} has {blocking_anomalies} schema anomal{'y' if blocking_anomalies == 1 else 'ies'} "
+        return _done(Decision(False, f"span {lbl(span)} has {blocking_anomalies} schema anomal{'y' if blocking_anomalies == 1 else 'ies'} "
                                f"that would stop training; fix the data or make a new schema version "
-                               f"(driftguard schema new-version --from-span {span})", policy)
+                               f"(driftguard schema new-version --from-span {lbl(span)})", policy))
     in_window = sorted(set(blocked_spans) & set(window))
     if in_window and policy != "online":
-        return Decision(False, f"the training window {window[0]}-{window[-1]} holds span(s) "
-                               f"{', '.join(map(str, in_window))} with schema anomalies that would stop training; "
+        return _done(Decision(False, f"the training window {lbl(window[0])}..{lbl(window[-1])} holds span(s) "
+                               f"{', '.join(map(lbl, in_window))} with schema anomalies that would stop training; "
                                f"fix the data or make a new schema version "
-                               f"(driftguard schema new-version --from-span {in_window[0]})", policy)
+                               f"(driftguard schema new-version --from-span {lbl(in_window[0])})", policy))
     if not serving_spans:
-        return Decision(True, "no model is serving yet", policy, window)
+        return _done(Decision(True, "no model is serving yet", policy, window))
     since = span - max(serving_spans)
     if since <= 0:
-        return Decision(False, f"the serving model was already trained on span {span}", policy)
+        return _done(Decision(False, f"the serving model was already trained on span {lbl(span)}", policy))
     if policy == "online":
-        return Decision(True, "policy 'online': every span, warm-started from the serving model", policy,
-                        [span], warm_start=True)
+        return _done(Decision(True, "policy 'online': every span, warm-started from the serving model", policy,
+                        [span], warm_start=True))
     if policy == "scheduled":
         if since >= every_spans:
-            return Decision(True, f"scheduled: the model's newest span is {since} spans old "
-                                  f"(every {every_spans})", policy, window)
-        return Decision(False, f"scheduled: the model's newest span is {since} span(s) old; "
-                               f"retraining every {every_spans}", policy)
+            return _done(Decision(True, f"scheduled: the model's newest span is {since} spans old "
+                                  f"(every {every_spans})", policy, window))
+        return _done(Decision(False, f"scheduled: the model's newest span is {since} span(s) old; "
+                               f"retraining every {every_spans}", policy))
     if policy != "triggered":
         raise ValueError(f"unknown retrain policy {policy!r}")
     floor = SEVERITY_RANK[trigger_severity]
     firing = [a for a in alerts if SEVERITY_RANK.get(str(a.get("severity")), 0) >= floor]
     if not firing:
-        return Decision(False, f"no {trigger_severity} alert", policy)
+        return _done(Decision(False, f"no {trigger_severity} alert", policy))
     rules = sorted({str(a.get("rule")) for a in firing})
     if since < min_spans_between:
-        return Decision(False, f"{len(firing)} {trigger_severity} alert(s) ({', '.join(rules)}) but the serving "
+        return _done(Decision(False, f"{len(firing)} {trigger_severity} alert(s) ({', '.join(rules)}) but the serving "
                                f"model was trained {since} span(s) ago (min_spans_between={min_spans_between})",
-                        policy)
-    return Decision(True, f"{len(firing)} {trigger_severity} alert(s): {', '.join(rules)}", policy, window)
+                        policy))
+    return _done(Decision(True, f"{len(firing)} {trigger_severity} alert(s): {', '.join(rules)}", policy, window))

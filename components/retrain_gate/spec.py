@@ -15,6 +15,8 @@ MODEL_NAME_KEY = "model_name"
 ALERTS_CONFIG_KEY = "alerts_config_json"   # the config's alerts section: env var NAMES, never secrets
 POLICY_KEY = "retrain_policy_json"
 WINDOW_SPANS_KEY = "window_spans"
+TASK_KEY = "task"                 # binary | multiclass | regression: which metrics the alert rules may watch
+SPAN_LABEL_KEY = "span_label"     # the span as people write it (alert keys and titles)
 
 DECISION_JSON = "decision.json"
 RETRAIN = "retrain"  # int custom property: 1 train now, 0 not (for tfx.dsl.Cond / KFP / Airflow)
@@ -35,6 +37,8 @@ class RetrainGateSpec(types.ComponentSpec):
         ALERTS_CONFIG_KEY: ExecutionParameter(type=str),
         POLICY_KEY: ExecutionParameter(type=str),
         WINDOW_SPANS_KEY: ExecutionParameter(type=int),
+        TASK_KEY: ExecutionParameter(type=str, optional=True),
+        SPAN_LABEL_KEY: ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {
         DRIFT_REPORT_KEY: ChannelParameter(type=DriftReport),

@@ -94,12 +94,12 @@ def write_airflow_dags(config_path: Optional[os.PathLike], dags_folder: os.PathL
 # ---- what the DAGs decide at parse time --------------------------------------------------
 
 def span_to_check(config: config_lib.Config) -> int:
-    """The newest span folder under ``data_root``."""
-    from driftguard.pipeline import data
+    """The newest span under ``data.root`` (matched by ``data.pattern``)."""
+    from driftguard.pipeline import spanfiles
 
-    spans = data.available_spans(config.data_path)
+    spans = spanfiles.available_spans(spanfiles.Layout.of(config))
     if not spans:
-        raise FileNotFoundError(f"no span-<N> folder under {config.data_path}")
+        raise FileNotFoundError(f"data.pattern {config.data.pattern!r} matches no span under {config.data_path}")
     return spans[-1]
 
 
@@ -139,7 +139,7 @@ def training_plan(config: config_lib.Config) -> Dict[str, Any]:
 
     decision = latest_retrain_decision(config)
     if decision is None:
-        return {"spans": sorted(int(s) for s in config.first_spans), "warm_start_from": None,
+        return {"spans": config.span_numbers(config.first_spans), "warm_start_from": None,
                 "source": "config first_spans (no retrain decision yet)"}
     d = decision["decision"]
     warm = None
@@ -183,14 +183,20 @@ def _should_train(metadata_path: str, pipeline_name: str, **context) -> bool:
     return bool(d["retrain"])
 
 
-def conf_spans(conf: Optional[Mapping[str, Any]]) -> Optional[List[int]]:
-    """The spans a run was triggered with: conf {"spans": "7,8"} or {"spans": [7, 8]}."""
+def conf_spans(conf: Optional[Mapping[str, Any]], config: Optional[config_lib.Config] = None) -> Optional[List[int]]:
+    """The spans a run was triggered with: conf {"spans": "7,8"} or {"spans": [7, 8]} (span
+    numbers; calendar spans may also be given as written: "2013-05,2013-06")."""
+    from driftguard.pipeline.spans import SpanPattern
+
     if not conf or conf.get("spans") in (None, ""):
         return None
     value = conf["spans"]
     if isinstance(value, (list, tuple)):
-        return sorted(int(s) for s in value)
-    return config_lib.parse_spans(str(value))
+        value = ",".join(str(v) for v in value)
+    text = str(value)
+    if config is not None and config.spans.unit != "span" and not all(p.strip().isdigit() for p in text.split(",")):
+        return config.spans.parse_list(text)
+    return SpanPattern("span-{SPAN}").parse_list(text)
 
 
 def _check_window(dag_spans: List[int], **context) -> None:

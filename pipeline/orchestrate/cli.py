@@ -47,8 +47,10 @@ def _config(ctx: click.Context):
               help="kubeflow: folder for pipeline_job.json (Vertex) and pipeline.yaml (KFP).")
 @click.option("--dags-folder", type=click.Path(file_okay=False, path_type=pathlib.Path), default=None,
               help="airflow: Airflow's dags folder; the DAG file is written there.")
-@click.option("--span", type=int, default=None,
-              help="kubeflow: the span the pipeline checks (default: the newest under data_root).")
+@click.option("--span", "span_text", default=None, metavar="SPAN",
+              help="kubeflow: the span the pipeline checks (default: the newest under data.root).")
+@click.option("--image-project-dir", default="/project", show_default=True, metavar="DIR",
+              help="kubeflow: where the image holds the project (its model module, data, schemas, runs).")
 @click.option("--image", default=None, metavar="IMAGE",
               help=f"kubeflow: container image of every task (default: env {IMAGE_ENV} or "
                    f"driftguard:tfx-1.16.0, built from the Dockerfile).")
@@ -58,18 +60,20 @@ def _config(ctx: click.Context):
               help="airflow: schedule of the span-check DAG (cron or preset; 'none' for manual).")
 @click.pass_context
 def compile_command(ctx: click.Context, target: str, output: Optional[pathlib.Path],
-                    dags_folder: Optional[pathlib.Path], span: Optional[int], image: Optional[str],
-                    pipeline_root: Optional[str], schedule: str) -> None:
+                    dags_folder: Optional[pathlib.Path], span_text: Optional[str], image_project_dir: str,
+                    image: Optional[str], pipeline_root: Optional[str], schedule: str) -> None:
     """Write the Kubeflow v2 pipeline spec or the Airflow DAG file.
 
     \b
       driftguard compile --target kubeflow --output build/kfp --span 8 --image REGISTRY/driftguard:1
       driftguard compile --target airflow --dags-folder ~/airflow/dags
     """
+    if target == "airflow" and dags_folder is None:
+        raise _error("compile --target airflow needs --dags-folder DIR (Airflow's dags folder)")
+    if target == "kubeflow" and output is None:
+        raise _error("compile --target kubeflow needs --output DIR")
     cfg = _config(ctx)
     if target == "airflow":
-        if dags_folder is None:
-            raise _error("compile --target airflow needs --dags-folder DIR (Airflow's dags folder)")
         from driftguard.pipeline.orchestrate import airflow_dags
 
         path = airflow_dags.write_airflow_dags(ctx.obj.get("config_path") if ctx.obj else None, dags_folder,
@@ -79,19 +83,23 @@ def compile_command(ctx: click.Context, target: str, output: Optional[pathlib.Pa
                    f"{airflow_dags.training_dag_id(cfg)} (training)\n"
                    f"Airflow needs driftguard installed and AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT=300")
         return
-    if output is None:
-        raise _error("compile --target kubeflow needs --output DIR")
     from driftguard.pipeline.orchestrate import kubeflow
 
-    if span is None:
+    if span_text is None:
         from driftguard.pipeline.orchestrate.airflow_dags import span_to_check
         try:
             span = span_to_check(cfg)
         except FileNotFoundError as e:
             raise _error(f"{e}; pass --span N") from None
+    else:
+        try:
+            span = cfg.spans.number(span_text)
+        except ValueError as e:
+            raise _error(f"--span: {e}") from None
     image = image or os.environ.get(IMAGE_ENV) or kubeflow.DEFAULT_IMAGE
     try:
-        paths = kubeflow.compile_kubeflow(cfg, span, output, image, pipeline_root=pipeline_root)
+        paths = kubeflow.compile_kubeflow(cfg, span, output, image, pipeline_root=pipeline_root,
+                                          image_project_dir=image_project_dir)
     except kubeflow.KubeflowCompileError as e:
         raise _error(str(e)) from None
     click.echo(f"wrote {paths['pipeline_job']} (Vertex AI PipelineJob)\n"
@@ -154,10 +162,19 @@ def trigger(ctx: click.Context, airflow_url: str, dag_id: Optional[str], spans_t
     if not isinstance(conf, dict):
         raise _error("--conf must be a JSON object")
     if spans_text:
-        from driftguard.pipeline import config as config_lib
+        # span numbers as the training DAG takes them; a project's calendar spans may be given as
+        # written (2013-05,2013-06) when the command runs in the project
+        from driftguard.pipeline import project
+        from driftguard.pipeline.spans import SpanPattern
+
+        pattern = SpanPattern("span-{SPAN}/*")
         try:
-            conf["spans"] = ",".join(map(str, config_lib.parse_spans(spans_text)))
-        except config_lib.ConfigError as e:
+            pattern = project.load(ctx.obj.get("project"), ctx.obj.get("config_file")).spans
+        except project.config_lib.ConfigError:
+            pass
+        try:
+            conf["spans"] = ",".join(map(str, pattern.parse_list(spans_text)))
+        except ValueError as e:
             raise _error(str(e)) from None
     auth = _airflow_auth_header(user_env, password_env)
     try:

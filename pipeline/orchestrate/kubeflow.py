@@ -63,7 +63,7 @@ def training_window(config: Config, span: int) -> List[int]:
 def create_check_and_train_pipeline(config: Config, span: int, *, data_root: Optional[str] = None,
                                     pipeline_root: Optional[str] = None,
                                     train_spans: Optional[Sequence[int]] = None,
-                                    blocked_spans: Sequence[int] = ()):
+                                    blocked_spans: Sequence[int] = (), features: Optional[Sequence[str]] = None):
     """The span check of ``span`` and, under a Cond on the gate's ``retrain``, training.
 
     Built from ``create_check_pipeline`` and ``create_pipeline``: the check's nodes are renamed
@@ -84,7 +84,7 @@ def create_check_and_train_pipeline(config: Config, span: int, *, data_root: Opt
             f"and the training pipeline joins one ExampleGen per span with a union; compile "
             f"for Kubeflow with training.window_spans: 1 in the config")
     check = pipeline_lib.create_check_pipeline(config, span, data_root=data_root,
-                                               blocked_spans=blocked_spans)
+                                               blocked_spans=blocked_spans, features=features)
     train = pipeline_lib.create_pipeline(config, spans, data_root=data_root)
     check_nodes = list(check.components)
     for node in check_nodes:
@@ -177,22 +177,40 @@ def _cond_over_union_inputs():
         tfx_compiler_utils.implicit_channel_key = original
 
 
+def in_image(config: Config, image_project_dir: Optional[str]) -> Config:
+    """The config as the pods see it: the project (model module, data, schemas, runs) at
+    ``image_project_dir`` in the image (the Dockerfile copies it there). Not validated here: the
+    paths exist in the image, not on the machine that compiles."""
+    import dataclasses
+
+    if not image_project_dir:
+        return config
+    return dataclasses.replace(config, project_dir=str(pathlib.PurePosixPath(image_project_dir)))
+
+
 def compile_kubeflow(config: Config, span: int, output_dir, image: str = DEFAULT_IMAGE, *,
                      pipeline_root: Optional[str] = None, data_root: Optional[str] = None,
-                     blocked_spans: Sequence[int] = ()) -> Dict[str, pathlib.Path]:
+                     blocked_spans: Sequence[int] = (), image_project_dir: Optional[str] = "/project"
+                     ) -> Dict[str, pathlib.Path]:
     """Compile the check-and-train pipeline of ``span`` with ``KubeflowV2DagRunner``.
 
     Writes ``pipeline_job.json`` (a Vertex AI PipelineJob: ``aiplatform.PipelineJob(
     template_path=...)``) and ``pipeline.yaml`` (the same PipelineSpec as KFP OSS's
     ``kfp.Client`` uploads it). Returns ``{"pipeline_job": path, "pipeline_spec": path}``.
+    Every project path in the spec is under ``image_project_dir`` (where the image holds the
+    project); the model module is read from there, not packaged.
     """
+    from driftguard.pipeline import pipeline as pipeline_lib
+
+    features = pipeline_lib.monitored_features(config)     # read here, from the local schema
+    config = in_image(config, image_project_dir)
     import yaml
     from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as kfp_v2
 
     out = pathlib.Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    pipe = create_check_and_train_pipeline(config, span, data_root=data_root,
-                                           pipeline_root=pipeline_root, blocked_spans=blocked_spans)
+    pipe = create_check_and_train_pipeline(config, span, data_root=data_root, pipeline_root=pipeline_root,
+                                           blocked_spans=blocked_spans, features=features)
     runner = kfp_v2.KubeflowV2DagRunner(
         config=kfp_v2.KubeflowV2DagRunnerConfig(default_image=image),
         output_dir=str(out), output_filename=PIPELINE_JOB_FILE)

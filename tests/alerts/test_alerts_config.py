@@ -24,12 +24,12 @@ FULL = {
 def test_defaults_enable_every_rule_and_one_jsonl_sink():
     cfg = parse_alerts_config(None)
     assert set(cfg.rules) == {"feature_psi", "dataset_drift", "multivariate_drift", "schema_anomalies", "skew",
-                              "accuracy_drop", "estimated_accuracy_drop", "model_cannot_score",
+                              "metric_drop", "estimated_metric_drop", "model_cannot_score",
                               "prediction_drift", "stream_change", "error_rate_change"}
     assert all(r.enabled for r in cfg.rules.values())
     assert cfg.rules["feature_psi"].threshold == 0.2 and cfg.rules["feature_psi"].severity == "critical"
-    assert cfg.rules["accuracy_drop"].threshold == 0.05
-    assert cfg.rules["estimated_accuracy_drop"].severity == "warning"
+    assert cfg.rules["metric_drop"].threshold == 0.05 and cfg.rules["metric_drop"].metric == "accuracy"
+    assert cfg.rules["estimated_metric_drop"].severity == "warning"
     assert cfg.sinks == (JsonlSinkConfig(name="jsonl", path="alerts.jsonl"),)
     assert (cfg.delivery.timeout_seconds, cfg.delivery.max_attempts, cfg.delivery.backoff_seconds) == (5, 8, 30)
     assert parse_alerts_config({}) == cfg
@@ -54,7 +54,8 @@ def test_full_config():
     ({"rules": {"skew": {"threshold": 0.3}}}, r"^alerts\.rules\.skew\.threshold: unknown key"),
     ({"rules": {"psi": {}}}, r"^alerts\.rules\.psi: unknown rule 'psi'; known: feature_psi, dataset_drift"),
     ({"rules": {"feature_psi": {"threshold": -1}}}, r"^alerts\.rules\.feature_psi\.threshold must be > 0"),
-    ({"rules": {"accuracy_drop": {"threshold": 1.5}}}, r"^alerts\.rules\.accuracy_drop\.threshold must be"),
+    ({"rules": {"metric_drop": {"threshold": 1.5}}}, r"^alerts\.rules\.metric_drop\.threshold must be"),
+    ({"rules": {"accuracy_drop": {"threshold": 0.1}}}, r"^alerts\.rules\.accuracy_drop: the rule is now metric_drop"),
     ({"rules": {"feature_psi": {"threshold": "high"}}}, r"^alerts\.rules\.feature_psi\.threshold must be a finite"),
     ({"rules": {"dataset_drift": {"enabled": "yes"}}}, r"^alerts\.rules\.dataset_drift\.enabled must be bool"),
     ({"rules": {"skew": {"severity": "error"}}},

@@ -15,8 +15,8 @@ def cfg(**rules):
 
 def only(name, **settings):
     """A config with just one rule enabled."""
-    names = ["feature_psi", "dataset_drift", "multivariate_drift", "schema_anomalies", "skew", "accuracy_drop",
-             "estimated_accuracy_drop"]
+    names = ["feature_psi", "dataset_drift", "multivariate_drift", "schema_anomalies", "skew", "metric_drop",
+             "estimated_metric_drop"]
     return parse_alerts_config({"rules": {n: ({"enabled": True, **settings} if n == name else {"enabled": False})
                                           for n in names}})
 
@@ -108,17 +108,41 @@ def test_skew():
     assert run(only("skew"), report(skew={"company": []})) == []
 
 
-@pytest.mark.parametrize("rule, key", [("accuracy_drop", "realized_accuracy"),
-                                       ("estimated_accuracy_drop", "estimated_accuracy")])
-def test_accuracy_drop_is_relative_to_baseline(rule, key):
+def perf(task="binary", metric="accuracy", **sections):
+    return {"status": "monitored", "performance": {"task": task, "metric": metric, **sections}}
+
+
+@pytest.mark.parametrize("rule, section, base", [("metric_drop", "realized", "baseline"),
+                                                 ("estimated_metric_drop", "estimated", "estimated_reference")])
+def test_metric_drop_is_relative_to_baseline(rule, section, base):
     # baseline 0.88, threshold 5 %: fires below 0.836
-    [a] = run(only(rule), None, {"baseline_accuracy": 0.88, key: 0.80})
+    [a] = run(only(rule), None, perf(**{base: {"accuracy": 0.88}, section: {"accuracy": 0.80}}))
     assert a.rule == rule and a.dedup_key == f"taxi/span-8/{rule}"
-    assert "0.800" in a.title and "9.1% below baseline 0.880" in a.title
-    assert run(only(rule), None, {"baseline_accuracy": 0.88, key: 0.84}) == []
-    assert run(only(rule), None, {"baseline_accuracy": 0.88, key: None}) == []
+    assert f"{section} accuracy 0.8 is 9.1% worse than baseline 0.88" in a.title
+    assert run(only(rule), None, perf(**{base: {"accuracy": 0.88}, section: {"accuracy": 0.84}})) == []
+    assert run(only(rule), None, perf(**{base: {"accuracy": 0.88}, section: {}})) == []
     assert run(only(rule), None, None) == []
-    assert len(run(only(rule, threshold=0.01), None, {"baseline_accuracy": 0.88, key: 0.86})) == 1
+    assert len(run(only(rule, threshold=0.01), None, perf(**{base: {"accuracy": 0.88},
+                                                             section: {"accuracy": 0.86}}))) == 1
+
+
+def test_metric_drop_follows_the_metric_direction_for_regression():
+    """MAE worse means higher: 12 -> 13.5 is 12.5 % worse (fires at 10 %); 12 -> 10 is better."""
+    config = parse_alerts_config({"rules": {"metric_drop": {"metric": "mae", "threshold": 0.1}}}, task="regression")
+    [a] = run(config, None, perf("regression", "mae", baseline={"mae": 12.0}, realized={"mae": 13.5}))
+    assert a.title == "taxi span 8: realized MAE 13.5 is 12.5% worse than baseline 12"
+    assert a.values["metric"] == "mae" and a.values["relative_change"] == pytest.approx(0.125)
+    assert run(config, None, perf("regression", "mae", baseline={"mae": 12.0}, realized={"mae": 10.0})) == []
+    rmse = parse_alerts_config({"rules": {"metric_drop": {"metric": "rmse"}}}, task="regression")
+    assert [x.rule for x in run(rmse, None, perf("regression", "mae", baseline={"rmse": 20.0},
+                                                  realized={"rmse": 23.0}))] == ["metric_drop"]
+
+
+def test_metric_drop_default_metric_follows_the_task():
+    assert parse_alerts_config(None, task="regression").rules["metric_drop"].metric == "mae"
+    assert parse_alerts_config(None, task="multiclass").rules["metric_drop"].metric == "accuracy"
+    with pytest.raises(ValueError, match="'auc' is not a regression metric"):
+        parse_alerts_config({"rules": {"metric_drop": {"metric": "auc"}}}, task="regression")
 
 
 def test_no_baseline_report_raises_no_drift_alerts():
@@ -158,7 +182,7 @@ def test_model_cannot_score_rule_and_estimated_drop_against_the_reference_estima
     assert [a.rule for a in alerts] == ["model_cannot_score"] and alerts[0].severity == "critical"
     # the estimate (0.90) is compared with the same estimator on the reference (0.96), not with
     # the held-out baseline accuracy (0.89): 6.3 % down -> fires
-    monitor = {"status": "monitored", "baseline_accuracy": 0.89, "estimated_accuracy": 0.90,
-               "estimated_accuracy_reference": 0.96, "realized_accuracy": None}
+    monitor = perf(baseline={"accuracy": 0.89}, estimated={"accuracy": 0.90},
+                   estimated_reference={"accuracy": 0.96}, realized={})
     fired = [a.rule for a in evaluate(cfg, model="taxi", span=6, drift_report=None, monitor=monitor)]
-    assert fired == ["estimated_accuracy_drop"]
+    assert fired == ["estimated_metric_drop"]

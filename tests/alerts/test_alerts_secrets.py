@@ -34,7 +34,8 @@ def test_secrets_stay_out_of_files_logs_and_output(tmp_path, receiver, mailbox, 
             "delivery": {"timeout_seconds": 2, "backoff_seconds": 0}}
     cfg = parse_alerts_config(data)
     alerts = evaluate(cfg, model="taxi", span=8, drift_report=None,
-                      monitor={"baseline_accuracy": 0.9, "realized_accuracy": 0.5})
+                      monitor={"performance": {"task": "binary", "metric": "accuracy", "baseline": {"accuracy": 0.9},
+                                               "realized": {"accuracy": 0.5}}})
 
     failing = send_alerts(cfg, alerts, tmp_path)
     assert failing.failed == 3 and failing.delivered == 1      # jsonl ok; webhook, slack, email fail

@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from helpers import REPO, run_cli
+from helpers import REPO, run_cli, taxi_config, write_config
 from driftguard.pipeline import config as config_lib
 
 BAD = [
@@ -22,7 +22,8 @@ BAD = [
     # wrong types
     ({"training": {"window_spans": "2"}}, r"training\.window_spans must be an integer"),
     ({"retrain": {"require_approval": "yes"}}, r"retrain\.require_approval must be true or false"),
-    ({"replay_spans": "3-8"}, r"replay_spans must be a list"),
+    ({"replay_spans": {"from": 3}}, r"replay_spans must be a list of spans"),
+    ({"replay_spans": ["3-x"]}, r"replay_spans\[0\]: span '3-x' is not a span number"),
     ({"schema_version": "../v1"}, r"schema_version must be an integer"),
     ({"alerts": {"delivery": {"max_attempts": 2.5}}}, r"alerts\.delivery\.max_attempts must be int"),
     # thresholds out of range
@@ -33,16 +34,18 @@ BAD = [
     ({"drift": {"features": {"fare": {"threshold": -0.1}}}}, r"drift\.features\.fare: threshold must be a finite number >= 0"),
     ({"drift": {"features": {"fare": {"method": "psi", "threshold": math.inf}}}}, r"drift\.features\.fare: threshold"),
     ({"drift": {"features": {"fare": {"method": "kl"}}}}, r"drift\.features\.fare: unknown drift method 'kl'"),
-    ({"evaluation": {"min_auc": 1.5}}, r"evaluation\.min_auc must be between 0\.0 and 1\.0"),
-    ({"evaluation": {"max_auc_drop": -0.1}}, r"evaluation\.max_auc_drop must be between"),
-    ({"training": {"learning_rate": 0}}, r"training\.learning_rate must be between"),
-    ({"training": {"batch_size": 0}}, r"training\.batch_size must be between"),
+    ({"evaluation": {"metrics": {"AUC": {"baseline_tolerance": -0.1}}}},
+     r"evaluation\.metrics\.AUC\.baseline_tolerance must be >= 0"),
+    ({"evaluation": {"metrics": {"AUC": {"min": 0.9, "max": 0.8}}}}, r"evaluation\.metrics\.AUC: min 0\.9 is above max"),
+    ({"evaluation": {"min_slice_examples": -1}}, r"evaluation\.min_slice_examples must be between 0"),
+    ({"training": {"custom_config": [32, 16]}}, r"training\.custom_config must be a mapping"),
+    ({"training": {"train_steps": 0}}, r"training\.train_steps must be between"),
     ({"retrain": {"every_spans": 0}}, r"retrain\.every_spans must be between 1"),
     ({"retrain": {"min_spans_between": -1}}, r"retrain\.min_spans_between must be between 0"),
     ({"retrain": {"policy": "sometimes"}}, r"retrain\.policy must be one of"),
     ({"retrain": {"trigger_severity": "fatal"}}, r"retrain\.trigger_severity must be one of"),
     ({"alerts": {"rules": {"feature_psi": {"threshold": 0}}}}, r"alerts\.rules\.feature_psi\.threshold must be > 0"),
-    ({"alerts": {"rules": {"accuracy_drop": {"threshold": 1.5}}}}, r"alerts\.rules\.accuracy_drop\.threshold must be > 0 and < 1"),
+    ({"alerts": {"rules": {"metric_drop": {"threshold": 1.5}}}}, r"alerts\.rules\.metric_drop\.threshold must be > 0 and < 1"),
     ({"alerts": {"rules": {"skew": {"threshold": 0.1}}}}, r"alerts\.rules\.skew\.threshold: unknown key"),
     ({"alerts": {"delivery": {"timeout_seconds": 0}}}, r"alerts\.delivery\.timeout_seconds must be > 0"),
     ({"alerts": {"delivery": {"timeout_seconds": -1}}}, r"alerts\.delivery\.timeout_seconds must be > 0"),
@@ -56,25 +59,25 @@ BAD = [
     ({"alerts": {"sinks": [{"type": "email", "sender": "a@b.c", "to": ["d@e.f"], "port": 70000}]}},
      r"alerts\.sinks\[0\]\.port must be in 1\.\.65535"),
     # folders
-    ({"runs_dir": ""}, r"runs_dir must be a folder path \(not empty"),
-    ({"data_root": "data\0taxi"}, r"data_root must be a folder path .*no NUL byte"),
+    ({"runs": ""}, r"runs must be a folder path \(not empty"),
+    ({"data": {"root": "data\0taxi"}}, r"data\.root must be a folder path .*no NUL byte"),
 ]
 
 
 @pytest.mark.parametrize("data, message", BAD, ids=[json.dumps(d)[:60] for d, _ in BAD])
 def test_bad_config_names_the_key(tmp_path, data, message):
     path = tmp_path / "bad.json"
-    path.write_text(json.dumps({**data, "runs_dir": data.get("runs_dir", str(tmp_path / "runs"))}))
+    path.write_text(json.dumps(taxi_config(**{"runs": str(tmp_path / "runs"), **data})))
     with pytest.raises(config_lib.ConfigError, match=message) as caught:
         config_lib.load(path)
     assert str(caught.value).startswith(f"{path}: "), "the message names the config file"
     assert not (tmp_path / "runs").exists()
 
 
-def test_a_rejected_literal_secret_is_not_repeated():
+def test_a_rejected_literal_secret_is_not_repeated(tmp_path):
     secret = "https://hooks.example/T0/B0/s3cr3t-token"
     with pytest.raises(config_lib.ConfigError) as caught:
-        config_lib.from_dict({"alerts": {"sinks": [{"type": "slack", "url_env": secret}]}})
+        config_lib.from_dict(taxi_config(alerts={"sinks": [{"type": "slack", "url_env": secret}]}), tmp_path)
     assert "the NAME of an environment variable" in str(caught.value)
     assert "s3cr3t" not in str(caught.value)
 
@@ -84,8 +87,8 @@ COMMANDS = [("run",), ("train", "--spans", "1"), ("check", "--span", "1"), ("dat
 
 @pytest.mark.parametrize("args", COMMANDS, ids=[a[0] for a in COMMANDS])
 def test_a_missing_schema_version_stops_every_command_before_work(tmp_path, args):
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(f"schema_version: 7\nruns_dir: {tmp_path / 'runs'}\nfirst_spans: [1]\nreplay_spans: []\n")
+    cfg = write_config(tmp_path / "c.json", schema_version=7, runs=str(tmp_path / "runs"), first_spans=[1],
+                       replay_spans=[])
     proc = run_cli(*args, config=cfg, timeout=120)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert (f"schema version 7 not found (config key schema_version): {REPO}/schemas/taxi/v7/schema.pbtxt "
@@ -94,8 +97,11 @@ def test_a_missing_schema_version_stops_every_command_before_work(tmp_path, args
 
 
 def test_a_bad_threshold_in_yaml_stops_run_naming_file_and_key(tmp_path):
+    import yaml
+
     cfg = tmp_path / "prod.yaml"
-    cfg.write_text(f"runs_dir: {tmp_path / 'runs'}\nalerts:\n  delivery:\n    timeout_seconds: 0\n")
+    cfg.write_text(yaml.safe_dump(taxi_config(runs=str(tmp_path / "runs"),
+                                              alerts={"delivery": {"timeout_seconds": 0}})))
     proc = run_cli("run", config=cfg, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip() == (f"error: {cfg}: alerts.delivery.timeout_seconds must be > 0 and <= 300, "

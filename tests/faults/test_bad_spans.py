@@ -117,8 +117,8 @@ def test_text_in_a_numeric_column_names_the_column(text_hours):
 
 
 def test_data_validate_rejects_text_in_a_numeric_column(text_hours):
-    cfg = write_config(text_hours / "c.json", data_root=str(text_hours / "data"),
-                       runs_dir=str(text_hours / "runs"))
+    cfg = write_config(text_hours / "c.json", data={"root": str(text_hours / "data")},
+                       runs=str(text_hours / "runs"))
     proc = run_cli("data", "validate", config=cfg)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "span  5  FAILED" in proc.stdout
@@ -134,11 +134,13 @@ def test_files_of_one_span_must_share_a_header(tmp_path):
 
 
 def test_missing_and_empty_span_folders(tmp_path):
-    (tmp_path / "span-2").mkdir()
-    with pytest.raises(spanfiles.SpanFileError, match=r"span\(s\) 3, 4 not found under .* \(available: 2\)"):
+    _span(tmp_path, 2, (HEADER + ROWS).encode())
+    with pytest.raises(spanfiles.SpanFileError, match=r"span\(s\) 3, 4 not found under .* \(data.pattern "
+                                                      r"'span-\{SPAN\}/\*'; available: 2\)"):
         spanfiles.validate_spans(tmp_path, [2, 3, 4])
-    with pytest.raises(spanfiles.SpanFileError, match=r"span 2: folder .*span-2 has no data files"):
-        spanfiles.validate_spans(tmp_path, [2])
+    (tmp_path / "span-5").mkdir()
+    with pytest.raises(spanfiles.SpanFileError, match=r"span 5: folder .*span-5 has no data files"):
+        spanfiles.validate_spans(tmp_path, [2, 5])
     (tmp_path / "span-2" / "nested").mkdir()
     with pytest.raises(spanfiles.SpanFileError, match=r"span 2: .*nested is a folder"):
         spanfiles.validate_spans(tmp_path, [2])
@@ -155,8 +157,8 @@ ENTRY_POINTS = [
 @pytest.fixture
 def ragged_workspace(tmp_path):
     _span(tmp_path / "data", 1, (HEADER + ROWS + "3.5,9\n").encode())
-    cfg = write_config(tmp_path / "c.json", data_root=str(tmp_path / "data"), runs_dir=str(tmp_path / "runs"),
-                       schema_root=str(REPO / "schemas" / "taxi"), first_spans=[1], replay_spans=[])
+    cfg = write_config(tmp_path / "c.json", data={"root": str(tmp_path / "data")}, runs=str(tmp_path / "runs"),
+                       schemas=str(REPO / "schemas"), first_spans=[1], replay_spans=[])
     return tmp_path, cfg
 
 
@@ -183,7 +185,7 @@ def used_span(tmp_path):
     runs = tmp_path / "runs"
     [info] = spanfiles.validate_spans(data, [1])
     state.record_fingerprints(runs, {1: info.fingerprint()}, "check")
-    cfg = write_config(tmp_path / "c.json", data_root=str(data), runs_dir=str(runs),
+    cfg = write_config(tmp_path / "c.json", data={"root": str(data)}, runs=str(runs),
                        first_spans=[1], replay_spans=[])
     return tmp_path, cfg
 

@@ -69,7 +69,7 @@ def test_outbox_on_a_full_disk_loses_no_alert_and_delivers_once_later(tmp_path):
     alerts = [Alert(rule="feature_psi", severity="critical", title=f"taxi span {s}: PSI", summary="s",
                     labels={"span": str(s)}, dedup_key=f"taxi/span-{s}/feature_psi") for s in (3, 4)]
     assert box.enqueue(alerts, ["jsonl"]) == 2
-    cfg = write_config(tmp_path / "c.json", runs_dir=str(runs))
+    cfg = write_config(tmp_path / "c.json", runs=str(runs))
 
     proc = cli("alerts", "deliver", config=cfg, fsize=1024)   # the WAL's first page is 4 kB
     assert proc.returncode == 2, proc.stdout + proc.stderr
@@ -91,7 +91,7 @@ def test_check_and_run_name_the_outbox_when_alerts_cannot_be_queued(tmp_path):
     runs = tmp_path / "runs"
     runs.mkdir()
     (runs / "alerts").write_text("a file where the outbox folder goes\n")      # ENOTDIR / EEXIST
-    cfg = write_config(tmp_path / "c.json", runs_dir=str(runs))
+    cfg = write_config(tmp_path / "c.json", runs=str(runs))
     code = ("import sys; from pipeline import cli, config; from driftguard.components.alerts import Alert; "
             "cfg = config.load(sys.argv[1]); "
             "alert = Alert(rule='feature_psi', severity='critical', title='t', summary='s', labels={}, "
@@ -117,7 +117,7 @@ def test_state_file_is_kept_whole_when_the_disk_fills(tmp_path):
     [info] = spanfiles.validate_spans(data, [2])
     state.record_fingerprints(runs, {2: info.fingerprint()}, "check")
     before = (runs / "state.json").read_bytes()
-    cfg = write_config(tmp_path / "c.json", data_root=str(data), runs_dir=str(runs))
+    cfg = write_config(tmp_path / "c.json", data={"root": str(data)}, runs=str(runs))
 
     proc = cli("check", "--span", 1, config=cfg, fsize=len(before) + 100)   # the new file is larger
     assert proc.returncode == 2, proc.stdout + proc.stderr
@@ -132,7 +132,7 @@ def test_runs_folder_under_a_file_is_named(tmp_path):
     data = tmp_path / "data"
     shutil.copytree(DATA / "span-1", data / "span-1")
     (tmp_path / "not-a-folder").write_text("x")
-    cfg = write_config(tmp_path / "c.json", data_root=str(data), runs_dir=str(tmp_path / "not-a-folder" / "runs"))
+    cfg = write_config(tmp_path / "c.json", data={"root": str(data)}, runs=str(tmp_path / "not-a-folder" / "runs"))
     proc = cli("check", "--span", 1, config=cfg)
     assert proc.returncode == 2
     assert proc.stderr.strip() == (f"error: cannot lock the runs folder {tmp_path / 'not-a-folder' / 'runs'}: "
@@ -141,7 +141,7 @@ def test_runs_folder_under_a_file_is_named(tmp_path):
 
 def test_alert_log_on_a_full_device_keeps_the_alert_pending(tmp_path):
     """A JSON-lines sink on /dev/full (ENOSPC): `alerts test` says which sink failed and why."""
-    cfg = write_config(tmp_path / "c.json", runs_dir=str(tmp_path / "runs"),
+    cfg = write_config(tmp_path / "c.json", runs=str(tmp_path / "runs"),
                        alerts={"sinks": [{"type": "jsonl", "name": "full", "path": "/dev/full"},
                                          {"type": "jsonl", "name": "ok", "path": "ok.jsonl"}]})
     proc = cli("alerts", "test", config=cfg)
@@ -171,7 +171,7 @@ def test_an_outbox_that_is_not_a_database_is_named(tmp_path):
     runs = tmp_path / "runs"
     (runs / "alerts").mkdir(parents=True)
     (runs / "alerts" / "outbox.sqlite").write_bytes(b"not an sqlite file\n" * 100)
-    cfg = write_config(tmp_path / "c.json", runs_dir=str(runs))
+    cfg = write_config(tmp_path / "c.json", runs=str(runs))
     for args in (("status",), ("alerts", "list")):
         proc = cli(*args, config=cfg)
         assert proc.returncode == 2, proc.stdout + proc.stderr

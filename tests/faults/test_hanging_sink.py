@@ -47,7 +47,7 @@ def _sinks(http_url_env: str, smtp_port: int):
 
 
 def _alerts_test(tmp_path, sinks, env):
-    cfg = write_config(tmp_path / "c.json", runs_dir=str(tmp_path / "runs"),
+    cfg = write_config(tmp_path / "c.json", runs=str(tmp_path / "runs"),
                        alerts={"sinks": sinks, "delivery": {"timeout_seconds": TIMEOUT}})
     t0 = time.monotonic()
     proc = run_cli("alerts", "test", config=cfg, env=env, timeout=120)
@@ -101,7 +101,7 @@ def test_the_check_goes_on_the_alert_stays_queued_then_is_delivered_once(tmp_pat
     hanging = servers(Hanging)
     monkeypatch.setenv("T_HOOK_URL", hanging.url("/hook"))
     cfg = config.load(write_config(
-        tmp_path / "c.json", runs_dir=str(tmp_path / "runs"),
+        tmp_path / "c.json", runs=str(tmp_path / "runs"),
         alerts={"sinks": [{"type": "webhook", "url_env": "T_HOOK_URL"}],
                 "delivery": {"timeout_seconds": TIMEOUT, "backoff_seconds": 0}}))
     alert = Alert(rule="feature_psi", severity="critical", title="taxi span 8: fare PSI 0.31 > 0.2",

@@ -13,7 +13,7 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
-from helpers import REPO, tree_digest, write_config
+from helpers import REPO, taxi_config, tree_digest, write_config
 from driftguard.pipeline import cli
 from driftguard.pipeline import config as config_lib
 
@@ -21,17 +21,17 @@ ESCAPES = ["../x", "/etc", "a/b", "..", "taxi\0", "", "taxi/../../x", "C:\\x"]
 
 
 @pytest.mark.parametrize("name", ESCAPES)
-def test_model_name_must_be_a_plain_folder_name(name):
+def test_model_name_must_be_a_plain_folder_name(tmp_path, name):
     with pytest.raises(config_lib.ConfigError, match=r"^model_name must match .* \(a plain folder name\)"):
-        config_lib.from_dict({"model_name": name})
+        config_lib.from_dict(taxi_config(model_name=name), tmp_path)
 
 
 @pytest.mark.parametrize("version, message", [("../v1", "must be an integer"), ("v2", "must be an integer"),
                                               (0, "must be between 1"), (-1, "must be between 1"),
                                               (2.0, "must be an integer")])
-def test_schema_version_is_a_number(version, message):
+def test_schema_version_is_a_number(tmp_path, version, message):
     with pytest.raises(config_lib.ConfigError, match=f"^schema_version {message}"):
-        config_lib.from_dict({"schema_version": version})
+        config_lib.from_dict(taxi_config(schema_version=version), tmp_path)
 
 
 @pytest.mark.parametrize("path, message", [
@@ -41,14 +41,14 @@ def test_schema_version_is_a_number(version, message):
     ("alerts\0.jsonl", r"must not contain a NUL byte"),
     ("logs/", r"names a folder, not a file"),
 ])
-def test_alert_log_path_stays_in_the_runs_folder(path, message):
+def test_alert_log_path_stays_in_the_runs_folder(tmp_path, path, message):
     with pytest.raises(config_lib.ConfigError, match=r"^alerts\.sinks\[0\]\.path" + r".*" + message):
-        config_lib.from_dict({"alerts": {"sinks": [{"type": "jsonl", "path": path}]}})
+        config_lib.from_dict(taxi_config(alerts={"sinks": [{"type": "jsonl", "path": path}]}), tmp_path)
 
 
 def test_alert_log_paths_that_stay_inside_or_are_explicitly_absolute_are_accepted(tmp_path):
     for path in ("alerts.jsonl", "alerts/drift.jsonl", str(tmp_path / "elsewhere.jsonl")):
-        cfg = config_lib.from_dict({"alerts": {"sinks": [{"type": "jsonl", "path": path}]}})
+        cfg = config_lib.from_dict(taxi_config(alerts={"sinks": [{"type": "jsonl", "path": path}]}), tmp_path)
         assert cfg.alerts_settings.sinks[0].path == path
 
 
@@ -60,7 +60,7 @@ def registry(tmp_path):
     pending.mkdir(parents=True)
     (pending / "profile.json").write_text(json.dumps({"spans": [1, 2]}))
     (tmp_path / "outside").mkdir()
-    return tmp_path, write_config(tmp_path / "c.json", runs_dir=str(runs))
+    return tmp_path, write_config(tmp_path / "c.json", runs=str(runs))
 
 
 @pytest.mark.parametrize("command", ["approve", "reject"])
@@ -76,14 +76,14 @@ def test_candidate_ids_cannot_leave_the_registry(registry, command, candidate):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["check", "--span", "../x"], "'../x' is not a valid integer"),
-    (["check", "--span", "-1"], "--span must be a span number >= 0, got -1"),
-    (["train", "--spans", "../1"], "invalid span list '../1'"),
-    (["run", "--spans", "/etc"], "invalid span list '/etc'"),
-    (["schema", "new-version", "--from-span", "1/.."], "'1/..' is not a valid integer"),
+    (["check", "--span", "../x"], "--span: span '../x' is not a span number"),
+    (["check", "--span", "-1"], "--span: span '-1' is not a span number"),
+    (["train", "--spans", "../1"], "span '../1' is not a span number"),
+    (["run", "--spans", "/etc"], "span '/etc' is not a span number"),
+    (["schema", "new-version", "--from-span", "1/.."], "span '1/..' is not a span number"),
 ])
 def test_span_arguments_are_numbers(tmp_path, args, message):
-    cfg = write_config(tmp_path / "c.json", runs_dir=str(tmp_path / "runs"))
+    cfg = write_config(tmp_path / "c.json", runs=str(tmp_path / "runs"))
     result = CliRunner().invoke(cli.main, ["--config", str(cfg)] + args)
     assert result.exit_code == 2, result.output
     assert message in result.stderr

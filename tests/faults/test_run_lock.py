@@ -36,7 +36,7 @@ def runs_folder(tmp_path):
     data = tmp_path / "data"
     shutil.copytree(DATA / "span-1", data / "span-1")
     runs = tmp_path / "runs"
-    cfg = write_config(tmp_path / "c.json", data_root=str(data), runs_dir=str(runs),
+    cfg = write_config(tmp_path / "c.json", data={"root": str(data)}, runs=str(runs),
                        first_spans=[1], replay_spans=[])
     return tmp_path, runs, cfg
 

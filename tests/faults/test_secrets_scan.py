@@ -77,7 +77,7 @@ def _alert_flow(runs: pathlib.Path, tmp_path: pathlib.Path, outputs: Outputs,
                "T_SLACK_URL": slack.url(f"/services/T0/B0/{m['slack']}"),
                "T_AM_URL": f"http://am:{m['am']}@127.0.0.1:{am.port}",
                "T_SMTP_USER": "bot", "T_SMTP_PASSWORD": m["smtp"] + "-wrong"}
-        cfg = write_config(tmp_path / "secrets.json", runs_dir=str(runs), data_root=str(data_root),
+        cfg = write_config(tmp_path / "secrets.json", runs=str(runs), data={"root": str(data_root)},
                            first_spans=[1, 2], replay_spans=[], alerts={
                                "sinks": [{"type": "jsonl"},
                                          {"type": "webhook", "url_env": "T_HOOK_URL", "hmac_secret_env": "T_HOOK_SECRET"},

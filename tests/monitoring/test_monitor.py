@@ -95,7 +95,7 @@ def runs_folder(root: pathlib.Path, first_push, name: str, **monitor) -> pathlib
     (runs / "serving").mkdir(parents=True)
     os.symlink(first_push["registry"], runs / "serving" / "taxi")
     settings = {"window": WINDOW, "step": STEP, **monitor}
-    return make_config(root / name, "cfg", runs_dir=str(runs), monitor=settings)
+    return make_config(root / name, "cfg", runs=str(runs), monitor=settings)
 
 
 def load(cfg_path):

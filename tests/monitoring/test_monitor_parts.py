@@ -276,7 +276,9 @@ def _bare_monitor(tmp_path, **settings):
     from driftguard.monitoring import monitor as monitor_lib
 
     (tmp_path / "logs").mkdir(exist_ok=True)
-    cfg = config_lib.load(None, {"runs_dir": str(tmp_path / "runs"), "monitor": settings})
+    from helpers import write_config
+
+    cfg = config_lib.load(write_config(tmp_path / "c.json", runs=str(tmp_path / "runs"), monitor=settings))
     return lambda: monitor_lib.Monitor(cfg, logs=tmp_path / "logs", state=tmp_path / "state")
 
 
@@ -395,14 +397,15 @@ def test_metrics_refuse_a_public_address_without_a_token_and_check_it_with_one()
     ({"window": 1000, "step": 2000}, r"monitor\.step must be between 0 and 1000"),
     ({"windw": 1000}, r"unknown config key 'monitor\.windw'"),
     ({"max_false_alerts_per_100k": 0}, r"monitor\.max_false_alerts_per_100k must be between"),
-    ({"label_fn": "labels"}, r"monitor\.label_fn must be a dotted path"),
+    ({"label_fn": "labels"}, r"config key 'monitor\.label_fn' moved: it is now model\.label\.fn"),
     ({"stream_features": "fare"}, r"monitor\.stream_features must be a list"),
 ])
 def test_monitor_config_errors_name_the_key(tmp_path, monitor, message):
     from driftguard.pipeline import config as config_lib
 
-    path = tmp_path / "c.json"
-    path.write_text(json.dumps({"monitor": monitor}))
+    from helpers import write_config
+
+    path = write_config(tmp_path / "c.json", monitor=monitor)
     with pytest.raises(config_lib.ConfigError, match=message):
         config_lib.load(path)
 

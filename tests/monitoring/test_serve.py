@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 
 from driftguard.components.registry_pusher import registry as registry_lib
-from helpers import REPO
+from helpers import REPO, write_config
 from driftguard.monitoring import predictlog
 
 tfx = pytest.mark.tfx   # needs the session's trained model (first_push)
@@ -69,8 +69,7 @@ def server_process(first_push, tmp_path_factory):
     registry = root / "runs" / "serving" / "taxi"
     registry.mkdir(parents=True)
     shutil.copytree(first_push["registry"] / "1", registry / "1")
-    cfg = root / "serve.json"
-    cfg.write_text(json.dumps({"runs_dir": str(root / "runs")}))
+    cfg = write_config(root / "serve.json", runs=str(root / "runs"))
     token = secrets.token_hex(16)
     stderr_path = root / "serve.stderr"
     with open(stderr_path, "w") as err:
@@ -313,8 +312,7 @@ def test_bearer_token_is_required_and_never_echoed(server):
 
 def test_refused_starts_say_why(tmp_path):
     """Non-loopback bind without a token, a token variable that is unset, an empty registry."""
-    cfg = tmp_path / "c.json"
-    cfg.write_text(json.dumps({"runs_dir": str(tmp_path / "runs")}))
+    cfg = write_config(tmp_path / "c.json", runs=str(tmp_path / "runs"))
     cmd = [sys.executable, "-m", "driftguard.pipeline.cli", "--config", str(cfg), "serve", "--port", "0"]
     proc = subprocess.run(cmd + ["--host", "0.0.0.0"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2

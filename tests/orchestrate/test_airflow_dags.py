@@ -33,8 +33,8 @@ def scenario(first_push, workspace, tmp_path_factory):
     data = root / "data"
     for s in (1, 2, 7):
         shutil.copytree(workspace / "data" / f"span-{s}", data / f"span-{s}")
-    cfg = make_config(root, "airflow", data_root=str(data), schema_root=str(workspace / "schemas" / "taxi"),
-                      runs_dir=str(runs), training={"train_steps": 60},
+    cfg = make_config(root, "airflow", data={"root": str(data)}, schema_root=str(workspace / "schemas" / "taxi"),
+                      runs=str(runs), training={"train_steps": 60},
                       evaluation={"max_auc_drop": 1.0})   # bless any candidate above min_auc
     home = root / "airflow-home"
     home.mkdir()

@@ -8,7 +8,7 @@ from orchestrate_cli import invoke
 
 
 def test_compile_airflow_writes_a_dag_file_that_names_the_config(tmp_path):
-    cfg = write_config(tmp_path / "prod.json", model_name="taxi", runs_dir=str(tmp_path / "runs"))
+    cfg = write_config(tmp_path / "prod.json", model_name="taxi", runs=str(tmp_path / "runs"))
     dags = tmp_path / "dags"
     result = invoke("--config", cfg, "compile", "--target", "airflow", "--dags-folder", dags, "--schedule", "0 6 * * *")
     assert result.exit_code == 0, result.output
@@ -25,9 +25,9 @@ def test_compile_airflow_writes_a_dag_file_that_names_the_config(tmp_path):
 def test_compile_airflow_needs_a_dags_folder_and_a_valid_config(tmp_path):
     result = invoke("compile", "--target", "airflow")
     assert result.exit_code == 2 and "--dags-folder" in result.output
-    bad = write_config(tmp_path / "bad.json", evaluation={"min_auc": 3})
+    bad = write_config(tmp_path / "bad.json", evaluation={"metrics": {"AUC": {"min": "0.7"}}})
     result = invoke("--config", bad, "compile", "--target", "airflow", "--dags-folder", tmp_path / "d")
-    assert result.exit_code == 2 and "evaluation.min_auc" in result.output
+    assert result.exit_code == 2 and "evaluation.metrics.AUC.min must be a number" in result.output
     assert not (tmp_path / "d").exists()
 
 

@@ -78,8 +78,12 @@ def test_trigger_posts_a_dag_run_with_basic_auth_from_env(airflow):
     assert "s3cret" not in result.output
 
 
-def test_trigger_defaults_to_the_configs_training_dag(airflow):
-    result = invoke("trigger", "--airflow", airflow.url, "--conf", '{"note": "drift seen upstream"}', env=ENV)
+def test_trigger_defaults_to_the_configs_training_dag(airflow, tmp_path):
+    from helpers import write_config
+
+    cfg = write_config(tmp_path / "c.json")
+    result = invoke("--config", cfg, "trigger", "--airflow", airflow.url, "--conf", '{"note": "drift seen upstream"}',
+                    env=ENV)
     assert result.exit_code == 0, result.output
     assert airflow.requests[0]["path"] == "/api/v1/dags/taxi-training/dagRuns"
     assert json.loads(airflow.requests[0]["body"]) == {"conf": {"note": "drift seen upstream"}}

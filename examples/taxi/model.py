@@ -1,4 +1,9 @@
-"""Transform and Trainer module for the taxi "big tipper" model.
+"""The taxi "big tipper" model: the module of driftguard's taxi example (TFX's module_file).
+
+A driftguard project's model module is what a TFX pipeline's module_file is: ``preprocessing_fn``
+for Transform and ``run_fn`` for Trainer. driftguard adds one optional function, ``labels``,
+which computes the label from raw rows (a ``pyarrow.Table``) when the label is not a raw column:
+the span check and the live monitor use it for realized accuracy. driftguard.yaml names them.
 
 The label is ``big_tipper``: the tip is more than 20 % of the fare (as in the TFX taxi
 example). It is derived from the raw ``tips`` column, which exists only in the TRAINING
@@ -10,7 +15,9 @@ Exported signatures:
   * ``transform_features``: serialized ``tf.Example`` -> transformed features and label,
     used by TFMA to evaluate on raw examples.
 
-TFX loads this file by path in Transform and Trainer, so it only imports what the image has.
+Training settings come from ``training.custom_config`` in driftguard.yaml (batch_size,
+hidden_units, learning_rate); driftguard adds ``warm_start_from`` (a SavedModel folder) for
+the online retraining policy.
 """
 from __future__ import annotations
 
@@ -26,7 +33,7 @@ import tf_keras as keras  # noqa: E402  (TFT's transform layer needs Keras 2)
 
 LABEL_SOURCE = "tips"
 LABEL_KEY = "big_tipper"
-from driftguard.pipeline.taxi_labels import BIG_TIP_SHARE  # noqa: E402  (one definition of the label)
+BIG_TIP_SHARE = 0.2      # big_tipper: tips > BIG_TIP_SHARE * fare
 
 # log1p then z-score: fare, miles and seconds are heavy-tailed (fare up to 700, miles 1,710).
 DENSE_FLOAT_FEATURES = ["fare", "trip_miles", "trip_seconds"]
@@ -210,3 +217,22 @@ def run_fn(fn_args) -> None:
         "transform_features": _transform_signature(model, tf_transform_output),
     }
     model.save(fn_args.serving_model_dir, save_format="tf", signatures=signatures)
+
+
+def labels(table):
+    """The label from raw rows (a ``pyarrow.Table``): 1.0 big tipper, 0.0 not, NaN no tip
+    recorded; None before labels arrive (no ``tips`` column). The same rule as preprocessing_fn."""
+    import numpy as np
+    import pyarrow as pa
+
+    if "tips" not in table.column_names:
+        return None
+
+    def floats(name):
+        return table.column(name).cast(pa.float64()).to_numpy()
+
+    tips = floats("tips")
+    fare = np.nan_to_num(floats("fare"), nan=0.0) if "fare" in table.column_names else np.zeros(len(tips))
+    out = (tips > BIG_TIP_SHARE * fare).astype(float)
+    out[np.isnan(tips)] = np.nan
+    return out

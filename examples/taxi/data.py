@@ -1,4 +1,6 @@
-"""Time-ordered spans of the Chicago taxi data that ships inside the tfx wheel.
+"""The taxi example's data: time-ordered spans of the Chicago taxi trips in the tfx wheel.
+
+``driftguard init DIR --example taxi`` calls :func:`write_spans` to fill ``DIR/data/taxi``.
 
 The source CSV (15,002 trips, 2013-2016) is split by calendar quarter of ``trip_start_timestamp``
 into ``<out>/span-<N>/data.csv`` (N = 1 for 2013Q1 ... 16 for 2016Q4), which ExampleGen reads
@@ -82,20 +84,13 @@ def file_sha256(path: os.PathLike) -> str:
     return h.hexdigest()
 
 
-def available_spans(data_root: os.PathLike) -> List[int]:
-    """Span numbers present under ``data_root`` (folders named ``span-<N>``), sorted."""
-    root = pathlib.Path(data_root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"data folder {root} does not exist")
-    spans = []
-    for child in root.iterdir():
-        if child.is_dir() and child.name.startswith("span-") and child.name[5:].isdigit():
-            spans.append(int(child.name[5:]))
-    return sorted(spans)
-
-
 def load_manifest(data_root: os.PathLike) -> Dict[int, Dict]:
     path = pathlib.Path(data_root) / MANIFEST
     if not path.exists():
         return {}
     return {int(r["span"]): r for r in json.loads(path.read_text())}
+
+
+def write_spans(out_dir: os.PathLike) -> List[Dict]:
+    """What ``driftguard init --example taxi`` runs (the example's data writer)."""
+    return write_taxi_spans(out_dir)

@@ -1,0 +1,1 @@
+"""Example projects shipped with driftguard (`driftguard init DIR --example NAME`)."""

@@ -1,0 +1,1 @@
+"""The taxi example: a binary classifier of big tippers, quarterly CSV spans."""
