@@ -28,7 +28,8 @@ def loop(first_push, workspace):
     shutil.copytree(workspace / "runs", runs, ignore=shutil.ignore_patterns("state.json", "alerts*", "outbox*"))
     receiver = Receiver()
     cfg = make_config(workspace, "loop", runs=str(runs),
-                      evaluation={"max_auc_drop": 1.0},  # bless any candidate above min_auc
+                      # bless any candidate above AUC 0.7, whatever the serving model's AUC
+                      evaluation={"metrics": {"AUC": {"min": 0.7, "baseline_tolerance": 1.0}}},
                       retrain={"require_approval": True},
                       alerts={"sinks": [{"type": "jsonl"},
                                         {"type": "webhook", "url_env": "DG_TEST_WEBHOOK",
@@ -54,7 +55,7 @@ def test_run_prints_one_row_per_span_and_records_state(loop):
     assert [r["span"] for r in rows] == [7, 8]
     assert rows[0]["decision"]["retrain"] is False and rows[1]["decision"]["retrain"] is True
     assert rows[1]["decision"]["spans"] == [7, 8]
-    assert rows[1]["realized_accuracy"] is not None and rows[1]["estimated_accuracy"] is not None
+    assert rows[1]["metric"] == "accuracy" and rows[1]["realized"] is not None and rows[1]["estimated"] is not None
 
 
 def test_critical_alerts_reach_the_webhook_and_all_alerts_the_log(loop):

@@ -37,7 +37,7 @@ def _artifact_properties(config_path, report_dir):
     from ml_metadata import metadata_store
     from ml_metadata.proto import metadata_store_pb2
 
-    runs = pathlib.Path(json.loads(pathlib.Path(config_path).read_text())["runs_dir"])
+    runs = pathlib.Path(json.loads(pathlib.Path(config_path).read_text())["runs"])
     conn = metadata_store_pb2.ConnectionConfig()
     conn.sqlite.filename_uri = str(runs / "metadata.sqlite")
     conn.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
@@ -56,6 +56,11 @@ def test_span_from_the_training_window_does_not_drift(checks, first_push):
     assert report["features"]["fare"]["scores"]["psi"] >= 0
     assert report["not_compared"]["trip_start_timestamp"] == "excluded by configuration"
     assert "tips" not in report["features"]  # the label is not a SERVING feature
+    # integer codes the schema marks categorical are compared as categories, as are the
+    # community areas the taxi config declares categorical (floats in the CSV)
+    for name in ("trip_start_hour", "trip_start_day", "pickup_community_area", "dropoff_community_area"):
+        assert report["features"][name]["kind"] == "categorical", name
+    assert report["features"]["fare"]["kind"] == "numeric"
     assert report["rows"]["current"]["rows"] == 1000
     assert "retrain gate (triggered): no -- no critical alert" in proc.stdout
     props = _artifact_properties(first_push["config"], report["report_dir"])
@@ -89,20 +94,24 @@ def test_human_readable_output_names_the_drifted_feature_and_the_model(checks):
     out = proc.stdout
     assert "span 8 vs version 1 (trained on spans 1, 2): DRIFT: fare psi=" in out
     assert "\nfare " in out and "DRIFT" in out            # the feature table
-    assert "accuracy: estimated 0." in out and "realized 0." in out
+    assert "model: accuracy 0." in out and "estimated 0." in out
     assert "ALERT [critical]" in out and "PSI" in out     # fare's PSI is far above 0.2
-    assert "retrain gate (triggered): RETRAIN on spans 7,8" in out
+    assert "retrain gate (triggered): RETRAIN on spans 7, 8" in out
 
 
 def test_monitor_reports_accuracy_and_prediction_logs(checks, first_push):
     proc, report = checks[7]
-    runs = pathlib.Path(json.loads(pathlib.Path(first_push["config"]).read_text())["runs_dir"])
+    runs = pathlib.Path(json.loads(pathlib.Path(first_push["config"]).read_text())["runs"])
     [monitor_dir] = [p for p in (runs / "pipelines" / "taxi-check" / "PredictionMonitor" / "model_monitor").iterdir()
                      if json.loads((p / "monitor.json").read_text())["span"] == 7]
     monitor = json.loads((monitor_dir / "monitor.json").read_text())
     assert monitor["status"] == "monitored" and monitor["model_version"] == 1
-    assert monitor["rows_total"] == 1000 and monitor["labelled_rows"] == 1000
-    assert 0.7 < monitor["realized_accuracy"] <= 1.0 and 0.7 < monitor["estimated_accuracy"] <= 1.0
+    perf = monitor["performance"]
+    assert monitor["rows_total"] == 1000 and perf["labelled_rows"] == 1000
+    assert perf["task"] == "binary" and perf["metric"] == "accuracy"
+    assert 0.7 < perf["realized"]["accuracy"] <= 1.0 and 0.7 < perf["estimated"]["accuracy"] <= 1.0
+    assert 0.7 < perf["realized"]["auc"] <= 1.0 and 0.7 < perf["baseline"]["accuracy"] <= 1.0
+    assert perf["estimator"].startswith("CBPE") and perf["reference_rows_held_out"] > 0
     assert abs(monitor["prediction"]["psi"]) < 0.1  # same distribution as the training window
     logs = list((monitor_dir / "prediction_logs").glob("*.gz"))
     assert logs, "no PredictionLog files"
@@ -147,7 +156,7 @@ def test_drift_detector_executor_under_multi_processing(checks, first_push, tmp_
     from driftguard.components.drift_detector import executor as detector_executor
     from driftguard.components.drift_detector import spec as detector_spec
 
-    runs = pathlib.Path(json.loads(pathlib.Path(first_push["config"]).read_text())["runs_dir"])
+    runs = pathlib.Path(json.loads(pathlib.Path(first_push["config"]).read_text())["runs"])
     gen_root = runs / "pipelines" / "taxi-check" / "ExampleGen_span8" / "examples"
     [examples_uri] = list(gen_root.iterdir())
     examples = standard_artifacts.Examples()

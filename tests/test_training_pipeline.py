@@ -42,6 +42,17 @@ def test_first_run_pushes_version_1_with_profile(first_push):
     assert "baseline" not in profile["eval_metrics"]
     schema_text = (version / "profile" / "schema.pbtxt").read_text()
     assert 'name: "payment_type"' in schema_text
+    # the reference sample keeps each row's split (the eval rows are held out) and the model's
+    # predictions on it, scored once at push with the serving signature
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    sample = pq.read_table(version / "profile" / "reference_sample" / "sample.parquet")
+    splits = sample.column("__split__").to_pylist()
+    assert set(splits) == {"train", "eval"} and len(splits) == 884 + 1078
+    with np.load(version / "profile" / "reference_sample" / "predictions.npz") as p:
+        assert str(p["task"]) == "binary" and p["value"].shape == (884 + 1078,)
+        assert ((p["value"] >= 0) & (p["value"] <= 1)).all()
 
     from tensorflow_metadata.proto.v0 import statistics_pb2
 
@@ -128,8 +139,8 @@ def test_change_threshold_rejects_a_worse_model_on_beam_runner(first_push, works
     assert first_push["proc"].returncode == 0
     registry = first_push["registry"]
     before = tree_digest(registry)
-    cfg = make_config(workspace, "untrained", evaluation={"min_auc": 0.0},
-                      training={"train_steps": 1, "learning_rate": 1e-6})
+    cfg = make_config(workspace, "untrained", evaluation={"metrics": {"AUC": {"min": 0.0, "baseline_tolerance": 0.01}}},
+                      training={"train_steps": 1, "custom_config": {"learning_rate": 1e-6}})
     proc = run_cli("train", "--spans", "1,2", "--runner", "beam", config=cfg)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "runner beam" in proc.stderr

@@ -128,7 +128,7 @@ class Chain:
         # few training steps give.
         self.config = make_config(root, "faults",
                                   training={"train_steps": 10, "eval_steps": 5},
-                                  evaluation={"min_auc": 0.0})
+                                  evaluation={"metrics": {"AUC": {"min": 0.0}}})
         self.metadata = root / "runs" / "metadata.sqlite"
         self.registry = root / "runs" / "serving" / "taxi"
         self.done: Dict[str, dict] = {}

@@ -44,7 +44,9 @@ DELIVER = textwrap.dedent("""
     cli._setup_logging(cfg.runs_path, "check-span8", verbose=True)
     report = json.loads(open(sys.argv[2]).read())
     alerts = evaluate(cfg.alerts_settings, model="taxi", span=8, drift_report=report,
-                      monitor={"status": "monitored", "baseline_accuracy": 0.9, "realized_accuracy": 0.5})
+                      monitor={"status": "monitored", "performance": {
+                          "task": "binary", "metric": "accuracy", "baseline": {"accuracy": 0.9},
+                          "realized": {"accuracy": 0.5}}})
     print(cli.deliver_alerts(cfg, [a.to_dict() for a in alerts]))
 """)
 

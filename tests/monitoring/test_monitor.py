@@ -42,7 +42,7 @@ def traffic(first_push, workspace):
     import pandas as pd
     import pyarrow as pa
 
-    from driftguard.monitoring.monitor import examples_from_table, predict
+    from driftguard.components.model_io import ModelSpec, Predictor, encode_examples
 
     assert first_push["proc"].returncode == 0, first_push["proc"].stderr[-3000:]
     data = workspace / "data"
@@ -53,8 +53,8 @@ def traffic(first_push, workspace):
     drifted = rows.copy()
     drifted.loc[N_CLEAN:, "fare"] = (drifted.loc[N_CLEAN:, "fare"] * 1.25).round(2)
     served = drifted.drop(columns=["tips"])                     # serving requests carry no label
-    examples = examples_from_table(pa.Table.from_pandas(served, preserve_index=False))
-    prob = predict(first_push["registry"] / "1", examples)
+    examples = encode_examples(pa.Table.from_pandas(served, preserve_index=False))
+    prob = Predictor(first_push["registry"] / "1", ModelSpec()).predict(examples).value
     labels = labels.copy()
     labels[FLIP_FROM:] = 1 - labels[FLIP_FROM:]
     return {"examples": examples, "prob": prob, "labels": labels}
@@ -207,7 +207,7 @@ def test_unchanged_traffic_raises_nothing_then_drift_and_accuracy_drop_are_caugh
     assert fare and fare[0] - N_CLEAN < 1000, fare
     assert any(_last_record(k) == fare[0] and "/dataset_drift" in k for k in keys)
     # flipped labels from 11,500: realized accuracy drop and the error-rate detector
-    drops = sorted(_last_record(k) for k in keys if k.endswith("/accuracy_drop") and _last_record(k) >= FLIP_FROM)
+    drops = sorted(_last_record(k) for k in keys if k.endswith("/metric_drop") and _last_record(k) >= FLIP_FROM)
     errors = sorted(_last_record(k) for k in keys if "/error_rate_change/" in k and _last_record(k) >= FLIP_FROM)
     assert drops and drops[0] < FLIP_FROM + 2 * STEP, drops      # the first label window after the flip
     assert errors and errors[0] < FLIP_FROM + 1000, errors
@@ -302,7 +302,7 @@ def test_tf_serving_logs_without_request_ids(tmp_path, first_push, traffic):
     assert c["without_id"] == n and c["labels_joined"] == 0 and c["label_windows"] == 0
     assert {k: len(v) for k, v in result["pending"].items()} == {"predictions": 0, "labels": n}   # labels wait
     assert any("/feature_psi/fare" in k for k in result["alerts"]), result["alerts"]
-    assert not any("accuracy_drop" in k or "error_rate" in k for k in result["alerts"])
+    assert not any("metric_drop" in k or "error_rate" in k for k in result["alerts"])
 
 
 def test_metrics_endpoint_textfile_and_dashboard(tmp_path, reference_run):
