@@ -96,11 +96,13 @@ def module_file(module: str, project_dir: os.PathLike = "") -> pathlib.Path:
         return path if path.is_absolute() else pathlib.Path(project_dir) / path
     try:
         spec = importlib.util.find_spec(module)
+    except ModuleNotFoundError:
+        spec = None
     except (ImportError, ValueError) as e:
         raise UserCodeError(f"model.module {module!r}: cannot find it: {e}") from None
     if spec is None or not spec.origin or not spec.origin.endswith(".py"):
-        raise UserCodeError(f"model.module {module!r}: no such module on the Python path "
-                            f"(a file path ends with .py: model.py)")
+        raise UserCodeError(f"model.module {module!r}: no such module in the project folder or the installed "
+                            f"packages (a file path ends with .py: model.py)")
     return pathlib.Path(spec.origin)
 
 
@@ -252,6 +254,17 @@ def _as_list_array(column) -> pa.Array:
         column = column.combine_chunks()
     n = len(column)
     t = column.type
+    if pa.types.is_list(t) or pa.types.is_large_list(t):     # several values per row: kept as they are
+        values = column.flatten()
+        vt = values.type
+        target = (pa.float32() if pa.types.is_floating(vt) else pa.int64() if pa.types.is_integer(vt)
+                  else pa.binary())
+        import pyarrow.compute as pc
+
+        lengths = pc.fill_null(pc.list_value_length(column), 0).to_numpy(zero_copy_only=False)
+        offsets = np.zeros(n + 1, np.int32)
+        np.cumsum(lengths, out=offsets[1:])
+        return pa.ListArray.from_arrays(pa.array(offsets), values.cast(target))   # flatten() skips nulls
     if pa.types.is_null(t):
         return pa.ListArray.from_arrays(pa.array(np.zeros(n + 1, np.int32)), pa.array([], pa.float32()))
     valid = np.asarray(column.is_valid(), dtype=bool) if column.null_count else np.ones(n, bool)
@@ -494,8 +507,13 @@ def labels_of(table: pa.Table, spec: ModelSpec) -> Optional[np.ndarray]:
 def encode_labels(raw, spec: ModelSpec, where: str = "label") -> Optional[np.ndarray]:
     """Raw label values (Arrow, numpy or a list) as floats per task (NaN unknown); None if all unknown."""
     if isinstance(raw, (pa.Array, pa.ChunkedArray)):
-        values = raw.to_pylist() if not (pa.types.is_floating(raw.type) or pa.types.is_integer(raw.type)) \
-            else raw.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        if pa.types.is_floating(raw.type) or pa.types.is_integer(raw.type):
+            as_float = raw.cast(pa.float64())
+            if isinstance(as_float, pa.ChunkedArray):
+                as_float = as_float.combine_chunks() if as_float.num_chunks else pa.array([], pa.float64())
+            values = as_float.to_numpy(zero_copy_only=False)     # nulls -> NaN
+        else:
+            values = raw.to_pylist()
     else:
         values = raw
     task = spec.task

@@ -65,7 +65,11 @@ TFMA_METRICS: Dict[str, TfmaMetric] = {
 # than the serving model beyond a small tolerance (and, for a first model, better than chance).
 DEFAULT_EVAL_METRICS: Dict[str, Dict[str, Dict[str, float]]] = {
     BINARY: {"AUC": {"min": 0.5, "baseline_tolerance": 0.01}, "BinaryAccuracy": {}, "ExampleCount": {}},
-    MULTICLASS: {"SparseCategoricalAccuracy": {"baseline_tolerance": 0.01}, "ExampleCount": {}},
+    # min 0: a first model is blessed as it is (a multi-class task has no chance level that
+    # fits every class balance); configure a real floor for your model
+    MULTICLASS: {"SparseCategoricalAccuracy": {"min": 0.0, "baseline_tolerance": 0.01}, "ExampleCount": {}},
+    # no default: what MAE is acceptable depends on the unit of the label (evaluation.metrics must
+    # give a max, or validation says so)
     REGRESSION: {"MeanAbsoluteError": {"baseline_relative_tolerance": 0.02}, "RootMeanSquaredError": {},
                  "ExampleCount": {}},
 }

@@ -316,7 +316,7 @@ def _node_error(cfg: config_lib.Config, node) -> str:
             path = model_io.module_file(cfg.model.module)
         except model_io.ModelIOError:
             path = None
-    frame = model_io.user_frame_from_text(node.error or "", path)
+    frame = model_io.user_frame_from_text((node.traceback or "") + "\n" + (node.error or ""), path)
     if frame:
         text += f"\nin your model module (model.module): {frame}"
     return text

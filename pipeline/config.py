@@ -209,6 +209,13 @@ class EvaluationConfig:
                     tasks_lib.check_eval_metric(task, name, settings, where)
                 except ValueError as e:
                     raise ConfigError(str(e)) from None
+        metrics = self.metrics_for(task)
+        if not any(s.get("min") is not None or s.get("max") is not None for s in metrics.values()):
+            example = {"binary": "AUC: {min: 0.7}", "multiclass": "SparseCategoricalAccuracy: {min: 0.5}",
+                       "regression": "MeanAbsoluteError: {max: 40}"}[task]
+            raise ConfigError(f"{path}.metrics: no metric has a value threshold (min or max). TFMA blesses the "
+                              f"first model on value thresholds alone (there is no blessed baseline to compare "
+                              f"with), so it could never be blessed: give one, e.g. {example}")
         for i, features in enumerate(self.slices):
             if not features or not all(isinstance(f, str) and f for f in features):
                 raise ConfigError(f"{path}.slices[{i}] must be a non-empty list of feature names, got {list(features)!r}")
@@ -468,8 +475,14 @@ class Config:
     def check_module(self) -> pathlib.Path:
         """The model module exists, parses and defines preprocessing_fn, run_fn (and the label
         function): read, not imported, so a typo fails in milliseconds, not after TF starts."""
+        import sys
+
         from driftguard.components import model_io
 
+        if not self.model.is_file and self.project_dir not in sys.path:
+            # an import path is found from the project folder (then the installed packages), as
+            # Python finds a script's modules beside it; TFX's executors import it in this process
+            sys.path.insert(0, self.project_dir)
         try:
             path = model_io.check_module(self.model.module, self.project_dir, ["preprocessing_fn", "run_fn"])
             label_fn = self.model.label.fn

@@ -63,6 +63,16 @@ def module_args(config: Config, fn: str) -> Dict[str, str]:
     return {fn: f"{config.model.module}.{fn}"}
 
 
+def project_facts(config: Config) -> Dict[str, object]:
+    """What a generic model module may want to know about the project, passed to both
+    ``preprocessing_fn(inputs, custom_config)`` and ``run_fn`` (``fn_args.custom_config``) under
+    the key ``"driftguard"``: the task, the classes, the label (its raw column and TFMA key) and
+    the example-weight key. A module written for one dataset can ignore it."""
+    m = config.model
+    return {"task": config.task, "classes": list(config.classes), "label_column": m.label.column,
+            "label_key": m.label.tfma_key, "example_weight_key": m.example_weight_key}
+
+
 def eval_config(config: Config):
     """TFMA's EvalConfig from ``evaluation`` (metrics by class name with value and change
     thresholds, slices) and ``model`` (label, signature, output, weights)."""
@@ -153,8 +163,9 @@ def example_gen(config: Config, span: int, data_root: Optional[str] = None):
         component = tfx.components.ImportExampleGen(**kwargs)
     else:
         from tfx.components.example_gen.component import FileBasedExampleGen
-        from tfx.components.example_gen.custom_executors import parquet_executor
         from tfx.dsl.components.base import executor_spec
+
+        from driftguard.components.example_gen import parquet_executor   # zeros kept (see its doc)
 
         component = FileBasedExampleGen(custom_executor_spec=executor_spec.BeamExecutorSpec(
             parquet_executor.Executor), **kwargs)
@@ -223,10 +234,12 @@ def create_pipeline(config: Config, spans: Sequence[int], *, data_root: Optional
     custom_config = dict(t.custom_config or {})
     if warm_start_from:
         custom_config["warm_start_from"] = str(warm_start_from)
+    custom_config["driftguard"] = project_facts(config)
     with _user_module_packaging(package_user_module):
         # Transform's own pre/post statistics would double its run time; the profile takes the
         # per-span statistics StatisticsGen already computed.
         transform = tfx.components.Transform(examples=examples, schema=schema, disable_statistics=True,
+                                             custom_config={"driftguard": project_facts(config)},
                                              **module_args(config, "preprocessing_fn"))
         trainer = tfx.components.Trainer(
             examples=transform.outputs["transformed_examples"],
@@ -310,7 +323,9 @@ def create_check_pipeline(config: Config, span: int, *, data_root: Optional[str]
                                 features=monitored_features(config) if features is None else list(features),
                                 max_rows=d.max_rows)
     r = config.retrain
-    window = sorted(set(int(s) for s in available_spans) | {span})
+    if not available_spans:
+        available_spans = _available(config, data_root, span)
+    window = sorted(set(int(s) for s in available_spans) | {span}) if available_spans else []
     gate = RetrainGate(drift_report=detector.outputs["drift_report"], model_monitor=monitor.outputs["model_monitor"],
                        registry_dir=str(config.model_registry), span=span, model_name=config.model_name,
                        policy={"policy": r.policy, "every_spans": r.every_spans,
@@ -318,7 +333,8 @@ def create_check_pipeline(config: Config, span: int, *, data_root: Optional[str]
                                "fail_on_severity": config.validation.fail_on_severity,
                                "blocked_spans": sorted(int(s) for s in blocked_spans),
                                "available_spans": window,
-                               "span_labels": {str(s): config.span_label(s) for s in window}},
+                               "span_labels": {str(s): config.span_label(s)
+                                               for s in window or range(max(0, span - 64), span + 1)}},
                        window_spans=config.training.window_spans, alerts_config=config.alerts,
                        task=config.task, span_label=label)
     return tfx.dsl.Pipeline(
@@ -329,6 +345,17 @@ def create_check_pipeline(config: Config, span: int, *, data_root: Optional[str]
         metadata_connection_config=_metadata(config),
         beam_pipeline_args=list(config.beam_args),
     )
+
+
+def _available(config: Config, data_root: Optional[str], span: int) -> List[int]:
+    """The spans the data holds up to ``span`` (none when the data is not reachable from here,
+    as when compiling for a cluster: the gate then takes consecutive span numbers)."""
+    from driftguard.pipeline import spanfiles
+
+    try:
+        return [s for s in spanfiles.available_spans(spanfiles.Layout.of(config, data_root)) if s <= span]
+    except (spanfiles.SpanFileError, OSError):
+        return []
 
 
 def monitored_features(config: Config) -> List[str]:

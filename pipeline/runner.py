@@ -9,6 +9,7 @@ import dataclasses
 import json
 import logging
 import os
+import traceback
 from typing import Dict, List, Optional
 
 from driftguard.pipeline.config import Config
@@ -28,6 +29,7 @@ class NodeResult:
     error: Optional[str] = None
     seconds: Optional[float] = None  # wall time, from MLMD's create and last-update times
     custom_properties: Dict[str, object] = dataclasses.field(default_factory=dict)
+    traceback: Optional[str] = None  # of the exception the runner raised, when it raised
 
 
 @dataclasses.dataclass
@@ -193,10 +195,13 @@ def run(pipeline, config: Config, runner: Optional[str] = None) -> RunResult:
     if raised is not None:
         result.runner_error = f"{type(raised).__name__}: {raised}"
         failed = result.first_error()
-        if failed is not None and not failed.error:
-            # When the launcher re-raises, TFX publishes the FAILED execution without its
-            # message; the exception we caught is that message.
-            failed.error = result.runner_error
+        if failed is not None:
+            # The traceback holds the line of the user's module that raised (run_fn ...).
+            failed.traceback = "".join(traceback.format_exception(type(raised), raised, raised.__traceback__))
+            if not failed.error:
+                # When the launcher re-raises, TFX publishes the FAILED execution without its
+                # message; the exception we caught is that message.
+                failed.error = result.runner_error
             result.runner_error = None
     for n in result.nodes:
         logging.info("node %s: %s", n.node_id, n.state)

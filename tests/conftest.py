@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from helpers import DATA, REPO, make_config, run_cli
+from helpers import DATA, FAST_TRAINING, REPO, merge, run_cli, ws_data
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -15,7 +15,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 @pytest.fixture(scope="session")
 def workspace(tmp_path_factory):
-    """A runs folder + a data folder with the real spans 1-3 and crafted bad spans.
+    """The taxi example project made by `driftguard init` outside the checkout, as a user makes
+    it, with crafted spans in place of the real ones from 2013Q3 on:
 
     span 1, 2: real taxi data (2013Q1, 2013Q2)            -> train version 1
     span 3:    real 2013Q3 with tips shuffled across rows  -> a deliberately worse candidate
@@ -24,14 +25,19 @@ def workspace(tmp_path_factory):
     span 6:    real 2013Q3 with 30 % of payment_type = 'Bitcoin' (outside the domain)
     span 7:    1,000 rows drawn (with replacement) from spans 1-2: no drift by construction
     span 8:    span 7 with every fare 25 % higher: drift in one feature
+
+    Its driftguard.yaml trains fast (tests/helpers.FAST_TRAINING): `first_push` runs in it.
     """
     import pandas as pd
+    import yaml
 
     root = tmp_path_factory.mktemp("ws")
-    data = root / "data"
-    for s in (1, 2):
-        (data / f"span-{s}").mkdir(parents=True)
-        shutil.copy(DATA / f"span-{s}" / "data.csv", data / f"span-{s}" / "data.csv")
+    assert not str(root).startswith(str(REPO)), "the workspace must lie outside the checkout"
+    proc = run_cli("init", root, "--example", "taxi", cwd=root.parent)
+    assert proc.returncode == 0, proc.stderr
+    data = ws_data(root)
+    for s in range(3, 17):
+        shutil.rmtree(data / f"span-{s}")
     q3 = pd.read_csv(DATA / "span-3" / "data.csv")
     variants = {
         3: q3.assign(tips=q3["tips"].sample(frac=1.0, random_state=7).to_numpy()),
@@ -40,15 +46,17 @@ def workspace(tmp_path_factory):
         6: q3.assign(payment_type=[("Bitcoin" if i % 10 < 3 else p)
                                    for i, p in enumerate(q3["payment_type"])]),
     }
-    window = pd.concat([pd.read_csv(DATA / f"span-{s}" / "data.csv") for s in (1, 2)])
+    window = pd.concat([pd.read_csv(data / f"span-{s}" / "data.csv") for s in (1, 2)])
     same = window.sample(n=1000, replace=True, random_state=11)
     variants[7] = same
     variants[8] = same.assign(fare=(same["fare"] * 1.25).round(2))
     for s, df in variants.items():
         (data / f"span-{s}").mkdir(parents=True)
         df.to_csv(data / f"span-{s}" / "data.csv", index=False)
-    schemas = root / "schemas"
-    shutil.copytree(REPO / "schemas" / "taxi", schemas / "taxi")
+    project = root / "driftguard.yaml"
+    settings = yaml.safe_load(project.read_text())
+    settings["training"] = merge(settings["training"], FAST_TRAINING)
+    project.write_text(yaml.safe_dump(settings, sort_keys=False))
     return root
 
 
@@ -66,8 +74,11 @@ SECRET_ENV = {
 
 @pytest.fixture(scope="session")
 def first_push(workspace):
-    """`driftguard train --spans 1,2`: the first training run, which pushes version 1."""
-    cfg = make_config(workspace, "base")
-    proc = run_cli("train", "--spans", "1,2", config=cfg, env=SECRET_ENV)
-    return {"config": cfg, "proc": proc, "registry": workspace / "runs" / "serving" / "taxi",
-            "secret_env": dict(SECRET_ENV)}
+    """`driftguard train --spans 1,2` in the workspace project: the first training run, which
+    pushes version 1 (the project's own model.py, found from the working directory)."""
+    proc = run_cli("train", "--spans", "1,2", env=SECRET_ENV, cwd=workspace / "data")
+    return {"config": workspace / "driftguard.yaml", "proc": proc,
+            "registry": workspace / "runs" / "serving" / "taxi", "secret_env": dict(SECRET_ENV)}
+
+
+from project_fixtures import flights, penguins  # noqa: E402,F401  (session fixtures of the other projects)

@@ -77,8 +77,20 @@ def write_config(path: pathlib.Path, **values) -> pathlib.Path:
     return path
 
 
+def ws_data(workspace: pathlib.Path) -> pathlib.Path:
+    """The span folder of the session's workspace (a project made by `driftguard init --example taxi`)."""
+    return workspace / "data" / "taxi"
+
+
 def make_config(workspace: pathlib.Path, name: str, **overrides) -> pathlib.Path:
     """``<workspace>/<name>.json``: the taxi config over the workspace's data, schemas and runs."""
-    values = {"data": {"root": str(workspace / "data")}, "schemas": str(workspace / "schemas"),
+    values = {"data": {"root": str(ws_data(workspace))}, "schemas": str(workspace / "schemas"),
               "runs": str(workspace / "runs")}
     return write_config(workspace / f"{name}.json", **merge(values, overrides))
+
+
+def runs_of(config_path) -> pathlib.Path:
+    """The runs folder of a config file (its project's ``runs`` setting, resolved)."""
+    from driftguard.pipeline import config as config_lib
+
+    return config_lib.load(config_path).runs_path

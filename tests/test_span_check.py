@@ -7,7 +7,7 @@ import pathlib
 
 import pytest
 
-from helpers import make_config, run_cli
+from helpers import make_config, run_cli, runs_of
 
 pytestmark = pytest.mark.tfx
 
@@ -37,7 +37,7 @@ def _artifact_properties(config_path, report_dir):
     from ml_metadata import metadata_store
     from ml_metadata.proto import metadata_store_pb2
 
-    runs = pathlib.Path(json.loads(pathlib.Path(config_path).read_text())["runs"])
+    runs = runs_of(config_path)
     conn = metadata_store_pb2.ConnectionConfig()
     conn.sqlite.filename_uri = str(runs / "metadata.sqlite")
     conn.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
@@ -101,7 +101,7 @@ def test_human_readable_output_names_the_drifted_feature_and_the_model(checks):
 
 def test_monitor_reports_accuracy_and_prediction_logs(checks, first_push):
     proc, report = checks[7]
-    runs = pathlib.Path(json.loads(pathlib.Path(first_push["config"]).read_text())["runs"])
+    runs = runs_of(first_push["config"])
     [monitor_dir] = [p for p in (runs / "pipelines" / "taxi-check" / "PredictionMonitor" / "model_monitor").iterdir()
                      if json.loads((p / "monitor.json").read_text())["span"] == 7]
     monitor = json.loads((monitor_dir / "monitor.json").read_text())
@@ -156,7 +156,7 @@ def test_drift_detector_executor_under_multi_processing(checks, first_push, tmp_
     from driftguard.components.drift_detector import executor as detector_executor
     from driftguard.components.drift_detector import spec as detector_spec
 
-    runs = pathlib.Path(json.loads(pathlib.Path(first_push["config"]).read_text())["runs"])
+    runs = runs_of(first_push["config"])
     gen_root = runs / "pipelines" / "taxi-check" / "ExampleGen_span8" / "examples"
     [examples_uri] = list(gen_root.iterdir())
     examples = standard_artifacts.Examples()

@@ -6,7 +6,7 @@ import pathlib
 
 import pytest
 
-from helpers import make_config, run_cli, tree_digest
+from helpers import make_config, run_cli, runs_of, tree_digest
 
 pytestmark = pytest.mark.tfx
 
@@ -64,7 +64,7 @@ def test_first_run_pushes_version_1_with_profile(first_push):
     assert {"fare", "payment_type", "tips"} <= {f.path.step[0] for f in stats.datasets[0].features}
 
     # Every node of the run completed, as recorded in MLMD (not inferred from the runner).
-    metadata = pathlib.Path(first_push["config"]).parent / "runs" / "metadata.sqlite"
+    metadata = runs_of(first_push["config"]) / "metadata.sqlite"
     for node in ("Transform", "Trainer", "Evaluator", "RegistryPusher"):
         states = [e.last_known_state for e in node_executions(metadata, node)]
         assert states and states[0] == 3, (node, states)  # 3 = COMPLETE

@@ -85,7 +85,8 @@ def compare_span(reference: pa.Table, current: pa.Table, features: Sequence[str]
 
     report: Dict[str, Any]
     if compared:
-        result = detect_drift(pa.table(compared), pa.table(current_cols), feature_config=feature_config or {},
+        config = {k: v for k, v in (feature_config or {}).items() if k in compared}   # not type changes
+        result = detect_drift(pa.table(compared), pa.table(current_cols), feature_config=config,
                               alpha=alpha, all_missing="compare")
         report = result.to_dict()
         ranked = sorted((f for f in result.features.values() if f.drifted), key=lambda f: -f.severity)

@@ -15,7 +15,7 @@ import tracemalloc
 
 import pytest
 
-from helpers import DATA, REPO, run_cli, tree_digest, write_config
+from helpers import DATA, REPO, run_cli, tree_digest, write_config, ws_data
 from driftguard.pipeline import schemas, spanfiles, state
 
 HEADER = "fare,trip_start_hour,payment_type\n"
@@ -219,6 +219,6 @@ def test_training_records_the_spans_it_used(first_push, workspace):
     assert first_push["proc"].returncode == 0, first_push["proc"].stderr[-2000:]
     recorded = state.span_fingerprints(workspace / "runs")
     for s in (1, 2):
-        [info] = spanfiles.validate_spans(workspace / "data", [s])
+        [info] = spanfiles.validate_spans(ws_data(workspace), [s])
         assert recorded[str(s)]["sha256"] == info.sha256
         assert recorded[str(s)]["command"] in ("train", "check", "run")

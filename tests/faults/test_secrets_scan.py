@@ -28,7 +28,7 @@ from typing import Dict, List
 
 import pytest
 
-from helpers import DRIFTGUARD, REPO, write_config
+from helpers import DRIFTGUARD, REPO, write_config, ws_data
 
 sys.path.insert(0, str(REPO / "tests" / "alerts"))
 from alerts_servers import Mailbox, Receiver  # noqa: E402
@@ -156,7 +156,7 @@ def test_a_training_run_and_a_replay_leave_no_secret(first_push, workspace, tmp_
     shutil.copytree(workspace / "runs", runs, ignore=shutil.ignore_patterns(".driftguard.lock"))
     outputs = Outputs()
     outputs.items.append(("first_push train", first_push["proc"].stdout + first_push["proc"].stderr))
-    used, env = _alert_flow(runs, tmp_path, outputs, data_root=workspace / "data")
+    used, env = _alert_flow(runs, tmp_path, outputs, data_root=ws_data(workspace))
     replay = outputs.run("run", config=tmp_path / "secrets.json", env={**env, **first_push["secret_env"]})
     assert replay.returncode == 0, replay.stderr[-2000:]
     assert "no spans to replay" in replay.stdout and "dashboard:" in replay.stdout

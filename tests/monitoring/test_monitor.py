@@ -25,7 +25,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from helpers import DRIFTGUARD, REPO, make_config
+from helpers import DRIFTGUARD, REPO, make_config, ws_data
 
 pytestmark = pytest.mark.tfx
 
@@ -45,7 +45,7 @@ def traffic(first_push, workspace):
     from driftguard.components.model_io import ModelSpec, Predictor, encode_examples
 
     assert first_push["proc"].returncode == 0, first_push["proc"].stderr[-3000:]
-    data = workspace / "data"
+    data = ws_data(workspace)
     pool = pd.concat([pd.read_csv(data / f"span-{s}" / "data.csv") for s in (1, 2)], ignore_index=True)
     rng = np.random.default_rng(20240601)
     rows = pool.iloc[rng.integers(0, len(pool), N_TOTAL)].reset_index(drop=True)
@@ -248,9 +248,7 @@ def test_sigkill_mid_log_then_resume_equals_one_uninterrupted_run(tmp_path, firs
     from driftguard.monitoring.monitor import STATE_FILE, state_dir
 
     cfg_path = runs_folder(tmp_path, first_push, "killed", batch_records=300)
-    cfg = load(cfg_path)
-    reference_cache = state_dir(load(reference_run["cfg_path"])) / "reference"
-    shutil.copytree(reference_cache, state_dir(cfg) / "reference")   # no second SavedModel load
+    cfg = load(cfg_path)     # the profile holds the model's predictions on its reference: no SavedModel load
     cmd = DRIFTGUARD + ["--config", str(cfg_path), "monitor", "--logs", str(scenario / "logs"),
                         "--labels", str(scenario / "labels.csv"), "--poll-seconds", "0.1", "--metrics-port", "0"]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -417,16 +417,17 @@ def test_live_rules_are_keyed_by_window_and_need_the_test_to_agree():
     report = {"status": "compared", "drift_detected": True, "drifted_features": ["fare"],
               "features": {"fare": {"scores": {"psi": 0.4}, "drifted": True, "kind": "numeric"},
                            "company": {"scores": {"psi": 0.3}, "drifted": False, "kind": "categorical"}}}
-    monitor = {"baseline_accuracy": 0.9, "realized_accuracy": 0.5, "realized_accuracy_significant": False,
+    monitor = {"performance": {"task": "binary", "metric": "accuracy", "baseline": {"accuracy": 0.9},
+                               "realized": {"accuracy": 0.5}, "realized_significant": False},
                "prediction": {"drifted": True, "psi": 0.3, "p_value": 1e-9}}
     keys = sorted(a.dedup_key for a in evaluate(cfg, model="taxi", scope="live/w0-999", drift_report=report,
                                                 monitor=monitor))
     # company's PSI is above 0.2 but its test did not fire in the window; the drop is not significant
     assert keys == ["taxi/live/w0-999/dataset_drift", "taxi/live/w0-999/feature_psi/fare",
                     "taxi/live/w0-999/prediction_drift"]
-    # the span check is unchanged: PSI alone decides there
+    # the span check applies the same rule: PSI above the threshold and the drift test
     span_keys = sorted(a.dedup_key for a in evaluate(cfg, model="taxi", span=8, drift_report=report))
-    assert "taxi/span-8/feature_psi/company" in span_keys
+    assert "taxi/span-8/feature_psi/fare" in span_keys and "taxi/span-8/feature_psi/company" not in span_keys
     alarm = {"name": "error", "direction": "up", "mean_before": 0.1, "mean_after_estimate": 0.4, "statistic": 9.0,
              "threshold": 8.0, "change_point": 500, "index_in_stream": 700}
     alerts = evaluate(cfg, model="taxi", scope="live/j700", drift_report=None, alarms=[alarm])

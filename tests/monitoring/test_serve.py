@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 
 from driftguard.components.registry_pusher import registry as registry_lib
-from helpers import REPO, write_config
+from helpers import REPO, write_config, ws_data
 from driftguard.monitoring import predictlog
 
 tfx = pytest.mark.tfx   # needs the session's trained model (first_push)
@@ -156,7 +156,7 @@ def reference(server_process, workspace):
     import pandas as pd
     import tensorflow as tf
 
-    df = pd.read_csv(workspace / "data" / "span-2" / "data.csv").drop(columns=["tips"]).iloc[::37].head(30)
+    df = pd.read_csv(ws_data(workspace) / "span-2" / "data.csv").drop(columns=["tips"]).iloc[::37].head(30)
     rows = json.loads(df.to_json(orient="records"))          # NaN -> null (a missing feature)
     registry = server_process[2]
     kinds = _feature_kinds(registry / "1" / "profile" / "schema.pbtxt")

@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from helpers import REPO, make_config
+from helpers import REPO, make_config, ws_data
 from orchestrate_cli import TESTS_DIR
 
 pytestmark = [pytest.mark.tfx, pytest.mark.airflow]
@@ -32,7 +32,7 @@ def scenario(first_push, workspace, tmp_path_factory):
     shutil.copytree(workspace / "runs", runs, ignore=shutil.ignore_patterns("state.json", "alerts*", "outbox*"))
     data = root / "data"
     for s in (1, 2, 7):
-        shutil.copytree(workspace / "data" / f"span-{s}", data / f"span-{s}")
+        shutil.copytree(ws_data(workspace) / f"span-{s}", data / f"span-{s}")
     cfg = make_config(root, "airflow", data={"root": str(data)}, schemas=str(workspace / "schemas"),
                       runs=str(runs), training={"train_steps": 60},
                       # bless any candidate above AUC 0.7, whatever the serving model's AUC
@@ -50,7 +50,7 @@ def scenario(first_push, workspace, tmp_path_factory):
            "PYTHONPATH": str(REPO)}
     out = root / "result.json"
     proc = subprocess.run([sys.executable, str(TESTS_DIR / "airflow_scenario.py"), str(cfg), str(data),
-                           str(workspace / "data" / "span-8" / "data.csv"), str(out)],
+                           str(ws_data(workspace) / "span-8" / "data.csv"), str(out)],
                           cwd=root, env=env, capture_output=True, text=True, timeout=2400)
     assert proc.returncode == 0 and out.exists(), proc.stderr[-6000:]
     result = json.loads(out.read_text())

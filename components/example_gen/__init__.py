@@ -1,0 +1,1 @@
+"""ExampleGen executors of driftguard (input formats TFX's own executors misread)."""
