@@ -90,7 +90,10 @@ def start_server(registry: pathlib.Path, *, log_dir: pathlib.Path, extra_args: S
     return (process, base URL) once it printed its start line."""
     registry = pathlib.Path(registry).resolve()
     cfg = pathlib.Path(tempfile.mkdtemp(prefix="serve-bench-cfg-")) / "config.json"
-    cfg.write_text(json.dumps({"runs_dir": str(registry.parent.parent), "model_name": registry.name}))
+    from driftguard.pipeline.project import example_config
+
+    cfg.write_text(json.dumps({**example_config("taxi"), "runs": str(registry.parent.parent),
+                               "model_name": registry.name}))
     env = dict(os.environ)
     args = [sys.executable, "-m", "driftguard.pipeline.cli", "--config", str(cfg), "serve", "--port", "0",
             "--log-dir", str(log_dir), *extra_args]
@@ -214,8 +217,8 @@ def print_table(rows: Sequence[Dict[str, object]]) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--registry", type=pathlib.Path, default=ROOT / "runs" / "serving" / "taxi",
-                    help="<runs>/serving/<model> (default: runs/serving/taxi)")
+    ap.add_argument("--registry", type=pathlib.Path, default=ROOT / "demo" / "taxi" / "runs" / "serving" / "taxi",
+                    help="<runs>/serving/<model> (default: the taxi registry `make demo` fills)")
     ap.add_argument("--seconds", type=float, default=10.0, help="measured seconds per case (default 10)")
     ap.add_argument("--payload", choices=["features", "b64"], default="features")
     args = ap.parse_args(argv)

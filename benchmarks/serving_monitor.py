@@ -85,11 +85,11 @@ def traffic_rows(registry: pathlib.Path, version: int):
 def score(registry: pathlib.Path, version: int, rows):
     import pyarrow as pa
 
-    from driftguard.monitoring.monitor import examples_from_table, predict
+    from driftguard.components.model_io import ModelSpec, Predictor, encode_examples
 
     served = rows.drop(columns=["tips"])
-    examples = examples_from_table(pa.Table.from_pandas(served, preserve_index=False))
-    return examples, predict(registry / str(version), examples)
+    examples = encode_examples(pa.Table.from_pandas(served, preserve_index=False))
+    return examples, Predictor(registry / str(version), ModelSpec()).predict(examples).value
 
 
 def log_record(model: str, version: int, example: bytes, prob: float, rid: Optional[str], ts: int) -> bytes:
@@ -169,7 +169,9 @@ class Stages:
 def monitor_config(runs: pathlib.Path, **monitor):
     from driftguard.pipeline import config as config_lib
 
-    cfg = config_lib.load(None, {"runs_dir": str(runs)})
+    from driftguard.pipeline.project import example_config
+
+    cfg = config_lib.from_dict({**example_config("taxi"), "runs": str(runs)}, runs.parent)
     return cfg.replace(monitor=dataclasses.replace(cfg.monitor, **monitor))
 
 
@@ -275,7 +277,10 @@ def alert_latency(root: pathlib.Path, registry: pathlib.Path, examples, prob, dr
     (runs / "serving").mkdir(parents=True)
     os.symlink(registry, runs / "serving" / "taxi")
     cfg_path = root / "latency" / "cfg.json"
-    cfg_path.write_text(json.dumps({"runs_dir": str(runs), "monitor": {"window": 1000, "poll_seconds": 0.1}}))
+    from driftguard.pipeline.project import example_config
+
+    cfg_path.write_text(json.dumps({**example_config("taxi"), "runs": str(runs),
+                                    "monitor": {"window": 1000, "poll_seconds": 0.1}}))
     logs = root / "latency" / "logs"
     logs.mkdir()
     rng = np.random.default_rng(5)
@@ -341,7 +346,8 @@ def _wait(condition, seconds: float, proc) -> None:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--registry", type=pathlib.Path, default=ROOT / "runs" / "serving" / "taxi")
+    ap.add_argument("--registry", type=pathlib.Path, default=ROOT / "demo" / "taxi" / "runs" / "serving" / "taxi",
+                    help="a taxi registry (default: the one `make demo` fills)")
     ap.add_argument("--records", type=int, default=200_000)
     ap.add_argument("--cpu", type=int, default=None, help="core to pin to (default: the last one)")
     ap.add_argument("--no-serve", action="store_true", help="skip predictions/s through serve")

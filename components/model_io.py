@@ -504,6 +504,18 @@ def labels_of(table: pa.Table, spec: ModelSpec) -> Optional[np.ndarray]:
     return encode_labels(raw, spec, where=f"label {spec.label_column or spec.label_fn}")
 
 
+# A binary label written as text (what the template's model.py reads as text too).
+_BINARY_TEXT = {"true": 1.0, "t": 1.0, "yes": 1.0, "y": 1.0, "false": 0.0, "f": 0.0, "no": 0.0, "n": 0.0}
+
+
+def _is_number(v) -> bool:
+    try:
+        float(v)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
 def encode_labels(raw, spec: ModelSpec, where: str = "label") -> Optional[np.ndarray]:
     """Raw label values (Arrow, numpy or a list) as floats per task (NaN unknown); None if all unknown."""
     if isinstance(raw, (pa.Array, pa.ChunkedArray)):
@@ -534,12 +546,17 @@ def encode_labels(raw, spec: ModelSpec, where: str = "label") -> Optional[np.nda
             shown = ", ".join(f"{k!r} ({c})" for k, c in sorted(unknown.items())[:5])
             raise ModelIOError(f"{where}: value(s) {shown} are not among classes ({', '.join(spec.classes)})")
     else:
+        if task == tasks_lib.BINARY and not isinstance(values, np.ndarray):
+            values = [_BINARY_TEXT.get(v.strip().lower(), v) if isinstance(v, (str, bytes)) else v
+                      for v in (x.decode() if isinstance(x, bytes) else x for x in values)]
         try:
             out = np.array([np.nan if v is None else v for v in values], dtype=np.float64) \
                 if not isinstance(values, np.ndarray) else values.astype(np.float64)
         except (TypeError, ValueError):
-            raise ModelIOError(f"{where}: labels of a {task} model must be numbers"
-                               + (" (0/1)" if task == tasks_lib.BINARY else "")) from None
+            bad_value = next((v for v in values if v is not None and not _is_number(v)), None)
+            raise ModelIOError(f"{where}: labels of a {task} model must be "
+                               + ("0/1 or true/false" if task == tasks_lib.BINARY else "numbers")
+                               + f", got {bad_value!r}") from None
         if task == tasks_lib.BINARY:
             seen = out[np.isfinite(out)]
             bad = seen[(seen != 0) & (seen != 1)]

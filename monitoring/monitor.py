@@ -186,7 +186,7 @@ _BASELINES: Dict[Tuple[str, str], Baseline] = {}   # in-process: one baseline pe
 _DECODERS: Dict[Tuple[Any, ...], Any] = {}
 
 
-def load_baseline(cfg, version: int, cache_dir: Optional[pathlib.Path] = None) -> Baseline:
+def load_baseline(cfg, version: int) -> Baseline:
     """The reference of ``version``: its profile's sample (model_io.load_baseline), the compared
     features (the schema's serving features, drift.include/exclude, categorical ints as
     categories), the model's predictions on the sample (stored with the profile at push, or
@@ -586,6 +586,7 @@ class Monitor:
         self._journal_rows = {"predictions": journal_p, "labels": journal_l}
         self._detector_states: Dict[str, Any] = meta.get("detectors", {})
         self.detectors: Dict[str, Any] = {}
+        self.detectors_off: Dict[str, str] = {}      # stream -> why it has no detector
         if self.serving.get("version") is not None:
             from driftguard.components.drift.streaming import StreamDetector
 
@@ -641,7 +642,7 @@ class Monitor:
 
     def baseline(self, version: int) -> Baseline:
         if version not in self._baselines:
-            self._baselines[version] = load_baseline(self.cfg, version, self.state_dir / "reference")
+            self._baselines[version] = load_baseline(self.cfg, version)
         return self._baselines[version]
 
     def _registry_versions(self) -> List[int]:
@@ -684,13 +685,14 @@ class Monitor:
                                    "numeric features (its drift is tested in every window)")
             values = baseline.reference[name]
             streams.append((name, values[np.isfinite(values)], "rank"))
-        self.detectors = {}
+        self.detectors, self.detectors_off = {}, {}
         for name, values, transform in streams:
             try:
                 self.detectors[name] = Cusum.from_reference(name, values, arl0_records=budget.arl0_records,
                                                             block=block, transform=transform)
             except ValueError as e:
                 log.warning("no streaming detector on %s: %s", name, e)
+                self.detectors_off[name] = str(e)
         self.budget_info = {"alpha": budget.alpha_per_window_test, "arl0_records": budget.arl0_records,
                             "max_false_per_100k": budget.max_false_per_100k, "window_tests": budget.n_window_tests,
                             "detectors": budget.n_stream_detectors}
@@ -1182,6 +1184,7 @@ class Monitor:
         return {"model": self.cfg.model_name, "version": version, "counters": json.loads(json.dumps(self.counters)),
                 "window": dict(self.last_window), "label_window": dict(self.last_label_window),
                 "reference": reference, "budget": dict(self.budget_info), "detectors": detectors,
+                "detectors_off": dict(self.detectors_off),
                 "pending": {"labels": len(self.pending_labels), "predictions": len(self.pending_predictions)},
                 "lag": dict(self.lag)}
 

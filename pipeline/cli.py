@@ -486,7 +486,7 @@ def _print_row(row: dict) -> None:
 
 @main.command()
 @click.option("--spans", "spans_text", default=None, metavar="SPANS",
-              help="Spans to replay after the first model (default: the config's replay_spans, 3-8).")
+              help="Spans to replay after the first model (default: the config's replay_spans).")
 @_runner_option
 @_beam_arg_option
 @_verbose_option
@@ -552,7 +552,8 @@ def run(ctx: click.Context, spans_text: Optional[str], runner: Optional[str], be
                 click.echo(f"span {cfg.span_label(span)}: {e}", err=True)
         else:
             outcome = f"no retraining ({d['reason']})"
-        serving = _serving_version_text(cfg).replace("version ", "v")
+        serving = _serving_version_text(cfg)
+        serving = serving.replace("version ", "v") if serving.startswith("version ") else "no model serving"
         row = _span_row(cfg, check, outcome, serving)
         row["delivery"] = delivery
         try:
@@ -582,7 +583,7 @@ def run(ctx: click.Context, spans_text: Optional[str], runner: Optional[str], be
 @click.option("--spans", "spans_text", required=True, metavar="SPANS",
               help="Span numbers to train on, e.g. '3', '1,2' or '1-4' (oldest first).")
 @click.option("--data-root", type=click.Path(file_okay=False, path_type=pathlib.Path),
-              default=None, help="Folder of span-<N>/ folders (default: the config's data_root).")
+              default=None, help="The folder holding the spans (default: the config's data.root).")
 @_runner_option
 @_beam_arg_option
 @_verbose_option
@@ -750,7 +751,7 @@ def _print_check(check: "SpanCheck") -> None:
 @click.option("--span", "span_text", required=True, metavar="SPAN",
               help="The span to check: a number (7), or a date for calendar spans (2013-05).")
 @click.option("--data-root", type=click.Path(file_okay=False, path_type=pathlib.Path),
-              default=None, help="Folder of span-<N>/ folders (default: the config's data_root).")
+              default=None, help="The folder holding the spans (default: the config's data.root).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @_runner_option
 @_beam_arg_option
@@ -1002,8 +1003,9 @@ def init_command(directory: pathlib.Path, example: Optional[str]) -> None:
         click.echo(f"  data/: {result.spans} spans, {result.data_rows:,} rows")
         click.echo(f"next: cd {directory} && driftguard run")
     else:
-        click.echo("next: put your spans under data/, fill in driftguard.yaml and model.py, then\n"
-                   "      driftguard schema infer --from-spans 1,2   (review schemas/<model>/v1/schema.pbtxt)\n"
+        click.echo("next: put your spans under data/ and fill in the FILL IN lines of driftguard.yaml\n"
+                   "      (README.md says what each means; model.py works as it is), then\n"
+                   "      driftguard schema infer --from-spans 1,2   (review schemas/<model_name>/v1/schema.pbtxt)\n"
                    "      driftguard run")
 
 
@@ -1035,7 +1037,7 @@ def data_prepare(example: str, out: pathlib.Path) -> None:
 @click.option("--spans", "spans_text", default=None, metavar="SPANS",
               help="Spans to check, e.g. '3', '1,2' or '1-8' (default: every span folder).")
 @click.option("--data-root", type=click.Path(file_okay=False, path_type=pathlib.Path), default=None,
-              help="Folder of span-<N>/ folders (default: the config's data_root).")
+              help="The folder holding the spans (default: the config's data.root).")
 @click.pass_context
 def data_validate(ctx: click.Context, spans_text: Optional[str], data_root: Optional[pathlib.Path]) -> None:
     """Check span files before using them, in seconds and without TensorFlow: CSV structure

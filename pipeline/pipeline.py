@@ -228,7 +228,8 @@ def create_pipeline(config: Config, spans: Sequence[int], *, data_root: Optional
     gate = AnomalyGate(anomalies=joined([v.outputs["anomalies"] for v in validators]),
                        schema=schema_gen.outputs["schema"],
                        fail_on_severity=config.validation.fail_on_severity,
-                       span_by_node={v.id: s for v, s in zip(validators, spans)})
+                       span_by_node={v.id: s for v, s in zip(validators, spans)},
+                       span_labels={s: config.span_label(s) for s in spans})
     schema = gate.outputs["validated_schema"]
     t = config.training
     custom_config = dict(t.custom_config or {})

@@ -62,6 +62,18 @@ def load(project: Optional[os.PathLike] = None, config_file: Optional[os.PathLik
     return config_lib.load(folder / PROJECT_FILE, overrides)
 
 
+def example_config(example: str) -> Dict:
+    """An example's driftguard.yaml as a dict, with its model module and schemas as absolute
+    paths into the installed package: a config file written anywhere runs the example's model
+    (benchmarks and tests point its ``data.root`` and ``runs`` where they like)."""
+    if example not in EXAMPLES:
+        raise ProjectError(f"no example {example!r} (examples: {', '.join(EXAMPLES)})")
+    settings = config_lib.read_file(_example_dir(example) / PROJECT_FILE)
+    settings["model"]["module"] = str(_example_dir(example) / settings["model"]["module"])
+    settings["schemas"] = str(_schemas_dir())
+    return settings
+
+
 # ---------------------------------------------------------------- driftguard init
 
 
@@ -141,7 +153,8 @@ def _write(folder: pathlib.Path, example: Optional[str]) -> InitResult:
                 shutil.copyfile(version / "schema.pbtxt", dest / "schema.pbtxt")
                 files.append(dest / "schema.pbtxt")
     else:
-        (folder / "schemas" / model).mkdir(parents=True)
+        # the template's model_name is a placeholder: `schema infer` makes schemas/<model_name>/v1
+        (folder / "schemas").mkdir()
     result = InitResult(folder, example, files)
     data_root = folder / (cfg.get("data") or {}).get("root", "data")
     if example is not None:

@@ -115,6 +115,26 @@ def span_statistics(layout, spans):
             stats_options=tfdv.StatsOptions())
 
 
+def _required(feature) -> bool:
+    return feature.presence.HasField("min_fraction") and feature.presence.min_fraction >= 1.0
+
+
+def _allow_empty_where_optional(schema, only=None) -> None:
+    """Drop ``value_count.min`` of every feature the schema lets be missing.
+
+    These statistics come from TFDV's CSV and DataFrame readers, where a missing cell is an absent
+    feature, but driftguard's ExampleGens write it as the feature with no values: the inferred
+    ``value_count { min: 1 }`` would then be an ERROR anomaly (FEATURE_TYPE_LOW_NUMBER_VALUES) on
+    every span with a missing value, and stop the training. Features present in every row keep it.
+    ``only``: the names to consider (a new version touches only the features that became optional).
+    """
+    for f in schema.feature:
+        if only is not None and f.name not in only:
+            continue
+        if not _required(f) and f.HasField("value_count") and f.value_count.min > 0:
+            f.value_count.ClearField("min")
+
+
 def infer_first_version(schema_root: os.PathLike, layout, spans, label_column: str = "",
                         write: bool = True) -> NewVersion:
     """Infer ``v1`` from the statistics of ``spans`` with TFDV, for a person to review: the
@@ -128,6 +148,7 @@ def infer_first_version(schema_root: os.PathLike, layout, spans, label_column: s
                                  f"use `driftguard schema new-version --from-span N` for the next one")
     stats = span_statistics(layout, spans)
     schema = tfdv.infer_schema(stats)
+    _allow_empty_where_optional(schema)
     if label_column:
         names = [f.name for f in schema.feature]
         if label_column not in names:
@@ -167,6 +188,7 @@ def new_version_from_span(schema_root: os.PathLike, data_root, span: int,
     base_schema = load_schema(schema_path(schema_root, base))
     stats = span_statistics(data_root, span)
     updated = tfdv.update_schema(base_schema, stats)
+    _allow_empty_where_optional(updated, only={f.name for f in base_schema.feature if _required(f)})
     before, after = schema_text(base_schema), schema_text(updated)
     diff = "".join(difflib.unified_diff(
         before.splitlines(True), after.splitlines(True),

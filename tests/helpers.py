@@ -10,8 +10,6 @@ import pathlib
 import subprocess
 import sys
 
-import yaml
-
 REPO = pathlib.Path(__file__).resolve().parent.parent
 DATA = REPO / "data" / "taxi"
 TAXI = REPO / "examples" / "taxi"
@@ -62,9 +60,9 @@ def taxi_config(**overrides) -> dict:
     """The taxi example's driftguard.yaml as a dict, with absolute paths to the example's model
     module, the repository's schemas and committed data (so a config file anywhere works), fast
     training settings, then ``overrides`` (merged key by key)."""
-    base = yaml.safe_load((TAXI / "driftguard.yaml").read_text())
-    base["model"]["module"] = str(TAXI / "model.py")
-    base["schemas"] = str(REPO / "schemas")
+    from driftguard.pipeline.project import example_config
+
+    base = example_config("taxi")
     base["data"]["root"] = str(DATA)
     base["training"] = merge(base["training"], FAST_TRAINING)
     return merge(base, overrides)

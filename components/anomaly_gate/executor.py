@@ -62,7 +62,8 @@ def _record(span, split, feature, info) -> Dict[str, Any]:
 
 def format_record(r: Dict[str, Any]) -> str:
     where = f"feature '{r['feature']}'" if r["feature"] else "dataset"
-    span = f"span {r['span']}" if r["span"] is not None else "span ?"
+    name = r.get("span_label") or r["span"]
+    span = f"span {name}" if name is not None else "span ?"
     kinds = ", ".join(x["type"] for x in r["reasons"]) or "anomaly"
     splits = r.get("splits") or [r["split"]]
     return (f"{span} ({', '.join(splits)}): {where}: {r['short']} [{kinds}] — "
@@ -97,6 +98,10 @@ class Executor(base_executor.BaseExecutor):
         span_by_node = json.loads(exec_properties.get(spec.SPAN_BY_NODE_KEY) or "{}")
         records = collect_anomalies(input_dict[spec.ANOMALIES_KEY], span_by_node)
         records = merge_splits(records)
+        labels = json.loads(exec_properties.get(spec.SPAN_LABELS_KEY) or "{}")
+        for r in records:
+            if r["span"] is not None and str(r["span"]) in labels:
+                r["span_label"] = labels[str(r["span"])]
         bad = blocking(records, fail_on)
         for r in records:
             logging.warning("anomaly: %s", format_record(r))

@@ -8,6 +8,7 @@ SCHEMA_KEY = "schema"
 VALIDATED_SCHEMA_KEY = "validated_schema"
 FAIL_ON_SEVERITY_KEY = "fail_on_severity"
 SPAN_BY_NODE_KEY = "span_by_node_json"
+SPAN_LABELS_KEY = "span_labels_json"
 
 
 class AnomalyGateSpec(types.ComponentSpec):
@@ -24,6 +25,8 @@ class AnomalyGateSpec(types.ComponentSpec):
         # loses the span between ExampleGen (custom property) and StatisticsGen (property 0),
         # so the span is recovered from the producing node, whose id is part of the URI.
         SPAN_BY_NODE_KEY: ExecutionParameter(type=str, optional=True),
+        # {"516": "2013-01", ...}: how the project names each span (calendar spans), for messages.
+        SPAN_LABELS_KEY: ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {
         ANOMALIES_KEY: ChannelParameter(type=standard_artifacts.ExampleAnomalies),

@@ -92,7 +92,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
 
             anomalies = merge_splits(collect_anomalies(input_dict[spec.ANOMALIES_KEY], None))
             for record in anomalies:
-                record["span"] = span
+                record["span"], record["span_label"] = span, context["span_label"]
         report["anomalies"] = anomalies
         report_artifact.set_int_custom_property(spec.N_ANOMALIES, len(anomalies))
         drifted = int(bool(report["drift_detected"]))

@@ -70,8 +70,15 @@ class ReportWriteError(OSError):
         self.path = path
 
 
-def span_page_name(span: int) -> str:
-    return f"span-{span}.html"
+_SAFE_LABEL = re.compile(r"^[0-9]{1,8}(-[0-9]{1,2}){0,2}$")
+
+
+def span_page_name(span: int, label: Optional[str] = None) -> str:
+    """``span-7.html``, or ``span-2013-05.html`` for a calendar span: named by the span's number
+    or its date label only, so no recorded value can name a page outside the reports folder."""
+    if label is not None and _SAFE_LABEL.match(str(label)):
+        return f"span-{label}.html"
+    return f"span-{int(span)}.html"
 
 
 def _needs_rebuild(page: pathlib.Path, rec: SpanRecord, stamp: str) -> bool:
@@ -100,7 +107,7 @@ def build_span_pages(runs: Runs, out_dir: pathlib.Path, force: bool = False) -> 
     for rec in runs.spans:
         if not rec.report:
             continue
-        page = out_dir / span_page_name(rec.span)
+        page = out_dir / span_page_name(rec.span, rec.span_label)
         pages[rec.span] = page.name
         if force or _needs_rebuild(page, rec, stamp):
             _write(page, render_span_page(rec, stamp))
@@ -165,9 +172,12 @@ def dashboard_context(runs: Runs, pages: Optional[Dict[int, str]] = None) -> dic
                                         "held-out reference": metric("baseline")},
                                  title=f"{name} of the serving model per span", percent=percent,
                                  dashed=("held-out reference",))
-    pred = charts.line_chart(cols, {"prediction PSI": [((s.monitor or {}).get("prediction") or {}).get("psi") for s in spans],
-                                    "confidence PSI": [((s.monitor or {}).get("confidence") or {}).get("psi") for s in spans]},
-                             title="Prediction and confidence drift (PSI vs the reference)")
+    lines = {"prediction PSI": [((s.monitor or {}).get("prediction") or {}).get("psi") for s in spans],
+             "confidence PSI": [((s.monitor or {}).get("confidence") or {}).get("psi") for s in spans]}
+    if not any(v is not None for v in lines["confidence PSI"]):      # a regression model has none
+        del lines["confidence PSI"]
+    pred = charts.line_chart(cols, lines, title="Prediction " + ("and confidence " if len(lines) > 1 else "")
+                             + "drift (PSI vs the reference)")
     rules = sorted({a.get("rule", "?") for a in runs.alerts},
                    key=lambda r: (not any(a.get("rule") == r and a.get("severity") == "critical" for a in runs.alerts), r))
     timeline = charts.alert_timeline(cols, rules, [{**a, "x": str((a.get("labels") or {}).get("span"))}

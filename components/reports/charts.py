@@ -201,11 +201,26 @@ def heatmap(rows: Sequence[str], cols: Sequence[str], cells: Mapping[tuple, Mapp
     return _svg(width, height, body, title or "heat map")
 
 
+def _slanted(xs: Sequence[str], step: float) -> bool:
+    """Whether the x labels (spans) are too long for their slot and must be slanted."""
+    return bool(xs) and max(len(str(x)) for x in xs) * 6.2 > step - 4
+
+
+def _x_label(x: float, y: float, text: str, slanted: bool) -> str:
+    if slanted:
+        return (f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="end" fill="#394049" '
+                f'transform="rotate(-35 {x:.1f} {y:.1f})">{escape(text)}</text>')
+    return f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="middle" fill="#394049">{escape(text)}</text>'
+
+
 def line_chart(xs: Sequence[str], series: Mapping[str, Sequence[Optional[float]]], *, title: str = "",
                percent: bool = False, width: int = 640, height: int = 220,
                dashed: Sequence[str] = ()) -> Markup:
     """One line per series over categorical x (spans); gaps where a value is None."""
     left, right, head, foot = 48, 165, 24, 28
+    slanted = _slanted(xs, (width - left - right) / max(len(xs), 1))
+    if slanted:
+        foot, height = foot + 22, height + 22
     plot_w, plot_h = width - left - right, height - head - foot
     vals = [v for s in series.values() for v in s if v is not None]
     lo, hi = (min(vals), max(vals)) if vals else (0.0, 1.0)
@@ -226,7 +241,7 @@ def line_chart(xs: Sequence[str], series: Mapping[str, Sequence[Optional[float]]
                     f'<text x="{left - 4}" y="{py(v) + 4:.1f}" text-anchor="end" fill="#6b7580">'
                     f'{f"{v:.1%}" if percent else _fmt(v)}</text>')
     for i, x in enumerate(xs):
-        body.append(f'<text x="{px(i):.1f}" y="{head + plot_h + 16}" text-anchor="middle" fill="#394049">{escape(x)}</text>')
+        body.append(_x_label(px(i), head + plot_h + 16, x, slanted))
     for k, (name, ys) in enumerate(series.items()):
         color = SERIES[k % len(SERIES)]
         dash = ' stroke-dasharray="5,3"' if name in dashed else ""
@@ -257,12 +272,13 @@ def alert_timeline(xs: Sequence[str], rules: Sequence[str], alerts: Sequence[Map
     label_w = max([len(r) for r in rules] + [10]) * 6.6 + 12
     col_w, row_h, head = 46, 20, 30
     width = width or int(label_w + col_w * len(xs) + 150)
-    height = head + row_h * max(len(rules), 1) + 26
+    slanted = _slanted(xs, col_w)
+    height = head + row_h * max(len(rules), 1) + 26 + (22 if slanted else 0)
     body = [f'<text x="0" y="14" font-weight="600" font-size="12">{escape(title)}</text>']
     for j, x in enumerate(xs):
         cx = label_w + j * col_w + col_w / 2
         body.append(f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{head}" y2="{head + row_h * len(rules)}" stroke="#eef0f3"/>'
-                    f'<text x="{cx:.1f}" y="{head + row_h * len(rules) + 16}" text-anchor="middle" fill="#394049">{escape(x)}</text>')
+                    + _x_label(cx, head + row_h * len(rules) + 16, x, slanted))
     for i, r in enumerate(rules):
         y = head + i * row_h + row_h / 2
         body.append(f'<text x="{label_w - 8:.1f}" y="{y + 4:.1f}" text-anchor="end">{escape(r)}</text>'

@@ -23,7 +23,7 @@ class ReportError(click.ClickException):
 def report(ctx: click.Context, runs_dir: Optional[pathlib.Path], force: bool) -> None:
     """Build runs/reports/index.html (trend dashboard) and one page per checked span.
 
-    RUNS_DIR defaults to the config's runs_dir. Prints the dashboard's path.
+    RUNS_DIR defaults to the project's runs folder (the config's `runs`). Prints the dashboard's path.
     """
     from driftguard.components.reports.build import build_reports
 

@@ -40,9 +40,8 @@ WEIGHT_KEY = "label_weight"
 
 # Numeric features: name -> (value when missing, transform before the z-score).
 # The weather is missing for the ~0.5 % of flights whose hour has no observation. A missing
-# precip or wind speed is taken as 0: dry and calm are the most common hours, and TFX's Parquet
-# ExampleGen writes a zero as a feature with no value, so most "missing" ones are zeros. A
-# missing visibility is taken as 10 miles, the reported maximum and ~90 % of the hours.
+# precip or wind speed is taken as 0: dry and calm are the most common hours. A missing
+# visibility is taken as 10 miles, the reported maximum and ~90 % of the hours.
 # The distance is never missing (the schema requires it).
 NUMERIC_FEATURES = {
     "distance": (0.0, "log1p"),        # 17-4,983 miles: log, or Honolulu dominates the scale

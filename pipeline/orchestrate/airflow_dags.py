@@ -15,9 +15,9 @@ Two DAGs per model (ids = the TFX pipeline names, so MLMD contexts match the loc
 
     check_window -> the training pipeline (ExampleGen per span ... Evaluator -> RegistryPusher)
 
-Which span is checked: the newest ``span-<N>`` folder under the config's ``data_root`` when
-Airflow parses the DAG file (a new span arriving = a new folder; the next scheduled run checks
-it). Which spans are trained: the window of the newest RetrainGate decision that said
+Which span is checked: the newest span under the config's ``data.root`` (the files that match
+``data.pattern``) when Airflow parses the DAG file (a new span arriving = new files; the next
+scheduled run checks it). Which spans are trained: the window of the newest RetrainGate decision that said
 "retrain" (read from MLMD when the file is parsed), or the config's ``first_spans`` before any
 decision (the first model). AirflowDagRunner builds a static graph per parse, so the spans are
 parse-time values; ``check_window`` fails a run whose ``conf["spans"]`` differs from the
@@ -287,7 +287,7 @@ def build_check_dag(config: config_lib.Config, span: Optional[int] = None, *, sc
     span = span_to_check(config) if span is None else int(span)
     blocked = [r["span"] for r in state.load(config.runs_path)["spans"] if r.get("blocking_anomalies")]
     tfx_pipeline = pipeline_lib.create_check_pipeline(config, span, blocked_spans=blocked)
-    doc = (f"driftguard span check of **span {span}** (the newest folder under `{config.data_path}`), "
+    doc = (f"driftguard span check of **span {config.span_label(span)}** (the newest span under `{config.data_path}`), "
            f"schema v{config.schema_version}, baseline: the serving version in `{config.model_registry}`. "
            f"Triggers `{training_dag_id(config)}` when the RetrainGate says retrain.")
     dag = _airflow_dag(tfx_pipeline, _dag_config(schedule, doc, ["check", f"span-{span}"]))

@@ -31,7 +31,7 @@ from typing import Dict, List, Optional
 
 import pytest
 
-from helpers import DATA, DRIFTGUARD, REPO, make_config, tree_digest
+from helpers import DATA, DRIFTGUARD, REPO, make_config, tree_digest, ws_data
 
 PIPELINE = "taxi-training"
 PAUSE_ENV = "DRIFTGUARD_FAULT_PAUSE_IN_PUSH"
@@ -117,7 +117,7 @@ class Chain:
 
     def __init__(self, root: pathlib.Path):
         self.root = root
-        data = root / "data"
+        data = ws_data(root)
         for s in (1, 2):  # the first 600 trips of the real spans 1-2: 1,200 rows
             (data / f"span-{s}").mkdir(parents=True)
             with open(DATA / f"span-{s}" / "data.csv") as src:
