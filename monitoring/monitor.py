@@ -251,7 +251,7 @@ def load_baseline(cfg, version: int) -> Baseline:
     estimator = None
     if label is not None:
         ho = p.take(held)
-        baseline_metrics = performance.realized(cfg.task, ho.value, label[held], ho.probabilities)
+        baseline_metrics = performance.realized(cfg.task, ho.value, label[held])
         feats = {k: v[held] for k, v in reference.items()}
         estimator, note = performance.fit_estimator(cfg.task, ho.value, label[held], ho.probabilities, feats)
         if estimator is not None:
@@ -1098,7 +1098,7 @@ class Monitor:
 
         n = int(part["label"].size)
         value, label = part["probability"], part["label"]
-        realized = performance.realized(baseline.task, value, label, n_classes=baseline.n_classes or None)
+        realized = performance.realized(baseline.task, value, label)
         first, last = int(part["join"][0]), int(part["join"][-1])
         self.counters["label_windows"] += 1
         metric = baseline.metric

@@ -132,3 +132,14 @@ def test_no_predictions_is_an_error():
     empty = _binary(np.zeros(0))
     with pytest.raises(ValueError, match="no predictions"):
         prediction_report("binary", (), empty, _binary(np.array([0.5])))
+
+
+def test_macro_f1_averages_over_the_classes_present():
+    """A span (or a slice) without any row of one class, perfectly predicted: macro-F1 is 1, not
+    2/3 (an absent class is not a class the model got wrong)."""
+    from driftguard.components.prediction_monitor import performance
+
+    perfect = performance.realized("multiclass", [0, 0, 1, 1], [0, 0, 1, 1])
+    assert perfect == {"accuracy": 1.0, "macro_f1": 1.0}
+    # a class predicted but never the label counts (F1 0 for it)
+    assert performance.realized("multiclass", [0, 2, 1, 1], [0, 0, 1, 1])["macro_f1"] == pytest.approx((2 / 3 + 1 + 0) / 3)

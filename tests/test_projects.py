@@ -96,6 +96,20 @@ def test_a_run_fn_that_raises_is_named_by_its_line_and_nothing_is_stored(tmp_pat
     assert all(after.get(k) == v for k, v in before.items())
 
 
+
+def test_a_model_module_given_as_an_import_path_trains(tmp_path):
+    """model.module may name a module (a package of the team's, found from the project folder)
+    instead of a file: Transform and Trainer get its functions by import path."""
+    root = make_penguins(tmp_path / "pkg", model={"module": "penguin_models.species",
+                                                   "label": {"key": "species_xf", "column": "species"}})
+    (root / "penguin_models").mkdir()
+    (root / "penguin_models" / "__init__.py").write_text("")
+    (root / "model.py").rename(root / "penguin_models" / "species.py")
+    proc = run_cli("train", "--spans", "1,2", cwd=root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "candidate blessed: SparseCategoricalAccuracy" in proc.stdout, proc.stdout
+    assert "pushed penguins version 1" in proc.stdout
+
 # ---------------------------------------------------------------- regression: NYC flights 2013
 
 def test_the_flights_example_trains_and_checks_a_regression_model(flights):

@@ -102,14 +102,14 @@ def performance_report(task: str, metric: str, ref, ref_label: Optional[np.ndarr
                            "estimated_reference": {}, "labelled_rows": 0, "estimator": None,
                            "estimated_note": None, "reference_rows_held_out": int(held_out.sum())}
     if cur_label is not None:
-        out["realized"] = performance.realized(task, cur.value, cur_label, cur.probabilities)
+        out["realized"] = performance.realized(task, cur.value, cur_label)
         out["labelled_rows"] = int(np.sum(np.isfinite(cur_label) & np.isfinite(cur.value)))
     if ref_label is None:
         out["estimated_note"] = "no estimate: the reference sample has no labels"
         return _clean(out)
     ho = held_out
     ref_ho = ref.take(ho)
-    out["baseline"] = performance.realized(task, ref_ho.value, ref_label[ho], ref_ho.probabilities)
+    out["baseline"] = performance.realized(task, ref_ho.value, ref_label[ho])
     feats_ho = {k: np.asarray(v)[ho] for k, v in (ref_features or {}).items()}
     estimator, note = performance.fit_estimator(task, ref_ho.value, ref_label[ho], ref_ho.probabilities, feats_ho)
     if estimator is None:

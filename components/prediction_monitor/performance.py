@@ -45,8 +45,7 @@ def _finite_pairs(value: np.ndarray, label: np.ndarray):
     return keep
 
 
-def realized(task: str, value, label, probabilities=None, n_classes: Optional[int] = None
-             ) -> Dict[str, Optional[float]]:
+def realized(task: str, value, label) -> Dict[str, Optional[float]]:
     """The task's metrics on rows with a label (``value``: the prediction as
     :class:`~driftguard.components.model_io.Predictions` reads it). ``{}`` without labels."""
     value = np.asarray(value, dtype=float)
@@ -66,11 +65,10 @@ def realized(task: str, value, label, probabilities=None, n_classes: Optional[in
         return {"accuracy": acc, "auc": auc}
     from sklearn.metrics import f1_score
 
-    k = n_classes or (int(np.asarray(probabilities).shape[1]) if probabilities is not None
-                      else int(max(v.max(), y.max()) + 1))
+    # macro-F1 over the classes present (as label or prediction), sklearn's default: a class
+    # absent from a small span or slice would otherwise count as F1 = 0 at perfect accuracy.
     return {"accuracy": float(np.mean(v == y)),
-            "macro_f1": float(f1_score(y.astype(int), v.astype(int), labels=list(range(k)), average="macro",
-                                       zero_division=0))}
+            "macro_f1": float(f1_score(y.astype(int), v.astype(int), average="macro", zero_division=0))}
 
 
 class _Calibrator:
@@ -99,11 +97,15 @@ def _expected_metrics(task: str, calibrated: np.ndarray, predicted: np.ndarray) 
         f1 = []
         for c in range(k):
             is_c = predicted == c
+            # like the realized macro-F1: only classes present, i.e. predicted at least once or
+            # expected in at least half a row
+            if not is_c.any() and float(np.sum(calibrated[:, c])) < 0.5:
+                continue
             tp = float(np.sum(calibrated[is_c, c]))
             fp = float(np.sum(1.0 - calibrated[is_c, c]))
             fn = float(np.sum(calibrated[~is_c, c]))
             f1.append(2 * tp / (2 * tp + fp + fn) if (2 * tp + fp + fn) > 0 else 0.0)
-        out["macro_f1"] = float(np.mean(f1))
+        out["macro_f1"] = float(np.mean(f1)) if f1 else float("nan")
     return out
 
 
