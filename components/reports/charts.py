@@ -156,7 +156,7 @@ def heatmap(rows: Sequence[str], cols: Sequence[str], cells: Mapping[tuple, Mapp
     label_w = max([len(r) for r in rows] + [8]) * 6.6 + 12
     cell_w, cell_h, head = 54, 22, 46
     width = width or int(max(label_w + cell_w * len(cols) + 20, 640))
-    height = head + cell_h * len(rows) + 40
+    height = head + cell_h * len(rows) + 56
     body = [f'<text x="0" y="14" font-weight="600" font-size="12">{escape(title)}</text>']
     for j, c in enumerate(cols):
         x = label_w + j * cell_w + cell_w / 2
@@ -197,7 +197,8 @@ def heatmap(rows: Sequence[str], cols: Sequence[str], cells: Mapping[tuple, Mapp
                             f'stroke="#1d232a" stroke-dasharray="3,2"/>')
     y = head + cell_h * len(rows) + 18
     body.append(f'<text x="0" y="{y}" fill="#6b7580">cell = the feature\'s drift score (PSI for distributions; '
-                f'colour saturates at {HEAT_MAX}); ● = drift: significant and above its threshold</text>')
+                f'colour saturates at {HEAT_MAX});</text>')
+    body.append(f'<text x="0" y="{y + 16}" fill="#6b7580">● = drift: significant and above its threshold</text>')
     return _svg(width, height, body, title or "heat map")
 
 
@@ -225,7 +226,8 @@ def line_chart(xs: Sequence[str], series: Mapping[str, Sequence[Optional[float]]
     vals = [v for s in series.values() for v in s if v is not None]
     lo, hi = (min(vals), max(vals)) if vals else (0.0, 1.0)
     pad = (hi - lo) * 0.15 or 0.02
-    lo, hi = lo - pad, hi + pad
+    # scores, errors and rates are never negative: no axis below 0 for them
+    lo, hi = (lo - pad if lo < 0 else max(lo - pad, 0.0)), hi + pad
     n = max(len(xs), 1)
 
     def px(i):
