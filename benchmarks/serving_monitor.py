@@ -125,8 +125,8 @@ def log_record(model: str, version: int, example: bytes, prob: float, rid: Optio
     return p.SerializeToString()
 
 
-def write_traffic(directory: pathlib.Path, examples, prob, index: np.ndarray, *, start: int = 0, model="taxi",
-                  version=1, writer=None) -> None:
+def write_traffic(directory: pathlib.Path, examples, prob, index: np.ndarray, *, version: int, start: int = 0,
+                  model="taxi", writer=None) -> None:
     from driftguard.monitoring import predictlog as pl
 
     own = writer is None
@@ -269,8 +269,8 @@ def print_throughput(rows: List[Dict[str, object]]) -> None:
 # ---------------------------------------------------------------- alert latency
 
 
-def alert_latency(root: pathlib.Path, registry: pathlib.Path, examples, prob, drifted_examples, rounds: int = 5
-                  ) -> List[float]:
+def alert_latency(root: pathlib.Path, registry: pathlib.Path, version: int, examples, prob, drifted_examples,
+                  rounds: int = 5) -> List[float]:
     from driftguard.monitoring import predictlog as pl
 
     runs = root / "latency" / "runs"
@@ -285,7 +285,8 @@ def alert_latency(root: pathlib.Path, registry: pathlib.Path, examples, prob, dr
     logs.mkdir()
     rng = np.random.default_rng(5)
     writer = pl.PredictionLogWriter(logs)
-    write_traffic(logs, examples, prob, rng.integers(0, len(examples), 1000), start=0, writer=writer)
+    write_traffic(logs, examples, prob, rng.integers(0, len(examples), 1000), start=0, writer=writer,
+                  version=version)
     proc = subprocess.Popen([sys.executable, "-m", "driftguard.pipeline.cli", "--config", str(cfg_path), "monitor",
                              "--logs", str(logs)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     jsonl = runs / "alerts.jsonl"
@@ -295,14 +296,16 @@ def alert_latency(root: pathlib.Path, registry: pathlib.Path, examples, prob, dr
         _wait(lambda: _records(state) >= 1000, 600, proc)      # started, first (clean) window done
         start = 1000
         for _ in range(rounds):
-            write_traffic(logs, examples, prob, rng.integers(0, len(examples), 1000), start=start, writer=writer)
+            write_traffic(logs, examples, prob, rng.integers(0, len(examples), 1000), start=start, writer=writer,
+                          version=version)
             start += 1000
             _wait(lambda: _records(state) >= start, 120, proc)
             index = rng.integers(0, len(drifted_examples[0]), 1000)
-            write_traffic(logs, drifted_examples[0], drifted_examples[1], index[:-1], start=start, writer=writer)
+            write_traffic(logs, drifted_examples[0], drifted_examples[1], index[:-1], start=start, writer=writer,
+                          version=version)
             _wait(lambda: _records(state) >= start + 999, 120, proc)
             key = f"taxi/live/w{start}-{start + 999}/feature_psi/fare"
-            write_traffic(logs, drifted_examples[0], drifted_examples[1], index[-1:], start=start + 999,
+            write_traffic(logs, drifted_examples[0], drifted_examples[1], index[-1:], start=start + 999, version=version,
                           writer=writer)
             t0 = time.perf_counter()
             _wait(lambda: jsonl.exists() and key in jsonl.read_text(), 120, proc)
@@ -381,7 +384,7 @@ def main(argv=None) -> None:
         index = rng.integers(0, len(rows), args.records)
         logs = root / "logs"
         t = time.perf_counter()
-        write_traffic(logs, examples, prob, index)
+        write_traffic(logs, examples, prob, index, version=version)   # the version whose training rows these are
         label_lines = [f"q{k},{labels[i]}\n" for k, i in enumerate(index.tolist())]
         size = sum(f.stat().st_size for f in logs.iterdir())
         print(f"log: {args.records:,} records, {size / 1e6:.0f} MB, written in {time.perf_counter() - t:.1f} s",
@@ -412,7 +415,7 @@ def main(argv=None) -> None:
                   f"{b['window_tests']} tests, detector ARL0 {b['arl0_records']:,.0f} records x {b['detectors']}")
         if not args.no_latency:
             os.sched_setaffinity(0, set(range(os.cpu_count())))
-            lat = alert_latency(root, registry, examples, prob, drifted_examples)
+            lat = alert_latency(root, registry, version, examples, prob, drifted_examples)
             print(f"\nalert latency (follow mode, poll 0.1 s, 1,000-record windows): last record of a drifted "
                   f"window written -> alert in alerts.jsonl: median {np.median(lat):.2f} s, "
                   f"max {max(lat):.2f} s over {len(lat)} windows ({', '.join(f'{x:.2f}' for x in lat)})")
