@@ -10,8 +10,8 @@ def artifact_span(artifact, span_by_node: Optional[Dict[str, int]] = None) -> Op
 
     The pipeline passes ``span_by_node`` ({node id: span}) for its per-span nodes, and TFX
     writes outputs under ``<pipeline_root>/<node_id>/<key>/<execution>``: that mapping comes
-    first, because calendar spans coarser than a day reach ExampleGen as literal patterns
-    (span 0 in its own record). Otherwise: ExampleGen records the span as a *custom*
+    first, because calendar spans reach ExampleGen as literal patterns (span 0 in its own
+    record). Otherwise: ExampleGen records the span as a *custom*
     property, while StatisticsGen and ExampleValidator copy the (unset, 0) *property* onward.
     """
     parts = os.path.normpath(artifact.uri).split(os.sep)

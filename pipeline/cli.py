@@ -414,6 +414,7 @@ def _first_model(cfg: config_lib.Config, runner: Optional[str], verbose: bool) -
 
 def _span_row(cfg: config_lib.Config, check: "SpanCheck", outcome: str, serving: str) -> dict:
     """One row of runs/state.json (what `run` printed for the span; the dashboard reads them)."""
+    from driftguard.components.anomaly_gate.executor import blocking as blocking_anomalies
     from driftguard.components.drift_detector.compare import headline
     from driftguard.components.prediction_monitor.metrics import headline as performance_headline
 
@@ -425,7 +426,8 @@ def _span_row(cfg: config_lib.Config, check: "SpanCheck", outcome: str, serving:
         "span": check.span, "span_label": cfg.span_label(check.span), "period": _period(cfg, check.span),
         "drift": headline(check.report), "drift_detected": bool(check.report.get("drift_detected")),
         "anomalies": len(check.report.get("anomalies", [])),
-        "blocking_anomalies": len([a for a in check.report.get("anomalies", []) if a.get("severity") == "ERROR"]),
+        "blocking_anomalies": len(blocking_anomalies(check.report.get("anomalies", []),
+                                                     cfg.validation.fail_on_severity)),
         "task": cfg.task, "metric": h.get("metric") or cfg.metric,
         "realized": h.get("realized"), "baseline": h.get("baseline"), "estimated": h.get("estimated"),
         "estimated_reference": h.get("estimated_reference"), "realized_change": h.get("realized_change"),

@@ -7,7 +7,7 @@ with the placeholders TFX's ExampleGen understands:
 - calendar spans: ``{YYYY}``, ``{YYYY}-{MM}`` or ``{YYYY}-{MM}-{DD}`` (in any order and with any
   text around them), one folder or file name per year, month or day: ``{YYYY}-{MM}/*`` ->
   ``2013-05/*``. TFX's ExampleGen accepts only the three together (a day); driftguard resolves
-  coarser calendars itself and hands ExampleGen the span's literal pattern.
+  every calendar pattern itself (days too) and hands ExampleGen the span's literal pattern.
 
 Every span has a number (windows and "the newest N spans" are arithmetic on it) and a label
 (what people read and type). For ``{SPAN}`` they are the same. Calendar spans count from

@@ -89,6 +89,23 @@ def blocking(records, fail_on_severity: str) -> List[Dict[str, Any]]:
     return [r for r in records if _SEVERITY_RANK.get(r["severity"], 2) >= threshold]
 
 
+def _json_within(records: List[Dict[str, Any]], limit: int) -> str:
+    """``records`` as JSON of at most ``limit`` characters: as many whole records as fit, and
+    ``{"truncated": n}`` for the rest (a cut string would not be JSON)."""
+    text = json.dumps(records)
+    if len(text) <= limit:
+        return text
+    kept: List[Dict[str, Any]] = []
+    size = 2
+    for r in records:
+        item = json.dumps(r)
+        if size + len(item) + 2 + 40 > limit:
+            break
+        kept.append(r)
+        size += len(item) + 2
+    return json.dumps(kept + [{"truncated": len(records) - len(kept)}])
+
+
 class Executor(base_executor.BaseExecutor):
     def Do(self, input_dict, output_dict, exec_properties) -> None:
         fail_on = exec_properties.get(spec.FAIL_ON_SEVERITY_KEY) or "ERROR"
@@ -117,4 +134,4 @@ class Executor(base_executor.BaseExecutor):
         # Transform expects exactly one file in a Schema artifact, so the (non-blocking)
         # anomalies travel as custom properties instead of a file beside the schema.
         out.set_int_custom_property("anomaly_count", len(records))
-        out.set_string_custom_property("anomalies", json.dumps(records)[:50_000])
+        out.set_string_custom_property("anomalies", _json_within(records, 50_000))

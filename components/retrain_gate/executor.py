@@ -36,8 +36,10 @@ class Executor(base_executor.BaseExecutor):
                           span_label=span_label)
         versions = existing_versions(registry) if registry.is_dir() else []
         serving_spans = read_profile(registry, versions[-1]).get("spans") if versions else None
-        severities = ("ERROR",) if policy.get("fail_on_severity", "ERROR") == "ERROR" else ("ERROR", "WARNING")
-        blocking = [a for a in (report or {}).get("anomalies", []) if a.get("severity") in severities]
+        # the same rule as AnomalyGate's, which would stop a training on these spans
+        from driftguard.components.anomaly_gate.executor import blocking as blocking_anomalies
+
+        blocking = blocking_anomalies((report or {}).get("anomalies", []), policy.get("fail_on_severity", "ERROR"))
         decision = decide(policy["policy"], span=span, serving_spans=serving_spans, blocking_anomalies=len(blocking),
                           blocked_spans=[int(s) for s in policy.get("blocked_spans", [])],
                           alerts=[a.to_dict() for a in alerts],
