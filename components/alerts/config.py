@@ -142,6 +142,19 @@ class AlertsConfig:
         return self.rules[name]
 
 
+def secret_variables(config: "AlertsConfig") -> List[str]:
+    """The environment variables the sinks read their secrets from (URLs with tokens, HMAC keys,
+    SMTP credentials), sorted: what a deployment must provide (a Kubernetes secret, a worker's
+    environment), never the values."""
+    names = set()
+    for sink in config.sinks:
+        for field in dataclasses.fields(sink):
+            value = getattr(sink, field.name)
+            if field.name.endswith("_env") and value:
+                names.add(str(value))
+    return sorted(names)
+
+
 def default_rules(task: str = tasks_lib.BINARY) -> Mapping[str, RuleConfig]:
     return types.MappingProxyType({
         name: RuleConfig(name, True, sev, thr, tasks_lib.DEFAULT_METRIC[task] if name in METRIC_RULES else None)
