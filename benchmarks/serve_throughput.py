@@ -95,7 +95,7 @@ def start_server(registry: pathlib.Path, *, log_dir: pathlib.Path, extra_args: S
     cfg.write_text(json.dumps({**example_config("taxi"), "runs": str(registry.parent.parent),
                                "model_name": registry.name}))
     env = dict(os.environ)
-    args = [sys.executable, "-m", "driftguard.pipeline.cli", "--config", str(cfg), "serve", "--port", "0",
+    args = [sys.executable, "-m", "driftguard.cli", "--config", str(cfg), "serve", "--port", "0",
             "--log-dir", str(log_dir), *extra_args]
     if token:
         env[_TOKEN_ENV] = token

@@ -287,7 +287,7 @@ def alert_latency(root: pathlib.Path, registry: pathlib.Path, version: int, exam
     writer = pl.PredictionLogWriter(logs)
     write_traffic(logs, examples, prob, rng.integers(0, len(examples), 1000), start=0, writer=writer,
                   version=version)
-    proc = subprocess.Popen([sys.executable, "-m", "driftguard.pipeline.cli", "--config", str(cfg_path), "monitor",
+    proc = subprocess.Popen([sys.executable, "-m", "driftguard.cli", "--config", str(cfg_path), "monitor",
                              "--logs", str(logs)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     jsonl = runs / "alerts.jsonl"
     state = runs / "monitor" / "taxi" / "state.sqlite"

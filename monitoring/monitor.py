@@ -41,7 +41,6 @@ import dataclasses
 import datetime
 import functools
 import fcntl
-import importlib
 import io
 import itertools
 import json
@@ -1204,7 +1203,7 @@ class Retrainer:
 
     ``local`` starts ``driftguard run`` in the background (its pid and log file are logged);
     ``airflow`` posts a DAG run of the training DAG through Airflow's REST API
-    (``driftguard.pipeline.orchestrate.cli.trigger_airflow_dag``, basic auth from ``AIRFLOW_USERNAME`` /
+    (``driftguard.pipeline.orchestrate.triggers.trigger_airflow_dag``, basic auth from ``AIRFLOW_USERNAME`` /
     ``AIRFLOW_PASSWORD``); ``kfp`` submits the compiled pipeline package to Kubeflow Pipelines.
     """
 
@@ -1250,7 +1249,7 @@ class Retrainer:
         if self.mode == "local":
             stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
             log_path = self.state_dir / f"retrain-{stamp}.log"
-            cmd = [sys.executable, "-m", "driftguard.pipeline.cli"]
+            cmd = [sys.executable, "-m", "driftguard.cli"]
             if self.config_path:
                 cmd += ["--config", str(self.config_path)]
             cmd += ["run"]
@@ -1261,7 +1260,7 @@ class Retrainer:
             log.warning("critical alert %s: started `driftguard run` (pid %d), log %s", reason, proc.pid, log_path)
             return {"pid": proc.pid, "log": str(log_path), "command": cmd}
         if self.mode == "airflow":
-            from driftguard.pipeline.orchestrate.cli import AIRFLOW_PASSWORD_ENV, AIRFLOW_USER_ENV, trigger_airflow_dag
+            from driftguard.pipeline.orchestrate.triggers import AIRFLOW_PASSWORD_ENV, AIRFLOW_USER_ENV, trigger_airflow_dag
 
             user, password = os.environ.get(AIRFLOW_USER_ENV), os.environ.get(AIRFLOW_PASSWORD_ENV)
             auth = None
@@ -1275,9 +1274,9 @@ class Retrainer:
             log.warning("critical alert %s: triggered Airflow DAG %s run %s", reason, self.dag_id,
                         answer.get("dag_run_id"))
             return {"dag_id": self.dag_id, "dag_run_id": answer.get("dag_run_id", run_id)}
-        from driftguard.pipeline.orchestrate.cli import _kfp_client
+        from driftguard.pipeline.orchestrate.triggers import kfp_client
 
-        run = _kfp_client(self.kfp_host).create_run_from_pipeline_package(
+        run = kfp_client(self.kfp_host).create_run_from_pipeline_package(
             str(self.kfp_package), arguments={}, run_name=f"driftguard-monitor-v{version}",
             experiment_name="driftguard", enable_caching=False)
         log.warning("critical alert %s: submitted %s to KFP run %s", reason, self.kfp_package, run.run_id)

@@ -56,7 +56,7 @@ class DataConfig:
     hash_buckets: Optional[Dict[str, int]] = None     # default {train: 2, eval: 1}
 
     def validate(self, path: str) -> None:
-        from driftguard.pipeline.spans import SpanPattern, SpanPatternError
+        from driftguard.components.spans import SpanPattern, SpanPatternError
 
         if self.format not in FORMATS:
             raise ConfigError(f"{path}.format must be one of {', '.join(FORMATS)}, got {self.format!r}")
@@ -94,7 +94,7 @@ class DataConfig:
 
     @property
     def span_pattern(self):
-        from driftguard.pipeline.spans import SpanPattern
+        from driftguard.components.spans import SpanPattern
 
         return SpanPattern(self.pattern)
 
@@ -414,7 +414,7 @@ class Config:
     # ---- spans
     @property
     def spans(self):
-        """The data's :class:`~driftguard.pipeline.spans.SpanPattern` (numbers <-> labels <-> files)."""
+        """The data's :class:`~driftguard.components.spans.SpanPattern` (numbers <-> labels <-> files)."""
         return self.data.span_pattern
 
     def span_numbers(self, labels) -> List[int]:

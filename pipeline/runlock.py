@@ -44,10 +44,6 @@ class RunLock:
         _HELD.pop(str(self.path.parent), None)
 
 
-def lock_path(runs_path: os.PathLike) -> pathlib.Path:
-    return pathlib.Path(runs_path) / LOCK_FILE
-
-
 def acquire(runs_path: os.PathLike, command: str) -> RunLock:
     """Take the runs folder's lock for this process (a no-op if it already holds it), or raise
     :class:`RunLockBusy` naming the holder. Creates the runs folder if needed."""

@@ -122,7 +122,7 @@ class Layout:
 
     @property
     def span_pattern(self):
-        from driftguard.pipeline.spans import SpanPattern
+        from driftguard.components.spans import SpanPattern
 
         return SpanPattern(self.pattern)
 

@@ -1,4 +1,6 @@
-"""What `driftguard run` has done so far: ``runs/state.json`` (one row per span checked),
+"""What `driftguard run` has done so far: ``runs/state.json`` (one row per span replayed),
+the spans `driftguard check` checked (``checks``: kept apart, since a check does not act on the
+gate's decision and `run` must still replay such a span), which of the two checked a span last,
 and the fingerprint of every span this runs folder used (``span_fingerprints``).
 
 Written atomically (temp file + fsync + rename) after every span, so a crash loses at most the
@@ -15,6 +17,8 @@ import tempfile
 from typing import Any, Dict, List, Optional
 
 STATE_FILE = "state.json"
+CHECKS = "checks"                   # rows of `driftguard check`, the newest last
+LAST_CHECKED_BY = "last_checked_by"  # "run" or "check": whose rows end with the span checked last
 
 
 def _path(runs: pathlib.Path) -> pathlib.Path:
@@ -52,17 +56,30 @@ def save(runs: pathlib.Path, data: Dict[str, Any]) -> None:
 
 
 def record_span(runs: pathlib.Path, row: Dict[str, Any]) -> None:
+    """A span `driftguard run` replayed (replacing an earlier row of the same span)."""
     data = load(runs)
     data["spans"] = [r for r in data["spans"] if r.get("span") != row["span"]] + [row]
+    data[LAST_CHECKED_BY] = "run"
+    save(runs, data)
+
+
+def record_check(runs: pathlib.Path, row: Dict[str, Any]) -> None:
+    """A span `driftguard check` checked (replacing an earlier check of the same span)."""
+    data = load(runs)
+    data[CHECKS] = [r for r in data.get(CHECKS) or [] if r.get("span") != row["span"]] + [row]
+    data[LAST_CHECKED_BY] = "check"
     save(runs, data)
 
 
 def checked_spans(runs: pathlib.Path) -> List[int]:
+    """The spans `driftguard run` replayed (not those only `driftguard check` checked)."""
     return [int(r["span"]) for r in load(runs)["spans"]]
 
 
 def last_row(runs: pathlib.Path) -> Optional[Dict[str, Any]]:
-    rows = load(runs)["spans"]
+    """The row of the span checked last, by `driftguard run` or `driftguard check`."""
+    data = load(runs)
+    rows = (data.get(CHECKS) or []) if data.get(LAST_CHECKED_BY) == "check" else data["spans"]
     return rows[-1] if rows else None
 
 

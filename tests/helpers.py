@@ -14,7 +14,7 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 DATA = REPO / "data" / "taxi"
 TAXI = REPO / "examples" / "taxi"
 PROJECTS = REPO / "tests" / "projects"
-DRIFTGUARD = [sys.executable, "-m", "driftguard.pipeline.cli"]
+DRIFTGUARD = [sys.executable, "-m", "driftguard.cli"]
 
 
 def run_cli(*args, config=None, project=None, env=None, timeout=1800, cwd=None):

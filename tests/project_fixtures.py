@@ -85,7 +85,7 @@ def flights(tmp_path_factory):
 
 
 def flights_span(label: str) -> int:
-    from driftguard.pipeline.spans import SpanPattern
+    from driftguard.components.spans import SpanPattern
 
     return SpanPattern("{YYYY}-{MM}/*.parquet").number(label)
 

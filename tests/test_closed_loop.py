@@ -7,7 +7,6 @@ the replayed spans and one retraining run here.
 from __future__ import annotations
 
 import json
-import pathlib
 import shutil
 import sys
 

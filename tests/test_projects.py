@@ -5,7 +5,6 @@ raises, named by its own file and line, with nothing stored changed.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import pathlib
 import shutil

@@ -15,7 +15,7 @@ What is compared
 from __future__ import annotations
 
 import datetime
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Mapping, Optional, Sequence
 
 import pyarrow as pa
 

@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Tuple
 import jinja2
 
 from driftguard.components.reports import charts
-from driftguard.components.reports.runs import Runs, SpanRecord, alert_span, load_runs
+from driftguard.components.reports.runs import Runs, SpanRecord, load_runs
 
 logger = logging.getLogger(__name__)
 

@@ -87,20 +87,20 @@ def test_outbox_on_a_full_disk_loses_no_alert_and_delivers_once_later(tmp_path):
 
 
 def test_check_and_run_name_the_outbox_when_alerts_cannot_be_queued(tmp_path):
-    """`check` and `run` queue a span's alerts through driftguard.pipeline.cli.deliver_alerts."""
+    """`check` and `run` queue a span's alerts through driftguard.pipeline.loop.deliver_alerts."""
     runs = tmp_path / "runs"
     runs.mkdir()
     (runs / "alerts").write_text("a file where the outbox folder goes\n")      # ENOTDIR / EEXIST
     cfg = write_config(tmp_path / "c.json", runs=str(runs))
-    code = ("import sys; from pipeline import cli, config; from driftguard.components.alerts import Alert; "
+    code = ("import sys; from driftguard.pipeline import config, loop; from driftguard.components.alerts import Alert; "
             "cfg = config.load(sys.argv[1]); "
             "alert = Alert(rule='feature_psi', severity='critical', title='t', summary='s', labels={}, "
             "dedup_key='taxi/span-3/feature_psi'); "
-            "cli.deliver_alerts(cfg, [alert.to_dict()])")
+            "loop.deliver_alerts(cfg, [alert.to_dict()])")
     proc = subprocess.run([sys.executable, "-c", code, str(cfg)], cwd=REPO, capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode != 0
-    assert f"DriftguardError: 1 alert(s) could not be queued: alert outbox {runs}/alerts/outbox.sqlite" \
+    assert f"LoopError: 1 alert(s) could not be queued: alert outbox {runs}/alerts/outbox.sqlite" \
         in proc.stderr, proc.stderr
     assert (runs / "alerts").read_text() == "a file where the outbox folder goes\n"
 

@@ -94,9 +94,9 @@ def test_a_connect_that_never_completes_times_out(tmp_path, servers):
 
 
 def test_the_check_goes_on_the_alert_stays_queued_then_is_delivered_once(tmp_path, servers, monkeypatch):
-    """driftguard.pipeline.cli.deliver_alerts is what `check` and `run` call after the span check."""
+    """driftguard.pipeline.loop.deliver_alerts is what `check` and `run` call after the span check."""
     from driftguard.components.alerts import Alert, Outbox, outbox_path
-    from driftguard.pipeline import cli, config
+    from driftguard.pipeline import config, loop
 
     hanging = servers(Hanging)
     monkeypatch.setenv("T_HOOK_URL", hanging.url("/hook"))
@@ -107,7 +107,7 @@ def test_the_check_goes_on_the_alert_stays_queued_then_is_delivered_once(tmp_pat
     alert = Alert(rule="feature_psi", severity="critical", title="taxi span 8: fare PSI 0.31 > 0.2",
                   summary="fare drifted", labels={"model": "taxi", "span": "8"}, dedup_key="taxi/span-8/feature_psi/fare")
     t0 = time.monotonic()
-    text = cli.deliver_alerts(cfg, [alert.to_dict()])        # returns: the check goes on
+    text = loop.deliver_alerts(cfg, [alert.to_dict()])        # returns: the check goes on
     print(f"\ndelivery to a silent webhook returned after {time.monotonic() - t0:.1f} s: {text!r}")
     assert text.startswith("1 alert(s); 0 delivered now, 1 pending in the outbox")
     assert "sink webhook: webhook: POST failed ($T_HOOK_URL): AttemptTimeout: timed out" in text or \

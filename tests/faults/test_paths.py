@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from helpers import REPO, taxi_config, tree_digest, write_config
-from driftguard.pipeline import cli
+from driftguard.cli.main import main
 from driftguard.pipeline import config as config_lib
 
 ESCAPES = ["../x", "/etc", "a/b", "..", "taxi\0", "", "taxi/../../x", "C:\\x"]
@@ -69,7 +69,7 @@ def registry(tmp_path):
 def test_candidate_ids_cannot_leave_the_registry(registry, command, candidate):
     root, cfg = registry
     before = tree_digest(root)
-    result = CliRunner().invoke(cli.main, ["--config", str(cfg), command, candidate])
+    result = CliRunner().invoke(main, ["--config", str(cfg), command, candidate])
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith(f"error: {candidate!r} is not a candidate id (they look like c1, c2, ...")
     assert tree_digest(root) == before
@@ -84,7 +84,7 @@ def test_candidate_ids_cannot_leave_the_registry(registry, command, candidate):
 ])
 def test_span_arguments_are_numbers(tmp_path, args, message):
     cfg = write_config(tmp_path / "c.json", runs=str(tmp_path / "runs"))
-    result = CliRunner().invoke(cli.main, ["--config", str(cfg)] + args)
+    result = CliRunner().invoke(main, ["--config", str(cfg)] + args)
     assert result.exit_code == 2, result.output
     assert message in result.stderr
     assert not (tmp_path / "runs").exists()
@@ -98,7 +98,7 @@ def test_report_pages_are_named_by_span_number_only(tmp_path):
     state = json.loads((runs / "state.json").read_text())
     state["spans"][0]["span"] = "../../evil"
     (runs / "state.json").write_text(json.dumps(state))
-    result = CliRunner().invoke(cli.main, ["report", str(runs)])
+    result = CliRunner().invoke(main, ["report", str(runs)])
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith(f"error: cannot build the reports of {runs}: ")
     assert "'../../evil'" in result.stderr

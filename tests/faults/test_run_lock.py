@@ -83,7 +83,7 @@ def test_refusal_happens_before_tensorflow_is_imported(runs_folder):
     holder = _hold(runs)
     probe = textwrap.dedent("""
         import sys
-        from driftguard.pipeline.cli import main
+        from driftguard.cli.main import main
         try:
             main(sys.argv[1:], standalone_mode=False)
         except Exception as e:

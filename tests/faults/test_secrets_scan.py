@@ -7,7 +7,7 @@ The secrets are random markers made for this session. Receivers on 127.0.0.1 fir
 replies that quote the secret URL path back (so error handling is exercised), then accept;
 each test checks the secrets really reached the receivers, so an empty scan means something.
 
-- without TFX: `check`'s alert delivery (driftguard.pipeline.cli.deliver_alerts with logging to runs/logs,
+- without TFX: `check`'s alert delivery (driftguard.pipeline.loop.deliver_alerts with logging to runs/logs,
   on the alerts a real span-8 drift report raises), `alerts test|list|deliver`, `status`;
 - with the session's training run (`first_push`, run with secrets in its environment under the
   names the sinks read; tests/conftest.py): every file it wrote, plus `driftguard run` (nothing
@@ -39,15 +39,15 @@ DELIVER = textwrap.dedent("""
     # What `driftguard check` does after the span check: log to runs/logs, queue and deliver.
     import json, sys
     from driftguard.components.alerts import evaluate
-    from driftguard.pipeline import cli, config
+    from driftguard.pipeline import cli_support, config, loop
     cfg = config.load(sys.argv[1])
-    cli._setup_logging(cfg.runs_path, "check-span8", verbose=True)
+    cli_support.setup_logging(cfg.runs_path, "check-span8", verbose=True)
     report = json.loads(open(sys.argv[2]).read())
     alerts = evaluate(cfg.alerts_settings, model="taxi", span=8, drift_report=report,
                       monitor={"status": "monitored", "performance": {
                           "task": "binary", "metric": "accuracy", "baseline": {"accuracy": 0.9},
                           "realized": {"accuracy": 0.5}}})
-    print(cli.deliver_alerts(cfg, [a.to_dict() for a in alerts]))
+    print(loop.deliver_alerts(cfg, [a.to_dict() for a in alerts]))
 """)
 
 

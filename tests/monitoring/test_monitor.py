@@ -13,7 +13,6 @@ import http.server
 import json
 import os
 import pathlib
-import shutil
 import signal
 import sqlite3
 import subprocess

@@ -3,7 +3,6 @@ decoding against predictlog's one-record reference, labels files, the metrics en
 guard, the config section and the live alert rules."""
 from __future__ import annotations
 
-import json
 import urllib.request
 
 import numpy as np

@@ -74,7 +74,7 @@ def server_process(first_push, tmp_path_factory):
     stderr_path = root / "serve.stderr"
     with open(stderr_path, "w") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "driftguard.pipeline.cli", "--config", str(cfg), "serve", "--port", "0",
+            [sys.executable, "-m", "driftguard.cli", "--config", str(cfg), "serve", "--port", "0",
              "--poll-seconds", "0.5", "--log-max-mb", "0.02", "--max-body-bytes", str(MAX_BODY),
              "--token-env", TOKEN_ENV],
             cwd=REPO, stdout=subprocess.PIPE, stderr=err, text=True, env={**os.environ, TOKEN_ENV: token})
@@ -313,7 +313,7 @@ def test_bearer_token_is_required_and_never_echoed(server):
 def test_refused_starts_say_why(tmp_path):
     """Non-loopback bind without a token, a token variable that is unset, an empty registry."""
     cfg = write_config(tmp_path / "c.json", runs=str(tmp_path / "runs"))
-    cmd = [sys.executable, "-m", "driftguard.pipeline.cli", "--config", str(cfg), "serve", "--port", "0"]
+    cmd = [sys.executable, "-m", "driftguard.cli", "--config", str(cfg), "serve", "--port", "0"]
     proc = subprocess.run(cmd + ["--host", "0.0.0.0"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     assert "refusing to bind '0.0.0.0' without a bearer token" in proc.stderr

@@ -11,6 +11,6 @@ def invoke(*args, env=None):
     """Run ``driftguard ARGS`` in-process; return click's Result (exit_code, output)."""
     from click.testing import CliRunner
 
-    from driftguard.pipeline.cli import main
+    from driftguard.cli.main import main
 
     return CliRunner().invoke(main, [str(a) for a in args], env=env, catch_exceptions=False)

@@ -107,7 +107,7 @@ def test_trigger_unknown_dag_and_half_credentials_and_unreachable(airflow):
 
 
 def test_submit_hands_the_compiled_yaml_to_kfp_client(tmp_path, monkeypatch):
-    from driftguard.pipeline.orchestrate import cli as orchestrate_cli
+    from driftguard.pipeline.orchestrate import triggers
 
     calls = []
 
@@ -116,7 +116,7 @@ def test_submit_hands_the_compiled_yaml_to_kfp_client(tmp_path, monkeypatch):
             calls.append((path, kwargs))
             return type("Run", (), {"run_id": "run-123"})()
 
-    monkeypatch.setattr(orchestrate_cli, "_kfp_client", lambda host: calls.append(host) or FakeClient())
+    monkeypatch.setattr(triggers, "kfp_client", lambda host: calls.append(host) or FakeClient())
     package = tmp_path / "pipeline.yaml"
     package.write_text("pipelineInfo: {name: x}\n")
     result = invoke("submit", "--kfp-host", "http://kfp.example:8080", "--package", package, "--run-name", "span-8")

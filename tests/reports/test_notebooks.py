@@ -1,7 +1,6 @@
 """The notebooks run top to bottom (nbclient) on a copy of the fixture runs folder."""
 from __future__ import annotations
 
-import os
 import pathlib
 import shutil
 

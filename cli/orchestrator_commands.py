@@ -1,43 +1,24 @@
-"""``driftguard compile | trigger | submit``: click commands for the orchestrators.
+"""``driftguard compile | trigger | submit``: the orchestrators' commands.
 
-Registered on the main group by ``pipeline/cli.py``::
-
-    from driftguard.pipeline.orchestrate.cli import compile_command, trigger, submit
-    main.add_command(compile_command, "compile")
-    main.add_command(trigger, "trigger")
-    main.add_command(submit, "submit")
-
-The config comes from ``driftguard.pipeline.cli._load_config(ctx)``, imported inside each command (no
-import cycle: driftguard.pipeline.cli imports this module). Exit status: 0 success, 2 error.
+``compile`` writes the Kubeflow v2 pipeline spec (``pipeline/orchestrate/kubeflow.py``) or the
+Airflow DAG file (``pipeline/orchestrate/airflow_dags.py``); ``trigger`` and ``submit`` start a
+run through :mod:`driftguard.pipeline.orchestrate.triggers`, which the live monitor's retrain
+trigger uses too. Exit status: 0 success, 2 error.
 """
 from __future__ import annotations
 
-import base64
 import json
 import os
 import pathlib
 import urllib.error
-import urllib.parse
-import urllib.request
 from typing import Optional
 
 import click
 
-AIRFLOW_USER_ENV = "AIRFLOW_USERNAME"
-AIRFLOW_PASSWORD_ENV = "AIRFLOW_PASSWORD"
+from driftguard.pipeline.cli_support import DriftguardError, load_config, user_errors
+from driftguard.pipeline.orchestrate import triggers
+
 IMAGE_ENV = "DRIFTGUARD_IMAGE"
-
-
-def _error(message: str) -> click.ClickException:
-    from driftguard.pipeline.cli import DriftguardError
-
-    return DriftguardError(message)
-
-
-def _config(ctx: click.Context):
-    from driftguard.pipeline.cli import _load_config
-
-    return _load_config(ctx)
 
 
 @click.command("compile")
@@ -48,7 +29,8 @@ def _config(ctx: click.Context):
 @click.option("--dags-folder", type=click.Path(file_okay=False, path_type=pathlib.Path), default=None,
               help="airflow: Airflow's dags folder; the DAG file is written there.")
 @click.option("--span", "span_text", default=None, metavar="SPAN",
-              help="kubeflow: the span the pipeline checks (default: the newest under data.root).")
+              help="kubeflow: a fixed span to check (default: the newest span when each run starts, so a "
+                   "recurring run needs no recompile).")
 @click.option("--image-project-dir", default="/project", show_default=True, metavar="DIR",
               help="kubeflow: where the image holds the project (its model module, data, schemas, runs).")
 @click.option("--image", default=None, metavar="IMAGE",
@@ -56,23 +38,25 @@ def _config(ctx: click.Context):
                    f"driftguard:tfx-1.16.0, built from the Dockerfile).")
 @click.option("--pipeline-root", default=None, metavar="URI",
               help="kubeflow: pipeline root (gs://..., s3://... or a path mounted in every pod).")
+@click.option("--alerts-secret", default="driftguard-alerts", show_default=True, metavar="NAME",
+              help="kubeflow: the Kubernetes secret holding the alert sinks' variables (one key per variable).")
 @click.option("--schedule", default="@daily", show_default=True,
               help="airflow: schedule of the span-check DAG (cron or preset; 'none' for manual).")
 @click.pass_context
 def compile_command(ctx: click.Context, target: str, output: Optional[pathlib.Path],
                     dags_folder: Optional[pathlib.Path], span_text: Optional[str], image_project_dir: str,
-                    image: Optional[str], pipeline_root: Optional[str], schedule: str) -> None:
+                    image: Optional[str], pipeline_root: Optional[str], alerts_secret: str, schedule: str) -> None:
     """Write the Kubeflow v2 pipeline spec or the Airflow DAG file.
 
     \b
-      driftguard compile --target kubeflow --output build/kfp --span 8 --image REGISTRY/driftguard:1
+      driftguard compile --target kubeflow --output build/kfp --image REGISTRY/driftguard:1
       driftguard compile --target airflow --dags-folder ~/airflow/dags
     """
     if target == "airflow" and dags_folder is None:
-        raise _error("compile --target airflow needs --dags-folder DIR (Airflow's dags folder)")
+        raise DriftguardError("compile --target airflow needs --dags-folder DIR (Airflow's dags folder)")
     if target == "kubeflow" and output is None:
-        raise _error("compile --target kubeflow needs --output DIR")
-    cfg = _config(ctx)
+        raise DriftguardError("compile --target kubeflow needs --output DIR")
+    cfg = load_config(ctx)
     if target == "airflow":
         from driftguard.pipeline.orchestrate import airflow_dags
 
@@ -85,55 +69,23 @@ def compile_command(ctx: click.Context, target: str, output: Optional[pathlib.Pa
         return
     from driftguard.pipeline.orchestrate import kubeflow
 
-    if span_text is None:
-        from driftguard.pipeline.orchestrate.airflow_dags import span_to_check
-        try:
-            span = span_to_check(cfg)
-        except FileNotFoundError as e:
-            raise _error(f"{e}; pass --span N") from None
-    else:
+    span = None                          # the newest span when the run starts
+    if span_text is not None:
         try:
             span = cfg.spans.number(span_text)
         except ValueError as e:
-            raise _error(f"--span: {e}") from None
+            raise DriftguardError(f"--span: {e}") from None
     image = image or os.environ.get(IMAGE_ENV) or kubeflow.DEFAULT_IMAGE
-    try:
-        paths = kubeflow.compile_kubeflow(cfg, span, output, image, pipeline_root=pipeline_root,
-                                          image_project_dir=image_project_dir)
-    except kubeflow.KubeflowCompileError as e:
-        raise _error(str(e)) from None
+    paths = kubeflow.compile_kubeflow(cfg, span, output, image, pipeline_root=pipeline_root,
+                                      image_project_dir=image_project_dir, alerts_secret=alerts_secret)
+    secrets = (f"alert delivery reads {', '.join(paths['secret_variables'])} from the Kubernetes secret "
+               f"{alerts_secret!r}" if paths["secret_variables"] else "alert delivery needs no secret")
     click.echo(f"wrote {paths['pipeline_job']} (Vertex AI PipelineJob)\n"
                f"wrote {paths['pipeline_spec']} (KFP pipeline spec: driftguard submit --kfp-host URL "
                f"--package {paths['pipeline_spec']})\n"
-               f"span {span}; training branch under Cond({kubeflow.GATE_ID}.retrain == 1); image {image}")
-
-
-def _airflow_auth_header(user_env: str, password_env: str) -> Optional[str]:
-    user, password = os.environ.get(user_env), os.environ.get(password_env)
-    if not user and not password:
-        return None
-    if not (user and password):
-        missing = user_env if not user else password_env
-        raise _error(f"environment variable {missing} is not set (Airflow basic auth needs "
-                     f"both {user_env} and {password_env})")
-    token = base64.b64encode(f"{user}:{password}".encode()).decode()
-    return f"Basic {token}"
-
-
-def trigger_airflow_dag(base_url: str, dag_id: str, conf: dict, auth_header: Optional[str],
-                        run_id: Optional[str] = None, timeout: float = 30.0) -> dict:
-    """``POST {base_url}/api/v1/dags/{dag_id}/dagRuns``; return Airflow's JSON answer."""
-    url = f"{base_url.rstrip('/')}/api/v1/dags/{urllib.parse.quote(dag_id, safe='')}/dagRuns"
-    body = {"conf": conf}
-    if run_id:
-        body["dag_run_id"] = run_id
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json",
-                                              "Accept": "application/json"})
-    if auth_header:
-        request.add_header("Authorization", auth_header)
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - user's URL
-        return json.loads(response.read().decode() or "{}")
+               f"{'the newest span when the run starts' if span is None else f'span {span}'}; training branch "
+               f"under Cond({kubeflow.GATE_ID}.retrain == 1); image {image}\n"
+               f"{secrets}")
 
 
 @click.command("trigger")
@@ -145,27 +97,27 @@ def trigger_airflow_dag(base_url: str, dag_id: str, conf: dict, auth_header: Opt
               help="conf spans for the training DAG, e.g. '7,8' (must match the DAG's window).")
 @click.option("--conf", "conf_text", default=None, metavar="JSON", help="Full dag run conf as JSON.")
 @click.option("--run-id", default=None, help="dag_run_id (default: Airflow makes one).")
-@click.option("--user-env", default=AIRFLOW_USER_ENV, show_default=True,
+@click.option("--user-env", default=triggers.AIRFLOW_USER_ENV, show_default=True,
               help="Environment variable holding the Airflow user name.")
-@click.option("--password-env", default=AIRFLOW_PASSWORD_ENV, show_default=True,
+@click.option("--password-env", default=triggers.AIRFLOW_PASSWORD_ENV, show_default=True,
               help="Environment variable holding the Airflow password.")
 @click.pass_context
 def trigger(ctx: click.Context, airflow_url: str, dag_id: Optional[str], spans_text: Optional[str],
             conf_text: Optional[str], run_id: Optional[str], user_env: str, password_env: str) -> None:
     """Start a DAG run through Airflow's stable REST API (basic auth from env vars only)."""
     if dag_id is None:
-        dag_id = _config(ctx).training_pipeline_name()
+        dag_id = load_config(ctx).training_pipeline_name()
     try:
         conf = json.loads(conf_text) if conf_text else {}
     except ValueError as e:
-        raise _error(f"--conf is not valid JSON: {e}") from None
+        raise DriftguardError(f"--conf is not valid JSON: {e}") from None
     if not isinstance(conf, dict):
-        raise _error("--conf must be a JSON object")
+        raise DriftguardError("--conf must be a JSON object")
     if spans_text:
         # span numbers as the training DAG takes them; a project's calendar spans may be given as
         # written (2013-05,2013-06) when the command runs in the project
         from driftguard.pipeline import project
-        from driftguard.pipeline.spans import SpanPattern
+        from driftguard.components.spans import SpanPattern
 
         pattern = SpanPattern("span-{SPAN}/*")
         try:
@@ -175,26 +127,21 @@ def trigger(ctx: click.Context, airflow_url: str, dag_id: Optional[str], spans_t
         try:
             conf["spans"] = ",".join(map(str, pattern.parse_list(spans_text)))
         except ValueError as e:
-            raise _error(str(e)) from None
-    auth = _airflow_auth_header(user_env, password_env)
+            raise DriftguardError(str(e)) from None
+    with user_errors(triggers.TriggerError):
+        auth = triggers.airflow_auth_header(user_env, password_env)
     try:
-        answer = trigger_airflow_dag(airflow_url, dag_id, conf, auth, run_id)
+        answer = triggers.trigger_airflow_dag(airflow_url, dag_id, conf, auth, run_id)
     except urllib.error.HTTPError as e:
         detail = e.read().decode(errors="replace")[:500]
         hint = {401: f" (set {user_env} and {password_env})", 403: " (the user may not trigger DAGs)",
                 404: f" (no DAG {dag_id!r} on {airflow_url}; is the DAG file parsed?)"}.get(e.code, "")
-        raise _error(f"Airflow answered HTTP {e.code} for DAG {dag_id}{hint}: {detail}") from None
+        raise DriftguardError(f"Airflow answered HTTP {e.code} for DAG {dag_id}{hint}: {detail}") from None
     except (urllib.error.URLError, OSError) as e:
-        raise _error(f"cannot reach Airflow at {airflow_url}: {getattr(e, 'reason', e)}") from None
+        raise DriftguardError(f"cannot reach Airflow at {airflow_url}: {getattr(e, 'reason', e)}") from None
     click.echo(f"triggered {dag_id}: run {answer.get('dag_run_id')} state {answer.get('state')} "
                f"conf {json.dumps(answer.get('conf', conf), sort_keys=True)}\n"
                f"watch: {airflow_url.rstrip('/')}/dags/{dag_id}/grid")
-
-
-def _kfp_client(host: str):
-    import kfp
-
-    return kfp.Client(host=host)
 
 
 @click.command("submit")
@@ -209,11 +156,12 @@ def submit(kfp_host: str, package: pathlib.Path, experiment: str, run_name: Opti
            pipeline_root: Optional[str]) -> None:
     """Submit the compiled pipeline to Kubeflow Pipelines (kfp.Client) as a new run."""
     try:
-        client = _kfp_client(kfp_host)
-        result = client.create_run_from_pipeline_package(
-            str(package), arguments={}, run_name=run_name, experiment_name=experiment,
-            pipeline_root=pipeline_root, enable_caching=False)
+        result = triggers.submit_kfp_run(kfp_host, package, run_name=run_name, experiment=experiment,
+                                         pipeline_root=pipeline_root)
     except Exception as e:  # noqa: BLE001 - kfp raises many types (ApiException, MaxRetryError...)
-        raise _error(f"KFP at {kfp_host} did not accept {package}: {type(e).__name__}: {e}") from None
+        raise DriftguardError(f"KFP at {kfp_host} did not accept {package}: {type(e).__name__}: {e}") from None
     click.echo(f"submitted {package} to {kfp_host}: run {result.run_id} (experiment {experiment})\n"
                f"watch: {kfp_host.rstrip('/')}/#/runs/details/{result.run_id}")
+
+
+COMMANDS = (compile_command, trigger, submit)

@@ -1,0 +1,65 @@
+"""``driftguard``: the click group (``--project``, ``--config``) and every command registered on it.
+
+Exit status everywhere: 0 success, 2 error (message on stderr). ``driftguard drift`` adds 1
+for "drift detected", ``driftguard check`` 1 for drift or schema anomalies. Heavy imports
+(TensorFlow, TFX) happen inside the commands that need them, so ``--help`` and
+``driftguard drift`` start fast.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import click
+
+from driftguard.cli import loop_commands, orchestrator_commands, project_commands, schema_commands
+from driftguard.components.alerts.cli import alerts
+from driftguard.components.drift.cli import drift
+from driftguard.components.reports.cli import report
+from driftguard.monitoring.cli import monitor, serve
+from driftguard.pipeline import config as config_lib
+from driftguard.pipeline.cli_support import load_config
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--project", "project_dir", type=click.Path(file_okay=False), envvar="DRIFTGUARD_PROJECT",
+              help="The project folder (holding driftguard.yaml). Default: the working directory or the "
+                   "nearest folder above it with a driftguard.yaml (env DRIFTGUARD_PROJECT).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), envvar="DRIFTGUARD_CONFIG",
+              help="Another config file instead of driftguard.yaml (its folder is the project; env "
+                   "DRIFTGUARD_CONFIG).")
+@click.pass_context
+def main(ctx: click.Context, project_dir: Optional[str], config_file: Optional[str]) -> None:
+    """driftguard: validate every data span, detect drift, retrain and push only blessed models.
+
+    \b
+    Start here:
+      driftguard init my-project --example taxi   a working project (or: your own model)
+      driftguard run                      the main job: train, then check spans as they arrive
+      driftguard train --spans 1-2        train on spans 1 and 2, push if blessed
+      driftguard check --span 5           validate span 5 and compare it with the serving model
+      driftguard drift REF.csv CUR.csv    compare two tables for drift (no project needed)
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["project"] = project_dir
+    ctx.obj["config_file"] = config_file
+    ctx.obj["config_path"] = None            # set by load_config: the project's config file
+    ctx.obj["load_config"] = lambda: _AlertsSettings(load_config(ctx))
+
+
+class _AlertsSettings:
+    """What `driftguard alerts ...` and `driftguard report` need from the config: the component
+    CLIs (components/alerts/cli.py, components/reports/cli.py) get it through
+    ``ctx.obj["load_config"]``, so they import nothing from the pipeline."""
+
+    def __init__(self, cfg: config_lib.Config):
+        self.alerts = cfg.alerts_settings
+        self.runs_path = cfg.runs_path
+        self.model_name = cfg.model_name
+
+
+for _command in (*loop_commands.COMMANDS, *schema_commands.COMMANDS, *project_commands.COMMANDS,
+                 *orchestrator_commands.COMMANDS, serve, monitor, drift, alerts, report):
+    main.add_command(_command)
+
+if __name__ == "__main__":
+    main()
