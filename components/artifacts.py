@@ -1,25 +1,45 @@
 """Small helpers shared by driftguard's TFX components."""
 from __future__ import annotations
 
-import os
-from typing import Dict, Optional
+import dataclasses
+import json
+from typing import Dict, List
 
 
-def artifact_span(artifact, span_by_node: Optional[Dict[str, int]] = None) -> Optional[int]:
-    """The span an artifact belongs to.
+@dataclasses.dataclass(frozen=True)
+class ExampleSpans:
+    """What a SpanExampleGen read, as recorded on its Examples artifact."""
 
-    The pipeline passes ``span_by_node`` ({node id: span}) for its per-span nodes, and TFX
-    writes outputs under ``<pipeline_root>/<node_id>/<key>/<execution>``: that mapping comes
-    first, because calendar spans reach ExampleGen as literal patterns (span 0 in its own
-    record). Otherwise: ExampleGen records the span as a *custom*
-    property, while StatisticsGen and ExampleValidator copy the (unset, 0) *property* onward.
-    """
-    parts = os.path.normpath(artifact.uri).split(os.sep)
-    for node_id, span in (span_by_node or {}).items():
-        if node_id in parts:
-            return int(span)
-    if artifact.has_custom_property("span"):
-        return int(artifact.get_int_custom_property("span"))
-    if getattr(artifact, "span", 0):
-        return int(artifact.span)
-    return None
+    spans: List[int]                    # oldest first
+    labels: Dict[int, str]              # number -> label, for the spans read and the available ones
+    available: List[int]                # the spans the data held up to the newest read
+
+    @property
+    def span(self) -> int:
+        """The newest span read (the span a check checks)."""
+        return self.spans[-1]
+
+    def label(self, span: int) -> str:
+        return self.labels.get(int(span), str(int(span)))
+
+    @property
+    def text(self) -> str:
+        """The spans read, as people write them: ``7`` or ``2013-05, 2013-06``."""
+        return ", ".join(self.label(s) for s in self.spans)
+
+
+def example_spans(artifacts) -> ExampleSpans:
+    """The spans of an Examples artifact (a list of one, as TFX passes inputs) written by
+    driftguard's SpanExampleGen, which resolves them when it runs: the components downstream
+    read them here, not from a span fixed when the pipeline was compiled."""
+    from driftguard.components.example_gen import spec as eg_spec
+
+    [artifact] = list(artifacts)
+    if not artifact.has_custom_property(eg_spec.SPANS):
+        raise ValueError(f"examples {artifact.uri} carry no '{eg_spec.SPANS}' property: they were not written by "
+                         f"driftguard's SpanExampleGen")
+    spans = [int(s) for s in json.loads(artifact.get_string_custom_property(eg_spec.SPANS))]
+    labels = {int(k): v for k, v in json.loads(artifact.get_string_custom_property(eg_spec.SPAN_LABELS)
+                                               or "{}").items()}
+    available = [int(s) for s in json.loads(artifact.get_string_custom_property(eg_spec.AVAILABLE_SPANS) or "[]")]
+    return ExampleSpans(spans, labels, available)

@@ -1,24 +1,28 @@
 """Builds the driftguard TFX pipelines from one project Config.
 
-Training pipeline, for a rolling window of spans ``[s_1, ..., s_K]``::
+Training pipeline, for a window of spans::
 
-    per span s:  ExampleGen_span<s> -> StatisticsGen_span<s> -> ExampleValidator_span<s>
-    ImportSchemaGen (schemas/<model>/v<N>/schema.pbtxt)
-    AnomalyGate (all spans' anomalies; error severity stops the run here)
+    ExampleGen (driftguard's SpanExampleGen: every span of the window, hash-split train/eval)
+    -> StatisticsGen -> ExampleValidator (schemas/<model>/v<N>/schema.pbtxt, ImportSchemaGen)
+    -> AnomalyGate (error severity stops the run here)
     -> Transform (the project's preprocessing_fn) -> Trainer (its run_fn)
     Resolver (latest blessed model) -> Evaluator (TFMA: the config's metrics, value + change thresholds)
     -> RegistryPusher (only when blessed)
 
-Span-check pipeline, for one new span ``s``::
+Span-check pipeline, for one span::
 
-    ExampleGen_span<s> -> StatisticsGen -> ExampleValidator (schema of the config's version)
-                       -> DriftDetector (vs the profile next to the serving model version)
-                       -> PredictionMonitor (the serving model's predictions on the span)
-                       -> RetrainGate (alert rules + retraining policy -> int property `retrain`)
+    ExampleGen (one span) -> StatisticsGen -> ExampleValidator (schema of the config's version)
+                          -> DriftDetector (vs the profile next to the serving model version)
+                          -> PredictionMonitor (the serving model's predictions on the span)
+                          -> RetrainGate (alert rules + retraining policy -> int property `retrain`)
 
-ExampleGen ingests exactly one span per node (TFX's rule for ``RangeConfig``), so the window
-is one ExampleGen per span, joined with ``tfx.dsl.union`` where Transform and Evaluator read
-all of them. Every span is validated on its own, so an anomaly names its span.
+Which spans the ExampleGen reads is decided when it runs, the same way on every orchestrator:
+the spans the pipeline was built with (the CLI's ``check --span 7``, a window it chose), else
+the window of a RetrainGate decision (the Kubeflow pipeline's training branch), else the newest
+span(s) the data holds (a scheduled Kubeflow run). The components downstream read the spans
+from the Examples artifact, so one compiled pipeline serves every new span. A window is one
+ExampleGen, not one per span joined with a channel union (which KubeflowV2DagRunner cannot
+compile), and its CSV column types are inferred over the whole window.
 
 The model module is the project's file (TFX's ``module_file``) or an import path. A file is
 loaded from where it is (TFX's ``UNSUPPORTED_DO_NOT_PACKAGE_USER_MODULES``): packaging it as
@@ -138,54 +142,35 @@ def _threshold(tfma, class_name: str, settings) -> Optional[object]:
     return tfma.MetricThreshold(**kwargs)
 
 
-def example_gen(config: Config, span: int, data_root: Optional[str] = None):
-    """One ExampleGen reading span ``span`` in the project's format and layout."""
-    from tfx import v1 as tfx
+def example_gen(config: Config, spans: Optional[Sequence[int]] = None, data_root: Optional[str] = None, *,
+                window_spans: int = 1, decision=None):
+    """driftguard's SpanExampleGen over the project's data: ``spans`` if given, else the window
+    of ``decision`` (a RetrainGate output channel), else the newest ``window_spans`` spans the
+    data holds when it runs."""
+    from driftguard.components.example_gen.component import SpanExampleGen
 
-    pattern = config.spans
-    root = str(data_root or config.data_path)
-    split_patterns = dict(config.data.splits) if config.data.splits else {"single_split": config.data.pattern}
-    native = pattern.unit == "span"        # {SPAN}: TFX resolves it and records the span in MLMD
-    input_config = tfx.proto.Input(splits=[
-        tfx.proto.Input.Split(name=name, pattern=p if native else pattern.glob(span, p))
-        for name, p in split_patterns.items()])
-    kwargs = dict(input_base=root, input_config=input_config)
-    if not config.data.splits:
-        kwargs["output_config"] = tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
-            tfx.proto.SplitConfig.Split(name=name, hash_buckets=n) for name, n in config.data.buckets.items()]))
-    if native:
-        kwargs["range_config"] = tfx.proto.RangeConfig(static_range=tfx.proto.StaticRange(
-            start_span_number=int(span), end_span_number=int(span)))
-    fmt = config.data.format
-    if fmt == "csv":
-        component = tfx.components.CsvExampleGen(**kwargs)
-    elif fmt == "tfrecord":
-        component = tfx.components.ImportExampleGen(**kwargs)
-    else:
-        from tfx.components.example_gen.component import FileBasedExampleGen
-        from tfx.dsl.components.base import executor_spec
-
-        from driftguard.components.example_gen import parquet_executor   # zeros kept (see its doc)
-
-        component = FileBasedExampleGen(custom_executor_spec=executor_spec.BeamExecutorSpec(
-            parquet_executor.Executor), **kwargs)
-    return component.with_id(f"ExampleGen_span{int(span)}")
+    d = config.data
+    return SpanExampleGen(data_root=str(data_root or config.data_path), pattern=d.pattern, data_format=d.format,
+                          splits=dict(d.splits) if d.splits else None, buckets=dict(d.buckets),
+                          spans=[int(s) for s in spans] if spans else None, window_spans=window_spans,
+                          decision=decision).with_id("ExampleGen")
 
 
-def _metadata(config: Config):
+def metadata_connection(config: Config):
     from tfx import v1 as tfx
 
     return tfx.orchestration.metadata.sqlite_metadata_connection_config(str(config.metadata_path))
 
 
-def create_pipeline(config: Config, spans: Sequence[int], *, data_root: Optional[str] = None,
+def create_pipeline(config: Config, spans: Optional[Sequence[int]] = None, *, data_root: Optional[str] = None,
                     enable_cache: bool = False, warm_start_from: Optional[str] = None,
-                    package_user_module: bool = False):
+                    package_user_module: bool = False, decision=None):
     """The training pipeline over the window ``spans`` (oldest first).
 
     Args:
       config: the project: data, model module, metrics and thresholds, training parameters.
-      spans: the span numbers to train on (at most ``config.training.window_spans``).
+      spans: the span numbers to train on (at most ``config.training.window_spans``); None with
+        ``decision``: the window that decision names, read when the pipeline runs.
       data_root: folder the span pattern is relative to; defaults to ``config.data_path``.
       enable_cache: reuse outputs of identical executions (off: each run is a fresh run).
       warm_start_from: a SavedModel folder (the serving version) whose weights initialize the
@@ -193,43 +178,28 @@ def create_pipeline(config: Config, spans: Sequence[int], *, data_root: Optional
         ``fn_args.custom_config["warm_start_from"]``.
       package_user_module: package a module file as a wheel for remote workers (TFX's default);
         off for local runs, which read the file where it is.
+      decision: a RetrainGate's ``decision`` channel (the Kubeflow pipeline's training branch).
     """
     from tfx import v1 as tfx
-    from tfx.types import channel_utils
 
     from driftguard.components.anomaly_gate.component import AnomalyGate
     from driftguard.components.registry_pusher.component import RegistryPusher
 
-    spans = [int(s) for s in spans]
-    if not spans:
-        raise ValueError("create_pipeline needs at least one span")
+    spans = [int(s) for s in spans or ()]
+    if not spans and decision is None:
+        raise ValueError("create_pipeline needs at least one span (or a RetrainGate decision)")
     if len(set(spans)) != len(spans):
         raise ValueError(f"spans must be distinct, got {spans}")
 
     schema_gen = tfx.components.ImportSchemaGen(schema_file=str(config.schema_file))
-    example_gens, statistics, validators = [], [], []
-    components: List = [schema_gen]
-    for span in spans:
-        eg = example_gen(config, span, data_root)
-        stats = tfx.components.StatisticsGen(examples=eg.outputs["examples"]).with_id(
-            f"StatisticsGen_span{span}")
-        validator = tfx.components.ExampleValidator(
-            statistics=stats.outputs["statistics"], schema=schema_gen.outputs["schema"]
-        ).with_id(f"ExampleValidator_span{span}")
-        example_gens.append(eg)
-        statistics.append(stats)
-        validators.append(validator)
-        components += [eg, stats, validator]
-
-    def joined(channels):
-        return channels[0] if len(channels) == 1 else channel_utils.union(channels)
-
-    examples = joined([eg.outputs["examples"] for eg in example_gens])
-    gate = AnomalyGate(anomalies=joined([v.outputs["anomalies"] for v in validators]),
-                       schema=schema_gen.outputs["schema"],
-                       fail_on_severity=config.validation.fail_on_severity,
-                       span_by_node={v.id: s for v, s in zip(validators, spans)},
-                       span_labels={s: config.span_label(s) for s in spans})
+    eg = example_gen(config, spans or None, data_root, decision=decision)
+    examples = eg.outputs["examples"]
+    stats = tfx.components.StatisticsGen(examples=examples)
+    validator = tfx.components.ExampleValidator(statistics=stats.outputs["statistics"],
+                                                schema=schema_gen.outputs["schema"])
+    components: List = [schema_gen, eg, stats, validator]
+    gate = AnomalyGate(anomalies=validator.outputs["anomalies"], schema=schema_gen.outputs["schema"],
+                       fail_on_severity=config.validation.fail_on_severity, examples=examples)
     schema = gate.outputs["validated_schema"]
     t = config.training
     custom_config = dict(t.custom_config or {})
@@ -261,23 +231,19 @@ def create_pipeline(config: Config, spans: Sequence[int], *, data_root: Optional
         baseline_model=resolver.outputs["model"],
         eval_config=eval_config(config),
     )
-    span_by_node = {eg.id: span for eg, span in zip(example_gens, spans)}
-    span_by_node.update({s.id: span for s, span in zip(statistics, spans)})
     pusher = RegistryPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         schema=schema,
-        statistics=joined([s.outputs["statistics"] for s in statistics]),
+        statistics=stats.outputs["statistics"],
         evaluation=evaluator.outputs["evaluation"],
         examples=examples,
         registry_dir=str(config.model_registry),
         schema_version=config.schema_version,
         profile_extra={"model_name": config.model_name, "task": config.task, "classes": list(config.classes)},
-        span_by_node=span_by_node,
         reference_max_rows=config.drift.max_rows,
         require_approval=config.retrain.require_approval,
         model_spec=config.model_spec(),
-        span_labels={s: config.span_label(s) for s in spans},
     )
     components += [gate, transform, trainer, resolver, evaluator, pusher]
     return tfx.dsl.Pipeline(
@@ -285,21 +251,24 @@ def create_pipeline(config: Config, spans: Sequence[int], *, data_root: Optional
         pipeline_root=str(config.pipeline_root / config.training_pipeline_name()),
         components=components,
         enable_cache=enable_cache,
-        metadata_connection_config=_metadata(config),
+        metadata_connection_config=metadata_connection(config),
         beam_pipeline_args=list(config.beam_args),
     )
 
 
-def create_check_pipeline(config: Config, span: int, *, data_root: Optional[str] = None,
-                          blocked_spans: Sequence[int] = (), available_spans: Sequence[int] = (),
-                          features: Optional[Sequence[str]] = None):
-    """The span-check pipeline: validate span ``span`` and compare it with the serving baseline.
+def create_check_pipeline(config: Config, span: Optional[int] = None, *, data_root: Optional[str] = None,
+                          blocked_spans: Sequence[int] = (), features: Optional[Sequence[str]] = None,
+                          deliver_alerts: bool = False):
+    """The span-check pipeline: validate a span and compare it with the serving baseline.
 
-    The DriftDetector finds its baseline on disk (the newest version in the registry), so the
-    check needs no resolver and runs the same on every orchestrator. ``blocked_spans``: earlier
-    spans with training-blocking schema anomalies, which the RetrainGate keeps out of a window;
-    ``available_spans``: the spans the data holds (the gate's training window takes the newest
-    of them); ``features``: the compared features (default: read from the schema).
+    ``span``: the span to check; None: the newest span the data holds when the pipeline runs
+    (one compiled pipeline for every new span). The DriftDetector finds its baseline on disk
+    (the newest version in the registry), so the check needs no resolver and runs the same on
+    every orchestrator. ``blocked_spans``: earlier spans with training-blocking schema
+    anomalies, which the RetrainGate keeps out of a window; ``features``: the compared
+    features (default: read from the schema); ``deliver_alerts``: an AlertDelivery node after
+    the gate queues its alerts in the project's outbox and delivers them (the Airflow and
+    Kubeflow pipelines; the CLI delivers them itself, printing what happened).
     """
     from tfx import v1 as tfx
 
@@ -307,56 +276,46 @@ def create_check_pipeline(config: Config, span: int, *, data_root: Optional[str]
     from driftguard.components.prediction_monitor.component import PredictionMonitor
     from driftguard.components.retrain_gate.component import RetrainGate
 
-    span = int(span)
-    label = config.span_label(span)
     schema_gen = tfx.components.ImportSchemaGen(schema_file=str(config.schema_file))
-    eg = example_gen(config, span, data_root)
-    stats = tfx.components.StatisticsGen(examples=eg.outputs["examples"])
+    eg = example_gen(config, [int(span)] if span is not None else None, data_root, window_spans=1)
+    examples = eg.outputs["examples"]
+    stats = tfx.components.StatisticsGen(examples=examples)
     validator = tfx.components.ExampleValidator(statistics=stats.outputs["statistics"],
                                                 schema=schema_gen.outputs["schema"])
     d = config.drift
-    detector = DriftDetector(examples=eg.outputs["examples"], anomalies=validator.outputs["anomalies"],
-                             registry_dir=str(config.model_registry), span=span, span_label=label,
-                             alpha=d.alpha, max_rows=d.max_rows, exclude=d.exclude, include=d.include,
-                             feature_config=d.features)
-    monitor = PredictionMonitor(examples=eg.outputs["examples"], registry_dir=str(config.model_registry),
-                                span=span, span_label=label, model_spec=config.model_spec(), metric=config.metric,
+    detector = DriftDetector(examples=examples, anomalies=validator.outputs["anomalies"],
+                             registry_dir=str(config.model_registry), alpha=d.alpha, max_rows=d.max_rows,
+                             exclude=d.exclude, include=d.include, feature_config=d.features)
+    monitor = PredictionMonitor(examples=examples, registry_dir=str(config.model_registry),
+                                model_spec=config.model_spec(), metric=config.metric,
                                 features=monitored_features(config) if features is None else list(features),
                                 max_rows=d.max_rows)
     r = config.retrain
-    if not available_spans:
-        available_spans = _available(config, data_root, span)
-    window = sorted(set(int(s) for s in available_spans) | {span}) if available_spans else []
-    gate = RetrainGate(drift_report=detector.outputs["drift_report"], model_monitor=monitor.outputs["model_monitor"],
-                       registry_dir=str(config.model_registry), span=span, model_name=config.model_name,
+    gate = RetrainGate(examples=examples, drift_report=detector.outputs["drift_report"],
+                       model_monitor=monitor.outputs["model_monitor"],
+                       registry_dir=str(config.model_registry), model_name=config.model_name,
                        policy={"policy": r.policy, "every_spans": r.every_spans,
                                "trigger_severity": r.trigger_severity, "min_spans_between": r.min_spans_between,
                                "fail_on_severity": config.validation.fail_on_severity,
-                               "blocked_spans": sorted(int(s) for s in blocked_spans),
-                               "available_spans": window,
-                               "span_labels": {str(s): config.span_label(s)
-                                               for s in window or range(max(0, span - 64), span + 1)}},
+                               "blocked_spans": sorted(int(s) for s in blocked_spans)},
                        window_spans=config.training.window_spans, alerts_config=config.alerts,
-                       task=config.task, span_label=label)
+                       task=config.task)
+    components = [schema_gen, eg, stats, validator, detector, monitor, gate]
+    if deliver_alerts:
+        from driftguard.components.alert_delivery.component import AlertDelivery
+
+        # the sinks name environment variables; the outbox is <runs>/alerts/outbox.sqlite, shared
+        # with `driftguard run` and `driftguard alerts deliver`
+        components.append(AlertDelivery(decision=gate.outputs["decision"], alerts_config=config.alerts,
+                                        outbox_dir=str(config.runs_path)))
     return tfx.dsl.Pipeline(
         pipeline_name=config.check_pipeline_name(),
         pipeline_root=str(config.pipeline_root / config.check_pipeline_name()),
-        components=[schema_gen, eg, stats, validator, detector, monitor, gate],
+        components=components,
         enable_cache=False,
-        metadata_connection_config=_metadata(config),
+        metadata_connection_config=metadata_connection(config),
         beam_pipeline_args=list(config.beam_args),
     )
-
-
-def _available(config: Config, data_root: Optional[str], span: int) -> List[int]:
-    """The spans the data holds up to ``span`` (none when the data is not reachable from here,
-    as when compiling for a cluster: the gate then takes consecutive span numbers)."""
-    from driftguard.pipeline import spanfiles
-
-    try:
-        return [s for s in spanfiles.available_spans(spanfiles.Layout.of(config, data_root)) if s <= span]
-    except (spanfiles.SpanFileError, OSError):
-        return []
 
 
 def monitored_features(config: Config) -> List[str]:

@@ -1,5 +1,5 @@
-"""driftguard's Parquet ExampleGen executor keeps zeros (TFX 1.16's own writes every 0, 0.0 as a
-missing value): its Beam transform on a real Parquet file, in-process."""
+"""driftguard's ExampleGen reads Parquet keeping zeros (TFX 1.16's own Parquet executor writes
+every 0, 0.0 as a missing value): its Parquet reader on a real file, in a real Beam pipeline."""
 from __future__ import annotations
 
 
@@ -9,7 +9,7 @@ def test_zeros_stay_values_and_only_nulls_and_nan_are_missing(tmp_path):
     import pyarrow.parquet as pq
     import tensorflow as tf
 
-    from driftguard.components.example_gen.parquet_executor import _ParquetToExample
+    from driftguard.components.example_gen.readers import ParquetFilesToExamples
 
     (tmp_path / "2013-01").mkdir()
     pq.write_table(pa.table({
@@ -19,7 +19,7 @@ def test_zeros_stay_values_and_only_nulls_and_nan_are_missing(tmp_path):
         "carrier": pa.array(["", "UA", None, "B6"], pa.string()),
     }), tmp_path / "2013-01" / "part.parquet")
     with beam.Pipeline() as p:
-        (p | _ParquetToExample({"input_base": str(tmp_path)}, "2013-01/*.parquet")
+        (p | ParquetFilesToExamples([str(tmp_path / "2013-01" / "part.parquet")])
          | beam.io.WriteToTFRecord(str(tmp_path / "out" / "examples")))
     got = [r.numpy() for r in tf.data.TFRecordDataset([str(f) for f in (tmp_path / "out").iterdir()])]
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
+import sqlite3
 
 import pytest
 
@@ -99,6 +101,18 @@ def test_human_readable_output_names_the_drifted_feature_and_the_model(checks):
     assert "retrain gate (triggered): RETRAIN on spans 7, 8" in out
 
 
+def test_status_names_the_span_checked_last(checks, first_push):
+    """`checks` ran `check` on spans 5, 7, 8 in that order: status shows 8, and that `check` did
+    not train (`driftguard run` still replays it)."""
+    status = run_cli("status", config=first_push["config"])
+    assert status.returncode == 0, status.stderr
+    assert re.search(r"last span checked: 8: DRIFT: fare psi=[0-9.]+.*; driftguard check: the gate would "
+                     r"retrain on 7, 8 \(\d+ critical alert", status.stdout), status.stdout
+    checks_rows = json.loads((runs_of(first_push["config"]) / "state.json").read_text())["checks"]
+    assert [r["span"] for r in checks_rows][-3:] == [5, 7, 8]
+    assert "delivered now" in checks_rows[-1]["delivery"]
+
+
 def test_monitor_reports_accuracy_and_prediction_logs(checks, first_push):
     proc, report = checks[7]
     runs = runs_of(first_push["config"])
@@ -157,11 +171,17 @@ def test_drift_detector_executor_under_multi_processing(checks, first_push, tmp_
     from driftguard.components.drift_detector import spec as detector_spec
 
     runs = runs_of(first_push["config"])
-    gen_root = runs / "pipelines" / "taxi-check" / "ExampleGen_span8" / "examples"
-    [examples_uri] = list(gen_root.iterdir())
+    con = sqlite3.connect(f"file:{runs / 'metadata.sqlite'}?mode=ro", uri=True)
+    [(examples_uri,)] = con.execute(
+        "SELECT a.uri FROM Artifact a JOIN ArtifactProperty p ON p.artifact_id = a.id AND p.name = 'span' "
+        "AND p.is_custom_property = 0 AND p.int_value = 8 WHERE a.uri LIKE '%/taxi-check/ExampleGen/examples/%' "
+        "ORDER BY a.id DESC LIMIT 1").fetchall()
+    con.close()
     examples = standard_artifacts.Examples()
     examples.uri = str(examples_uri)
     examples.split_names = '["train", "eval"]'
+    examples.set_string_custom_property("spans", "[8]")        # what SpanExampleGen records
+    examples.set_string_custom_property("span_labels", '{"8": "8"}')
     report = detector_spec.DriftReport()
     report.uri = str(tmp_path / "report")
     context = base_beam_executor.BaseBeamExecutor.Context(
@@ -169,7 +189,7 @@ def test_drift_detector_executor_under_multi_processing(checks, first_push, tmp_
         tmp_dir=str(tmp_path / "tmp"))
     detector_executor.Executor(context).Do(
         {detector_spec.EXAMPLES_KEY: [examples]}, {detector_spec.DRIFT_REPORT_KEY: [report]},
-        {detector_spec.REGISTRY_DIR_KEY: str(runs / "serving" / "taxi"), detector_spec.SPAN_KEY: 8,
+        {detector_spec.REGISTRY_DIR_KEY: str(runs / "serving" / "taxi"),
          detector_spec.ALPHA_KEY: 0.01, detector_spec.MAX_ROWS_KEY: 100_000,
          detector_spec.EXCLUDE_KEY: json.dumps(["trip_start_timestamp", "trip_start_month"])})
     result = json.loads((tmp_path / "report" / "report.json").read_text())

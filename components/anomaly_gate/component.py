@@ -1,6 +1,5 @@
 """AnomalyGate component: wiring only."""
-import json
-from typing import Dict, Optional
+from typing import Optional
 
 from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
@@ -17,14 +16,11 @@ class AnomalyGate(base_component.BaseComponent):
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
     def __init__(self, anomalies: types.BaseChannel, schema: types.BaseChannel,
-                 fail_on_severity: str = "ERROR",
-                 span_by_node: Optional[Dict[str, int]] = None,
-                 span_labels: Optional[Dict[int, str]] = None):
+                 fail_on_severity: str = "ERROR", examples: Optional[types.BaseChannel] = None):
         super().__init__(spec=AnomalyGateSpec(
             anomalies=anomalies,
             schema=schema,
             fail_on_severity=fail_on_severity,
-            span_by_node_json=json.dumps(span_by_node or {}, sort_keys=True),
-            span_labels_json=json.dumps({str(k): v for k, v in (span_labels or {}).items()}, sort_keys=True),
+            examples=examples,
             validated_schema=types.Channel(type=standard_artifacts.Schema),
         ))

@@ -12,7 +12,7 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 
 from driftguard.components.anomaly_gate import spec
-from driftguard.components.artifacts import artifact_span
+from driftguard.components.artifacts import example_spans
 
 ANOMALIES_FILE = "SchemaDiff.pb"
 _SEVERITY_RANK = {"WARNING": 1, "ERROR": 2}
@@ -30,18 +30,21 @@ def load_anomalies(artifact, split: str) -> anomalies_pb2.Anomalies:
     return proto
 
 
-def collect_anomalies(artifacts, span_by_node: Optional[Dict[str, int]] = None
+def collect_anomalies(artifacts, span: Optional[int] = None, span_label: Optional[str] = None
                       ) -> List[Dict[str, Any]]:
-    """Flatten anomalies of many (span, split) pairs into plain records, dataset-level too."""
+    """Flatten the anomalies of every split into plain records, dataset-level too. ``span``
+    and ``span_label``: the span (or window: ``"5, 6"``) the anomalies were found in."""
     records = []
     for artifact in artifacts:
-        span = artifact_span(artifact, span_by_node)
         for split in artifact_utils.decode_split_names(artifact.split_names):
             proto = load_anomalies(artifact, split)
             for feature, info in sorted(proto.anomaly_info.items()):
                 records.append(_record(span, split, feature, info))
             if proto.HasField("dataset_anomaly_info"):
                 records.append(_record(span, split, None, proto.dataset_anomaly_info))
+    if span_label:
+        for r in records:
+            r["span_label"] = span_label
     return records
 
 
@@ -63,7 +66,7 @@ def _record(span, split, feature, info) -> Dict[str, Any]:
 def format_record(r: Dict[str, Any]) -> str:
     where = f"feature '{r['feature']}'" if r["feature"] else "dataset"
     name = r.get("span_label") or r["span"]
-    span = f"span {name}" if name is not None else "span ?"
+    span = f"span{'s' if ', ' in str(name) else ''} {name}" if name is not None else "span ?"
     kinds = ", ".join(x["type"] for x in r["reasons"]) or "anomaly"
     splits = r.get("splits") or [r["split"]]
     return (f"{span} ({', '.join(splits)}): {where}: {r['short']} [{kinds}] — "
@@ -112,13 +115,10 @@ class Executor(base_executor.BaseExecutor):
         if fail_on not in _SEVERITY_RANK:
             raise ValueError(f"fail_on_severity must be one of {sorted(_SEVERITY_RANK)}, "
                              f"got {fail_on!r}")
-        span_by_node = json.loads(exec_properties.get(spec.SPAN_BY_NODE_KEY) or "{}")
-        records = collect_anomalies(input_dict[spec.ANOMALIES_KEY], span_by_node)
+        read = example_spans(input_dict[spec.EXAMPLES_KEY]) if input_dict.get(spec.EXAMPLES_KEY) else None
+        records = collect_anomalies(input_dict[spec.ANOMALIES_KEY], read.span if read else None,
+                                    read.text if read else None)
         records = merge_splits(records)
-        labels = json.loads(exec_properties.get(spec.SPAN_LABELS_KEY) or "{}")
-        for r in records:
-            if r["span"] is not None and str(r["span"]) in labels:
-                r["span_label"] = labels[str(r["span"])]
         bad = blocking(records, fail_on)
         for r in records:
             logging.warning("anomaly: %s", format_record(r))

@@ -13,7 +13,8 @@ class DriftDetector(base_beam_component.BaseBeamComponent):
     """Compares a span's examples with the profile stored next to the serving model version.
 
     The baseline is found on disk (``<registry_dir>/<newest version>/profile/``), the same way on
-    every orchestrator. Before any push it records "no baseline" explicitly. Output: a
+    every orchestrator. The span is the one its ExampleGen read (``span`` on the Examples
+    artifact), resolved when the pipeline runs. Before any push it records "no baseline" explicitly. Output: a
     ``DriftguardDriftReport`` artifact (``report.json`` + ``report.html``) with the int custom
     property ``drift_detected`` for ``tfx.dsl.Cond``.
     """
@@ -21,13 +22,12 @@ class DriftDetector(base_beam_component.BaseBeamComponent):
     SPEC_CLASS = DriftDetectorSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
-    def __init__(self, examples: types.BaseChannel, registry_dir: str, span: int,
+    def __init__(self, examples: types.BaseChannel, registry_dir: str,
                  anomalies: Optional[types.BaseChannel] = None, alpha: float = 0.01,
                  max_rows: int = 100_000, exclude: Sequence[str] = (), include: Sequence[str] = (),
-                 feature_config: Optional[Dict[str, Dict[str, Any]]] = None, span_label: str = ""):
+                 feature_config: Optional[Dict[str, Dict[str, Any]]] = None):
         super().__init__(spec=DriftDetectorSpec(
-            examples=examples, anomalies=anomalies, registry_dir=str(registry_dir), span=int(span), alpha=float(alpha),
+            examples=examples, anomalies=anomalies, registry_dir=str(registry_dir), alpha=float(alpha),
             max_rows=int(max_rows), exclude_json=json.dumps(list(exclude)), include_json=json.dumps(list(include)),
-            span_label=span_label or str(int(span)),
             feature_config_json=json.dumps(feature_config or {}, sort_keys=True),
             drift_report=types.Channel(type=DriftReport)))

@@ -10,6 +10,7 @@ from typing import Any, Dict
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 
+from driftguard.components.artifacts import example_spans
 from driftguard.components.drift_detector import spec
 from driftguard.components.drift_detector.compare import compare_span, no_baseline_report
 from driftguard.components.drift_detector.html import write_html
@@ -46,9 +47,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     def Do(self, input_dict, output_dict, exec_properties) -> None:
         report_artifact = artifact_utils.get_single_instance(output_dict[spec.DRIFT_REPORT_KEY])
         registry = pathlib.Path(exec_properties[spec.REGISTRY_DIR_KEY])
-        span = int(exec_properties[spec.SPAN_KEY])
-        context: Dict[str, Any] = {"span": span, "span_label": exec_properties.get(spec.SPAN_LABEL_KEY) or str(span),
-                                   "registry": str(registry)}
+        read = example_spans(input_dict[spec.EXAMPLES_KEY])     # resolved when the ExampleGen ran
+        span = read.span
+        context: Dict[str, Any] = {"span": span, "span_label": read.label(span), "registry": str(registry)}
         versions = existing_versions(registry) if registry.is_dir() else []
         out = pathlib.Path(report_artifact.uri)
         out.mkdir(parents=True, exist_ok=True)
@@ -72,7 +73,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                                              int(exec_properties[spec.MAX_ROWS_KEY])), sample_dir)
             current, current_summary = read_sample(sample_dir)
             if current_summary["rows"] == 0:
-                raise ValueError(f"span {span} has no rows ({', '.join(a.uri for a in examples)})")
+                raise ValueError(f"span {read.label(span)} has no rows ({', '.join(a.uri for a in examples)})")
             include = json.loads(exec_properties.get(spec.INCLUDE_KEY) or "[]")
             exclude = json.loads(exec_properties.get(spec.EXCLUDE_KEY) or "[]")
             features = compared_features(schema, include=include)
@@ -90,9 +91,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         if input_dict.get(spec.ANOMALIES_KEY):
             from driftguard.components.anomaly_gate.executor import collect_anomalies, merge_splits
 
-            anomalies = merge_splits(collect_anomalies(input_dict[spec.ANOMALIES_KEY], None))
-            for record in anomalies:
-                record["span"], record["span_label"] = span, context["span_label"]
+            anomalies = merge_splits(collect_anomalies(input_dict[spec.ANOMALIES_KEY], span, context["span_label"]))
         report["anomalies"] = anomalies
         report_artifact.set_int_custom_property(spec.N_ANOMALIES, len(anomalies))
         drifted = int(bool(report["drift_detected"]))

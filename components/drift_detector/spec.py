@@ -8,12 +8,10 @@ EXAMPLES_KEY = "examples"
 ANOMALIES_KEY = "anomalies"
 DRIFT_REPORT_KEY = "drift_report"
 REGISTRY_DIR_KEY = "registry_dir"
-SPAN_KEY = "span"
 ALPHA_KEY = "alpha"
 MAX_ROWS_KEY = "max_rows"
 EXCLUDE_KEY = "exclude_json"
 INCLUDE_KEY = "include_json"          # only these features (empty: every serving feature of the schema)
-SPAN_LABEL_KEY = "span_label"         # the span as people write it (2013-05), for the report
 FEATURE_CONFIG_KEY = "feature_config_json"
 
 REPORT_JSON = "report.json"
@@ -37,12 +35,10 @@ class DriftReport(types.Artifact):
 class DriftDetectorSpec(types.ComponentSpec):
     PARAMETERS = {
         REGISTRY_DIR_KEY: ExecutionParameter(type=str),
-        SPAN_KEY: ExecutionParameter(type=int),
         ALPHA_KEY: ExecutionParameter(type=float),
         MAX_ROWS_KEY: ExecutionParameter(type=int),
         EXCLUDE_KEY: ExecutionParameter(type=str, optional=True),
         INCLUDE_KEY: ExecutionParameter(type=str, optional=True),
-        SPAN_LABEL_KEY: ExecutionParameter(type=str, optional=True),
         FEATURE_CONFIG_KEY: ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {

@@ -22,9 +22,9 @@ class PredictionMonitor(base_beam_component.BaseBeamComponent):
     SPEC_CLASS = PredictionMonitorSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
-    def __init__(self, examples: types.BaseChannel, registry_dir: str, span: int, model_spec,
-                 metric: str, features: Sequence[str] = (), max_rows: int = 100_000, span_label: str = ""):
+    def __init__(self, examples: types.BaseChannel, registry_dir: str, model_spec,
+                 metric: str, features: Sequence[str] = (), max_rows: int = 100_000):
         super().__init__(spec=PredictionMonitorSpec(
-            examples=examples, registry_dir=str(registry_dir), span=int(span), max_rows=int(max_rows),
-            span_label=span_label or str(int(span)), model_spec_json=model_spec.to_json(), metric=metric,
+            examples=examples, registry_dir=str(registry_dir), max_rows=int(max_rows),
+            model_spec_json=model_spec.to_json(), metric=metric,
             features_json=json.dumps(list(features)), model_monitor=types.Channel(type=ModelMonitorReport)))

@@ -22,6 +22,7 @@ from tfx.types import artifact_utils
 from driftguard.components import model_io
 from driftguard.components.examples_io import (SampleSpanFn, column_floats, examples_file_patterns, flatten_batch,
                                                read_sample, write_sample)
+from driftguard.components.artifacts import example_spans
 from driftguard.components.prediction_monitor import spec
 from driftguard.components.prediction_monitor.metrics import performance_report, prediction_report
 from driftguard.components.registry_pusher.registry import existing_versions
@@ -123,12 +124,13 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         out = pathlib.Path(report_artifact.uri)
         out.mkdir(parents=True, exist_ok=True)
         registry = pathlib.Path(exec_properties[spec.REGISTRY_DIR_KEY])
-        span = int(exec_properties[spec.SPAN_KEY])
+        read = example_spans(input_dict[spec.EXAMPLES_KEY])     # resolved when the ExampleGen ran
+        span = read.span
         model_spec = model_io.ModelSpec.from_json(exec_properties[spec.MODEL_SPEC_KEY])
         metric = exec_properties[spec.METRIC_KEY]
         features = json.loads(exec_properties.get(spec.FEATURES_KEY) or "[]")
         versions = existing_versions(registry) if registry.is_dir() else []
-        report: Dict[str, Any] = {"span": span, "span_label": exec_properties.get(spec.SPAN_LABEL_KEY) or str(span),
+        report: Dict[str, Any] = {"span": span, "span_label": read.label(span),
                                   "registry": str(registry), "task": model_spec.task,
                                   "classes": list(model_spec.classes)}
         if not versions:

@@ -7,8 +7,6 @@ from tfx.types.system_artifacts import Metrics
 EXAMPLES_KEY = "examples"
 MONITOR_KEY = "model_monitor"
 REGISTRY_DIR_KEY = "registry_dir"
-SPAN_KEY = "span"
-SPAN_LABEL_KEY = "span_label"
 MAX_ROWS_KEY = "max_rows"
 MODEL_SPEC_KEY = "model_spec_json"   # driftguard.components.model_io.ModelSpec: task, classes, output, label
 METRIC_KEY = "metric"                # the performance metric the alert rules watch (components.tasks)
@@ -28,8 +26,6 @@ class ModelMonitorReport(types.Artifact):
 class PredictionMonitorSpec(types.ComponentSpec):
     PARAMETERS = {
         REGISTRY_DIR_KEY: ExecutionParameter(type=str),
-        SPAN_KEY: ExecutionParameter(type=int),
-        SPAN_LABEL_KEY: ExecutionParameter(type=str, optional=True),
         MAX_ROWS_KEY: ExecutionParameter(type=int),
         MODEL_SPEC_KEY: ExecutionParameter(type=str),
         METRIC_KEY: ExecutionParameter(type=str),

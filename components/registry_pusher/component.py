@@ -28,16 +28,13 @@ class RegistryPusher(base_beam_component.BaseBeamComponent):
                  evaluation: types.BaseChannel, examples: types.BaseChannel,
                  registry_dir: str, schema_version: int,
                  profile_extra: Optional[Dict[str, Any]] = None,
-                 span_by_node: Optional[Dict[str, int]] = None, reference_max_rows: int = 100_000,
-                 require_approval: bool = False, model_spec=None, span_labels: Optional[Dict[int, str]] = None):
+                 reference_max_rows: int = 100_000, require_approval: bool = False, model_spec=None):
         super().__init__(spec=RegistryPusherSpec(
             model=model, model_blessing=model_blessing, schema=schema, statistics=statistics,
             evaluation=evaluation, examples=examples, registry_dir=str(registry_dir),
             schema_version=int(schema_version),
             profile_extra_json=json.dumps(profile_extra or {}, sort_keys=True),
-            span_by_node_json=json.dumps(span_by_node or {}, sort_keys=True),
             reference_max_rows=int(reference_max_rows),
             require_approval=int(bool(require_approval)),
             model_spec_json=model_spec.to_json() if model_spec is not None else None,
-            span_labels_json=json.dumps({str(k): v for k, v in (span_labels or {}).items()}, sort_keys=True),
             pushed_model=types.Channel(type=standard_artifacts.PushedModel)))

@@ -30,7 +30,7 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
-from driftguard.components.artifacts import artifact_span
+from driftguard.components.artifacts import example_spans
 from driftguard.components.registry_pusher import spec
 
 from driftguard.components import model_io
@@ -95,21 +95,20 @@ def overall_metrics(evaluation_uri: str) -> Dict[str, Dict[str, float]]:
     return result
 
 
-def merge_statistics(stats_artifacts, span_by_node: Dict[str, int]):
-    """One DatasetFeatureStatisticsList holding every (span, split) of the training window,
-    each dataset named ``span-<N>/<split>`` (what TFDV's visualizations show as its name)."""
+def merge_statistics(stats_artifacts, window: str):
+    """One DatasetFeatureStatisticsList holding every split of the training window, each
+    dataset named ``spans <window>/<split>`` (what TFDV's visualizations show as its name)."""
     from tensorflow_metadata.proto.v0 import statistics_pb2
     from tfx.components.statistics_gen import stats_artifact_utils
 
     merged = statistics_pb2.DatasetFeatureStatisticsList()
     for artifact in stats_artifacts:
-        span = artifact_span(artifact, span_by_node)
         for split in artifact_utils.decode_split_names(artifact.split_names):
             stats = stats_artifact_utils.load_statistics(artifact, split).proto()
             for dataset in stats.datasets:
                 copy = merged.datasets.add()
                 copy.CopyFrom(dataset)
-                copy.name = f"span-{span}/{split}"
+                copy.name = f"spans {window}/{split}"
     return merged
 
 
@@ -187,17 +186,16 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         schema_uri = artifact_utils.get_single_uri(input_dict[spec.SCHEMA_KEY])
         schema_files = [n for n in os.listdir(schema_uri) if n.endswith(".pbtxt")]
         shutil.copyfile(os.path.join(schema_uri, schema_files[0]), profile_dir / "schema.pbtxt")
-        span_by_node = json.loads(exec_properties.get(spec.SPAN_BY_NODE_KEY) or "{}")
+        read = example_spans(input_dict[spec.EXAMPLES_KEY])     # the training window
         stats_dir = profile_dir / "training_statistics"
         stats_dir.mkdir()
-        merged = merge_statistics(input_dict[spec.STATISTICS_KEY], span_by_node)
+        merged = merge_statistics(input_dict[spec.STATISTICS_KEY], read.text)
         (stats_dir / STATS_FILE).write_bytes(merged.SerializeToString())
         evaluation_uri = artifact_utils.get_single_uri(input_dict[spec.EVALUATION_KEY])
         metrics = overall_metrics(evaluation_uri)
         (profile_dir / "eval_metrics.json").write_text(json.dumps(metrics, indent=1,
                                                                   sort_keys=True))
-        spans = sorted({artifact_span(a, span_by_node) for a in input_dict[spec.EXAMPLES_KEY]})
-        labels = json.loads(exec_properties.get(spec.SPAN_LABELS_KEY) or "{}")
+        spans = read.spans
         sample_dir = str(profile_dir / REFERENCE_SAMPLE_DIR)
         max_rows = int(exec_properties.get(spec.REFERENCE_MAX_ROWS_KEY) or 100_000)
         with self._make_beam_pipeline() as pipeline:
@@ -215,7 +213,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         profile = {
             "pushed_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
             "spans": spans,
-            "span_labels": [labels.get(str(s), str(s)) for s in spans],
+            "span_labels": [read.label(s) for s in spans],
             "schema_version": int(exec_properties[spec.SCHEMA_VERSION_KEY]),
             "schema_file": f"{PROFILE_DIR}/schema.pbtxt",
             "training_statistics": f"{PROFILE_DIR}/training_statistics/{STATS_FILE}",

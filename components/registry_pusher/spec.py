@@ -13,11 +13,9 @@ PUSHED_MODEL_KEY = "pushed_model"
 REGISTRY_DIR_KEY = "registry_dir"
 SCHEMA_VERSION_KEY = "schema_version"
 PROFILE_EXTRA_KEY = "profile_extra_json"
-SPAN_BY_NODE_KEY = "span_by_node_json"
 REFERENCE_MAX_ROWS_KEY = "reference_max_rows"
 REQUIRE_APPROVAL_KEY = "require_approval"
 MODEL_SPEC_KEY = "model_spec_json"   # driftguard.components.model_io.ModelSpec: to score the reference sample
-SPAN_LABELS_KEY = "span_labels_json"  # {span number: label}, e.g. {"520": "2013-05"}
 
 
 class RegistryPusherSpec(types.ComponentSpec):
@@ -25,14 +23,11 @@ class RegistryPusherSpec(types.ComponentSpec):
         REGISTRY_DIR_KEY: ExecutionParameter(type=str),
         SCHEMA_VERSION_KEY: ExecutionParameter(type=int),
         PROFILE_EXTRA_KEY: ExecutionParameter(type=str, optional=True),
-        # {"StatisticsGen_span3": 3, ...}: see driftguard.components.artifacts.artifact_span.
-        SPAN_BY_NODE_KEY: ExecutionParameter(type=str, optional=True),
         # rows of the training window kept as the drift baseline's reference sample
         REFERENCE_MAX_ROWS_KEY: ExecutionParameter(type=int, optional=True),
         # 1: a blessed model waits in <registry>/.pending/ for `driftguard approve`
         REQUIRE_APPROVAL_KEY: ExecutionParameter(type=int, optional=True),
         MODEL_SPEC_KEY: ExecutionParameter(type=str, optional=True),
-        SPAN_LABELS_KEY: ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {
         MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),

@@ -222,11 +222,10 @@ def load_runs(runs_dir) -> Runs:
 
 
 def statistics_by_span(runs_dir, pipeline_suffix: str = "-check") -> Dict[int, pathlib.Path]:
-    """{span: StatisticsGen output folder} of the span checks, from MLMD lineage.
-
-    TFX leaves the ``span`` property of these artifacts at 0 (each ExampleGen node reads one
-    fixed folder), so the span comes from the producing ExampleGen node, ``ExampleGen_span<N>``:
-    statistics <-OUTPUT- StatisticsGen execution -INPUT-> examples under ExampleGen_span<N>/.
+    """{span: StatisticsGen output folder} of the span checks, from MLMD lineage:
+    statistics <-OUTPUT- StatisticsGen execution -INPUT-> examples, whose ``span`` property
+    driftguard's SpanExampleGen sets when it runs. Runs of earlier driftguard versions had one
+    ExampleGen node per span (``ExampleGen_span<N>``, span property 0): the node names the span.
     The newest statistics win when a span was checked twice.
     """
     runs_dir = pathlib.Path(runs_dir)
@@ -236,19 +235,26 @@ def statistics_by_span(runs_dir, pipeline_suffix: str = "-check") -> Dict[int, p
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         rows = con.execute(
-            "SELECT s.id, s.uri, e.uri FROM Artifact s "
+            "SELECT s.id, s.uri, e.uri, p.int_value FROM Artifact s "
             "JOIN Event so ON so.artifact_id = s.id AND so.type = ? "
             "JOIN Event ei ON ei.execution_id = so.execution_id AND ei.type = ? "
             "JOIN Artifact e ON e.id = ei.artifact_id "
-            "WHERE s.uri LIKE '%/StatisticsGen/%' AND e.uri LIKE '%/ExampleGen_span%' ORDER BY s.id",
+            "LEFT JOIN ArtifactProperty p ON p.artifact_id = e.id AND p.name = 'span' AND p.is_custom_property = 0 "
+            "WHERE s.uri LIKE '%/StatisticsGen/%' AND e.uri LIKE '%/ExampleGen%' ORDER BY s.id",
             (_EVENT_OUTPUT, _EVENT_INPUT)).fetchall()
     finally:
         con.close()
     out: Dict[int, pathlib.Path] = {}
-    for _, stats_uri, examples_uri in rows:
+    for _, stats_uri, examples_uri, span in rows:
         parts = pathlib.Path(examples_uri).parts
-        node = next((p for p in parts if p.startswith("ExampleGen_span")), None)
-        pipeline = parts[parts.index(node) - 1] if node else ""
-        if node and pipeline.endswith(pipeline_suffix):
-            out[int(node[len("ExampleGen_span"):])] = rebase(stats_uri, runs_dir)
+        node = next((p for p in parts if p == "ExampleGen" or p.startswith("ExampleGen_span")), None)
+        if node is None:
+            continue
+        pipeline = parts[parts.index(node) - 1]
+        if not pipeline.endswith(pipeline_suffix):
+            continue
+        if node.startswith("ExampleGen_span"):
+            span = int(node[len("ExampleGen_span"):])
+        if span:
+            out[int(span)] = rebase(stats_uri, runs_dir)
     return out

@@ -9,6 +9,7 @@ from tfx.types import artifact_utils
 
 from driftguard.components.alerts.config import parse_alerts_config
 from driftguard.components.alerts.rules import evaluate
+from driftguard.components.artifacts import example_spans
 from driftguard.components.registry_pusher.registry import existing_versions, read_profile
 from driftguard.components.retrain_gate import spec
 from driftguard.components.retrain_gate.policy import decide
@@ -23,14 +24,15 @@ def _read_json(artifacts, name: str):
 class Executor(base_executor.BaseExecutor):
     def Do(self, input_dict, output_dict, exec_properties) -> None:
         out = artifact_utils.get_single_instance(output_dict[spec.DECISION_KEY])
-        span = int(exec_properties[spec.SPAN_KEY])
+        read = example_spans(input_dict[spec.EXAMPLES_KEY])     # resolved when the ExampleGen ran
+        span = read.span
         model = exec_properties[spec.MODEL_NAME_KEY]
         registry = pathlib.Path(exec_properties[spec.REGISTRY_DIR_KEY])
         policy = json.loads(exec_properties[spec.POLICY_KEY])
         report = _read_json(input_dict.get(spec.DRIFT_REPORT_KEY), "report.json")
         monitor = _read_json(input_dict.get(spec.MONITOR_KEY), "monitor.json")
         task = exec_properties.get(spec.TASK_KEY) or "binary"
-        span_label = exec_properties.get(spec.SPAN_LABEL_KEY) or str(span)
+        span_label = read.label(span)
         alerts_config = parse_alerts_config(json.loads(exec_properties[spec.ALERTS_CONFIG_KEY]), task=task)
         alerts = evaluate(alerts_config, model=model, span=span, drift_report=report, monitor=monitor,
                           span_label=span_label)
@@ -47,7 +49,8 @@ class Executor(base_executor.BaseExecutor):
                           every_spans=int(policy.get("every_spans", 4)),
                           trigger_severity=policy.get("trigger_severity", "critical"),
                           min_spans_between=int(policy.get("min_spans_between", 2)),
-                          available=policy.get("available_spans"), labels=policy.get("span_labels"))
+                          available=sorted(set(read.available) | {span}),
+                          labels={str(k): v for k, v in read.labels.items()})
         payload = {"span": span, "span_label": span_label, "model": model, "serving_version": versions[-1] if versions else None,
                    "serving_spans": serving_spans, "decision": decision.to_dict(),
                    "alerts": [a.to_dict() for a in alerts]}

@@ -6,10 +6,19 @@ Two DAGs per model (ids = the TFX pipeline names, so MLMD contexts match the loc
 
     ImportSchemaGen, ExampleGen_span<N> -> StatisticsGen -> ExampleValidator -> DriftDetector
     -> PredictionMonitor -> RetrainGate                 (TFX components, one task each)
+    -> AlertDelivery      TFX component: the gate's alerts -> the outbox ``<runs>/alerts/outbox.sqlite``
+                          -> the configured sinks, secrets from the worker's environment
     -> retrain_decision   ShortCircuitOperator: the RetrainGate's decision of *this* run,
                           read from MLMD (int property ``retrain``, ``decision.json``)
     -> trigger_training   TriggerDagRunOperator -> ``<model>-training``,
                           conf {"spans": "7,8", "span": "8", "reason": "..."}
+
+AlertDelivery and retrain_decision both follow the RetrainGate, independently: a sink that is
+down never holds up training (it leaves the alert pending in the outbox and the task succeeds,
+as ``driftguard run`` does), and a retried or cleared AlertDelivery sends nothing twice (one
+outbox row per dedup key and sink). Sink secrets come from environment variables that the config
+names (``url_env`` ...), read by the worker at send time: never from the DAG file, the TFX
+execution properties, MLMD or XCom (docs/orchestrators.md: how to set them on the workers).
 
 ``<model>-training`` (no schedule: triggered by the check DAG, ``driftguard trigger``, the UI)::
 
@@ -42,6 +51,8 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 DAG_FILE_NAME = "driftguard_{model}_dags.py"
 DECISION_TASK_ID = "retrain_decision"
+DELIVERY_TASK_ID = "AlertDelivery"      # the TFX node id (the class name), hence the Airflow task id
+GATE_NODE_ID = "RetrainGate"
 TRIGGER_TASK_ID = "trigger_training"
 WINDOW_TASK_ID = "check_window"
 DECISION_TYPE = "DriftguardRetrainDecision"
@@ -186,7 +197,7 @@ def _should_train(metadata_path: str, pipeline_name: str, **context) -> bool:
 def conf_spans(conf: Optional[Mapping[str, Any]], config: Optional[config_lib.Config] = None) -> Optional[List[int]]:
     """The spans a run was triggered with: conf {"spans": "7,8"} or {"spans": [7, 8]} (span
     numbers; calendar spans may also be given as written: "2013-05,2013-06")."""
-    from driftguard.pipeline.spans import SpanPattern
+    from driftguard.components.spans import SpanPattern
 
     if not conf or conf.get("spans") in (None, ""):
         return None
@@ -219,8 +230,64 @@ _NAMING_DRIVERS: Dict[type, type] = {}
 _EXAMPLES_KEY, _TRANSFORMED_KEY = "examples", "transformed_examples"
 
 
+class _RerunSafeMetadata:
+    """The launcher's MLMD handle, with a ``register_execution`` that survives a re-run.
+
+    When a task runs again in the same Airflow run (a retry, or a cleared task), TFX 1.16's
+    ``Metadata.register_execution`` finds the node's component-run context and reuses its
+    execution, as intended, but re-adds the execution's input events, which MLMD refuses
+    (``AlreadyExistsError: Given event already exists``): the retry fails before the executor
+    runs. Here the earlier execution is updated instead (state back to new, its properties; the
+    input events it has are kept, as ``update_execution`` does). Everything else is the handle's.
+    """
+
+    def __init__(self, handle):
+        self._handle = handle
+
+    def __getattr__(self, name):
+        return getattr(self._handle, name)
+
+    def register_execution(self, pipeline_info, component_info, contexts, exec_properties=None,
+                           input_artifacts=None):
+        from tfx.orchestration import metadata
+
+        earlier = self._handle.get_component_run_context(component_info)
+        if earlier is None:
+            return self._handle.register_execution(pipeline_info=pipeline_info, component_info=component_info,
+                                                   contexts=contexts, exec_properties=exec_properties,
+                                                   input_artifacts=input_artifacts)
+        [execution] = self._handle.store.get_executions_by_context(earlier.id)
+        logging.info("%s runs again in TFX run %s: reusing execution %s and its output artifacts",
+                     component_info.component_id, pipeline_info.run_id, execution.id)
+        self._handle.update_execution(execution=execution, component_info=component_info,
+                                      input_artifacts=input_artifacts, exec_properties=exec_properties,
+                                      execution_state=metadata.EXECUTION_STATE_NEW, contexts=[*contexts, earlier])
+        contexts.append(earlier)
+        return execution
+
+
+def _registered_outputs(handle, execution_id: int) -> Dict[str, list]:
+    """{output key: [artifact, ...]} that an earlier attempt of execution ``execution_id``
+    registered (empty when it registered none)."""
+    from ml_metadata.proto import metadata_store_pb2
+    from tfx.types import artifact_utils
+
+    events = [e for e in handle.store.get_events_by_execution_ids([execution_id])
+              if e.type == metadata_store_pb2.Event.OUTPUT]
+    if not events:
+        return {}
+    by_id = {a.id: a for a in handle.store.get_artifacts_by_id([e.artifact_id for e in events])}
+    types = {t.id: t for t in handle.store.get_artifact_types_by_id(list({a.type_id for a in by_id.values()}))}
+    result: Dict[str, list] = {}
+    for e in sorted(events, key=lambda e: (e.path.steps[0].key, e.path.steps[1].index)):
+        artifact = by_id[e.artifact_id]
+        result.setdefault(e.path.steps[0].key, []).append(
+            artifact_utils.deserialize_artifact(types[artifact.type_id], artifact))
+    return result
+
+
 def _naming_driver(driver_class: type) -> type:
-    """``driver_class`` naming output artifacts ``<node id>.<key>:<run id>``.
+    """``driver_class`` naming output artifacts ``<node id>.<key>:<run id>``, and safe to run again.
 
     TFX 1.16's legacy driver (the one AirflowDagRunner's launcher runs) names every output
     artifact ``<output key>:<run id>``, but MLMD keeps artifact names unique per type, so the
@@ -233,13 +300,29 @@ def _naming_driver(driver_class: type) -> type:
     would get K+1 (one without splits: "Split does not exist over all example artifacts").
     The driver prepares the K artifacts itself (what TFX's IR launcher does), so the executor
     replicates nothing.
+
+    Re-runs: a task retried or cleared in the same Airflow run executes its node again under the
+    same TFX run id. TFX means that to reuse the node's execution and its output URIs (see
+    ``base_driver._prepare_output_paths``), but fails on it (``_RerunSafeMetadata``); and new
+    output artifacts would collide by name with the first attempt's, or, named apart, leave
+    the execution two outputs per key for the downstream nodes. So a re-run reuses the output
+    artifacts the earlier attempt registered (same ids, names and URIs): the executor writes
+    them again and the publisher publishes them with the new properties.
     """
     if driver_class not in _NAMING_DRIVERS:
+        def __init__(self, metadata_handle, *args, **kwargs):
+            driver_class.__init__(self, _RerunSafeMetadata(metadata_handle), *args, **kwargs)
+
         def _prepare_output_artifacts(self, input_artifacts, output_dict, exec_properties, execution_id,
                                       pipeline_info, component_info):
             from tfx.dsl.components.base import base_driver
             from tfx.types import artifact_utils
 
+            earlier = _registered_outputs(self._metadata_handle, execution_id)
+            if earlier:
+                for artifact in (a for artifacts in earlier.values() for a in artifacts):
+                    base_driver._prepare_output_paths(artifact)  # noqa: SLF001
+                return earlier
             result = driver_class._prepare_output_artifacts(  # noqa: SLF001
                 self, input_artifacts, output_dict, exec_properties, execution_id, pipeline_info, component_info)
             n_examples = len(input_artifacts.get(_EXAMPLES_KEY) or [])
@@ -254,7 +337,8 @@ def _naming_driver(driver_class: type) -> type:
             return result
 
         _NAMING_DRIVERS[driver_class] = type(f"NodeNaming{driver_class.__name__}", (driver_class,),
-                                             {"_prepare_output_artifacts": _prepare_output_artifacts,
+                                             {"__init__": __init__,
+                                              "_prepare_output_artifacts": _prepare_output_artifacts,
                                               "__module__": __name__})
     return _NAMING_DRIVERS[driver_class]
 
@@ -286,12 +370,13 @@ def build_check_dag(config: config_lib.Config, span: Optional[int] = None, *, sc
 
     span = span_to_check(config) if span is None else int(span)
     blocked = [r["span"] for r in state.load(config.runs_path)["spans"] if r.get("blocking_anomalies")]
-    tfx_pipeline = pipeline_lib.create_check_pipeline(config, span, blocked_spans=blocked)
+    tfx_pipeline = pipeline_lib.create_check_pipeline(config, span, blocked_spans=blocked, deliver_alerts=True)
     doc = (f"driftguard span check of **span {config.span_label(span)}** (the newest span under `{config.data_path}`), "
            f"schema v{config.schema_version}, baseline: the serving version in `{config.model_registry}`. "
+           f"`{DELIVERY_TASK_ID}` delivers the span's alerts through the outbox under `{config.runs_path}`. "
            f"Triggers `{training_dag_id(config)}` when the RetrainGate says retrain.")
     dag = _airflow_dag(tfx_pipeline, _dag_config(schedule, doc, ["check", f"span-{span}"]))
-    gate_task = dag.get_task("RetrainGate")
+    gate_task = dag.get_task(GATE_NODE_ID)
     decision = ShortCircuitOperator(
         task_id=DECISION_TASK_ID, dag=dag, python_callable=_should_train,
         op_kwargs={"metadata_path": str(config.metadata_path), "pipeline_name": config.check_pipeline_name()},

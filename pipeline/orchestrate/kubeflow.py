@@ -2,26 +2,22 @@
 
 ::
 
-    Check*  ExampleGen -> StatisticsGen -> ExampleValidator -> DriftDetector
-            -> PredictionMonitor -> RetrainGate
+    Check*  ExampleGen (the newest span, found when the run starts) -> StatisticsGen
+            -> ExampleValidator -> DriftDetector -> PredictionMonitor -> RetrainGate
     under tfx.dsl.Cond(RetrainGate.decision.custom_property('retrain') == 1):
-            the training pipeline on the window ending at the checked span
+            the training pipeline; its ExampleGen reads the window the gate decided
 
 KFP v2 evaluates the condition on the gate's output artifact (a CEL ``trigger_policy``), so
 the training tasks run only when the gate says so and show as skipped otherwise.
 
-Limit: KubeflowV2DagRunner (TFX 1.16) compiles no channel union, which the training pipeline
-uses to join a window of several spans (one ExampleGen per span), so on Kubeflow the window is
-one span: compile with ``training.window_spans: 1`` (``KubeflowCompileError`` says so
-otherwise).
-
-What is fixed at compile time (KFP compiles a static graph): the span to check and the
-training window, which is the newest ``training.window_spans`` spans ending at that span (what
-the ``scheduled`` and ``triggered`` policies choose). The gate may still decide on another
-window (a span with schema anomalies in it, the ``online`` policy's newest-span-only window);
-then it says so in its ``decision.json`` and the in-graph branch trains on the compiled window.
-Compile per span (``driftguard compile --target kubeflow --span N``) or submit one run per
-new span.
+Nothing about the spans is fixed at compile time: the check's ExampleGen (driftguard's
+SpanExampleGen) takes the newest span the data holds when the run starts, every component
+after it reads the span from its Examples artifact, and the training ExampleGen reads the
+window from the gate's ``decision.json`` (the newest ``training.window_spans`` spans, fewer if
+some are blocked by anomalies, the newest only for the ``online`` policy). One compiled
+pipeline, run on a schedule (a KFP recurring run, Vertex AI's scheduler), checks each new span
+and retrains on its window with no recompile. ``--span N`` still compiles a pipeline fixed on
+span N (a re-check).
 
 Paths: every path in the config (data, schemas, registry) and the pipeline root must be
 reachable from every pod at the same absolute path (a shared volume mounted at the same
@@ -33,7 +29,8 @@ import contextlib
 import json
 import os
 import pathlib
-from typing import Dict, List, Optional, Sequence
+import warnings
+from typing import Dict, Optional, Sequence
 
 from driftguard.pipeline.config import Config
 
@@ -43,32 +40,23 @@ PIPELINE_JOB_FILE = "pipeline_job.json"   # Vertex AI PipelineJob (aiplatform.Pi
 PIPELINE_SPEC_FILE = "pipeline.yaml"      # KFP OSS pipeline spec (kfp.Client)
 CHECK_PREFIX = "Check"                    # ids of the span-check nodes in the combined graph
 GATE_ID = f"{CHECK_PREFIX}RetrainGate"
+DELIVERY_ID = f"{CHECK_PREFIX}AlertDelivery"
+DEFAULT_ALERTS_SECRET = "driftguard-alerts"   # the Kubernetes secret holding the sinks' variables
 RETRAIN_PROPERTY = "retrain"
-
-
-class KubeflowCompileError(ValueError):
-    """The pipeline cannot be compiled for Kubeflow v2 as configured (the message says why)."""
 
 
 def combined_pipeline_name(config: Config) -> str:
     return f"{config.model_name}-check-and-train"
 
 
-def training_window(config: Config, span: int) -> List[int]:
-    """The newest ``training.window_spans`` spans ending at ``span`` (span numbers start at 1)."""
-    span = int(span)
-    return list(range(max(1, span - config.training.window_spans + 1), span + 1))
-
-
-def create_check_and_train_pipeline(config: Config, span: int, *, data_root: Optional[str] = None,
-                                    pipeline_root: Optional[str] = None,
-                                    train_spans: Optional[Sequence[int]] = None,
-                                    blocked_spans: Sequence[int] = (), features: Optional[Sequence[str]] = None):
-    """The span check of ``span`` and, under a Cond on the gate's ``retrain``, training.
+def create_check_and_train_pipeline(config: Config, span: Optional[int] = None, *, data_root: Optional[str] = None,
+                                    pipeline_root: Optional[str] = None, blocked_spans: Sequence[int] = (),
+                                    features: Optional[Sequence[str]] = None):
+    """The span check (of ``span``, or of the newest span when the run starts) and, under a
+    Cond on the gate's ``retrain``, training on the window the gate decided.
 
     Built from ``create_check_pipeline`` and ``create_pipeline``: the check's nodes are renamed
-    ``Check<id>`` (both pipelines have an ``ImportSchemaGen`` and an ``ExampleGen_span<N>``);
-    the training nodes keep their ids, which their parameters refer to (``span_by_node``).
+    ``Check<id>`` (both pipelines have an ``ImportSchemaGen``, an ``ExampleGen``, ...).
     """
     from tfx import v1 as tfx
     from tfx.dsl.context_managers import dsl_context_registry
@@ -76,20 +64,18 @@ def create_check_and_train_pipeline(config: Config, span: int, *, data_root: Opt
     from driftguard.components.retrain_gate import spec as gate_spec
     from driftguard.pipeline import pipeline as pipeline_lib
 
-    spans = [int(s) for s in (train_spans or training_window(config, span))]
-    if len(spans) > 1:
-        raise KubeflowCompileError(
-            f"the training window of span {int(span)} is spans {spans}, but KubeflowV2DagRunner "
-            f"(TFX {TFX_VERSION}) supports no channel union ('Only single Channel is supported'), "
-            f"and the training pipeline joins one ExampleGen per span with a union; compile "
-            f"for Kubeflow with training.window_spans: 1 in the config")
-    check = pipeline_lib.create_check_pipeline(config, span, data_root=data_root,
-                                               blocked_spans=blocked_spans, features=features)
-    train = pipeline_lib.create_pipeline(config, spans, data_root=data_root)
+    check = pipeline_lib.create_check_pipeline(config, span, data_root=data_root, blocked_spans=blocked_spans,
+                                               features=features, deliver_alerts=True)
     check_nodes = list(check.components)
     for node in check_nodes:
         node.with_id(CHECK_PREFIX + node.id)
     gate = next(n for n in check_nodes if n.id == GATE_ID)
+    decision = gate.outputs[gate_spec.DECISION_KEY]
+    with warnings.catch_warnings():
+        # Built alone, the training pipeline warns that its ExampleGen reads the gate, which it
+        # does not hold; the combined pipeline below holds both.
+        warnings.filterwarnings("ignore", message=r"Node .* depends on the output of node")
+        train = pipeline_lib.create_pipeline(config, data_root=data_root, decision=decision)
     train_nodes = list(train.components)
     # Each sub-pipeline took its nodes out of the global DSL registry when it was built; the
     # combined pipeline gets a registry of its own in which the training nodes sit under Cond.
@@ -97,7 +83,7 @@ def create_check_and_train_pipeline(config: Config, span: int, *, data_root: Opt
     with dsl_context_registry.use_registry(registry):
         for node in check_nodes:
             registry.put_node(node)
-        retrain = gate.outputs[gate_spec.DECISION_KEY].future()[0].custom_property(gate_spec.RETRAIN)
+        retrain = decision.future()[0].custom_property(gate_spec.RETRAIN)
         with tfx.dsl.Cond(retrain == 1):
             for node in train_nodes:
                 registry.put_node(node)
@@ -107,6 +93,7 @@ def create_check_and_train_pipeline(config: Config, span: int, *, data_root: Opt
         pipeline_root=root,
         components=check_nodes + train_nodes,
         enable_cache=False,
+        metadata_connection_config=pipeline_lib.metadata_connection(config),   # the local runner's store (tests)
         beam_pipeline_args=list(config.beam_args),
         dsl_context_registry=registry,
     )
@@ -151,14 +138,14 @@ def _kfp_schema_titles():
 
 
 @contextlib.contextmanager
-def _cond_over_union_inputs():
-    """Let KubeflowV2 put nodes with union or resolver inputs under a Cond.
+def _cond_over_resolver_inputs():
+    """Let KubeflowV2 put a node reading a resolver's output under a Cond.
 
     For a conditional node, ``step_builder`` keys *every* input channel with
     ``implicit_channel_key`` only to see whether the node already consumes the predicate's
-    channel; that function raises for a union channel (Transform's and Evaluator's window)
-    and for a resolver's producer-less channel. Such a channel can never be the predicate's
-    channel (an output of the gate), so a key of its own is exact. Scoped to the compile call.
+    channel; that function raises for a resolver's producer-less channel (the Evaluator's
+    baseline model). Such a channel can never be the predicate's channel (an output of the
+    gate), so a key of its own is exact. Scoped to the compile call.
     """
     from tfx.dsl.compiler import compiler_utils as tfx_compiler_utils
 
@@ -188,21 +175,26 @@ def in_image(config: Config, image_project_dir: Optional[str]) -> Config:
     return dataclasses.replace(config, project_dir=str(pathlib.PurePosixPath(image_project_dir)))
 
 
-def compile_kubeflow(config: Config, span: int, output_dir, image: str = DEFAULT_IMAGE, *,
+def compile_kubeflow(config: Config, span: Optional[int], output_dir, image: str = DEFAULT_IMAGE, *,
                      pipeline_root: Optional[str] = None, data_root: Optional[str] = None,
-                     blocked_spans: Sequence[int] = (), image_project_dir: Optional[str] = "/project"
-                     ) -> Dict[str, pathlib.Path]:
-    """Compile the check-and-train pipeline of ``span`` with ``KubeflowV2DagRunner``.
+                     blocked_spans: Sequence[int] = (), image_project_dir: Optional[str] = "/project",
+                     alerts_secret: str = DEFAULT_ALERTS_SECRET) -> Dict[str, pathlib.Path]:
+    """Compile the check-and-train pipeline with ``KubeflowV2DagRunner``: of the newest span
+    when the run starts (``span`` None, for a recurring run), or of ``span``.
 
     Writes ``pipeline_job.json`` (a Vertex AI PipelineJob: ``aiplatform.PipelineJob(
     template_path=...)``) and ``pipeline.yaml`` (the same PipelineSpec as KFP OSS's
-    ``kfp.Client`` uploads it). Returns ``{"pipeline_job": path, "pipeline_spec": path}``.
+    ``kfp.Client`` uploads it, followed by its Kubernetes platform spec: the alert delivery
+    step's sink variables from the Kubernetes secret ``alerts_secret``, one key per variable).
+    Returns ``{"pipeline_job": path, "pipeline_spec": path, "secret_variables": [...]}``.
     Every project path in the spec is under ``image_project_dir`` (where the image holds the
     project); the model module is read from there, not packaged.
     """
+    from driftguard.components.alerts.config import parse_alerts_config, secret_variables
     from driftguard.pipeline import pipeline as pipeline_lib
 
     features = pipeline_lib.monitored_features(config)     # read here, from the local schema
+    variables = secret_variables(parse_alerts_config(config.alerts, task=config.task))
     config = in_image(config, image_project_dir)
     import yaml
     from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as kfp_v2
@@ -214,17 +206,33 @@ def compile_kubeflow(config: Config, span: int, output_dir, image: str = DEFAULT
     runner = kfp_v2.KubeflowV2DagRunner(
         config=kfp_v2.KubeflowV2DagRunnerConfig(default_image=image),
         output_dir=str(out), output_filename=PIPELINE_JOB_FILE)
-    with _kfp_schema_titles(), _cond_over_union_inputs():
+    with _kfp_schema_titles(), _cond_over_resolver_inputs():
         job = runner.run(pipe, write_out=True)
     spec = dict(job["pipelineSpec"])
     # KFP OSS has no runtime_config.gcs_output_directory: the root travels in the spec.
     spec.setdefault("defaultPipelineRoot", pipe.pipeline_info.pipeline_root)
     spec_path = out / PIPELINE_SPEC_FILE
-    header = (f"# driftguard: span check of span {int(span)} + training under a Cond on "
+    which = "the newest span when the run starts" if span is None else f"span {int(span)}"
+    header = (f"# driftguard: span check of {which} + training under a Cond on "
               f"{GATE_ID}.{RETRAIN_PROPERTY} == 1.\n# Compiled by TFX {TFX_VERSION} "
               f"KubeflowV2DagRunner; upload with kfp.Client (driftguard submit).\n")
-    spec_path.write_text(header + yaml.safe_dump(spec, sort_keys=False))
-    return {"pipeline_job": out / PIPELINE_JOB_FILE, "pipeline_spec": spec_path}
+    documents = [spec]
+    if variables:
+        header += (f"# {DELIVERY_ID} reads {', '.join(variables)} from the Kubernetes secret "
+                   f"{alerts_secret!r} (the platform spec below; values never appear here).\n")
+        documents.append(secrets_platform_spec(spec, DELIVERY_ID, alerts_secret, variables))
+    spec_path.write_text(header + yaml.safe_dump_all(documents, sort_keys=False))
+    return {"pipeline_job": out / PIPELINE_JOB_FILE, "pipeline_spec": spec_path, "secret_variables": variables}
+
+
+def secrets_platform_spec(spec: dict, task: str, secret: str, variables: Sequence[str]) -> dict:
+    """KFP's Kubernetes platform spec (the document kfp-kubernetes' ``use_secret_as_env`` writes
+    after the PipelineSpec) giving ``task``'s container each of ``variables`` from the key of the
+    same name in the Kubernetes secret ``secret``."""
+    component = spec["root"]["dag"]["tasks"][task]["componentRef"]["name"]
+    executor = spec["components"][component]["executorLabel"]
+    return {"platforms": {"kubernetes": {"deploymentSpec": {"executors": {executor: {"secretAsEnv": [
+        {"secretName": secret, "keyToEnv": [{"secretKey": v, "envVar": v} for v in variables]}]}}}}}}
 
 
 def executor_class_paths(pipeline_spec: dict) -> Dict[str, str]:
@@ -246,7 +254,15 @@ def executor_class_paths(pipeline_spec: dict) -> Dict[str, str]:
 
 
 def load_pipeline_yaml(path) -> dict:
-    """The PipelineSpec dict of a compiled ``pipeline.yaml`` (comments skipped)."""
+    """The PipelineSpec dict of a compiled ``pipeline.yaml`` (comments skipped; its first document)."""
     import yaml
 
-    return yaml.safe_load(pathlib.Path(os.fspath(path)).read_text())
+    return next(yaml.safe_load_all(pathlib.Path(os.fspath(path)).read_text()))
+
+
+def load_platform_spec(path) -> dict:
+    """The platform spec of a compiled ``pipeline.yaml`` (its second document), or {}."""
+    import yaml
+
+    documents = list(yaml.safe_load_all(pathlib.Path(os.fspath(path)).read_text()))
+    return documents[1] if len(documents) > 1 else {}

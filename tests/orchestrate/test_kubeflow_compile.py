@@ -1,5 +1,8 @@
 """`driftguard compile --target kubeflow`: KubeflowV2DagRunner's PipelineJob JSON and the KFP
-pipeline-spec YAML, checked the way KFP reads them (no cluster here)."""
+pipeline-spec YAML, checked the way KFP reads them (no cluster here). The default config
+(a training window of two spans) compiles, and no span is fixed in the spec: the check reads the
+newest span when the run starts, the training branch the window its gate decided
+(tests/orchestrate/test_kubeflow_local.py runs the same pipeline definition locally)."""
 from __future__ import annotations
 
 import importlib
@@ -13,20 +16,22 @@ from orchestrate_cli import invoke
 
 IMAGE = "registry.example.com/driftguard:tfx-1.16.0"
 SPAN = 8
-CHECK_TASKS = {"CheckImportSchemaGen", f"CheckExampleGen_span{SPAN}", "CheckStatisticsGen",
-               "CheckExampleValidator", "CheckDriftDetector", "CheckPredictionMonitor", "CheckRetrainGate"}
-TRAIN_TASKS = {"ImportSchemaGen", f"ExampleGen_span{SPAN}", f"StatisticsGen_span{SPAN}",
-               f"ExampleValidator_span{SPAN}", "AnomalyGate", "Transform", "Trainer", "Evaluator",
-               "RegistryPusher"}
+CHECK_TASKS = {"CheckImportSchemaGen", "CheckExampleGen", "CheckStatisticsGen", "CheckExampleValidator",
+               "CheckDriftDetector", "CheckPredictionMonitor", "CheckRetrainGate", "CheckAlertDelivery"}
+SECRETS = {"DG_KFP_HOOK_URL": "http://127.0.0.1:9/hooks/" + "k" * 24, "DG_KFP_HOOK_KEY": "hmac-" + "s" * 24}
+TRAIN_TASKS = {"ImportSchemaGen", "ExampleGen", "StatisticsGen", "ExampleValidator", "AnomalyGate", "Transform",
+               "Trainer", "Evaluator", "RegistryPusher"}
 CONDITION = "(inputs.artifacts['_CheckRetrainGate.decision'].artifacts[0].metadata['retrain'] == 1.0)"
 
 
 @pytest.fixture(scope="module")
 def compiled(workspace, tmp_path_factory):
-    cfg = make_config(workspace, "kfp", training={"window_spans": 1, "train_steps": 60})
+    cfg = make_config(workspace, "kfp", training={"train_steps": 60},      # the default window: 2 spans
+                      alerts={"sinks": [{"type": "webhook", "url_env": "DG_KFP_HOOK_URL",
+                                         "hmac_secret_env": "DG_KFP_HOOK_KEY"}]})
     out = tmp_path_factory.mktemp("kfp")
     result = invoke("--config", cfg, "compile", "--target", "kubeflow", "--output", out,
-                    "--span", SPAN, "--image", IMAGE, "--pipeline-root", "gs://bucket/driftguard")
+                    "--image", IMAGE, "--pipeline-root", "gs://bucket/driftguard", env=SECRETS)
     assert result.exit_code == 0, result.output
     return {"out": out, "result": result, "config": cfg}
 
@@ -65,11 +70,12 @@ def test_every_task_the_dependencies_and_the_image(compiled):
     tasks = spec["root"]["dag"]["tasks"]
     assert set(tasks) >= CHECK_TASKS | TRAIN_TASKS
     deps = {name: set(t.get("dependentTasks", [])) for name, t in tasks.items()}
-    assert deps["CheckRetrainGate"] == {"CheckDriftDetector", "CheckPredictionMonitor"}
-    assert deps["CheckDriftDetector"] >= {f"CheckExampleGen_span{SPAN}", "CheckExampleValidator"}
+    # the gate reads the spans the ExampleGen resolved (the window it decides ends there)
+    assert deps["CheckRetrainGate"] == {"CheckExampleGen", "CheckDriftDetector", "CheckPredictionMonitor"}
+    assert deps["CheckDriftDetector"] >= {"CheckExampleGen", "CheckExampleValidator"}
     assert deps["Trainer"] >= {"Transform", "AnomalyGate"}
     assert deps["RegistryPusher"] >= {"Trainer", "Evaluator"}
-    assert "CheckRetrainGate" in deps[f"ExampleGen_span{SPAN}"]   # training waits for the gate
+    assert "CheckRetrainGate" in deps["ExampleGen"]   # training waits for the gate
     executors = spec["deploymentSpec"]["executors"]
     images = {e["container"]["image"] for e in executors.values() if "container" in e}
     assert images == {IMAGE}
@@ -102,9 +108,53 @@ def test_custom_artifacts_carry_kfp_schema_titles(compiled):
     assert re.search(r"title: driftguard\.DriftguardDriftReport", text)
 
 
-def test_a_window_of_several_spans_is_refused_with_the_reason(workspace, tmp_path):
-    cfg = make_config(workspace, "kfp2", training={"window_spans": 2})
+def _parameter(task, name):
+    value = task["inputs"]["parameters"][name]["runtimeValue"]["constantValue"]
+    return next(iter(value.values()))
+
+
+def test_no_span_is_fixed_the_check_takes_the_newest_and_training_the_gates_window(compiled):
+    tasks = _spec(compiled)["root"]["dag"]["tasks"]
+    check, train = tasks["CheckExampleGen"], tasks["ExampleGen"]
+    assert _parameter(check, "spans_json") == "" and int(_parameter(check, "window_spans")) == 1
+    assert _parameter(check, "span_pattern") == "span-{SPAN}/*"
+    assert _parameter(train, "spans_json") == ""
+    decision = train["inputs"]["artifacts"]["decision"]["taskOutputArtifact"]
+    assert decision == {"producerTask": "CheckRetrainGate", "outputArtifactKey": "decision"}
+    for name in ("CheckDriftDetector", "CheckPredictionMonitor", "CheckRetrainGate"):
+        assert "span" not in tasks[name]["inputs"].get("parameters", {}), name   # read from the examples
+    assert "span 8" not in compiled["result"].output
+    assert "the newest span when the run starts" in compiled["result"].output
+
+
+def test_alerts_are_delivered_by_a_step_after_the_gate_with_secrets_from_a_kubernetes_secret(compiled):
+    from driftguard.pipeline.orchestrate.kubeflow import load_platform_spec
+
+    spec = _spec(compiled)
+    task = spec["root"]["dag"]["tasks"]["CheckAlertDelivery"]
+    assert task["dependentTasks"] == ["CheckRetrainGate"] and "triggerPolicy" not in task   # every run
+    executor = spec["components"][task["componentRef"]["name"]]["executorLabel"]
+    platform = load_platform_spec(compiled["out"] / "pipeline.yaml")["platforms"]["kubernetes"]
+    [secret] = platform["deploymentSpec"]["executors"][executor]["secretAsEnv"]
+    assert secret["secretName"] == "driftguard-alerts"
+    assert sorted((k["secretKey"], k["envVar"]) for k in secret["keyToEnv"]) == \
+        [("DG_KFP_HOOK_KEY", "DG_KFP_HOOK_KEY"), ("DG_KFP_HOOK_URL", "DG_KFP_HOOK_URL")]
+    assert list(platform["deploymentSpec"]["executors"]) == [executor]        # no other step sees them
+    for path in compiled["out"].iterdir():                                   # names, never values
+        text = path.read_text()
+        assert not any(value in text for value in SECRETS.values()), path
+    from kfp.client import client as kfp_client
+
+    doc = kfp_client._extract_pipeline_yaml(str(compiled["out"] / "pipeline.yaml"))
+    assert "kubernetes" in doc.platform_spec.platforms                       # what upload sends
+
+
+def test_a_fixed_span_compiles_too(workspace, tmp_path):
+    cfg = make_config(workspace, "kfp2")
     result = invoke("--config", cfg, "compile", "--target", "kubeflow", "--output", tmp_path, "--span", SPAN)
-    assert result.exit_code == 2
-    assert re.search(r"spans \[7, 8\].*no channel union.*training.window_spans: 1", result.output, re.S)
-    assert not (tmp_path / "pipeline.yaml").exists()
+    assert result.exit_code == 0, result.output
+    from driftguard.pipeline.orchestrate.kubeflow import load_pipeline_yaml
+
+    tasks = load_pipeline_yaml(tmp_path / "pipeline.yaml")["root"]["dag"]["tasks"]
+    assert _parameter(tasks["CheckExampleGen"], "spans_json") == f"[{SPAN}]"
+    assert _parameter(tasks["ExampleGen"], "spans_json") == ""         # training: the gate's window
