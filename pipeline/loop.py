@@ -81,12 +81,18 @@ def check_spans(cfg: config_lib.Config, spans: Sequence[int], data_root: Optiona
                 training: bool = False):
     """Every file of every span is a file ExampleGen can read in the project's format
     (pipeline/spanfiles.py), checked before any TFX import or runs-folder write; training spans
-    must hold the label column. Returns their SpanInfos (fingerprints)."""
+    must hold the label column. Returns their SpanInfos (fingerprints).
+
+    The schema's column types are checked in Parquet and TFRecord files, and in the CSV files of
+    training spans: one ExampleGen reads a training window, inferring a CSV column's type over
+    all its spans, so text in one span's numeric column is named here, by span, column and
+    line. A span to check is not refused for it: the check reports it (a type anomaly and a
+    critical alert), as a monitor must."""
     from driftguard.pipeline import schemas, spanfiles
 
     required = {cfg.model.label.column: "model.label.column"} if training and cfg.model.label.column else None
     types = None
-    if cfg.data.format != "csv" and cfg.schema_file.is_file():
+    if (cfg.data.format != "csv" or training) and cfg.schema_file.is_file():
         try:
             types = spanfiles.schema_column_types(schemas.load_schema(cfg.schema_file))
         except schemas.SchemaVersionError:

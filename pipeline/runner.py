@@ -173,6 +173,9 @@ def run(pipeline, config: Config, runner: Optional[str] = None) -> RunResult:
     """Run ``pipeline`` on ``runner`` ('local' or 'beam') and return per-node results."""
     from tfx import v1 as tfx
 
+    from driftguard.pipeline import beam_staging
+
+    beam_staging.install()
     runner = runner or config.runner
     metadata_path = str(config.metadata_path)
     config.runs_path.mkdir(parents=True, exist_ok=True)

@@ -59,7 +59,7 @@ def test_first_run_pushes_version_1_with_profile(first_push):
     stats = statistics_pb2.DatasetFeatureStatisticsList()
     stats.ParseFromString((version / profile["training_statistics"]).read_bytes())
     names = sorted(d.name for d in stats.datasets)
-    assert names == ["span-1/eval", "span-1/train", "span-2/eval", "span-2/train"]
+    assert names == ["spans 1, 2/eval", "spans 1, 2/train"]     # one ExampleGen reads the window
     assert sum(d.num_examples for d in stats.datasets) == 884 + 1078
     assert {"fare", "payment_type", "tips"} <= {f.path.step[0] for f in stats.datasets[0].features}
 
@@ -150,25 +150,31 @@ def test_change_threshold_rejects_a_worse_model_on_beam_runner(first_push, works
 
 
 def test_bad_spans_stop_before_training_and_name_the_problem(first_push, workspace):
-    """Missing column (span 4), wrong type (span 5), out-of-domain category (span 6)."""
+    """Wrong type (span 5): refused before any work, by span, column and line. Missing column
+    (span 4) and out-of-domain category (span 6): the AnomalyGate stops the window."""
     assert first_push["proc"].returncode == 0
     registry = first_push["registry"]
     before = tree_digest(registry)
     metadata = workspace / "runs" / "metadata.sqlite"
     transforms_before = len(node_executions(metadata, "Transform"))
     trainers_before = len(node_executions(metadata, "Trainer"))
+    executions_before = len(node_executions(metadata, "ExampleGen"))
 
     cfg = make_config(workspace, "bad", training={"window_spans": 3})
     proc = run_cli("train", "--spans", "4,5,6", config=cfg)
     assert proc.returncode == 2, proc.stdout
+    assert "span 5" in proc.stderr and "'trip_start_hour' is INT in the schema but holds text" in proc.stderr
+    assert "line 2" in proc.stderr, proc.stderr
+    assert len(node_executions(metadata, "ExampleGen")) == executions_before      # no TFX run
+
+    proc = run_cli("train", "--spans", "4,6", config=cfg)
+    assert proc.returncode == 2, proc.stdout
     err = proc.stderr
     assert "failed at AnomalyGate" in err
     assert "nothing was pushed" in err
-    lines = [ln for ln in err.splitlines() if ln.strip().startswith("span ")]
-    assert any("span 4" in ln and "'payment_type'" in ln and "missing" in ln.lower()
-               for ln in lines), err
-    assert any("span 5" in ln and "'trip_start_hour'" in ln and "INT" in ln for ln in lines), err
-    assert any("span 6" in ln and "'payment_type'" in ln and "Bitcoin" in ln for ln in lines), err
+    lines = [ln for ln in err.splitlines() if ln.strip().startswith("spans 4, 6")]
+    assert any("'payment_type'" in ln and "missing" in ln.lower() for ln in lines), err
+    assert any("'payment_type'" in ln and "Bitcoin" in ln for ln in lines), err
     assert tree_digest(registry) == before
     assert len(node_executions(metadata, "Transform")) == transforms_before
     assert len(node_executions(metadata, "Trainer")) == trainers_before

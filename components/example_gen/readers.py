@@ -7,7 +7,8 @@ folders that no glob names, so these transforms take the resolved file list inst
 * CSV: TFX's CSV reading (``tfx.components.example_gen.csv_example_gen.executor``: its record
   reader, tfx-bsl's line parser and column type inference, its tf.Example conversion), over the
   list. Column types are inferred over all the files at once, so a window's spans agree on
-  them (one ExampleGen per span could infer INT in one span and FLOAT in the next).
+  them (one ExampleGen per span could infer INT in one span and FLOAT in the next); files
+  whose headers differ are read in the union of their columns.
 * Parquet: Arrow batches (``ReadAllFromParquetBatched``) encoded by
   ``driftguard.components.model_io.encode_examples`` (tfx-bsl's C++ encoder). TFX 1.16's own
   Parquet executor converts rows with ``utils.dict_to_example``, which tests ``if not pyval``
@@ -18,7 +19,7 @@ folders that no glob names, so these transforms take the resolved file list inst
 """
 from __future__ import annotations
 
-from typing import List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import apache_beam as beam
 
@@ -32,7 +33,14 @@ def _encode(table) -> List[bytes]:
 
 
 class CsvFilesToExamples(beam.PTransform):
-    """CSV files (one header line each, the same in every file) -> tf.Example protos."""
+    """CSV files (one header line each) -> tf.Example protos.
+
+    The files of a window may come from spans whose headers differ (a column added, dropped or
+    moved): every row is laid out in the union of the columns, in order of first appearance,
+    a column its file lacks left empty (the feature is absent from that example, as for an
+    empty cell). The ExampleValidator then reports what differs, against the schema; types are
+    inferred over every row, as CsvExampleGen infers them over its one pattern.
+    """
 
     def __init__(self, files: Sequence[str]):
         super().__init__()
@@ -46,21 +54,35 @@ class CsvFilesToExamples(beam.PTransform):
         from tfx.utils import io_utils
         from tfx_bsl.coders import csv_decoder
 
-        column_names = io_utils.load_csv_column_names(self._files[0])
-        for path in self._files[1:]:
-            names = io_utils.load_csv_column_names(path)
-            if names != column_names:
-                raise ValueError(f"{path}: its header {names} differs from {self._files[0]}'s {column_names}; "
-                                 f"every CSV file read together needs the same columns in the same order")
-        lines = (pipeline
-                 | "CreateFilenames" >> beam.Create(self._files)
-                 | "ReadFromText" >> beam.ParDo(_ReadCsvRecordsFromTextFile())
-                 | "ParseCSVLine" >> beam.ParDo(csv_decoder.ParseCSVLine(delimiter=","))
-                 | "ExtractParsedCSVLines" >> beam.Keys())
+        by_header: Dict[tuple, List[str]] = {}
+        for path in self._files:
+            by_header.setdefault(tuple(io_utils.load_csv_column_names(path)), []).append(path)
+        column_names: List[str] = []
+        for header in by_header:
+            column_names += [c for c in header if c not in column_names]
+        groups = []
+        for i, (header, files) in enumerate(by_header.items()):
+            where = [header.index(c) if c in header else None for c in column_names]
+            groups.append(pipeline
+                          | f"CreateFilenames{i}" >> beam.Create(files)
+                          | f"ReadFromText{i}" >> beam.ParDo(_ReadCsvRecordsFromTextFile())
+                          | f"ParseCSVLine{i}" >> beam.ParDo(csv_decoder.ParseCSVLine(delimiter=","))
+                          | f"ExtractParsedCSVLines{i}" >> beam.Keys()
+                          | f"InUnionColumns{i}" >> beam.Map(_in_columns, where))
+        lines = groups | "Flatten" >> beam.Flatten()
         column_infos = beam.pvalue.AsSingleton(
             lines | "InferColumnTypes" >> beam.CombineGlobally(
                 csv_decoder.ColumnTypeInferrer(column_names, skip_blank_lines=True)))
         return lines | "ToTFExample" >> beam.ParDo(_ParsedCsvToTfExample(), column_infos)
+
+
+def _in_columns(row: Sequence[bytes], where: Sequence[Optional[int]]) -> List[bytes]:
+    """``row`` laid out in the union's columns: ``where[i]`` is the row's index of union column
+    ``i``, None when its file lacks that column (an empty cell). A ragged row is left as it is,
+    for the CSV decoder to name."""
+    if len(where) == len(row) and all(w == i for i, w in enumerate(where)):
+        return list(row)
+    return [row[w] if w is not None and w < len(row) else b"" for w in where]
 
 
 class ParquetFilesToExamples(beam.PTransform):

@@ -4,7 +4,7 @@ Two DAGs per model (ids = the TFX pipeline names, so MLMD contexts match the loc
 
 ``<model>-check`` (on a schedule, default ``@daily``)::
 
-    ImportSchemaGen, ExampleGen_span<N> -> StatisticsGen -> ExampleValidator -> DriftDetector
+    ImportSchemaGen, ExampleGen (span N) -> StatisticsGen -> ExampleValidator -> DriftDetector
     -> PredictionMonitor -> RetrainGate                 (TFX components, one task each)
     -> AlertDelivery      TFX component: the gate's alerts -> the outbox ``<runs>/alerts/outbox.sqlite``
                           -> the configured sinks, secrets from the worker's environment
@@ -22,7 +22,7 @@ execution properties, MLMD or XCom (docs/orchestrators.md: how to set them on th
 
 ``<model>-training`` (no schedule: triggered by the check DAG, ``driftguard trigger``, the UI)::
 
-    check_window -> the training pipeline (ExampleGen per span ... Evaluator -> RegistryPusher)
+    check_window -> the training pipeline (ExampleGen of the window's spans ... Evaluator -> RegistryPusher)
 
 Which span is checked: the newest span under the config's ``data.root`` (the files that match
 ``data.pattern``) when Airflow parses the DAG file (a new span arriving = new files; the next
@@ -413,6 +413,9 @@ def build_training_dag(config: config_lib.Config, plan: Optional[Dict[str, Any]]
 
 def build_dags(config_path: Optional[os.PathLike] = None, *, schedule: Optional[str] = "@daily") -> Dict[str, Any]:
     """{dag_id: DAG} for the DAG file: the span-check DAG and the training DAG."""
+    from driftguard.pipeline import beam_staging
+
+    beam_staging.install()          # the tasks' executors run in processes that import this file
     config = config_lib.load(config_path)
     check = build_check_dag(config, schedule=schedule)
     training = build_training_dag(config)
