@@ -127,7 +127,7 @@ def log_record(model: str, version: int, example: bytes, prob: float, rid: Optio
 
 def write_traffic(directory: pathlib.Path, examples, prob, index: np.ndarray, *, version: int, start: int = 0,
                   model="taxi", writer=None) -> None:
-    from driftguard.monitoring import predictlog as pl
+    from driftguard.serving import predictlog as pl
 
     own = writer is None
     writer = writer or pl.PredictionLogWriter(directory)
@@ -271,7 +271,7 @@ def print_throughput(rows: List[Dict[str, object]]) -> None:
 
 def alert_latency(root: pathlib.Path, registry: pathlib.Path, version: int, examples, prob, drifted_examples,
                   rounds: int = 5) -> List[float]:
-    from driftguard.monitoring import predictlog as pl
+    from driftguard.serving import predictlog as pl
 
     runs = root / "latency" / "runs"
     (runs / "serving").mkdir(parents=True)

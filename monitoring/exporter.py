@@ -20,7 +20,7 @@ from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from driftguard.monitoring.server import is_loopback  # the rule serve applies: a public address needs a token
+from driftguard.serving.settings import is_loopback  # the rule serve applies: a public address needs a token
 
 log = logging.getLogger(__name__)
 

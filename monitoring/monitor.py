@@ -59,7 +59,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from driftguard.monitoring import labels as labels_lib
-from driftguard.monitoring import predictlog as pl
+from driftguard.serving import predictlog as pl
 
 log = logging.getLogger(__name__)
 

@@ -61,7 +61,7 @@ def traffic(first_push, workspace):
 
 def write_log(directory: pathlib.Path, examples, prob, ids=None, version=1, per_request=1, max_bytes=4 << 20):
     """PredictionLog records as serve writes them (``ids=None``: TF Serving's own, without ids)."""
-    from driftguard.monitoring import predictlog as pl
+    from driftguard.serving import predictlog as pl
 
     with pl.PredictionLogWriter(directory, max_bytes=max_bytes) as w:
         for start in range(0, len(examples), per_request):
@@ -354,7 +354,7 @@ def test_metrics_endpoint_textfile_and_dashboard(tmp_path, reference_run):
 
 def test_bad_inputs_name_the_file_line_or_byte(tmp_path, first_push, scenario):
     from driftguard.monitoring import monitor as monitor_lib
-    from driftguard.monitoring import predictlog as pl
+    from driftguard.serving import predictlog as pl
     from driftguard.monitoring.labels import LabelsError
 
     cfg_path = runs_folder(tmp_path, first_push, "bad")

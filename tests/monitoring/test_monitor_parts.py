@@ -10,7 +10,7 @@ import pytest
 
 from driftguard.monitoring import labels as labels_lib
 from driftguard.monitoring import logreader
-from driftguard.monitoring import predictlog as pl
+from driftguard.serving import predictlog as pl
 
 
 def _example(fare, company=None, hour=None) -> bytes:
