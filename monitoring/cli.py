@@ -104,14 +104,17 @@ def monitor(ctx: click.Context, logs: Optional[pathlib.Path], labels: Optional[p
 
     from driftguard.monitoring import exporter
     from driftguard.monitoring import monitor as monitor_lib
+    from driftguard.monitoring.errors import MonitorError
     from driftguard.monitoring.labels import LabelsError
+    from driftguard.monitoring.store import state_dir as default_state_dir
+    from driftguard.monitoring.trigger import Retrainer
     from driftguard.serving.predictlog import PredictionLogError
 
     server = None
     mon = None
     try:
-        retrainer = monitor_lib.Retrainer(
-            cfg, mode=retrain, state_dir=pathlib.Path(state_dir or monitor_lib.state_dir(cfg)),
+        retrainer = Retrainer(
+            cfg, mode=retrain, state_dir=pathlib.Path(state_dir or default_state_dir(cfg)),
             config_path=ctx.obj.get("config_path") if ctx.obj else None, airflow_url=airflow_url, dag_id=dag_id,
             kfp_host=kfp_host, kfp_package=kfp_package)
         mon = monitor_lib.Monitor(cfg, logs=logs, labels=labels, state=state_dir, retrain=retrainer,
@@ -119,7 +122,7 @@ def monitor(ctx: click.Context, logs: Optional[pathlib.Path], labels: Optional[p
         collector = exporter.MonitorCollector()
         collector.snapshot = mon.snapshot()
         registry = exporter.make_registry(collector)
-        textfile = mon.state_dir / monitor_lib.METRICS_FILE
+        textfile = mon.state_dir / exporter.METRICS_FILE
         if metrics_port is not None:
             server = exporter.MetricsServer(registry, metrics_host, metrics_port, token)
             click.echo(f"metrics: {server.url}", nl=True)
@@ -140,7 +143,7 @@ def monitor(ctx: click.Context, logs: Optional[pathlib.Path], labels: Optional[p
                                     poll_seconds=cfg.monitor.poll_seconds, on_window=published,
                                     should_stop=should_stop)
         published(mon.snapshot())
-    except (monitor_lib.MonitorError, PredictionLogError, LabelsError, exporter.MetricsError) as e:
+    except (MonitorError, PredictionLogError, LabelsError, exporter.MetricsError) as e:
         raise DriftguardError(str(e)) from None
     finally:
         if server is not None:
@@ -151,4 +154,4 @@ def monitor(ctx: click.Context, logs: Optional[pathlib.Path], labels: Optional[p
     click.echo(f"read {total['records']} record(s) ({total['log_records']} log records), {total['labels']} label(s); "
                f"{total['windows']} window(s), {total['alerts']} alert(s) this run | total: {c['records']} records, "
                f"{c['windows']} windows, {c['labels_joined']} labels joined, "
-               f"{sum(c['alerts'].values())} alerts | metrics {mon.state_dir / monitor_lib.METRICS_FILE}")
+               f"{sum(c['alerts'].values())} alerts | metrics {mon.state_dir / exporter.METRICS_FILE}")

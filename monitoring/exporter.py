@@ -25,6 +25,7 @@ from driftguard.serving.settings import is_loopback  # the rule serve applies: a
 log = logging.getLogger(__name__)
 
 PREFIX = "driftguard_monitor_"
+METRICS_FILE = "metrics.prom"    # the node_exporter textfile, in the monitor's state folder
 SKIP_REASONS = ("unreadable", "unknown_version")   # why a log record is left out (always exported)
 
 

@@ -120,7 +120,7 @@ def run_monitor(cfg_path, logs, labels=None, chunks=(None,), retrain=None):
 def outcome(cfg):
     """What two runs must agree on: committed counters, detector states and every alert key."""
     from driftguard.components.alerts.outbox import Outbox, outbox_path
-    from driftguard.monitoring.monitor import STATE_FILE, StateStore, state_dir
+    from driftguard.monitoring.store import STATE_FILE, StateStore, state_dir
 
     store = StateStore(state_dir(cfg) / STATE_FILE)
     meta = store.meta()
@@ -168,7 +168,8 @@ class AirflowStandIn:
 @pytest.fixture(scope="module")
 def reference_run(tmp_path_factory, first_push, scenario):
     """The uninterrupted run (with an Airflow stand-in receiving the retrain trigger)."""
-    from driftguard.monitoring.monitor import Retrainer, state_dir
+    from driftguard.monitoring.store import state_dir
+    from driftguard.monitoring.trigger import Retrainer
 
     root = tmp_path_factory.mktemp("uninterrupted")
     cfg_path = runs_folder(root, first_push, "a")
@@ -225,7 +226,8 @@ def test_a_critical_alert_triggers_retraining_exactly_once(reference_run):
 
 
 def test_stopping_at_awkward_points_loses_and_repeats_nothing(tmp_path, first_push, scenario, reference_run):
-    from driftguard.monitoring.monitor import Retrainer, state_dir
+    from driftguard.monitoring.store import state_dir
+    from driftguard.monitoring.trigger import Retrainer
 
     cfg_path = runs_folder(tmp_path, first_push, "chunks", batch_records=700)
     airflow = AirflowStandIn()
@@ -244,7 +246,7 @@ def test_stopping_at_awkward_points_loses_and_repeats_nothing(tmp_path, first_pu
 
 
 def test_sigkill_mid_log_then_resume_equals_one_uninterrupted_run(tmp_path, first_push, scenario, reference_run):
-    from driftguard.monitoring.monitor import STATE_FILE, state_dir
+    from driftguard.monitoring.store import STATE_FILE, state_dir
 
     cfg_path = runs_folder(tmp_path, first_push, "killed", batch_records=300)
     cfg = load(cfg_path)     # the profile holds the model's predictions on its reference: no SavedModel load
@@ -305,9 +307,10 @@ def test_tf_serving_logs_without_request_ids(tmp_path, first_push, traffic):
 def test_metrics_endpoint_textfile_and_dashboard(tmp_path, reference_run):
     from driftguard.monitoring import exporter
     from driftguard.monitoring import monitor as monitor_lib
+    from driftguard.monitoring.store import state_dir
 
     cfg = load(reference_run["cfg_path"])
-    text = monitor_lib.state_dir(cfg) / monitor_lib.METRICS_FILE
+    text = state_dir(cfg) / exporter.METRICS_FILE
     # a fresh endpoint over the committed state of the uninterrupted run
     mon = monitor_lib.Monitor(cfg, logs=pathlib.Path(reference_run["meta"]["logs"]),
                               labels=pathlib.Path(reference_run["meta"]["labels_source"]))
