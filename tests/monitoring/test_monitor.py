@@ -120,11 +120,13 @@ def run_monitor(cfg_path, logs, labels=None, chunks=(None,), retrain=None):
 def outcome(cfg):
     """What two runs must agree on: committed counters, detector states and every alert key."""
     from driftguard.components.alerts.outbox import Outbox, outbox_path
+    from driftguard.monitoring.pending import LABEL_FIELDS, PREDICTION_FIELDS, PendingSet
     from driftguard.monitoring.store import STATE_FILE, StateStore, state_dir
 
     store = StateStore(state_dir(cfg) / STATE_FILE)
     meta = store.meta()
-    pending = {kind: list(store.pending(kind)[0].items()) for kind in ("predictions", "labels")}   # in order
+    pending = {kind: list(PendingSet.replay(fields, *store.journal(kind)).rows())      # in order
+               for kind, fields in (("predictions", PREDICTION_FIELDS), ("labels", LABEL_FIELDS))}
     store.close()
     keys = sorted(r["dedup_key"] for r in Outbox(outbox_path(cfg.runs_path)).rows())
     jsonl = cfg.runs_path / "alerts.jsonl"
