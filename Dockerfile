@@ -35,6 +35,7 @@ RUN python -c "import tfx, sys; v = tfx.__version__; sys.exit(0 if v == '1.16.0'
 COPY cli/ cli/
 COPY pipeline/ pipeline/
 COPY components/ components/
+COPY serving/ serving/
 COPY monitoring/ monitoring/
 COPY examples/ examples/
 COPY schemas/ schemas/

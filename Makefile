@@ -93,4 +93,4 @@ bench: demo
 	@set -e; for script in $(BENCH); do echo "== $$script"; $(PY) $$script; done
 
 clean:
-	rm -rf demo runs serving .pytest_cache
+	rm -rf demo runs .pytest_cache

@@ -3,13 +3,15 @@
 Installed import names live under one namespace, ``driftguard`` (a namespace package with no
 ``__init__.py`` of its own), so that installing driftguard never takes a generic top-level
 name such as ``pipeline`` or ``components`` that another package could own. The repository
-keeps its layout (``cli/``, ``pipeline/``, ``components/``, ``monitoring/``, ``schemas/``, ``examples/``);
+keeps its layout (``cli/``, ``pipeline/``, ``components/``, ``serving/``, ``monitoring/``, ``schemas/``,
+``examples/``);
 ``package_dir`` maps each folder to its installed name:
 
     cli/         -> driftguard.cli           the `driftguard` command line (click)
     pipeline/    -> driftguard.pipeline      config, pipelines, runners, the loop
     components/  -> driftguard.components    drift statistics, TFX components, alerts, reports
-    monitoring/  -> driftguard.monitoring    serve and monitor live traffic
+    serving/     -> driftguard.serving       serve the registry over TF Serving's REST API, prediction logs
+    monitoring/  -> driftguard.monitoring    monitor live traffic from the prediction logs
     examples/    -> driftguard.examples      the shipped example projects (`driftguard init --example`)
     schemas/     -> driftguard.schemas       the examples' curated schemas (data only)
 
@@ -21,8 +23,8 @@ import pathlib
 from setuptools import setup
 
 ROOT = pathlib.Path(__file__).resolve().parent
-FOLDERS = {"cli": "cli", "pipeline": "pipeline", "components": "components", "monitoring": "monitoring",
-           "examples": "examples", "schemas": "schemas"}
+FOLDERS = {"cli": "cli", "pipeline": "pipeline", "components": "components", "serving": "serving",
+           "monitoring": "monitoring", "examples": "examples", "schemas": "schemas"}
 
 
 def _packages():

@@ -7,7 +7,7 @@ Run by hand (it prints a table; no assertions)::
     .venv/bin/python benchmarks/drift_window.py --reference-sample runs/serving/taxi/1/profile/reference_sample
 
 What is measured
-    A live monitor (``monitoring/monitor.py``) calls ``detect_drift(reference, window,
+    A live monitor (``monitoring/windows.py``) calls ``detect_drift(reference, window,
     all_missing="compare")`` once per window with the same reference. This times one such
     call, with the reference as a dict of columns (``raw``, read and summarised again at
     every call) and as ``prepare_reference(reference)`` (``prepared``, caches warmed by one

@@ -93,7 +93,7 @@ def score(registry: pathlib.Path, version: int, rows):
 
 
 def log_record(model: str, version: int, example: bytes, prob: float, rid: Optional[str], ts: int) -> bytes:
-    """The record ``driftguard.monitoring.predictlog.make_predict_log`` builds, without ``tf.make_tensor_proto``
+    """The record ``driftguard.serving.predictlog.make_predict_log`` builds, without ``tf.make_tensor_proto``
     (50x faster here; the test suite writes its logs with make_predict_log itself)."""
     from tensorflow_serving.apis import prediction_log_pb2
 
@@ -127,7 +127,7 @@ def log_record(model: str, version: int, example: bytes, prob: float, rid: Optio
 
 def write_traffic(directory: pathlib.Path, examples, prob, index: np.ndarray, *, version: int, start: int = 0,
                   model="taxi", writer=None) -> None:
-    from driftguard.monitoring import predictlog as pl
+    from driftguard.serving import predictlog as pl
 
     own = writer is None
     writer = writer or pl.PredictionLogWriter(directory)
@@ -201,7 +201,7 @@ def throughput(root: pathlib.Path, registry: pathlib.Path, logs: pathlib.Path, l
     original_read = logreader.read_batch
     stages.wrap(logreader, "read_batch", "read")
     for attr, stage in (("_feed", "detectors"), ("_evaluate_window", "window tests"),
-                        ("_evaluate_label_window", "label windows"), ("_commit", "commit"),
+                        ("_evaluate_label_window", "label windows"), ("commit", "commit"),
                         ("_deliver", "alert delivery"), ("_join_predictions", "label joins"),
                         ("_ingest_labels", "label reading")):
         stages.wrap(mon, attr, stage)
@@ -271,7 +271,7 @@ def print_throughput(rows: List[Dict[str, object]]) -> None:
 
 def alert_latency(root: pathlib.Path, registry: pathlib.Path, version: int, examples, prob, drifted_examples,
                   rounds: int = 5) -> List[float]:
-    from driftguard.monitoring import predictlog as pl
+    from driftguard.serving import predictlog as pl
 
     runs = root / "latency" / "runs"
     (runs / "serving").mkdir(parents=True)

@@ -15,9 +15,10 @@ from driftguard.cli import loop_commands, orchestrator_commands, project_command
 from driftguard.components.alerts.cli import alerts
 from driftguard.components.drift.cli import drift
 from driftguard.components.reports.cli import report
-from driftguard.monitoring.cli import monitor, serve
+from driftguard.monitoring.cli import monitor
 from driftguard.pipeline import config as config_lib
 from driftguard.pipeline.cli_support import load_config
+from driftguard.serving.cli import serve
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -213,7 +213,7 @@ def describe_user_error(error: BaseException, path: Optional[os.PathLike] = None
 def _library_file(filename: str) -> bool:
     """A file of driftguard, of an installed package or of the standard library (not user code)."""
     own = [str(pathlib.Path(__file__).resolve().parent)]
-    for name in ("driftguard.pipeline", "driftguard.monitoring"):
+    for name in ("driftguard.pipeline", "driftguard.serving", "driftguard.monitoring"):
         spec = importlib.util.find_spec(name)
         if spec is not None and spec.submodule_search_locations:
             own.extend(str(pathlib.Path(p).resolve()) for p in spec.submodule_search_locations)

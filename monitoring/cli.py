@@ -1,83 +1,19 @@
-"""``driftguard serve`` and ``driftguard monitor``: the click commands of the serving and
-monitoring products (registered on the main group by ``cli/main.py``).
+"""``driftguard monitor``: the click command of the live monitor (registered on the main group
+by ``cli/main.py``).
 
-Exit status: 0 when the server was stopped, when the log was followed to the end (``--once``)
-or the monitor was stopped (SIGTERM / Ctrl-C finish the current batch first), 2 on an error
-(message on stderr naming the file, line or setting).
+Exit status: 0 when the log was followed to the end (``--once``) or the monitor was stopped
+(SIGTERM / Ctrl-C finish the current batch first), 2 on an error (message on stderr naming the
+file, line or setting).
 """
 from __future__ import annotations
 
 import dataclasses
-import logging
-import os
 import pathlib
-import sys
 from typing import Optional, Tuple
 
 import click
 
-from driftguard.pipeline.cli_support import DriftguardError, load_config, setup_logging
-
-
-def _token(token_env: Optional[str]) -> Optional[str]:
-    """The bearer token from environment variable ``token_env`` (never from the command line)."""
-    if not token_env:
-        return None
-    token = os.environ.get(token_env)
-    if not token:
-        raise DriftguardError(f"--token-env {token_env}: environment variable {token_env} is not set or empty")
-    return token
-
-
-@click.command()
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to bind; a non-loopback address needs --token-env.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8501, show_default=True,
-              help="Port (0: any free port; the start line prints the URL).")
-@click.option("--poll-seconds", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True,
-              help="How often the registry is checked for a new version.")
-@click.option("--max-body-bytes", type=click.IntRange(min=1), default=10 << 20, show_default=True,
-              help="Larger request bodies get 413.")
-@click.option("--log-dir", type=click.Path(file_okay=False, path_type=pathlib.Path), default=None,
-              help="Prediction log folder (default: <runs>/prediction_logs/<model>).")
-@click.option("--log-sample-rate", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True,
-              help="Share of requests written to the prediction log (0 turns logging off).")
-@click.option("--log-max-mb", type=click.FloatRange(min=0, min_open=True), default=64.0, show_default=True,
-              help="Start a new prediction log file at this size.")
-@click.option("--log-max-age", type=click.FloatRange(min=0, min_open=True), default=3600.0, show_default=True,
-              help="Start a new prediction log file after this many seconds.")
-@click.option("--token-env", metavar="VAR", default=None,
-              help="Require 'Authorization: Bearer <token>', the token read from environment variable VAR.")
-@click.option("-v", "--verbose", is_flag=True, help="Log every request (access log) to stderr.")
-@click.pass_context
-def serve(ctx: click.Context, host: str, port: int, poll_seconds: float, max_body_bytes: int,
-          log_dir: Optional[pathlib.Path], log_sample_rate: float, log_max_mb: float, log_max_age: float,
-          token_env: Optional[str], verbose: bool) -> None:
-    """Serve the newest registry version over TF Serving's REST API (see README, "Serving").
-
-    \b
-    POST /v1/models/<model>[/versions/<v>]:predict   GET /v1/models/<model>[/versions/<v>][/metadata]
-    GET /metrics (Prometheus)   GET /healthz
-    Runs until SIGTERM/SIGINT; prints 'serving <model> v<N> at <url>' once it is ready.
-    """
-    from driftguard.monitoring import server as server_lib
-
-    cfg = load_config(ctx)
-    token = _token(token_env)
-    settings = server_lib.ServeSettings(
-        registry=cfg.model_registry, model_name=cfg.model_name, host=host, port=port,
-        poll_seconds=poll_seconds, max_body_bytes=max_body_bytes,
-        log_dir=None if log_sample_rate == 0 else (log_dir or cfg.runs_path / "prediction_logs" / cfg.model_name),
-        log_sample_rate=log_sample_rate, log_max_bytes=max(1, int(log_max_mb * (1 << 20))),
-        log_max_age_seconds=log_max_age, token=token, model_spec=cfg.model_spec())
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr, force=True,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("tensorflow", "absl"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    try:
-        server_lib.serve(settings.validate())
-    except server_lib.ServeError as e:
-        raise DriftguardError(str(e)) from None
+from driftguard.pipeline.cli_support import DriftguardError, load_config, setup_logging, token_from_env
 
 
 def _window_line(w: dict) -> str:
@@ -163,19 +99,22 @@ def monitor(ctx: click.Context, logs: Optional[pathlib.Path], labels: Optional[p
             cfg = cfg.replace(monitor=dataclasses.replace(cfg.monitor, **changes))
         except config_lib.ConfigError as e:
             raise DriftguardError(f"{e} (from the command line)") from None
-    token = _token(token_env)
+    token = token_from_env(token_env)
     log_path = setup_logging(cfg.runs_path, "monitor", verbose, progress=False)
 
     from driftguard.monitoring import exporter
     from driftguard.monitoring import monitor as monitor_lib
+    from driftguard.monitoring.errors import MonitorError
     from driftguard.monitoring.labels import LabelsError
-    from driftguard.monitoring.predictlog import PredictionLogError
+    from driftguard.monitoring.store import state_dir as default_state_dir
+    from driftguard.monitoring.trigger import Retrainer
+    from driftguard.serving.predictlog import PredictionLogError
 
     server = None
     mon = None
     try:
-        retrainer = monitor_lib.Retrainer(
-            cfg, mode=retrain, state_dir=pathlib.Path(state_dir or monitor_lib.state_dir(cfg)),
+        retrainer = Retrainer(
+            cfg, mode=retrain, state_dir=pathlib.Path(state_dir or default_state_dir(cfg)),
             config_path=ctx.obj.get("config_path") if ctx.obj else None, airflow_url=airflow_url, dag_id=dag_id,
             kfp_host=kfp_host, kfp_package=kfp_package)
         mon = monitor_lib.Monitor(cfg, logs=logs, labels=labels, state=state_dir, retrain=retrainer,
@@ -183,7 +122,7 @@ def monitor(ctx: click.Context, logs: Optional[pathlib.Path], labels: Optional[p
         collector = exporter.MonitorCollector()
         collector.snapshot = mon.snapshot()
         registry = exporter.make_registry(collector)
-        textfile = mon.state_dir / monitor_lib.METRICS_FILE
+        textfile = mon.state_dir / exporter.METRICS_FILE
         if metrics_port is not None:
             server = exporter.MetricsServer(registry, metrics_host, metrics_port, token)
             click.echo(f"metrics: {server.url}", nl=True)
@@ -204,7 +143,7 @@ def monitor(ctx: click.Context, logs: Optional[pathlib.Path], labels: Optional[p
                                     poll_seconds=cfg.monitor.poll_seconds, on_window=published,
                                     should_stop=should_stop)
         published(mon.snapshot())
-    except (monitor_lib.MonitorError, PredictionLogError, LabelsError, exporter.MetricsError) as e:
+    except (MonitorError, PredictionLogError, LabelsError, exporter.MetricsError) as e:
         raise DriftguardError(str(e)) from None
     finally:
         if server is not None:
@@ -215,4 +154,4 @@ def monitor(ctx: click.Context, logs: Optional[pathlib.Path], labels: Optional[p
     click.echo(f"read {total['records']} record(s) ({total['log_records']} log records), {total['labels']} label(s); "
                f"{total['windows']} window(s), {total['alerts']} alert(s) this run | total: {c['records']} records, "
                f"{c['windows']} windows, {c['labels_joined']} labels joined, "
-               f"{sum(c['alerts'].values())} alerts | metrics {mon.state_dir / monitor_lib.METRICS_FILE}")
+               f"{sum(c['alerts'].values())} alerts | metrics {mon.state_dir / exporter.METRICS_FILE}")

@@ -20,11 +20,12 @@ from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from driftguard.monitoring.server import is_loopback  # the rule serve applies: a public address needs a token
+from driftguard.serving.settings import is_loopback  # the rule serve applies: a public address needs a token
 
 log = logging.getLogger(__name__)
 
 PREFIX = "driftguard_monitor_"
+METRICS_FILE = "metrics.prom"    # the node_exporter textfile, in the monitor's state folder
 SKIP_REASONS = ("unreadable", "unknown_version")   # why a log record is left out (always exported)
 
 

@@ -36,7 +36,7 @@ import google_crc32c
 import numba
 import numpy as np
 
-from driftguard.monitoring import predictlog as pl
+from driftguard.serving import predictlog as pl
 from driftguard.monitoring import wire
 
 log = logging.getLogger(__name__)

@@ -1,8 +1,10 @@
 """What every ``driftguard`` command module shares: the user-error exception, the project's
-config from the click context, the log set-up, span-list parsing.
+config from the click context, the log set-up, span-list parsing, the bearer token from the
+environment.
 
-It sits in ``pipeline/``, below ``monitoring/``, so that command modules anywhere
-(``cli/``, ``monitoring/cli.py``) import it without an import cycle; it holds no command.
+It sits in ``pipeline/``, below ``monitoring/`` and ``serving/``, so that command modules anywhere
+(``cli/``, ``monitoring/cli.py``, ``serving/cli.py``) import it without an import cycle; it holds
+no command.
 Library modules never import it (``.importlinter`` says so): they raise their own plain
 exceptions, which the commands turn into :class:`DriftguardError`.
 """
@@ -46,6 +48,17 @@ def user_errors(*types: Type[BaseException]) -> Iterator[None]:
         yield
     except types as e:
         raise DriftguardError(str(e)) from None
+
+
+def token_from_env(token_env: Optional[str]) -> Optional[str]:
+    """The bearer token from environment variable ``token_env`` (``--token-env``: a token never
+    comes from the command line, where ``ps`` shows it); None when no variable is named."""
+    if not token_env:
+        return None
+    token = os.environ.get(token_env)
+    if not token:
+        raise DriftguardError(f"--token-env {token_env}: environment variable {token_env} is not set or empty")
+    return token
 
 
 def load_config(ctx: click.Context, overrides: Optional[dict] = None) -> config_lib.Config:

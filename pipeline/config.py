@@ -302,7 +302,7 @@ class RetrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class MonitorConfig:
-    """``driftguard monitor`` (monitoring/monitor.py; command-line flags override these)."""
+    """``driftguard monitor`` (monitoring/; command-line flags override these)."""
 
     window: int = 10_000                 # records per window
     step: int = 0                        # records between windows (0: tumbling, = window)

@@ -17,8 +17,8 @@ import sys
 
 from helpers import REPO
 
-FOLDERS = ("cli", "pipeline", "components", "monitoring", "examples", "tests", "benchmarks", "notebooks")
-BARE = {"cli", "pipeline", "components", "monitoring", "examples", "schemas"}
+FOLDERS = ("cli", "pipeline", "components", "serving", "monitoring", "examples", "tests", "benchmarks", "notebooks")
+BARE = {"cli", "pipeline", "components", "serving", "monitoring", "examples", "schemas"}
 
 
 def _sources():
@@ -57,7 +57,7 @@ def test_setup_maps_every_folder_under_the_driftguard_namespace():
     captured = _setup_arguments()
     packages = captured["packages"]
     assert all(p.startswith("driftguard.") for p in packages), packages
-    for folder in ("cli", "pipeline", "components", "monitoring"):
+    for folder in ("cli", "pipeline", "components", "serving", "monitoring"):
         assert f"driftguard.{folder}" in packages
         assert captured["package_dir"][f"driftguard.{folder}"] == folder
     assert captured["entry_points"]["console_scripts"] == ["driftguard=driftguard.cli.main:main"]
@@ -79,8 +79,8 @@ def test_package_data_patterns_match_the_data_files_and_only_them():
 
 
 def test_import_contracts_hold():
-    """.importlinter: cli above monitoring above pipeline above components (no cycle between
-    the folders), examples stand alone, command modules and the CLI plumbing imported by
+    """.importlinter: cli above monitoring above serving above pipeline above components (no
+    cycle between the folders), examples stand alone, command modules and the CLI plumbing imported by
     command modules only, the loop and the triggers click-free. import-linter reads every
     import statement, those inside functions too."""
     lint = pathlib.Path(sys.executable).with_name("lint-imports")

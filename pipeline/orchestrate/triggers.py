@@ -2,7 +2,7 @@
 Kubeflow Pipelines run of a compiled package through ``kfp.Client``.
 
 Used by the ``driftguard trigger`` and ``submit`` commands (``cli/orchestrator_commands.py``)
-and by the live monitor's retrain trigger (``monitoring/monitor.py``). No click here: errors
+and by the live monitor's retrain trigger (``monitoring/trigger.py``). No click here: errors
 are :class:`TriggerError` (a setting to fix) or the transport's own exception
 (``urllib.error.HTTPError`` / ``URLError``, kfp's), which each caller words for its reader.
 """

@@ -1,7 +1,7 @@
 """A prepared reference (``prepare_reference``) gives exactly the reports of the raw table.
 
 The data is the taxi trips of the repository (``data/taxi``), read as the monitor holds them
-(``monitoring/monitor.py``): float64 columns with NaN, text as object arrays of ``str``
+(``monitoring/windows.py``): float64 columns with NaN, text as object arrays of ``str``
 with ``None``. Reports are compared whole (``to_dict()`` and ``to_json()``): every number
 must be equal, not close.
 """

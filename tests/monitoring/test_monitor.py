@@ -61,7 +61,7 @@ def traffic(first_push, workspace):
 
 def write_log(directory: pathlib.Path, examples, prob, ids=None, version=1, per_request=1, max_bytes=4 << 20):
     """PredictionLog records as serve writes them (``ids=None``: TF Serving's own, without ids)."""
-    from driftguard.monitoring import predictlog as pl
+    from driftguard.serving import predictlog as pl
 
     with pl.PredictionLogWriter(directory, max_bytes=max_bytes) as w:
         for start in range(0, len(examples), per_request):
@@ -120,11 +120,13 @@ def run_monitor(cfg_path, logs, labels=None, chunks=(None,), retrain=None):
 def outcome(cfg):
     """What two runs must agree on: committed counters, detector states and every alert key."""
     from driftguard.components.alerts.outbox import Outbox, outbox_path
-    from driftguard.monitoring.monitor import STATE_FILE, StateStore, state_dir
+    from driftguard.monitoring.pending import LABEL_FIELDS, PREDICTION_FIELDS, PendingSet
+    from driftguard.monitoring.store import STATE_FILE, StateStore, state_dir
 
     store = StateStore(state_dir(cfg) / STATE_FILE)
     meta = store.meta()
-    pending = {kind: list(store.pending(kind)[0].items()) for kind in ("predictions", "labels")}   # in order
+    pending = {kind: list(PendingSet.replay(fields, *store.journal(kind)).rows())      # in order
+               for kind, fields in (("predictions", PREDICTION_FIELDS), ("labels", LABEL_FIELDS))}
     store.close()
     keys = sorted(r["dedup_key"] for r in Outbox(outbox_path(cfg.runs_path)).rows())
     jsonl = cfg.runs_path / "alerts.jsonl"
@@ -168,7 +170,8 @@ class AirflowStandIn:
 @pytest.fixture(scope="module")
 def reference_run(tmp_path_factory, first_push, scenario):
     """The uninterrupted run (with an Airflow stand-in receiving the retrain trigger)."""
-    from driftguard.monitoring.monitor import Retrainer, state_dir
+    from driftguard.monitoring.store import state_dir
+    from driftguard.monitoring.trigger import Retrainer
 
     root = tmp_path_factory.mktemp("uninterrupted")
     cfg_path = runs_folder(root, first_push, "a")
@@ -225,7 +228,8 @@ def test_a_critical_alert_triggers_retraining_exactly_once(reference_run):
 
 
 def test_stopping_at_awkward_points_loses_and_repeats_nothing(tmp_path, first_push, scenario, reference_run):
-    from driftguard.monitoring.monitor import Retrainer, state_dir
+    from driftguard.monitoring.store import state_dir
+    from driftguard.monitoring.trigger import Retrainer
 
     cfg_path = runs_folder(tmp_path, first_push, "chunks", batch_records=700)
     airflow = AirflowStandIn()
@@ -244,7 +248,7 @@ def test_stopping_at_awkward_points_loses_and_repeats_nothing(tmp_path, first_pu
 
 
 def test_sigkill_mid_log_then_resume_equals_one_uninterrupted_run(tmp_path, first_push, scenario, reference_run):
-    from driftguard.monitoring.monitor import STATE_FILE, state_dir
+    from driftguard.monitoring.store import STATE_FILE, state_dir
 
     cfg_path = runs_folder(tmp_path, first_push, "killed", batch_records=300)
     cfg = load(cfg_path)     # the profile holds the model's predictions on its reference: no SavedModel load
@@ -305,9 +309,10 @@ def test_tf_serving_logs_without_request_ids(tmp_path, first_push, traffic):
 def test_metrics_endpoint_textfile_and_dashboard(tmp_path, reference_run):
     from driftguard.monitoring import exporter
     from driftguard.monitoring import monitor as monitor_lib
+    from driftguard.monitoring.store import state_dir
 
     cfg = load(reference_run["cfg_path"])
-    text = monitor_lib.state_dir(cfg) / monitor_lib.METRICS_FILE
+    text = state_dir(cfg) / exporter.METRICS_FILE
     # a fresh endpoint over the committed state of the uninterrupted run
     mon = monitor_lib.Monitor(cfg, logs=pathlib.Path(reference_run["meta"]["logs"]),
                               labels=pathlib.Path(reference_run["meta"]["labels_source"]))
@@ -354,7 +359,7 @@ def test_metrics_endpoint_textfile_and_dashboard(tmp_path, reference_run):
 
 def test_bad_inputs_name_the_file_line_or_byte(tmp_path, first_push, scenario):
     from driftguard.monitoring import monitor as monitor_lib
-    from driftguard.monitoring import predictlog as pl
+    from driftguard.serving import predictlog as pl
     from driftguard.monitoring.labels import LabelsError
 
     cfg_path = runs_folder(tmp_path, first_push, "bad")

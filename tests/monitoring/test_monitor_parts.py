@@ -10,7 +10,7 @@ import pytest
 
 from driftguard.monitoring import labels as labels_lib
 from driftguard.monitoring import logreader
-from driftguard.monitoring import predictlog as pl
+from driftguard.serving import predictlog as pl
 
 
 def _example(fare, company=None, hour=None) -> bytes:
@@ -285,42 +285,43 @@ def test_pending_sets_survive_restarts_exactly_through_journal_and_snapshots(tmp
     """Random adds (repeated ids among them), joins and expiries over many commits, with
     restarts: the restored sets equal the live ones, in order; snapshots keep the journal
     short."""
-    from driftguard.monitoring import monitor as monitor_lib
+    from driftguard.monitoring import pending as pending_lib
 
-    monkeypatch.setattr(monitor_lib, "_SNAPSHOT_SLACK", 50)
+    monkeypatch.setattr(pending_lib, "SNAPSHOT_SLACK", 50)
     new_monitor = _bare_monitor(tmp_path, label_retention=300)
     rng = np.random.default_rng(7)
     mon = new_monitor()
     snapshots = 0
+
+    def sets(m):
+        return {"predictions": m.pending_predictions, "labels": m.pending_labels}
+
     try:
         for step in range(60):
             ids = [f"id{k}" for k in rng.integers(0, 600, int(rng.integers(1, 80)))]
             if step % 3:                                   # predictions wait (retried ids replace)
                 prob = np.where(rng.random(len(ids)) < 0.1, np.nan, rng.random(len(ids)))
                 version = int(rng.integers(1, 4))
-                mon._add_pending("predictions", ids, monitor_lib._pending_values(prob, version),
-                                 {"probability": prob, "version": np.full(len(ids), version)})
-                mon._expire("predictions")
+                mon.pending_predictions.add(ids, {"probability": prob, "version": np.full(len(ids), version)})
+                mon.pending_predictions.expire(300)
             else:                                          # labels wait
                 labels = rng.integers(0, 2, len(ids)).astype(np.int8)
-                mon._add_pending("labels", ids, labels.tolist(), {"label": labels})
-                mon._expire("labels")
-            gone = [k for k in list(mon.pending_predictions)[::5]]   # joined
-            for k in gone:
-                del mon.pending_predictions[k]
-            mon._ops["predictions"].append((0, gone, None))
-            before = dict(mon._journal_rows)
-            mon._commit()
-            snapshots += sum(mon._journal_rows[k] < before[k] for k in before)
-            for kind in ("predictions", "labels"):
-                live = getattr(mon, f"pending_{kind}")
+                mon.pending_labels.add(ids, {"label": labels})
+                mon.pending_labels.expire(300)
+            gone = mon.pending_predictions.ids()[::5] + ["never-pending"]   # joined
+            found, hit = mon.pending_predictions.take(gone)
+            assert found.tolist() == [True] * (len(gone) - 1) + [False] and hit["version"].size == len(gone) - 1
+            before = {k: p.journal_rows for k, p in sets(mon).items()}
+            mon.commit()
+            snapshots += sum(p.journal_rows < before[k] for k, p in sets(mon).items())
+            for live in sets(mon).values():
                 assert len(live) <= 300
-                assert mon._journal_rows[kind] <= 2 * len(live) + 50 + 80 * 2
+                assert live.journal_rows <= 2 * len(live) + 50 + 80 * 2
             if step % 7 == 6:                              # restart
-                live = {k: list(getattr(mon, f"pending_{k}").items()) for k in ("predictions", "labels")}
+                live = {k: list(p.rows()) for k, p in sets(mon).items()}
                 mon.close()
                 mon = new_monitor()
-                restored = {k: list(getattr(mon, f"pending_{k}").items()) for k in ("predictions", "labels")}
+                restored = {k: list(p.rows()) for k, p in sets(mon).items()}
                 assert [(k, repr(v)) for k, v in restored["predictions"]] == \
                     [(k, repr(v)) for k, v in live["predictions"]]          # nan-safe, in order
                 assert restored["labels"] == live["labels"]
@@ -329,38 +330,37 @@ def test_pending_sets_survive_restarts_exactly_through_journal_and_snapshots(tmp
     assert snapshots >= 3
 
 
-def test_state_format_1_is_upgraded_keeping_what_was_pending(tmp_path):
+def test_a_pending_set_joins_in_order_and_a_retried_id_moves_to_the_end():
+    from driftguard.monitoring.pending import PREDICTION_FIELDS, PendingSet
+
+    pending = PendingSet(PREDICTION_FIELDS)
+    pending.add(["a", "b", "c"], {"probability": np.array([0.1, np.nan, 0.3]), "version": np.array([1, 2, 3])})
+    pending.add(["a", "d"], {"probability": np.array([0.4, 0.5]), "version": np.array([4, 5])})   # a retried
+    assert pending.ids() == ["b", "c", "a", "d"]
+    found, hit = pending.take(["d", None, "zz", "b"])
+    assert found.tolist() == [True, False, False, True]
+    assert hit["version"].tolist() == [5, 2] and hit["version"].dtype == np.int64
+    assert hit["probability"][0] == 0.5 and np.isnan(hit["probability"][1])
+    assert pending.expire(1) == 1 and list(pending.rows()) == [("a", (0.4, 4))]
+
+
+def test_a_state_file_of_another_format_is_refused_naming_it(tmp_path):
     import sqlite3
 
-    from driftguard.monitoring import monitor as monitor_lib
+    from driftguard.monitoring.errors import MonitorError
+    from driftguard.monitoring.store import STATE_FILE
 
-    path = tmp_path / "state" / monitor_lib.STATE_FILE
+    path = tmp_path / "state" / STATE_FILE
     path.parent.mkdir()
     db = sqlite3.connect(path)
     db.executescript("""
         CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-        CREATE TABLE pending_predictions (request_id TEXT PRIMARY KEY, seq INTEGER NOT NULL,
-            probability REAL, version INTEGER NOT NULL, row INTEGER NOT NULL) WITHOUT ROWID;
-        CREATE TABLE pending_labels (request_id TEXT PRIMARY KEY, seq INTEGER NOT NULL,
-            label INTEGER NOT NULL) WITHOUT ROWID;
         INSERT INTO meta VALUES ('format', '1');
-        INSERT INTO pending_predictions VALUES ('b', 2, 0.25, 3, 11), ('a', 1, NULL, 2, 10), ('c', 5, 0.5, 3, 12);
-        INSERT INTO pending_labels VALUES ('y', 9, 1), ('x', 4, 0);
     """)
     db.commit()
     db.close()
-    store = monitor_lib.StateStore(path)
-    try:
-        predictions, _ = store.pending("predictions")
-        assert list(predictions) == ["a", "b", "c"]                        # oldest first
-        assert np.isnan(predictions["a"].real) and predictions["a"].imag == 2
-        assert (predictions["b"], predictions["c"]) == (0.25 + 3j, 0.5 + 3j)
-        assert list(store.pending("labels")[0].items()) == [("x", 0), ("y", 1)]
-        assert store.meta()["format"] == monitor_lib.STATE_FORMAT
-        tables = {r[0] for r in store.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        assert not tables & {"pending_predictions", "pending_labels"}
-    finally:
-        store.close()
+    with pytest.raises(MonitorError, match=r"state\.sqlite: state format 1, this driftguard reads format 2"):
+        _bare_monitor(tmp_path)()
 
 
 # ---------------------------------------------------------------- metrics endpoint

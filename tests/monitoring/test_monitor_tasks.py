@@ -41,7 +41,7 @@ def _config(project: pathlib.Path, root: pathlib.Path, **monitor) -> pathlib.Pat
 
 def _log_and_labels(cfg, rows, label_column: str, root: pathlib.Path, label_text):
     from driftguard.components import model_io
-    from driftguard.monitoring import predictlog as pl
+    from driftguard.serving import predictlog as pl
 
     spec = cfg.model_spec()
     served = rows.drop([label_column])

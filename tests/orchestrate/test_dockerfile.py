@@ -16,7 +16,7 @@ def test_dockerfile_uses_the_locked_tfx_version():
 
 def test_dockerfile_installs_every_package_the_compiled_spec_imports():
     text = (REPO / "Dockerfile").read_text()
-    for folder in ("cli/", "pipeline/", "components/", "monitoring/", "examples/", "schemas/"):   # setup.py's FOLDERS
+    for folder in ("cli/", "pipeline/", "components/", "serving/", "monitoring/", "examples/", "schemas/"):   # setup.py's FOLDERS
         assert f"COPY {folder} {folder}" in text
     assert "pip install --no-cache-dir --no-deps ." in text
     from driftguard.pipeline.orchestrate.kubeflow import TFX_VERSION

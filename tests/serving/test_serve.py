@@ -30,7 +30,7 @@ import pytest
 
 from driftguard.components.registry_pusher import registry as registry_lib
 from helpers import REPO, write_config, ws_data
-from driftguard.monitoring import predictlog
+from driftguard.serving import predictlog
 
 tfx = pytest.mark.tfx   # needs the session's trained model (first_push)
 

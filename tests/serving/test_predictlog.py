@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from driftguard.monitoring import predictlog as pl
+from driftguard.serving import predictlog as pl
 
 
 def _example(fare: float) -> bytes:
@@ -106,8 +106,8 @@ def test_a_failed_write_never_leaves_a_partial_record_before_later_ones(tmp_path
 
     script = textwrap.dedent(f"""
         import resource, signal, sys
-        sys.path.insert(0, {str(pl.__file__.rsplit('/monitoring/', 1)[0])!r})
-        from driftguard.monitoring import predictlog as pl
+        sys.path.insert(0, {str(pl.__file__.rsplit('/serving/', 1)[0])!r})
+        from driftguard.serving import predictlog as pl
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)      # EFBIG instead of a killed process
         w = pl.PredictionLogWriter({str(tmp_path)!r})
         w.write(b"first" * 10)

@@ -1,0 +1,210 @@
+"""``PredictionService``: requests -> model -> responses, prediction logs and metrics, with no
+HTTP in it (``serving/server.py`` puts it on the network)."""
+from __future__ import annotations
+
+import hmac
+import logging
+import random
+import re
+import threading
+import time
+from typing import Any, Dict, Mapping, Optional, Sequence
+
+import numpy as np
+
+from driftguard.components import model_io
+from driftguard.serving import predictlog
+from driftguard.serving.metrics import Metrics
+from driftguard.serving.repository import ModelRepository, ModelVersion, Signature
+from driftguard.serving.request import (RequestError, columns_to_instances, format_outputs, instances_to_examples,
+                                        parse_predict_body, shorten)
+from driftguard.serving.settings import ServeError, ServeSettings
+
+log = logging.getLogger(__name__)
+
+_SHUTDOWN_WAIT_SECONDS = 10.0
+
+
+def _model_error_message(error: Exception, sig: Signature, examples: Sequence[bytes]) -> str:
+    """TF's InvalidArgumentError, without the graph noise; ``Index`` is the instance index."""
+    lines = [ln.strip() for ln in str(error).splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith(("Graph execution error", "Detected at node",
+                                                             "<stack traces", "[[", "{{"))]
+    text = " ".join(lines) or type(error).__name__
+    text = re.sub(r"\s*\[Op:[^\]]*\]$", "", text)
+    m = re.search(r"Key: (\S+), Index: (\d+)\.\s*(.*)", text)
+    if m:
+        return f"instance {m.group(2)}: feature {m.group(1)!r}: {m.group(3)}"
+    if "Could not parse example input" in text:
+        # TF does not say which one (and Python's protobuf parser is more lenient than TF's):
+        # on this error path only, feed the instances one at a time to find it.
+        import tensorflow as tf
+
+        for i, data in enumerate(examples):
+            try:
+                sig.fn(**{sig.input_name: tf.constant([data], dtype=tf.string)})
+            except tf.errors.InvalidArgumentError:
+                return f"instance {i}: the b64 value is not a serialized tf.Example"
+        return "an instance is not a serialized tf.Example"
+    return f"the model rejected the input: {text[:500]}"
+
+
+class PredictionService:
+    """Requests -> model -> responses, prediction logs and metrics; no HTTP in here."""
+
+    def __init__(self, settings: ServeSettings, *, repository: Optional[ModelRepository] = None):
+        self.settings = settings
+        self.metrics = Metrics(settings.model_name)
+        self.repository = repository or ModelRepository(
+            settings.registry, settings.model_name, keep=settings.keep_versions,
+            on_load=lambda ok: self.metrics.model_loads.labels("ok" if ok else "failed").inc(),
+            on_change=self.metrics.set_versions)
+        self.writer: Optional[predictlog.PredictionLogWriter] = None
+        if settings.log_dir is not None:
+            self.writer = predictlog.PredictionLogWriter(
+                settings.log_dir, max_bytes=settings.log_max_bytes,
+                max_age_seconds=settings.log_max_age_seconds)
+        self._rng = random.Random()
+        self._inflight = 0
+        self._idle = threading.Condition()
+        self.stopping = False
+        self._spec = settings.model_spec or model_io.ModelSpec()
+        self._warned = False
+
+    # -- lifecycle
+    def start(self) -> None:
+        self.repository.poll()
+        if not self.repository.loaded:
+            failed = "; ".join(f"version {v}: {e}" for v, e in self.repository.failed.items())
+            raise ServeError(f"no model version of {self.settings.model_name} could be loaded from "
+                             f"{self.settings.registry}"
+                             + (f" ({failed})" if failed else " (the registry has no versions yet: "
+                                "train one with `driftguard train` or `driftguard run`)"))
+        self.repository.start(self.settings.poll_seconds)
+
+    def close(self) -> None:
+        """Stop polling, wait (bounded) for requests in flight, close the log writer."""
+        self.stopping = True
+        self.repository.stop()
+        deadline = time.monotonic() + _SHUTDOWN_WAIT_SECONDS
+        with self._idle:
+            while self._inflight and time.monotonic() < deadline:
+                self._idle.wait(0.1)
+            if self._inflight:
+                log.warning("closing with %d request(s) still in flight", self._inflight)
+        if self.writer is not None:
+            self.writer.close()
+
+    def begin(self) -> None:
+        with self._idle:
+            self._inflight += 1
+
+    def end(self) -> None:
+        with self._idle:
+            self._inflight -= 1
+            self._idle.notify_all()
+
+    # -- auth
+    def check_token(self, header: Optional[str]) -> None:
+        token = self.settings.token
+        if not token:
+            return
+        challenge = {"WWW-Authenticate": 'Bearer realm="driftguard"'}
+        if not header:
+            raise RequestError(401, "missing bearer token (send 'Authorization: Bearer <token>')",
+                               headers=challenge)
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+            raise RequestError(401, "invalid bearer token", headers=challenge)
+
+    # -- endpoints
+    def _check_name(self, name: str) -> None:
+        if name != self.settings.model_name:
+            raise RequestError(404, f"unknown model {shorten(name)}: this server serves "
+                                    f"'{self.settings.model_name}'")
+
+    def status(self, name: str, version: Optional[str]) -> Dict[str, Any]:
+        self._check_name(name)
+        if version is not None:
+            versions = [self.repository.get(version).version]
+        else:
+            versions = sorted(self.repository.loaded, reverse=True)
+        return {"model_version_status": [
+            {"version": str(v), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+            for v in versions]}
+
+    def metadata(self, name: str, version: Optional[str]) -> Dict[str, Any]:
+        self._check_name(name)
+        mv = self.repository.get(version)
+        return {"model_spec": {"name": name, "signature_name": "", "version": str(mv.version)},
+                "metadata": {"signature_def": {"signature_def": {
+                    n: s.metadata for n, s in mv.signatures.items()}}}}
+
+    def predict(self, name: str, version: Optional[str], body: bytes, request_id: str) -> Dict[str, Any]:
+        import tensorflow as tf
+
+        self._check_name(name)
+        req = parse_predict_body(body)
+        mv = self.repository.get(version)
+        sig = mv.signatures.get(req.signature_name)
+        if sig is None:
+            raise RequestError(400, f"signature_name {shorten(req.signature_name)} not found in "
+                                    f"{name} version {mv.version}; signatures: {', '.join(mv.signatures)}")
+        if sig.input_name is None:
+            raise RequestError(400, f"signature {sig.name!r} does not take one string input of "
+                                    "serialized tf.Examples, which is what serve feeds")
+        instances = columns_to_instances(req.instances, sig.input_name) if req.columnar else req.instances
+        examples = instances_to_examples(instances, sig.input_name, mv.features)
+        try:
+            result = sig.fn(**{sig.input_name: tf.constant(examples, dtype=tf.string)})
+        except tf.errors.InvalidArgumentError as e:
+            raise RequestError(400, _model_error_message(e, sig, examples)) from None
+        outputs = {k: v.numpy() for k, v in result.items()}
+        n = len(examples)
+        self.metrics.instances.labels(str(mv.version)).inc(n)
+        if sig.name == self._spec.signature:
+            self._observe(outputs, n)
+        ids = [request_id] if n == 1 else [f"{request_id}-{i}" for i in range(n)]
+        self._log(mv, sig.name, examples, outputs, ids, request_id)
+        return format_outputs(outputs, req.columnar)
+
+    def _observe(self, outputs: Mapping[str, Any], n: int) -> None:
+        """The predictions of a request in /metrics, read per task by model_io (a model whose
+        outputs do not fit the config is logged once, and the answer stands)."""
+        spec = self._spec
+        try:
+            p = model_io.read_outputs(outputs[model_io.pick_output(outputs, spec)], n, spec)
+        except model_io.ModelIOError as e:
+            if not self._warned:
+                log.warning("predictions not counted in /metrics: %s", e)
+                self._warned = True
+            return
+        if spec.task == "binary":
+            for v in p.value:
+                self.metrics.prediction.observe(float(v))
+        elif spec.task == "multiclass":
+            for v in p.value[np.isfinite(p.value)]:
+                self.metrics.predicted_class.labels(str(spec.classes[int(v)])).inc()
+        else:
+            for v in p.value[np.isfinite(p.value)]:
+                self.metrics.prediction_value.observe(float(v))
+
+    def _log(self, mv: ModelVersion, signature: str, examples, outputs, ids, request_id: str) -> None:
+        if self.writer is None:
+            return
+        rate = self.settings.log_sample_rate
+        if rate < 1.0 and self._rng.random() >= rate:
+            self.metrics.log_records.labels("sampled_out").inc()
+            return
+        try:
+            record = predictlog.make_predict_log(self.settings.model_name, mv.version, examples, outputs,
+                                                 ids, signature=signature, sampling_rate=rate)
+            self.writer.write(record)
+        except Exception as e:  # noqa: BLE001 - the answer stands; the loss is counted and logged
+            self.metrics.log_records.labels("failed").inc()
+            log.error("prediction log write failed for request %s (%d instance(s), model %s version %d); "
+                      "the request was answered but is NOT in the prediction log: %s: %s",
+                      request_id, len(ids), self.settings.model_name, mv.version, type(e).__name__, e)
+            return
+        self.metrics.log_records.labels("written").inc()
+
