@@ -7,6 +7,7 @@ for "drift detected", ``driftguard check`` 1 for drift or schema anomalies. Heav
 """
 from __future__ import annotations
 
+import warnings
 from typing import Optional
 
 import click
@@ -19,6 +20,12 @@ from driftguard.monitoring.cli import monitor
 from driftguard.pipeline import config as config_lib
 from driftguard.pipeline.cli_support import load_config
 from driftguard.serving.cli import serve
+
+# Google's client libraries (imported by TFX's Kubeflow/Vertex modules) warn at import that
+# Python 3.10 and google-cloud-storage 2 will not be supported for long: TFX 1.16 pins both
+# (requirements.lock), so the user can do nothing about it.
+warnings.filterwarnings("ignore", message="You are using a non-supported Python version", category=FutureWarning)
+warnings.filterwarnings("ignore", message="Support for google-cloud-storage < 3.0.0", category=FutureWarning)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
