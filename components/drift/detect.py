@@ -72,13 +72,20 @@ def _check_threshold(name: str, value: float) -> float:
     return float(value)
 
 
-def _match_columns(ref: Mapping[str, Column], cur: Mapping[str, Column], exclude: Sequence[str]) -> List[str]:
+def _match_columns(ref: Mapping[str, Column], cur: Mapping[str, Column], exclude: Sequence[str],
+                   absent_is_missing: bool = False) -> List[str]:
+    """The compared columns. ``absent_is_missing``: a column of one table only is compared as a
+    column with no value at all in the other (a feature that stopped arriving, or a new one);
+    the tables must still share a column."""
     excluded = set(exclude)
     unknown = sorted(excluded - set(ref) - set(cur))
     if unknown:
         raise DriftInputError(f"exclude names column(s) {unknown} found in neither table", column=unknown[0])
     only_ref = [c for c in ref if c not in cur and c not in excluded]
     only_cur = [c for c in cur if c not in ref and c not in excluded]
+    shared = [c for c in ref if c in cur and c not in excluded]
+    if absent_is_missing and shared:
+        return [c for c in ref if c not in excluded] + only_cur
     if only_ref or only_cur:
         parts = []
         if only_ref:
@@ -90,6 +97,16 @@ def _match_columns(ref: Mapping[str, Column], cur: Mapping[str, Column], exclude
     if not names:
         raise DriftInputError("every column is excluded; nothing to compare")
     return names
+
+
+def _rows(columns: Mapping[str, Column]) -> int:
+    return next(iter(columns.values())).values.size
+
+
+def _absent_column(like: Column, rows: int) -> Column:
+    """A column of ``rows`` missing values, of ``like``'s kind: a column one table lacks."""
+    values = np.full(rows, np.nan) if like.kind == "numeric" else np.full(rows, None, dtype=object)
+    return Column(like.name, like.kind, values)
 
 
 def _resolve_kind(name: str, ref: Column, cur: Column, config: FeatureConfig) -> str:
@@ -176,18 +193,23 @@ def _compare_feature(name: str, kind: str, reference: PreparedReference, cur: Co
                     "n_reference": n_ref - n_ref_missing, "n_current": n_cur - n_cur_missing}, codes
 
 
-def _missing_only(ref: Column, cur: Column, missing_threshold: float
+def _missing_only(ref: Column, cur: Column, missing_threshold: float, absent: bool = False
                   ) -> Tuple[List[Tuple[str, str, float, float, float, str]], Dict[str, Any]]:
-    """Checks of a column with only missing values on one side: its missing rate alone."""
+    """Checks of a column with only missing values on one side (``absent``: that table has no
+    such column): its missing rate alone."""
     n_ref, n_cur = ref.values.size, cur.values.size
     ref_missing, cur_missing = int(ref.missing.sum()), int(cur.missing.sum())
     miss = missing_rate(ref_missing, n_ref, cur_missing, n_cur)
     side = "reference" if ref_missing == n_ref else "current"
+    why = f"no such column in the {side} table" if absent else f"no value at all in the {side} data"
     checks = [("missing_rate", "missing_rate_difference", abs(miss.difference), missing_threshold, miss.p_value,
-               f"missing {miss.rate_reference:.1%} -> {miss.rate_current:.1%} (no value at all in the {side} data)")]
+               f"missing {miss.rate_reference:.1%} -> {miss.rate_current:.1%} ({why})")]
+    details = {"missing_rate_reference": miss.rate_reference, "missing_rate_current": miss.rate_current,
+               "all_missing": side}
+    if absent:
+        details["absent"] = side
     return checks, {"scores": {"missing_rate_difference": miss.difference}, "p_values": {"missing_rate": miss.p_value},
-                    "details": {"missing_rate_reference": miss.rate_reference, "missing_rate_current": miss.rate_current,
-                                "all_missing": side},
+                    "details": details,
                     "n_reference": n_ref - ref_missing, "n_current": n_cur - cur_missing}
 
 
@@ -209,7 +231,7 @@ def detect_drift(
     multivariate_threshold: float = DEFAULT_MULTIVARIATE_THRESHOLD,
     max_rows: int = DEFAULT_MAX_ROWS,
     seed: Optional[int] = 0,
-    all_missing: str = "error",
+    all_missing: str = "compare",
 ) -> DriftReport:
     r"""Compare ``current`` with ``reference`` and report drift per feature and jointly.
 
@@ -248,13 +270,14 @@ def detect_drift(
         Rows per side sampled for the multivariate check.
     seed : int or None, default 0
         Seed of that sample (:class:`numpy.random.Generator`); the global RNG is never used.
-    all_missing : {"error", "compare"}, default "error"
-        A column with only missing values on one side: ``"error"`` raises
-        :class:`DriftInputError` (right for two files a person hands in, where it is
-        usually a mistake); ``"compare"`` reports it through its missing-rate check
-        alone (right for a production span in which a feature stopped arriving: that is
-        drift, not bad input). A column missing on *both* sides is then skipped and
-        listed in ``report.excluded``.
+    all_missing : {"compare", "error"}, default "compare"
+        A column with only missing values on one side, or in one table only:
+        ``"compare"`` reports it through its missing-rate check alone, as drift (a feature
+        that stopped arriving is the most severe drift there is; a new column is drift
+        too), with ``details["all_missing"]`` naming the side (and ``details["absent"]``
+        when that table has no such column); a column missing on *both* sides is skipped
+        and listed in ``report.excluded``; tables sharing no column are refused.
+        ``"error"`` raises :class:`DriftInputError` for any of these instead.
 
     Returns
     -------
@@ -308,7 +331,13 @@ def detect_drift(
     prepared = reference if isinstance(reference, PreparedReference) else PreparedReference(reference)
     ref_cols = prepared.columns
     cur_cols = read_table(current, "current")
-    names = _match_columns(ref_cols, cur_cols, exclude)
+    names = _match_columns(ref_cols, cur_cols, exclude, absent_is_missing=all_missing == "compare")
+    absent = {n for n in names if n not in ref_cols or n not in cur_cols}
+    if absent:
+        ref_cols, cur_cols = dict(ref_cols), dict(cur_cols)
+        for name in absent:
+            here, there = (cur_cols, ref_cols) if name in cur_cols else (ref_cols, cur_cols)
+            there[name] = _absent_column(here[name], _rows(there))
     unknown = sorted(set(configs) - set(names))
     if unknown:
         raise DriftInputError(f"feature_config names column(s) {unknown} that are not compared "
@@ -329,7 +358,8 @@ def detect_drift(
             if ref_none or cur_none:
                 present = cur_cols[name] if ref_none else ref_cols[name]
                 kinds[name] = config.kind or present.kind
-                checks, info[name] = _missing_only(ref_cols[name], cur_cols[name], missing_threshold)
+                checks, info[name] = _missing_only(ref_cols[name], cur_cols[name], missing_threshold,
+                                                   absent=name in absent)
                 raw_checks.extend((name, c) for c in checks)
                 continue
         kind = _resolve_kind(name, ref_cols[name], cur_cols[name], config)

@@ -95,12 +95,23 @@ def test_missing_file(files, tmp_path):
     _error(run(ref, tmp_path / "nope.csv"), "nope.csv", "does not exist")
 
 
-def test_different_columns(files, tmp_path):
+def test_different_columns_are_drift_naming_both(files, tmp_path):
     ref, _, _ = files
     cur = tmp_path / "cur.csv"
     frame(seed=1).rename(columns={"trip_miles": "miles"}).to_csv(cur, index=False)
-    _error(run(ref, cur), f"reference file '{ref}'", f"current file '{cur}'", "['trip_miles'] only in the reference",
-           "['miles'] only in the current")
+    proc = run(ref, cur)
+    assert proc.returncode == 1, proc.stderr
+    rows = {ln.split()[0]: ln for ln in proc.stdout.splitlines() if ln.strip()}
+    assert "DRIFT" in rows["trip_miles"] and "no such column in the current table" in rows["trip_miles"]
+    assert "DRIFT" in rows["miles"] and "no such column in the reference table" in rows["miles"]
+
+
+def test_files_sharing_no_column_are_refused(files, tmp_path):
+    ref, _, _ = files
+    cur = tmp_path / "cur.csv"
+    cur.write_text("a,b\n1,2\n3,4\n")
+    _error(run(ref, cur), f"reference file '{ref}'", f"current file '{cur}'", "only in the reference",
+           "['a', 'b'] only in the current")
 
 
 def test_numeric_in_one_file_text_in_the_other(files, tmp_path):
@@ -126,11 +137,17 @@ def test_empty_file(files, tmp_path):
     _error(run(cur, ref), "reference file", str(cur), "cannot read")
 
 
-def test_all_null_column(files, tmp_path):
+def test_a_column_that_stopped_arriving_is_drift_naming_it(files, tmp_path):
     ref, _, _ = files
     cur = tmp_path / "cur.csv"
-    frame(seed=1).assign(trip_miles=None).to_csv(cur, index=False)
-    _error(run(ref, cur), f"current file '{cur}'", "column 'trip_miles'", "only missing values")
+    frame(seed=1).assign(trip_miles=None).to_csv(cur, index=False)      # the header stays, no value
+    gone = tmp_path / "gone.csv"
+    frame(seed=1).drop(columns=["trip_miles"]).to_csv(gone, index=False)  # the column itself is gone
+    for path, why in ((cur, "no value at all in the current data"), (gone, "no such column in the current table")):
+        proc = run(ref, path)
+        assert proc.returncode == 1, proc.stderr
+        row = next(ln for ln in proc.stdout.splitlines() if ln.startswith("trip_miles"))
+        assert "DRIFT" in row and "0.0% -> 100.0%" in row and why in row, proc.stdout
 
 
 def test_infinite_values(files, tmp_path):

@@ -126,7 +126,7 @@ def test_excluded_column_may_be_broken():
 def test_bad_inputs_raise_drift_input_error_naming_column_and_side(change, pattern, column, side):
     ref, cur = _tables()
     with pytest.raises(DriftInputError, match=pattern) as info:
-        detect_drift(ref, change(ref, cur))
+        detect_drift(ref, change(ref, cur), all_missing="error")
     assert isinstance(info.value, ValueError)
     assert (info.value.column, info.value.side) == (column, side)
 
@@ -135,7 +135,7 @@ def test_all_null_reference_column_names_reference():
     ref, cur = _tables()
     ref["fare"] = np.nan
     with pytest.raises(DriftInputError, match="column 'fare' of the reference table has only missing values"):
-        detect_drift(ref, cur)
+        detect_drift(ref, cur, all_missing="error")
 
 
 @pytest.mark.parametrize("kwargs, pattern", [
@@ -220,15 +220,24 @@ def test_arrow_columns_are_read_from_buffers_with_offsets_and_nulls():
     assert cols["s"].values.tolist() == [None, "y", "z", "x", None, "y"]
 
 
-def test_all_missing_compare_reports_a_feature_that_stopped_arriving():
+def test_a_feature_that_stopped_arriving_is_drift_by_default():
     rng = np.random.default_rng(3)
-    ref = {"a": rng.normal(size=2000), "b": rng.choice(["x", "y"], 2000), "gone": [None] * 2000}
-    cur = {"a": rng.normal(size=2000), "b": [None] * 2000, "gone": [None] * 2000}
-    with pytest.raises(DriftInputError, match="'b' of the current table has only missing values"):
-        detect_drift(ref, cur)
-    report = detect_drift(ref, cur, all_missing="compare")
-    assert report.drift_detected and report.drifted_features == ["b"]
+    ref = {"a": rng.normal(size=2000), "b": rng.choice(["x", "y"], 2000), "gone": [None] * 2000,
+           "dropped": rng.normal(size=2000)}
+    cur = {"a": rng.normal(size=2000), "b": [None] * 2000, "gone": [None] * 2000, "added": rng.normal(size=2000)}
+    report = detect_drift(ref, cur)
+    assert report.drift_detected and report.drifted_features == ["b", "dropped", "added"]
     assert report.features["b"].reasons == ("missing_rate",)
-    assert report.features["b"].details["all_missing"] == "current"
+    assert report.features["b"].details["all_missing"] == "current" and "absent" not in report.features["b"].details
+    assert report.features["dropped"].details["absent"] == "current"      # the column itself is gone
+    assert report.features["added"].details["absent"] == "reference"      # a new column
+    assert report.features["dropped"].score == 1.0
     assert report.excluded == ("gone",)
     assert not report.features["a"].drifted
+    with pytest.raises(DriftInputError, match="'b' of the current table has only missing values"):
+        detect_drift({k: v for k, v in ref.items() if k != "dropped"}, {k: v for k, v in cur.items() if k != "added"},
+                     all_missing="error")
+    with pytest.raises(DriftInputError, match="only in the reference table"):
+        detect_drift(ref, cur, all_missing="error")
+    with pytest.raises(DriftInputError, match="only in the reference table"):       # nothing shared: refused
+        detect_drift({"x": [1.0, 2.0]}, {"y": [1.0, 2.0]})

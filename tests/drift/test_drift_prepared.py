@@ -176,7 +176,7 @@ def test_bad_input_gives_the_same_errors(spans, reference, change, pattern, colu
     errors = []
     for table in (prepared, ref):
         with pytest.raises(DriftInputError, match=pattern) as info:
-            detect_drift(table, cur)
+            detect_drift(table, cur, all_missing="error")
         errors.append((str(info.value), info.value.column, info.value.side))
     assert errors[0] == errors[1] and errors[0][1:] == (column, side)
     with pytest.raises(DriftInputError, match="feature_config names column"):
