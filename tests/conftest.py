@@ -73,11 +73,13 @@ SECRET_ENV = {
 
 
 @pytest.fixture(scope="session")
-def first_push(workspace):
+def first_push(workspace, tmp_path_factory):
     """`driftguard train --spans 1,2` in the workspace project: the first training run, which
-    pushes version 1 (the project's own model.py, found from the working directory)."""
-    proc = run_cli("train", "--spans", "1,2", env=SECRET_ENV, cwd=workspace / "data")
-    return {"config": workspace / "driftguard.yaml", "proc": proc,
+    pushes version 1 (the project's own model.py, found from the working directory). Its
+    temporary folder (TMPDIR) is its own, for the test of what TFX leaves there."""
+    tmp = tmp_path_factory.mktemp("first-push-tmpdir")
+    proc = run_cli("train", "--spans", "1,2", env={**SECRET_ENV, "TMPDIR": str(tmp)}, cwd=workspace / "data")
+    return {"config": workspace / "driftguard.yaml", "proc": proc, "tmpdir": tmp,
             "registry": workspace / "runs" / "serving" / "taxi", "secret_env": dict(SECRET_ENV)}
 
 

@@ -25,7 +25,8 @@ def penguin_data():
 
 
 def make_penguins(root: pathlib.Path, fmt: str = "csv", **changes) -> pathlib.Path:
-    """The penguins project copied to ``root`` with its spans written in ``fmt``."""
+    """The penguins project copied to ``root`` with its spans written in ``fmt``; each of
+    ``changes`` replaces a top-level key, or updates it when both are sections (dicts)."""
     root.mkdir(parents=True)
     for name in ("driftguard.yaml", "model.py"):
         shutil.copy(PENGUINS / name, root / name)
@@ -34,7 +35,10 @@ def make_penguins(root: pathlib.Path, fmt: str = "csv", **changes) -> pathlib.Pa
     settings = yaml.safe_load((root / "driftguard.yaml").read_text())
     settings["data"]["format"] = fmt
     for key, value in changes.items():
-        settings[key] = value
+        if isinstance(value, dict) and isinstance(settings.get(key), dict):
+            settings[key].update(value)
+        else:
+            settings[key] = value
     (root / "driftguard.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
     return root
 

@@ -22,6 +22,14 @@ def node_executions(metadata: pathlib.Path, node_id: str, pipeline: str = "taxi-
     return sorted(store.get_executions_by_context(ctx.id), key=lambda e: e.id)
 
 
+def test_the_run_left_no_tfx_package_in_its_temporary_folder(first_push):
+    """TFX's Beam executors build a ~50 MB sdist of TFX in a fresh temporary folder at every
+    start, never removed; the local runner skips it (pipeline/beam_staging.py)."""
+    assert first_push["proc"].returncode == 0
+    left = sorted(str(p.relative_to(first_push["tmpdir"])) for p in first_push["tmpdir"].glob("*/build"))
+    assert left == [], left
+
+
 def test_first_run_pushes_version_1_with_profile(first_push):
     proc, registry = first_push["proc"], first_push["registry"]
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -32,7 +32,15 @@ def _encode(table) -> List[bytes]:
     return encode_examples(table)
 
 
-class CsvFilesToExamples(beam.PTransform):
+class _FilesTransform(beam.PTransform):
+    """A read of a list of files."""
+
+    def __init__(self, files: Sequence[str]):
+        super().__init__()
+        self._files = list(files)
+
+
+class CsvFilesToExamples(_FilesTransform):
     """CSV files (one header line each) -> tf.Example protos.
 
     The files of a window may come from spans whose headers differ (a column added, dropped or
@@ -41,10 +49,6 @@ class CsvFilesToExamples(beam.PTransform):
     empty cell). The ExampleValidator then reports what differs, against the schema; types are
     inferred over every row, as CsvExampleGen infers them over its one pattern.
     """
-
-    def __init__(self, files: Sequence[str]):
-        super().__init__()
-        self._files = list(files)
 
     def expand(self, pipeline):
         # TFX 1.16's private CSV pieces (tfx is pinned): the same parsing and type inference as
@@ -62,13 +66,15 @@ class CsvFilesToExamples(beam.PTransform):
             column_names += [c for c in header if c not in column_names]
         groups = []
         for i, (header, files) in enumerate(by_header.items()):
-            where = [header.index(c) if c in header else None for c in column_names]
-            groups.append(pipeline
-                          | f"CreateFilenames{i}" >> beam.Create(files)
-                          | f"ReadFromText{i}" >> beam.ParDo(_ReadCsvRecordsFromTextFile())
-                          | f"ParseCSVLine{i}" >> beam.ParDo(csv_decoder.ParseCSVLine(delimiter=","))
-                          | f"ExtractParsedCSVLines{i}" >> beam.Keys()
-                          | f"InUnionColumns{i}" >> beam.Map(_in_columns, where))
+            rows = (pipeline
+                    | f"CreateFilenames{i}" >> beam.Create(files)
+                    | f"ReadFromText{i}" >> beam.ParDo(_ReadCsvRecordsFromTextFile())
+                    | f"ParseCSVLine{i}" >> beam.ParDo(csv_decoder.ParseCSVLine(delimiter=","))
+                    | f"ExtractParsedCSVLines{i}" >> beam.Keys())
+            if list(header) != column_names:          # only files whose header is not the union's
+                where = [header.index(c) if c in header else None for c in column_names]
+                rows = rows | f"InUnionColumns{i}" >> beam.Map(_in_columns, where, len(header))
+            groups.append(rows)
         lines = groups | "Flatten" >> beam.Flatten()
         column_infos = beam.pvalue.AsSingleton(
             lines | "InferColumnTypes" >> beam.CombineGlobally(
@@ -76,21 +82,17 @@ class CsvFilesToExamples(beam.PTransform):
         return lines | "ToTFExample" >> beam.ParDo(_ParsedCsvToTfExample(), column_infos)
 
 
-def _in_columns(row: Sequence[bytes], where: Sequence[Optional[int]]) -> List[bytes]:
+def _in_columns(row: Sequence[bytes], where: Sequence[Optional[int]], width: int) -> Sequence[bytes]:
     """``row`` laid out in the union's columns: ``where[i]`` is the row's index of union column
-    ``i``, None when its file lacks that column (an empty cell). A ragged row is left as it is,
-    for the CSV decoder to name."""
-    if len(where) == len(row) and all(w == i for i, w in enumerate(where)):
-        return list(row)
-    return [row[w] if w is not None and w < len(row) else b"" for w in where]
+    ``i``, None when its file lacks that column (an empty cell). A ragged row (not ``width``
+    cells, its header's) is left as it is, for the CSV decoder to refuse."""
+    if len(row) != width:
+        return row
+    return [row[w] if w is not None else b"" for w in where]
 
 
-class ParquetFilesToExamples(beam.PTransform):
+class ParquetFilesToExamples(_FilesTransform):
     """Parquet files -> serialized tf.Examples, zeros kept (only null and NaN are missing)."""
-
-    def __init__(self, files: Sequence[str]):
-        super().__init__()
-        self._files = list(files)
 
     def expand(self, pipeline):
         return (pipeline
@@ -99,12 +101,8 @@ class ParquetFilesToExamples(beam.PTransform):
                 | "ToSerializedExamples" >> beam.FlatMap(_encode))
 
 
-class TFRecordFilesToExamples(beam.PTransform):
+class TFRecordFilesToExamples(_FilesTransform):
     """TFRecord files of serialized tf.Examples (gzip when the name ends in .gz) -> the records."""
-
-    def __init__(self, files: Sequence[str]):
-        super().__init__()
-        self._files = list(files)
 
     def expand(self, pipeline):
         return (pipeline

@@ -8,40 +8,19 @@ The penguins test project (tests/projects/penguins) in CSV and Parquet form; no 
 """
 from __future__ import annotations
 
-import importlib.util
 import pathlib
 import re
-import shutil
 
 import pytest
 import yaml
 
-from helpers import PROJECTS, run_cli, tree_digest
+from helpers import run_cli, tree_digest
+from project_fixtures import make_penguins
 
-PENGUINS = PROJECTS / "penguins"
-
-
-def _data_module():
-    spec = importlib.util.spec_from_file_location("penguins_data", PENGUINS / "data.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _project(root: pathlib.Path, fmt: str = "csv", **changes) -> pathlib.Path:
-    root.mkdir(parents=True)
-    for name in ("driftguard.yaml", "model.py"):
-        shutil.copy(PENGUINS / name, root / name)
-    shutil.copytree(PENGUINS / "schemas", root / "schemas")
-    _data_module().write_spans(root / "data", fmt)
-    settings = yaml.safe_load((root / "driftguard.yaml").read_text())
-    settings["data"]["format"] = fmt
-    for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(settings.get(key), dict):
-            settings[key].update(value)
-        else:
-            settings[key] = value
-    (root / "driftguard.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+    root = make_penguins(root, fmt, **changes)
     # something already stored: a registry version, MLMD, an outbox, the state (must not change)
     stored = root / "runs"
     (stored / "serving" / "penguins" / "1" / "profile").mkdir(parents=True)
