@@ -158,10 +158,21 @@ def _check_text(check: loop.SpanCheck) -> str:
         lines.append(f"span {label}: {headline(report)}")
     else:
         trained = ctx.get("baseline_span_labels") or ctx.get("baseline_spans") or []
-        lines.append(f"span {label} vs version {ctx.get('baseline_version')} (trained on spans "
-                     f"{', '.join(map(str, trained))}): {headline(report)}")
+        ref = report.get("reference") or {}
+        if ref.get("strategy", "training") == "training":
+            lines.append(f"span {label} vs version {ctx.get('baseline_version')} (trained on spans "
+                         f"{', '.join(map(str, trained))}): {headline(report)}")
+        else:
+            from driftguard.components.drift_detector.reference import describe
+
+            lines.append(f"span {label} vs {describe(ref, ctx)} (reference: {ref['strategy']}; serving version "
+                         f"{ctx.get('baseline_version')}): {headline(report)}")
+            if ref.get("fallback"):
+                lines.append(f"reference: {ref.get('message')}")
         if report.get("table"):
             lines.append(report["table"])
+        if (report.get("slices") or {}).get("table"):
+            lines.append(report["slices"]["table"])
         for name, what in report.get("type_changes", {}).items():
             lines.append(f"type change: {name}: {what}")
         for name, items in report.get("skew", {}).items():
