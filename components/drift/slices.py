@@ -272,8 +272,8 @@ def detect_slice_drift(reference, current, slices: Sequence[Sequence[str]], *,
             n_ref, n_cur = len(ref_groups.get(k, ())), len(cur_groups.get(k, ()))
             rows = {"reference": n_ref, "current": n_cur}
             if n_ref < min_rows or n_cur < min_rows:
-                sides = [f"{n} rows in the {side}" for side, n in (("reference", n_ref), ("current", n_cur))
-                         if n < min_rows]
+                sides = [f"{n} row{'s' if n != 1 else ''} in the {side}"
+                         for side, n in (("reference", n_ref), ("current", n_cur)) if n < min_rows]
                 skipped.append({"name": slice_name(key), "reason": f"{' and '.join(sides)} (fewer than {min_rows})",
                                 "rows": rows})
                 continue
