@@ -290,7 +290,8 @@ def create_check_pipeline(config: Config, span: Optional[int] = None, *, data_ro
     monitor = PredictionMonitor(examples=examples, registry_dir=str(config.model_registry),
                                 model_spec=config.model_spec(), metric=config.metric,
                                 features=monitored_features(config) if features is None else list(features),
-                                max_rows=d.max_rows)
+                                max_rows=d.max_rows,
+                                slices={**drift_slices(config), "alpha": d.alpha} if d.slices else None)
     r = config.retrain
     gate = RetrainGate(examples=examples, drift_report=detector.outputs["drift_report"],
                        model_monitor=monitor.outputs["model_monitor"],

@@ -229,3 +229,10 @@ def test_previous_span_reference_and_slices_in_a_real_check(first_push, workspac
     assert "payment_type=Cash" in sl["drifted_slices"] and sl["tested"] >= 2
     assert f"slices: {sl['tested']} tested" in proc.stdout
     assert "ALERT [warning] taxi span 8: drift in slice payment_type=Cash: fare psi=" in proc.stdout
+    # with labels, the model's accuracy per slice against its held-out rows of the slice
+    assert "performance per slice (accuracy, Fisher's exact on errors, Bonferroni over" in proc.stdout
+    monitor = json.loads(next((runs / "pipelines" / "taxi-check" / "PredictionMonitor").rglob("monitor.json"))
+                         .read_text())
+    ps = monitor["performance_slices"]
+    assert ps["metric"] == "accuracy" and ps["tested"] + len(ps["skipped"]) >= 2
+    assert all(0 <= s["realized"] <= 1 and s["rows"]["current"] >= 200 for s in ps["slices"])

@@ -60,6 +60,8 @@ def evaluate(config: AlertsConfig, *, model: str, span: Optional[int] = None,
             alerts.extend(_metric_drop(ctx, rule, monitor, estimated=False))
         elif name == "estimated_metric_drop":
             alerts.extend(_metric_drop(ctx, rule, monitor, estimated=True))
+        elif name == "slice_metric_drop":
+            alerts.extend(_slice_metric_drop(ctx, rule, monitor))
         elif name == "prediction_drift":
             alerts.extend(_prediction_drift(ctx, rule, monitor))
         elif name in ("stream_change", "error_rate_change"):
@@ -343,6 +345,39 @@ def _slice_drift(ctx: _Context, rule: RuleConfig, report: Mapping[str, Any]) -> 
         out.append(ctx.alert(rule, title, "\n".join(lines), slice_name=name,
                              values={"slice": name, "key": s.get("key"), "drifted_features": drifted,
                                      "rows": rows}))
+    return out
+
+
+def _slice_metric_drop(ctx: _Context, rule: RuleConfig, monitor: Optional[Mapping[str, Any]]) -> List[Alert]:
+    """One alert per slice of ``monitor["performance_slices"]`` whose errors grew significantly
+    (``worse``: Bonferroni across slices) and whose metric is worse than on the held-out rows of
+    the same slice by more than ``rule.threshold`` (relative)."""
+    block = (monitor or {}).get("performance_slices") or {}
+    metric = block.get("metric")
+    task = (monitor or {}).get("task") or "binary"
+    if not metric or metric not in tasks_lib.METRICS.get(task, {}):
+        return []
+    title_metric = tasks_lib.METRIC_TITLES.get(metric, metric)
+    out = []
+    for s in block.get("slices") or []:
+        now, base = s.get("realized"), s.get("baseline")
+        if not s.get("worse") or not _finite(now) or not _finite(base):
+            continue
+        worse = tasks_lib.worse_by(task, metric, now, base)
+        if not worse > rule.threshold:
+            continue
+        name = str(s.get("name"))
+        rows = s.get("rows") or {}
+        summary = (f"In slice {name} the serving model's realized {title_metric} is {now:.4g} on {rows.get('current')} "
+                   f"labelled rows of this span, {worse:.1%} worse than {base:.4g} on its {rows.get('reference_held_out')} "
+                   f"held-out reference rows of that slice (alert when more than {rule.threshold:.1%} worse and "
+                   f"the errors grew significantly: {block.get('test')}, adjusted p-value "
+                   f"{_fmt(s.get('p_value_adjusted'), '.2g')}, Bonferroni over {block.get('tested')} slices).")
+        out.append(ctx.alert(rule, f"{title_metric} in slice {name} {now:.4g} is {worse:.1%} worse than {base:.4g}",
+                             summary, slice_name=name,
+                             values={"slice": name, "metric": metric, "baseline": base, "realized": now,
+                                     "relative_change": worse, "threshold": rule.threshold,
+                                     "p_value_adjusted": s.get("p_value_adjusted")}))
     return out
 
 
