@@ -147,3 +147,17 @@ def test_doctests():
 
     result = doctest.testmod(reference)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_the_loop_resolves_the_reference_before_any_work(tmp_path):
+    """`driftguard check` resolves drift.reference up front (to validate the reference spans'
+    files and say what it compares with), as the DriftDetector does when it runs."""
+    from driftguard.pipeline import loop
+
+    for s in (1, 2, 5):
+        (tmp_path / f"span-{s}").mkdir()
+        (tmp_path / f"span-{s}" / "data.csv").write_text("a\n1\n")
+    cfg = _config(tmp_path, {"reference": {"strategy": "rolling", "spans": 2}})
+    choice = loop.reference_choice(cfg, 5, data_root=tmp_path)
+    assert choice.spans == (1, 2) and choice.message == "the 2 spans before span 5 (1, 2)"
+    assert loop.reference_choice(_config(tmp_path, {}), 5, data_root=tmp_path).spans == ()
