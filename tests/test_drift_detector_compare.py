@@ -107,6 +107,14 @@ def test_slices_find_a_shift_in_one_payment_type_and_alerts_name_the_slice(schem
     assert "payment_type=Credit Card" in sl["table"] and "DRIFT: fare" in sl["table"]
     page = render_html(report)
     assert 'id="slices"' in page and "payment_type=Credit Card" in page
+    # with the monitor's performance per slice, the page shows it under the slices
+    perf = {"metric": "accuracy", "alpha": 0.01, "min_rows": 200, "tested": 1, "alpha_per_slice": 0.01,
+            "test": "Fisher's exact on errors", "worse_slices": ["payment_type=Cash"], "skipped": [],
+            "slices": [{"name": "payment_type=Cash", "key": {"payment_type": "Cash"}, "realized": 0.81,
+                        "baseline": 0.9, "relative_change": -0.1, "p_value": 0.001, "p_value_adjusted": 0.001,
+                        "worse": True, "rows": {"reference_held_out": 400, "current": 700}}]}
+    page = render_html(report, {"status": "monitored", "task": "binary", "performance_slices": perf})
+    assert 'id="slice-performance"' in page and "WORSE" in page and "-10.0%" in page
 
     alerts = rules.evaluate(parse_alerts_config(None), model="taxi", span=9, drift_report=report)
     [slice_alert] = [a for a in alerts if a.rule == "slice_drift" and "Credit Card" in a.title]
