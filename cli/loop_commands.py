@@ -158,10 +158,21 @@ def _check_text(check: loop.SpanCheck) -> str:
         lines.append(f"span {label}: {headline(report)}")
     else:
         trained = ctx.get("baseline_span_labels") or ctx.get("baseline_spans") or []
-        lines.append(f"span {label} vs version {ctx.get('baseline_version')} (trained on spans "
-                     f"{', '.join(map(str, trained))}): {headline(report)}")
+        ref = report.get("reference") or {}
+        if ref.get("strategy", "training") == "training":
+            lines.append(f"span {label} vs version {ctx.get('baseline_version')} (trained on spans "
+                         f"{', '.join(map(str, trained))}): {headline(report)}")
+        else:
+            from driftguard.components.drift_detector.reference import describe
+
+            lines.append(f"span {label} vs {describe(ref, ctx)} (reference: {ref['strategy']}; serving version "
+                         f"{ctx.get('baseline_version')}): {headline(report)}")
+            if ref.get("fallback"):
+                lines.append(f"reference: {ref.get('message')}")
         if report.get("table"):
             lines.append(report["table"])
+        if (report.get("slices") or {}).get("table"):
+            lines.append(report["slices"]["table"])
         for name, what in report.get("type_changes", {}).items():
             lines.append(f"type change: {name}: {what}")
         for name, items in report.get("skew", {}).items():
@@ -174,6 +185,7 @@ def _check_text(check: loop.SpanCheck) -> str:
         lines.append(f"schema anomalies ({len(anomalies)}):")
         lines.extend(f"  {record['severity']}: {format_record(record)}" for record in anomalies)
     lines.append(_model_text(cfg, check.monitor))
+    lines.extend(_slice_performance_lines(check.monitor))
     lines.extend(f"ALERT [{alert['severity']}] {alert['title']}" for alert in check.alerts)
     d = check.decision["decision"]
     lines.append(f"retrain gate ({d['policy']}): "
@@ -181,6 +193,21 @@ def _check_text(check: loop.SpanCheck) -> str:
                  f"-- {d['reason']}")
     lines.append(f"report: {check.report_dir / 'report.html'}")
     return "\n".join(lines)
+
+
+def _slice_performance_lines(monitor: dict) -> list:
+    """The realized metric per slice (drift.slices, with labels), worse slices first."""
+    block = (monitor or {}).get("performance_slices") or {}
+    if not block.get("slices"):
+        return []
+    lines = [f"performance per slice ({block['metric']}, {block['test']}, Bonferroni over {block['tested']} slices):"]
+    for s in sorted(block["slices"], key=lambda s: (not s["worse"], s["p_value"]))[:8]:
+        change = f" ({s['relative_change']:+.1%})" if s.get("relative_change") is not None else ""
+        now = "n/a" if s.get("realized") is None else f"{s['realized']:.4g}"
+        base = "n/a" if s.get("baseline") is None else f"{s['baseline']:.4g}"
+        lines.append(f"  {s['name']}: {now} vs {base}{change}, adjusted p {s['p_value_adjusted']:.2g}"
+                     f"{' WORSE' if s['worse'] else ''}")
+    return lines
 
 
 def _model_text(cfg: config_lib.Config, monitor: dict) -> str:

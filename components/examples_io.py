@@ -208,6 +208,28 @@ def sample_examples(pipeline: beam.Pipeline, file_patterns: Sequence, max_rows: 
     return tables | f"{label}Combine" >> beam.CombineGlobally(SampleSpanFn(max_rows))
 
 
+def _serialized(example) -> bytes:
+    return example if isinstance(example, bytes) else example.SerializeToString()
+
+
+def sample_span_files(pipeline: beam.Pipeline, data_format: str, files: Sequence[str],
+                      max_rows: int = DEFAULT_MAX_ROWS, label: str = "SampleSpanFiles"):
+    """PCollection holding one :class:`SpanSample` of a span's own files (``data.format``: csv,
+    parquet, tfrecord), read as SpanExampleGen reads them (``example_gen.readers``): the
+    DriftDetector's reference when it is another span than the training window."""
+    from tfx_bsl.public import tfxio
+
+    from driftguard.components.example_gen import readers
+
+    source = tfxio.TFExampleBeamRecord(physical_format="inmem", telemetry_descriptors=["driftguard"])
+    return (pipeline
+            | f"{label}Read" >> readers.files_to_examples(data_format, files)
+            | f"{label}Serialize" >> beam.Map(_serialized)
+            | f"{label}Decode" >> source.BeamSource()
+            | f"{label}Flatten" >> beam.Map(flatten_batch)
+            | f"{label}Combine" >> beam.CombineGlobally(SampleSpanFn(max_rows)))
+
+
 def _write_sample(result: SpanSample, directory: str) -> None:
     import json
 

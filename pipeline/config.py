@@ -31,6 +31,7 @@ import re
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from driftguard.components import tasks as tasks_lib
+from driftguard.components.drift_detector.reference import ReferenceConfigError, ReferenceSettings
 
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 FORMATS = ("csv", "parquet", "tfrecord")
@@ -253,8 +254,28 @@ class DriftConfig:
     # Per-feature overrides, e.g. {"fare": {"method": "psi", "threshold": 0.2}, "zip": {"kind": "categorical"}}.
     # An integer the schema marks categorical (int_domain.is_categorical) is categorical by default.
     features: Optional[Dict[str, Dict[str, Any]]] = None
+    # What a span is compared with: {strategy: training (the serving model's training window) |
+    # previous | year_ago | rolling, spans: N (rolling), period: spans per year (year_ago on
+    # plain numbered spans)}; see components/drift_detector/reference.py.
+    reference: ReferenceSettings = ReferenceSettings()
+    # Drift per slice: feature lists as in evaluation.slices ([[payment_type]]); () = none. Not
+    # defaulted from evaluation.slices: each slice costs the whole-span check a share of its level.
+    slices: Tuple[Tuple[str, ...], ...] = ()
+    min_slice_rows: int = 200           # rows a slice needs in the reference and in the span
+    slice_alpha_share: float = 0.5      # share of alpha (and of the joint check's level) the slices get
 
-    def validate(self, path: str) -> None:
+    def validate(self, path: str, span_unit: Optional[str] = None) -> None:
+        try:
+            self.reference.validate(f"{path}.reference", span_unit)
+        except ReferenceConfigError as e:
+            raise ConfigError(str(e)) from None
+        for i, features in enumerate(self.slices):
+            if not features or not all(isinstance(f, str) and f for f in features):
+                raise ConfigError(f"{path}.slices[{i}] must be a non-empty list of feature names, got {list(features)!r}")
+            if len(set(features)) != len(features):
+                raise ConfigError(f"{path}.slices[{i}] names a feature twice: {list(features)!r}")
+        _check_range(f"{path}.min_slice_rows", self.min_slice_rows, 10, 1_000_000_000)
+        _check_range(f"{path}.slice_alpha_share", self.slice_alpha_share, 0.01, 0.99)
         _check_range(f"{path}.alpha", self.alpha, 1e-9, 0.5)
         _check_range(f"{path}.max_rows", self.max_rows, 100, 100_000_000)
         both = sorted(set(self.include) & set(self.exclude))
@@ -459,7 +480,7 @@ class Config:
         self.training.validate("training")
         self.evaluation.validate("evaluation", self.task)
         self.validation.validate("validation")
-        self.drift.validate("drift")
+        self.drift.validate("drift", span_unit=self.data.span_pattern.unit)
         self.retrain.validate("retrain")
         self.monitor.validate("monitor")
         pattern = self.spans

@@ -334,7 +334,9 @@ def check_span(cfg: config_lib.Config, span: int, *, runner: Optional[str] = Non
     reporter = reporter or Reporter()
     data_root = pathlib.Path(data_root or cfg.data_path)
     check_schema(cfg)
-    infos = check_spans(cfg, [span], data_root)  # before the TFX imports: a bad span fails in a second
+    reference = reference_choice(cfg, span, data_root)
+    # before the TFX imports: a bad span (or reference span) fails in a second
+    infos = check_spans(cfg, [span, *reference.spans], data_root)
     _lock_runs(cfg, "check")
     _use_spans(cfg, infos, "check")
 
@@ -345,7 +347,8 @@ def check_span(cfg: config_lib.Config, span: int, *, runner: Optional[str] = Non
     log_path = reporter.step_log(f"check-span{span}")
     label = cfg.span_label(span)
     reporter.note(f"checking span {label} from {data_root} (schema v{cfg.schema_version}, "
-                  f"baseline: {serving_version_text(cfg)})")
+                  f"baseline: {serving_version_text(cfg)}"
+                  f"{'' if reference.strategy == 'training' else '; reference: ' + reference.message})")
     pipe = pipeline_lib.create_check_pipeline(cfg, span, data_root=str(data_root), blocked_spans=blocked_spans)
     result = runner_lib.run(pipe, cfg, runner)
     failed = result.first_error()
@@ -366,6 +369,20 @@ def check_span(cfg: config_lib.Config, span: int, *, runner: Optional[str] = Non
     monitor, _ = output_json("PredictionMonitor", "model_monitor", "monitor.json")
     decision, _ = output_json("RetrainGate", "decision", "decision.json")
     return SpanCheck(span, report, report_dir, monitor, decision, cfg)
+
+
+def reference_choice(cfg: config_lib.Config, span: int, data_root: Optional[pathlib.Path] = None):
+    """What ``drift.reference`` compares ``span`` with, given the data now (the DriftDetector
+    resolves it again when it runs, the same way: ``components/drift_detector/reference.py``)."""
+    from driftguard.components.drift_detector import reference as reference_lib
+
+    d = cfg.data
+    root = data_root or cfg.data_path
+    settings = cfg.drift.reference
+    if settings.strategy == reference_lib.TRAINING:
+        return reference_lib.resolve_reference(settings, span, [], cfg.spans.unit)
+    available = reference_lib.available_spans(root, d.pattern, sorted(d.splits.values()) if d.splits else [d.pattern])
+    return reference_lib.resolve_reference(settings, span, available, cfg.spans.unit, label=cfg.span_label)
 
 
 def deliver_alerts(cfg: config_lib.Config, alerts) -> str:

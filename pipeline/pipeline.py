@@ -285,11 +285,13 @@ def create_check_pipeline(config: Config, span: Optional[int] = None, *, data_ro
     d = config.drift
     detector = DriftDetector(examples=examples, anomalies=validator.outputs["anomalies"],
                              registry_dir=str(config.model_registry), alpha=d.alpha, max_rows=d.max_rows,
-                             exclude=d.exclude, include=d.include, feature_config=d.features)
+                             exclude=d.exclude, include=d.include, feature_config=d.features,
+                             reference=drift_reference(config, data_root), slices=drift_slices(config))
     monitor = PredictionMonitor(examples=examples, registry_dir=str(config.model_registry),
                                 model_spec=config.model_spec(), metric=config.metric,
                                 features=monitored_features(config) if features is None else list(features),
-                                max_rows=d.max_rows)
+                                max_rows=d.max_rows,
+                                slices={**drift_slices(config), "alpha": d.alpha} if d.slices else None)
     r = config.retrain
     gate = RetrainGate(examples=examples, drift_report=detector.outputs["drift_report"],
                        model_monitor=monitor.outputs["model_monitor"],
@@ -316,6 +318,23 @@ def create_check_pipeline(config: Config, span: Optional[int] = None, *, data_ro
         metadata_connection_config=metadata_connection(config),
         beam_pipeline_args=list(config.beam_args),
     )
+
+
+def drift_reference(config: Config, data_root: Optional[str] = None) -> Dict[str, object]:
+    """The DriftDetector's ``reference``: ``drift.reference`` and where the spans are, so the
+    executor finds "the previous span" (or a year earlier, or a rolling window) when it runs."""
+    d = config.data
+    return {"settings": config.drift.reference.to_dict(),
+            "data": {"root": str(data_root or config.data_path), "pattern": d.pattern, "format": d.format,
+                     "patterns": sorted(d.splits.values()) if d.splits else [d.pattern]}}
+
+
+def drift_slices(config: Config) -> Dict[str, object]:
+    """The DriftDetector's ``slices``: ``drift.slices`` with its minimum size and share of alpha."""
+    d = config.drift
+    if not d.slices:
+        return {}
+    return {"slices": [list(s) for s in d.slices], "min_rows": d.min_slice_rows, "alpha_share": d.slice_alpha_share}
 
 
 def monitored_features(config: Config) -> List[str]:

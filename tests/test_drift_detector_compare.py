@@ -76,3 +76,88 @@ def test_no_baseline_report_is_explicit():
     assert report["status"] == "no_baseline" and report["drift_detected"] is False
     assert "no baseline" in headline(report)
     assert "there is no baseline profile" in render_html(report)
+
+
+def _scale_where(table, column, factor, where_column, value):
+    hit = np.asarray(table.column(where_column).to_pylist(), dtype=object) == value
+    values = np.asarray(table.column(column).to_pylist(), dtype=float)
+    return table.set_column(table.column_names.index(column), column,
+                            pa.array(np.where(hit, np.round(values * factor, 2), values)))
+
+
+def test_slices_find_a_shift_in_one_payment_type_and_alerts_name_the_slice(schema, window):
+    """drift.slices: the span's report has a slices block, the headline, the page and the alert
+    name the slice; the whole span is tested at the rest of alpha (weighted Bonferroni)."""
+    from driftguard.components.alerts import rules
+    from driftguard.components.alerts.config import parse_alerts_config
+
+    rng = np.random.default_rng(8)
+    current = _scale_where(window.take(pa.array(rng.integers(0, window.num_rows, 4000))), "fare", 1.3,
+                           "payment_type", "Credit Card")
+    report = compare_span(window, current, serving_features(schema), exclude=["trip_start_timestamp"],
+                          slices=[["payment_type"]], min_slice_rows=200, slice_alpha_share=0.5)
+    sl = report["slices"]
+    assert sl["drifted_slices"][0] == "payment_type=Credit Card" and report["drift_detected"] is True
+    assert sl["alpha"] == pytest.approx(0.005) and sl["alpha_per_slice"] == pytest.approx(0.005 / sl["tested"])
+    assert report["settings"]["alpha"] == pytest.approx(0.005)            # the whole span: the other half
+    assert report["settings"]["multivariate_alpha"] == pytest.approx(0.005)
+    [card] = [s for s in sl["slices"] if s["name"] == "payment_type=Credit Card"]
+    assert card["drifted_features"][0] == "fare" and card["features"]["fare"]["drifted"] is True
+    assert "slice payment_type=Credit Card" in headline(report)
+    assert "payment_type=Credit Card" in sl["table"] and "DRIFT: fare" in sl["table"]
+    page = render_html(report)
+    assert 'id="slices"' in page and "payment_type=Credit Card" in page
+    # with the monitor's performance per slice, the page shows it under the slices
+    perf = {"metric": "accuracy", "alpha": 0.01, "min_rows": 200, "tested": 1, "alpha_per_slice": 0.01,
+            "test": "Fisher's exact on errors", "worse_slices": ["payment_type=Cash"], "skipped": [],
+            "slices": [{"name": "payment_type=Cash", "key": {"payment_type": "Cash"}, "realized": 0.81,
+                        "baseline": 0.9, "relative_change": -0.1, "p_value": 0.001, "p_value_adjusted": 0.001,
+                        "worse": True, "rows": {"reference_held_out": 400, "current": 700}}]}
+    page = render_html(report, {"status": "monitored", "task": "binary", "performance_slices": perf})
+    assert 'id="slice-performance"' in page and "WORSE" in page and "-10.0%" in page
+
+    alerts = rules.evaluate(parse_alerts_config(None), model="taxi", span=9, drift_report=report)
+    [slice_alert] = [a for a in alerts if a.rule == "slice_drift" and "Credit Card" in a.title]
+    assert slice_alert.title.startswith("taxi span 9: drift in slice payment_type=Credit Card: fare psi=")
+    assert slice_alert.dedup_key == "taxi/span-9/slice_drift/payment_type=Credit Card"
+    assert slice_alert.labels["slice"] == "payment_type=Credit Card" and slice_alert.severity == "warning"
+
+
+def test_slices_of_an_undrifted_span_raise_no_slice_alert(schema, window):
+    from driftguard.components.alerts import rules
+    from driftguard.components.alerts.config import parse_alerts_config
+
+    rng = np.random.default_rng(9)
+    current = window.take(pa.array(rng.integers(0, window.num_rows, 4000)))
+    report = compare_span(window, current, serving_features(schema), exclude=["trip_start_timestamp"],
+                          slices=[["payment_type"], ["trip_start_hour"]])
+    assert report["slices"]["tested"] >= 2 and report["slices"]["drift_detected"] is False
+    # an hour holds ~80 of the window's rows: too few to test, and said so
+    assert any(k["name"].startswith("trip_start_hour=") and "fewer than 200" in k["reason"]
+               for k in report["slices"]["skipped"])
+    assert report["drift_detected"] is False and headline(report) == "no drift"
+    alerts = rules.evaluate(parse_alerts_config(None), model="taxi", span=9, drift_report=report)
+    assert [a for a in alerts if a.rule == "slice_drift"] == []
+
+
+def test_a_slice_feature_in_neither_table_is_named(schema, window):
+    with pytest.raises(ValueError, match="drift.slices names paymenttype, a feature in neither"):
+        compare_span(window, window, serving_features(schema), slices=[["paymenttype"]])
+
+
+def test_reference_strategy_is_named_in_headline_and_page(schema, window):
+    rng = np.random.default_rng(5)
+    current = window.take(pa.array(rng.integers(0, window.num_rows, 1500)))
+    report = compare_span(window, current, serving_features(schema), exclude=["trip_start_timestamp"],
+                          context={"span": 8, "span_label": "8", "baseline_version": 1})
+    report["reference"] = {"strategy": "previous", "used": "previous", "spans": [7], "span_labels": ["7"],
+                           "fallback": False, "message": "the previous span 7"}
+    assert headline(report) == "no drift [vs the previous span 7]"
+    assert 'id="reference"' in render_html(report) and "the previous span 7" in render_html(report)
+    report["reference"] = {"strategy": "year_ago", "used": "training", "spans": [1, 2], "span_labels": ["1", "2"],
+                           "fallback": True, "message": "no data a year before span 8 (span 4 is not in the data); "
+                                                        "compared with the serving model's training window instead"}
+    assert headline(report).endswith("[vs version 1's training window, as year_ago found no reference span]")
+    assert "no data a year before span 8" in render_html(report)
+    report["reference"] = {"strategy": "training", "used": "training", "spans": [1, 2]}
+    assert headline(report) == "no drift"          # the default says nothing more than before

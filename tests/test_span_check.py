@@ -198,3 +198,41 @@ def test_drift_detector_executor_under_multi_processing(checks, first_push, tmp_
     # the same verdict and scores as the in-process run of the pipeline
     assert result["features"]["fare"]["score"] == pytest.approx(checks[8][1]["features"]["fare"]["score"])
     assert report.get_int_custom_property("drift_detected") == 1
+
+
+def test_previous_span_reference_and_slices_in_a_real_check(first_push, workspace, tmp_path):
+    """drift.reference: previous and drift.slices: [[payment_type]] in the real check pipeline:
+    span 8 (span 7 with every fare 25 % higher) against span 7, read from the data when the
+    DriftDetector runs, not against version 1's training window; the report, the console and
+    the page name that reference, and the slice alerts name their slice. Its own runs folder
+    holds a copy of the registry `first_push` filled (no training here; the shared runs
+    folder's state is left alone)."""
+    assert first_push["proc"].returncode == 0, first_push["proc"].stderr[-3000:]
+    import shutil
+
+    runs = tmp_path / "runs"
+    shutil.copytree(runs_of(first_push["config"]) / "serving", runs / "serving")
+    cfg = make_config(workspace, "reference-previous", runs=str(runs),
+                      drift={"reference": {"strategy": "previous"}, "slices": [["payment_type"]]})
+    proc, report = _check(cfg, 8)
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    ref = report["reference"]
+    assert (ref["strategy"], ref["used"], ref["spans"], ref["span_labels"], ref["fallback"]) == \
+        ("previous", "previous", [7], ["7"], False)
+    assert report["rows"]["reference"]["rows"] == 1000          # span 7's rows, not the training window's
+    assert report["drifted_features"] == ["fare"], report["drifted_features"]   # nothing else moved since span 7
+    assert "span 8 vs the previous span 7 (reference: previous; serving version 1)" in proc.stdout
+    assert "[vs the previous span 7]" in proc.stdout
+    assert "Reference: <b>the previous span 7</b>" in (pathlib.Path(report["report_dir"]) / "report.html").read_text()
+    # slices: every payment type with 200+ rows on both sides is tested; fare moved in each
+    sl = report["slices"]
+    assert "payment_type=Cash" in sl["drifted_slices"] and sl["tested"] >= 2
+    assert f"slices: {sl['tested']} tested" in proc.stdout
+    assert "ALERT [warning] taxi span 8: drift in slice payment_type=Cash: fare psi=" in proc.stdout
+    # with labels, the model's accuracy per slice against its held-out rows of the slice
+    assert "performance per slice (accuracy, Fisher's exact on errors, Bonferroni over" in proc.stdout
+    monitor = json.loads(next((runs / "pipelines" / "taxi-check" / "PredictionMonitor").rglob("monitor.json"))
+                         .read_text())
+    ps = monitor["performance_slices"]
+    assert ps["metric"] == "accuracy" and ps["tested"] + len(ps["skipped"]) >= 2
+    assert all(0 <= s["realized"] <= 1 and s["rows"]["current"] >= 200 for s in ps["slices"])

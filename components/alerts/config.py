@@ -40,6 +40,10 @@ RULES: Dict[str, Tuple[str, Optional[float], Optional[Tuple[float, float]]]] = {
     "multivariate_drift": ("warning", None, None),
     "schema_anomalies": ("critical", None, None),
     "skew": ("warning", None, None),
+    "slice_drift": ("warning", None, None),                     # drift within a slice (drift.slices)
+    # the realized metric of a slice (drift.slices) worse than on the held-out rows of that slice by
+    # more than `threshold` (relative), and its errors significantly larger (Bonferroni across slices)
+    "slice_metric_drop": ("warning", 0.05, (0.0, 1.0)),
     # the task's performance metric (components.tasks.METRICS: accuracy, auc, macro_f1, mae, rmse;
     # `metric`, default by task) worse than the blessed baseline by more than `threshold` (relative)
     "metric_drop": ("critical", 0.05, (0.0, 1.0)),

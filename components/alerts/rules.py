@@ -60,6 +60,8 @@ def evaluate(config: AlertsConfig, *, model: str, span: Optional[int] = None,
             alerts.extend(_metric_drop(ctx, rule, monitor, estimated=False))
         elif name == "estimated_metric_drop":
             alerts.extend(_metric_drop(ctx, rule, monitor, estimated=True))
+        elif name == "slice_metric_drop":
+            alerts.extend(_slice_metric_drop(ctx, rule, monitor))
         elif name == "prediction_drift":
             alerts.extend(_prediction_drift(ctx, rule, monitor))
         elif name in ("stream_change", "error_rate_change"):
@@ -81,7 +83,7 @@ class _Context:
         return self.scope is not None
 
     def alert(self, rule: RuleConfig, title: str, summary: str, feature: Optional[str] = None,
-              values: Optional[Mapping[str, Any]] = None) -> Alert:
+              values: Optional[Mapping[str, Any]] = None, slice_name: Optional[str] = None) -> Alert:
         if self.live:
             labels = {"model": self.model, "scope": str(self.scope), "rule": rule.name}
             key = f"{self.model}/{self.scope}/{rule.name}"
@@ -93,6 +95,9 @@ class _Context:
         if feature is not None:
             labels["feature"] = feature
             key += f"/{feature}"
+        if slice_name is not None:
+            labels["slice"] = slice_name
+            key += f"/{slice_name}"
         return Alert(rule=rule.name, severity=rule.severity, title=f"{where}: {title}",
                      summary=summary, labels=labels, dedup_key=key, created_at=self.created_at,
                      values=values or {})
@@ -149,11 +154,27 @@ def _dataset_drift(ctx: _Context, rule: RuleConfig, report: Mapping[str, Any]) -
     mv = report.get("multivariate") or {}
     if mv.get("drifted"):
         lines.append("- joint distribution drifted (see multivariate_drift)")
+    sliced = list((report.get("slices") or {}).get("drifted_slices") or [])
+    for name in sliced:
+        lines.append(f"- slice {name} drifted (see slice_drift)")
     names = drifted + [n for n in changed if n not in drifted]
-    what = f"drift in {len(names)} feature{'s' if len(names) != 1 else ''}" if names else "joint drift"
+    what = (f"drift in {len(names)} feature{'s' if len(names) != 1 else ''}" if names
+            else "joint drift" if mv.get("drifted") or not sliced
+            else f"drift in {len(sliced)} slice{'s' if len(sliced) != 1 else ''}")
+    if not names and sliced:
+        names = sliced
     title = f"{what}{_list_suffix(names)}"
-    summary = "Dataset drift detected against the serving model's training profile.\n" + "\n".join(lines)
+    summary = f"Dataset drift detected against {_reference_text(report)}.\n" + "\n".join(lines)
     return [ctx.alert(rule, title, summary, values={"drifted_features": drifted, "type_changes": changed})]
+
+
+def _reference_text(report: Mapping[str, Any]) -> str:
+    ref = report.get("reference") or {}
+    if not ref or ref.get("used", "training") == "training":
+        return "the serving model's training profile"
+    from driftguard.components.drift_detector.reference import describe
+
+    return describe(ref, report.get("context"))
 
 
 def _multivariate_drift(ctx: _Context, rule: RuleConfig, report: Mapping[str, Any]) -> List[Alert]:
@@ -291,5 +312,74 @@ def _list_suffix(names: Iterable[str], limit: int = _LIST_LIMIT) -> str:
     return f" ({shown}{f', +{more} more' if more > 0 else ''})"
 
 
+def _slice_drift(ctx: _Context, rule: RuleConfig, report: Mapping[str, Any]) -> List[Alert]:
+    """One alert per drifted slice of ``report["slices"]`` (drift.slices), naming the slice and
+    its drifted features: ``drift in slice payment_type=Cash: fare psi=0.31``."""
+    block = report.get("slices") or {}
+    out = []
+    for s in block.get("slices") or []:
+        if not s.get("drift_detected"):
+            continue
+        name = str(s.get("name"))
+        features = s.get("features") or {}
+        drifted = list(s.get("drifted_features") or [])
+        parts = []
+        for f in drifted:
+            score = (features.get(f) or {}).get("score")
+            parts.append(f"{f} {(features.get(f) or {}).get('method')}={score:.3g}" if _finite(score) else f)
+        pairs = ((s.get("multivariate") or {}).get("pairs") or []) if (s.get("multivariate") or {}).get("drifted") else []
+        if pairs:
+            parts.append("joint " + ", ".join(" x ".join(map(str, p)) for p in pairs[:3]))
+        rows = s.get("rows") or {}
+        lines = [f"Within slice {name} ({rows.get('reference')} reference rows, {rows.get('current')} rows in this "
+                 f"span), these drifted:"]
+        for f in drifted:
+            d = features.get(f) or {}
+            lines.append(f"- {f}: {d.get('method')}={_fmt(d.get('score'), '.3g')}, adjusted p-value "
+                         f"{_fmt(d.get('p_value_adjusted'), '.2g')}{', ' + d['direction'] if d.get('direction') else ''}")
+        for p in pairs:
+            lines.append(f"- joint: {' x '.join(map(str, p))}")
+        lines.append(f"Each of the {block.get('tested')} slices tested at alpha {_fmt(block.get('alpha_per_slice'), '.3g')} "
+                     f"(Bonferroni across slices).")
+        title = f"drift in slice {name}: {', '.join(parts[:3])}{f' (+{len(parts) - 3} more)' if len(parts) > 3 else ''}"
+        out.append(ctx.alert(rule, title, "\n".join(lines), slice_name=name,
+                             values={"slice": name, "key": s.get("key"), "drifted_features": drifted,
+                                     "rows": rows}))
+    return out
+
+
+def _slice_metric_drop(ctx: _Context, rule: RuleConfig, monitor: Optional[Mapping[str, Any]]) -> List[Alert]:
+    """One alert per slice of ``monitor["performance_slices"]`` whose errors grew significantly
+    (``worse``: Bonferroni across slices) and whose metric is worse than on the held-out rows of
+    the same slice by more than ``rule.threshold`` (relative)."""
+    block = (monitor or {}).get("performance_slices") or {}
+    metric = block.get("metric")
+    task = (monitor or {}).get("task") or "binary"
+    if not metric or metric not in tasks_lib.METRICS.get(task, {}):
+        return []
+    title_metric = tasks_lib.METRIC_TITLES.get(metric, metric)
+    out = []
+    for s in block.get("slices") or []:
+        now, base = s.get("realized"), s.get("baseline")
+        if not s.get("worse") or not _finite(now) or not _finite(base):
+            continue
+        worse = tasks_lib.worse_by(task, metric, now, base)
+        if not worse > rule.threshold:
+            continue
+        name = str(s.get("name"))
+        rows = s.get("rows") or {}
+        summary = (f"In slice {name} the serving model's realized {title_metric} is {now:.4g} on {rows.get('current')} "
+                   f"labelled rows of this span, {worse:.1%} worse than {base:.4g} on its {rows.get('reference_held_out')} "
+                   f"held-out reference rows of that slice (alert when more than {rule.threshold:.1%} worse and "
+                   f"the errors grew significantly: {block.get('test')}, adjusted p-value "
+                   f"{_fmt(s.get('p_value_adjusted'), '.2g')}, Bonferroni over {block.get('tested')} slices).")
+        out.append(ctx.alert(rule, f"{title_metric} in slice {name} {now:.4g} is {worse:.1%} worse than {base:.4g}",
+                             summary, slice_name=name,
+                             values={"slice": name, "metric": metric, "baseline": base, "realized": now,
+                                     "relative_change": worse, "threshold": rule.threshold,
+                                     "p_value_adjusted": s.get("p_value_adjusted")}))
+    return out
+
+
 _DRIFT_RULES = {"feature_psi": _feature_psi, "dataset_drift": _dataset_drift,
-                "multivariate_drift": _multivariate_drift, "skew": _skew}
+                "multivariate_drift": _multivariate_drift, "skew": _skew, "slice_drift": _slice_drift}

@@ -20,7 +20,9 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 import pyarrow as pa
 
 from driftguard.components.drift import detect_drift
+from driftguard.components.drift.multivariate import DEFAULT_MULTIVARIATE_ALPHA
 from driftguard.components.drift.report import json_safe
+from driftguard.components.drift.slices import DEFAULT_MIN_ROWS
 from driftguard.components.model_io import serving_features  # noqa: F401  (re-exported: what is compared)
 
 REPORT_VERSION = 1
@@ -40,13 +42,20 @@ def compare_span(reference: pa.Table, current: pa.Table, features: Sequence[str]
                  current_summary: Optional[Mapping[str, Any]] = None,
                  reference_summary: Optional[Mapping[str, Any]] = None,
                  exclude: Sequence[str] = (), feature_config: Optional[Mapping[str, Any]] = None,
-                 alpha: float = 0.01, context: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+                 alpha: float = 0.01, context: Optional[Mapping[str, Any]] = None,
+                 slices: Sequence[Sequence[str]] = (), min_slice_rows: int = DEFAULT_MIN_ROWS,
+                 slice_alpha_share: float = 0.5) -> Dict[str, Any]:
     """The DriftReport artifact's JSON: ``driftguard.components.drift`` verdicts plus what the span check adds.
 
     ``reference``/``current``: flat tables (one scalar column per feature). ``features``: the
     features to compare (see :func:`serving_features`). Returns a JSON-safe dict with
     ``drift_detected``, ``features``, ``multivariate`` (the ``driftguard drift --json``
     contract), and ``type_changes``, ``not_compared``, ``rows``, ``context``.
+
+    ``slices`` (``drift.slices``): also compare each slice (:func:`slice_report`); the whole
+    span is then tested at ``(1 - slice_alpha_share)`` of ``alpha`` and of the joint check's
+    level, the slices together at the rest, so the span's false-alarm rate stays within the
+    level of the whole-span check alone (weighted Bonferroni).
     """
     exclude = set(exclude)
     compared: Dict[str, pa.Array] = {}
@@ -84,10 +93,12 @@ def compare_span(reference: pa.Table, current: pa.Table, features: Sequence[str]
     extra_features = sorted(set(current.column_names) - set(reference.column_names) - exclude)
 
     report: Dict[str, Any]
+    share = float(slice_alpha_share) if slices else 0.0
     if compared:
         config = {k: v for k, v in (feature_config or {}).items() if k in compared}   # not type changes
         result = detect_drift(pa.table(compared), pa.table(current_cols), feature_config=config,
-                              alpha=alpha, all_missing="compare")
+                              alpha=alpha * (1.0 - share), multivariate_alpha=DEFAULT_MULTIVARIATE_ALPHA * (1.0 - share),
+                              all_missing="compare")
         report = result.to_dict()
         ranked = sorted((f for f in result.features.values() if f.drifted), key=lambda f: -f.severity)
         report["drifted_features"] = [f.name for f in ranked]
@@ -95,6 +106,12 @@ def compare_span(reference: pa.Table, current: pa.Table, features: Sequence[str]
     else:
         report = {"drift_detected": False, "features": {}, "multivariate": None, "drifted_features": []}
     report["drift_detected"] = bool(report["drift_detected"] or type_changes)
+    # ---- drift per slice (drift.slices): a block of its own in the report
+    if slices and compared:
+        report["slices"] = slice_report(reference, current, compared, current_cols, slices,
+                                        feature_config=feature_config, min_rows=min_slice_rows,
+                                        alpha=alpha * share, multivariate_alpha=DEFAULT_MULTIVARIATE_ALPHA * share)
+        report["drift_detected"] = bool(report["drift_detected"] or report["slices"]["drift_detected"])
     report["type_changes"] = type_changes
     report["not_compared"] = not_compared
     report["new_features"] = extra_features
@@ -105,6 +122,35 @@ def compare_span(reference: pa.Table, current: pa.Table, features: Sequence[str]
     report["created_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     report["context"] = dict(context or {})
     return json_safe(report)
+
+
+def slice_report(reference: pa.Table, current: pa.Table, compared: Mapping[str, pa.Array],
+                 current_cols: Mapping[str, pa.Array], slices: Sequence[Sequence[str]], *,
+                 feature_config: Optional[Mapping[str, Any]], min_rows: int, alpha: float,
+                 multivariate_alpha: float) -> Dict[str, Any]:
+    """The report's ``slices`` block: :func:`driftguard.components.drift.slices.detect_slice_drift`
+    over the compared features plus the slicing features (taken from the samples, compared or
+    not). A slicing feature in neither sample is a configuration error naming ``drift.slices``."""
+    from driftguard.components.drift.slices import detect_slice_drift
+
+    slicing = sorted({f for spec in slices for f in spec})
+    unknown = [f for f in slicing if f not in reference.column_names and f not in current.column_names]
+    if unknown:
+        raise ValueError(f"drift.slices names {', '.join(unknown)}, a feature in neither the reference sample nor "
+                         f"this span (features: {', '.join(sorted(reference.column_names))})")
+    ref_cols, cur_cols = dict(compared), dict(current_cols)
+    for f in slicing:
+        if f in reference.column_names:
+            ref_cols[f] = reference.column(f)
+        if f in current.column_names:
+            cur_cols[f] = current.column(f)
+    config = {k: v for k, v in (feature_config or {}).items() if k in compared}
+    result = detect_slice_drift(pa.table(ref_cols), pa.table(cur_cols), [list(s) for s in slices],
+                                features=list(compared), alpha=alpha, multivariate_alpha=multivariate_alpha,
+                                min_rows=int(min_rows), feature_config=config)
+    out = result.to_dict()
+    out["table"] = result.format_table()
+    return out
 
 
 def no_baseline_report(registry_dir: str, context: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
@@ -137,7 +183,22 @@ def headline(report: Mapping[str, Any], limit: int = 3) -> str:
             parts.append("joint " + "x".join(pairs[0].get("features", [])))
         else:
             parts.append("joint drift")
+    sliced = (report.get("slices") or {}).get("drifted_slices") or []
+    if sliced:
+        parts.append(f"slice {sliced[0]}" + (f" (+{len(sliced) - 1} more slices)" if len(sliced) > 1 else ""))
+    suffix = reference_suffix(report)
     if not report.get("drift_detected"):
-        return "no drift"
+        return "no drift" + suffix
     more = len(report.get("drifted_features", [])) - limit
-    return "DRIFT: " + ", ".join(parts) + (f" (+{more} more)" if more > 0 else "")
+    return "DRIFT: " + ", ".join(parts) + (f" (+{more} more)" if more > 0 else "") + suffix
+
+
+def reference_suffix(report: Mapping[str, Any]) -> str:
+    """`` [vs the previous span 7]`` when the reference is not the training window (or fell back
+    to it); "" for the default, so the usual headline stays as it was."""
+    ref = report.get("reference") or {}
+    if not ref or (ref.get("strategy", "training") == "training"):
+        return ""
+    from driftguard.components.drift_detector.reference import describe
+
+    return f" [vs {describe(ref, report.get('context'))}]"

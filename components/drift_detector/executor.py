@@ -14,7 +14,11 @@ from driftguard.components.artifacts import example_spans
 from driftguard.components.drift_detector import spec
 from driftguard.components.drift_detector.compare import compare_span, no_baseline_report
 from driftguard.components.drift_detector.html import write_html
-from driftguard.components.examples_io import examples_file_patterns, read_sample, sample_examples, write_sample
+from driftguard.components.drift.slices import DEFAULT_MIN_ROWS
+from driftguard.components.drift_detector.reference import (TRAINING, ReferenceSettings, available_spans,
+                                                            resolve_reference, span_files)
+from driftguard.components.examples_io import (examples_file_patterns, read_sample, sample_examples,
+                                               sample_span_files, write_sample)
 from driftguard.components.model_io import compared_features, feature_kinds, load_baseline
 from driftguard.components.registry_pusher.registry import existing_versions
 
@@ -43,6 +47,39 @@ def skew_anomalies(reference, current, schema) -> Dict[str, Any]:
     return skew
 
 
+def choose_reference(reference_json: str, span: int):
+    """``(ReferenceChoice, data layout)`` of the check of ``span``: ``drift.reference``'s strategy
+    resolved against the spans the data holds now (``reference.resolve_reference``)."""
+    from driftguard.components.spans import SpanPattern
+
+    config = json.loads(reference_json or "{}")
+    settings = ReferenceSettings.from_dict(config.get("settings"))
+    layout = dict(config.get("data") or {})
+    if settings.strategy == TRAINING:
+        return resolve_reference(settings, span, [], "span"), layout
+    pattern = SpanPattern(layout["pattern"])
+    available = available_spans(layout["root"], layout["pattern"], layout.get("patterns") or [])
+    choice = resolve_reference(settings, span, available, pattern.unit, label=pattern.label)
+    if choice.fallback:
+        logging.warning("span %s: %s", pattern.label(span), choice.message)
+    else:
+        logging.info("span %s: reference %s", pattern.label(span), choice.message)
+    return choice, layout
+
+
+def reference_record(choice, layout, profile, version) -> Dict[str, Any]:
+    """The report's ``reference``: the strategy, what was used, its spans as people write them."""
+    from driftguard.components.spans import SpanPattern
+
+    label = SpanPattern(layout["pattern"]).label if layout.get("pattern") else str
+    record = choice.to_dict(label)
+    if choice.used == TRAINING:
+        record["spans"] = list(profile.get("spans") or [])
+        record["span_labels"] = list(profile.get("span_labels") or map(str, record["spans"]))
+        record["version"] = version
+    return record
+
+
 class Executor(base_beam_executor.BaseBeamExecutor):
     def Do(self, input_dict, output_dict, exec_properties) -> None:
         report_artifact = artifact_utils.get_single_instance(output_dict[spec.DRIFT_REPORT_KEY])
@@ -68,21 +105,38 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                             "model_name": registry.name})
             examples = input_dict[spec.EXAMPLES_KEY]
             sample_dir = str(out / "current_sample")
+            max_rows = int(exec_properties[spec.MAX_ROWS_KEY])
+            choice, layout = choose_reference(exec_properties.get(spec.REFERENCE_KEY), span)
+            reference_dir = str(out / "reference_sample")
             with self._make_beam_pipeline() as pipeline:
-                write_sample(sample_examples(pipeline, examples_file_patterns(examples),
-                                             int(exec_properties[spec.MAX_ROWS_KEY])), sample_dir)
+                write_sample(sample_examples(pipeline, examples_file_patterns(examples), max_rows), sample_dir)
+                if choice.spans:
+                    files = span_files(layout["root"], layout["pattern"], layout.get("patterns") or [],
+                                       choice.spans)
+                    write_sample(sample_span_files(pipeline, layout["format"], files, max_rows, "SampleReference"),
+                                 reference_dir, label="WriteReferenceSample")
             current, current_summary = read_sample(sample_dir)
             if current_summary["rows"] == 0:
                 raise ValueError(f"span {read.label(span)} has no rows ({', '.join(a.uri for a in examples)})")
+            reference_summary = baseline.summary
+            if choice.spans:
+                reference, reference_summary = read_sample(reference_dir)
+                if reference_summary["rows"] == 0:
+                    raise ValueError(f"reference span(s) {', '.join(map(str, choice.spans))} have no rows "
+                                     f"({layout['root']}, {layout['pattern']!r})")
             include = json.loads(exec_properties.get(spec.INCLUDE_KEY) or "[]")
             exclude = json.loads(exec_properties.get(spec.EXCLUDE_KEY) or "[]")
             features = compared_features(schema, include=include)
             overrides = json.loads(exec_properties.get(spec.FEATURE_CONFIG_KEY) or "{}")
+            slicing = json.loads(exec_properties.get(spec.SLICES_KEY) or "{}")
             report = compare_span(
                 reference, current, features, current_summary=current_summary,
-                reference_summary=baseline.summary, exclude=exclude,
+                reference_summary=reference_summary, exclude=exclude,
                 feature_config=feature_kinds(schema, overrides, [f for f in features if f not in set(exclude)]),
-                alpha=float(exec_properties[spec.ALPHA_KEY]), context=context)
+                alpha=float(exec_properties[spec.ALPHA_KEY]), context=context,
+                slices=slicing.get("slices") or (), min_slice_rows=int(slicing.get("min_rows", DEFAULT_MIN_ROWS)),
+                slice_alpha_share=float(slicing.get("alpha_share", 0.5)))
+            report["reference"] = reference_record(choice, layout, profile, version)
             report["skew"] = skew_anomalies(reference, current, schema)
             report_artifact.set_int_custom_property(spec.HAS_BASELINE, 1)
             report_artifact.set_int_custom_property(spec.BASELINE_VERSION, version)

@@ -69,6 +69,15 @@ def performance_panel(monitor: Optional[Mapping[str, Any]]) -> dict:
             "note": perf.get("estimated_note"), "estimator": perf.get("estimator")}
 
 
+def reference_text(report: Mapping[str, Any]) -> str:
+    """What the span was compared with (drift.reference), "" when the report does not say."""
+    if not report.get("reference"):
+        return ""
+    from driftguard.components.drift_detector.reference import describe
+
+    return describe(report["reference"], report.get("context"))
+
+
 def render_html(report: Mapping[str, Any], monitor: Optional[Mapping[str, Any]] = None, *,
                 decision: Optional[Mapping[str, Any]] = None, dashboard: Optional[str] = None) -> str:
     """The page of one span check.
@@ -89,6 +98,7 @@ def render_html(report: Mapping[str, Any], monitor: Optional[Mapping[str, Any]] 
     distributions = [(name, charts.feature_distribution(name, f)) for name, f in ordered if f.get("drifted")]
     return _ENV.get_template("drift_report.html.j2").render(
         report=report, features=ordered, headline=headline(report), context=report.get("context", {}),
+        reference_text=reference_text(report),
         distributions=[(n, svg) for n, svg in distributions if svg is not None],
         monitor=monitor, decision=decision, dashboard=dashboard, performance=performance_panel(monitor),
         prediction_chart=charts.prediction_distribution(monitor) if monitor else None)

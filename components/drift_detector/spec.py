@@ -13,6 +13,11 @@ MAX_ROWS_KEY = "max_rows"
 EXCLUDE_KEY = "exclude_json"
 INCLUDE_KEY = "include_json"          # only these features (empty: every serving feature of the schema)
 FEATURE_CONFIG_KEY = "feature_config_json"
+# drift.reference: {"settings": {strategy, spans, period}, "data": {root, pattern, format, patterns}}
+# (empty: the serving model's training window); resolved against the data when the check runs
+REFERENCE_KEY = "reference_json"
+# drift.slices: {"slices": [[feature, ...], ...], "min_rows": int, "alpha_share": float} (empty: none)
+SLICES_KEY = "slices_json"
 
 REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"
@@ -40,6 +45,8 @@ class DriftDetectorSpec(types.ComponentSpec):
         EXCLUDE_KEY: ExecutionParameter(type=str, optional=True),
         INCLUDE_KEY: ExecutionParameter(type=str, optional=True),
         FEATURE_CONFIG_KEY: ExecutionParameter(type=str, optional=True),
+        REFERENCE_KEY: ExecutionParameter(type=str, optional=True),
+        SLICES_KEY: ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {
         EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),

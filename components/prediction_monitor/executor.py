@@ -25,6 +25,7 @@ from driftguard.components.examples_io import (SampleSpanFn, column_floats, exam
 from driftguard.components.artifacts import example_spans
 from driftguard.components.prediction_monitor import spec
 from driftguard.components.prediction_monitor.metrics import performance_report, prediction_report
+from driftguard.components.prediction_monitor.slices import slice_performance
 from driftguard.components.registry_pusher.registry import existing_versions
 
 VALUE_COLUMN = "__prediction__"
@@ -172,6 +173,14 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         report["performance"] = performance_report(
             model_spec.task, metric, baseline.predictions, ref_label, baseline.held_out, current, cur_label,
             ref_features=feature_columns(reference_rows, features), cur_features=feature_columns(current_rows, features))
+        # ---- performance per slice (drift.slices), with labels on both sides
+        slicing = json.loads(exec_properties.get(spec.SLICES_KEY) or "{}")
+        if slicing.get("slices") and cur_label is not None and ref_label is not None:
+            report["performance_slices"] = slice_performance(
+                model_spec.task, metric, slicing["slices"], reference_rows=reference_rows,
+                ref_value=baseline.predictions.value, ref_label=ref_label, held_out=baseline.held_out,
+                current_rows=current_rows, cur_value=current.value, cur_label=cur_label,
+                min_rows=int(slicing.get("min_rows", 200)), alpha=float(slicing.get("alpha", 0.01)))
         report_artifact.set_int_custom_property("cannot_score", 0)
         perf = report["performance"]
         for section in ("realized", "estimated", "baseline"):

@@ -11,6 +11,8 @@ MAX_ROWS_KEY = "max_rows"
 MODEL_SPEC_KEY = "model_spec_json"   # driftguard.components.model_io.ModelSpec: task, classes, output, label
 METRIC_KEY = "metric"                # the performance metric the alert rules watch (components.tasks)
 FEATURES_KEY = "features_json"       # the compared features (the regression estimator's inputs)
+# drift.slices for performance per slice: {"slices": [[feature, ...]], "min_rows": int, "alpha": float}
+SLICES_KEY = "slices_json"
 
 MONITOR_JSON = "monitor.json"
 PREDICTION_LOGS_DIR = "prediction_logs"
@@ -30,6 +32,7 @@ class PredictionMonitorSpec(types.ComponentSpec):
         MODEL_SPEC_KEY: ExecutionParameter(type=str),
         METRIC_KEY: ExecutionParameter(type=str),
         FEATURES_KEY: ExecutionParameter(type=str, optional=True),
+        SLICES_KEY: ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples)}
     OUTPUTS = {MONITOR_KEY: ChannelParameter(type=ModelMonitorReport)}

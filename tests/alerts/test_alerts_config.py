@@ -25,7 +25,8 @@ def test_defaults_enable_every_rule_and_one_jsonl_sink():
     cfg = parse_alerts_config(None)
     assert set(cfg.rules) == {"feature_psi", "dataset_drift", "multivariate_drift", "schema_anomalies", "skew",
                               "metric_drop", "estimated_metric_drop", "model_cannot_score",
-                              "prediction_drift", "stream_change", "error_rate_change"}
+                              "prediction_drift", "stream_change", "error_rate_change", "slice_drift",
+                              "slice_metric_drop"}
     assert all(r.enabled for r in cfg.rules.values())
     assert cfg.rules["feature_psi"].threshold == 0.2 and cfg.rules["feature_psi"].severity == "critical"
     assert cfg.rules["metric_drop"].threshold == 0.05 and cfg.rules["metric_drop"].metric == "accuracy"

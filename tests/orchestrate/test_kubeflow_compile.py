@@ -158,3 +158,20 @@ def test_a_fixed_span_compiles_too(workspace, tmp_path):
     tasks = load_pipeline_yaml(tmp_path / "pipeline.yaml")["root"]["dag"]["tasks"]
     assert _parameter(tasks["CheckExampleGen"], "spans_json") == f"[{SPAN}]"
     assert _parameter(tasks["ExampleGen"], "spans_json") == ""         # training: the gate's window
+
+
+def test_a_reference_strategy_and_slices_compile_with_no_span_fixed(workspace, tmp_path):
+    """drift.reference: rolling and drift.slices reach the DriftDetector as parameters; the
+    reference spans are not in the spec: the detector finds them in the data when it runs."""
+    cfg = make_config(workspace, "kfp-reference", drift={"reference": {"strategy": "rolling", "spans": 3},
+                                                         "slices": [["payment_type"]]})
+    result = invoke("--config", cfg, "compile", "--target", "kubeflow", "--output", tmp_path)
+    assert result.exit_code == 0, result.output
+    from driftguard.pipeline.orchestrate.kubeflow import load_pipeline_yaml
+
+    detector = load_pipeline_yaml(tmp_path / "pipeline.yaml")["root"]["dag"]["tasks"]["CheckDriftDetector"]
+    reference = json.loads(_parameter(detector, "reference_json"))
+    assert reference["settings"] == {"strategy": "rolling", "spans": 3, "period": 0}
+    assert reference["data"]["pattern"] == "span-{SPAN}/*" and "spans" not in reference["data"]
+    assert json.loads(_parameter(detector, "slices_json")) == {"slices": [["payment_type"]], "min_rows": 200,
+                                                                "alpha_share": 0.5}

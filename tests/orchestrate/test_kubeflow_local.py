@@ -41,9 +41,11 @@ def two_runs(tmp_path_factory):
     data = root / "data"
     for span in (1, 2):
         _add_span(data, span)
-    # every candidate is blessed: what is tested is which spans are read, not the gate (tested elsewhere)
+    # every candidate is blessed: what is tested is which spans are read, not the gate (tested elsewhere);
+    # the drift reference is the previous span, which the compiled pipeline must find when it runs
     cfg = config_lib.load(write_config(root / "driftguard.json", data={"root": str(data)}, runs=str(root / "runs"),
                                        retrain={"policy": "scheduled", "every_spans": 1},
+                                       drift={"reference": {"strategy": "previous"}},
                                        evaluation={"metrics": {"AUC": {"min": 0.0, "baseline_tolerance": 1.0}}}))
     pipeline = kubeflow.create_check_and_train_pipeline(cfg)     # built once, run twice
     first = runner.run(pipeline, cfg)
@@ -76,6 +78,11 @@ def test_the_second_run_of_the_same_pipeline_checks_the_new_span_and_trains_on_i
     runs = two_runs["cfg"].runs_path
     report = _newest(runs, "CheckDriftDetector", "drift_report", "report.json")
     assert report["context"]["span"] == 3 and report["context"]["baseline_version"] == 1
+    # "the previous span" was resolved when this run's DriftDetector ran: span 2, which the
+    # pipeline object built before span 3 existed knew nothing about
+    ref = report["reference"]
+    assert (ref["strategy"], ref["used"], ref["spans"], ref["fallback"]) == ("previous", "previous", [2], False)
+    assert report["rows"]["reference"]["rows"] == ROWS
     decision = _newest(runs, "CheckRetrainGate", "decision", "decision.json")
     assert decision["span"] == 3 and decision["decision"]["spans"] == [2, 3]
     assert existing_versions(two_runs["cfg"].model_registry) == [1, 2]
