@@ -339,10 +339,11 @@ class EmailSink(Sink):
                         smtp.login(user, password)
                     smtp.send_message(msg)
             except (OSError, smtplib.SMTPException) as e:
+                error: Exception = e
                 if deadline.expired:
-                    e = AttemptTimeout(f"timed out: the SMTP exchange took longer than {timeout:g} s "
-                                  f"(the limit for the whole attempt)")
-                raise self._fail(f"SMTP {cfg.host}:{cfg.port}", e, secrets) from None
+                    error = AttemptTimeout(f"timed out: the SMTP exchange took longer than {timeout:g} s "
+                                           f"(the limit for the whole attempt)")
+                raise self._fail(f"SMTP {cfg.host}:{cfg.port}", error, secrets) from None
 
 
 def _smtp_class(deadline: Deadline):
