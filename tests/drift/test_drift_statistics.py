@@ -221,3 +221,18 @@ def test_fine_chi_square_test_is_bonferroni_combined_and_keeps_coarse_gaps():
     coarse_grid = np.unique(np.quantile(ref, np.arange(1, 200) / 200, method="inverted_cdf"))
     assert np.all(np.searchsorted(coarse_grid, fine) > 0)
     assert np.array_equal(quantile_edges(ref, 20, gap_bins=20), quantile_edges(ref, 20))
+
+
+def test_edges_leave_tight_clusters_but_not_atoms_one_unit_apart():
+    rng = np.random.default_rng(5)
+    # a smooth spread plus a cluster holding 6% of the values within 4 units of 1e-5 (GPS stops at one address)
+    spread = np.round(rng.uniform(44.90, 45.05, 9400), 5)
+    cluster = np.round(44.9484 + rng.integers(0, 5, 600) * 1e-5, 5)
+    values = np.concatenate([spread, cluster])
+    for k, gap_bins in [(10, None), (20, None), (50, 20)]:
+        edges = quantile_edges(values, k, gap_bins=gap_bins)
+        assert not np.any((edges > 44.9484) & (edges < 44.94845)), (k, edges)
+        moved = bin_counts(values + 1e-5, edges) - bin_counts(values, edges)
+        assert np.abs(moved).max() <= 0.1 * values.size / k, (k, moved)
+    hours = rng.integers(0, 24, 5000).astype(float)  # atoms one unit apart: every edge halfway, as before
+    assert np.all(np.mod(quantile_edges(hours, 20), 1.0) == 0.5)
