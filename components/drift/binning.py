@@ -85,7 +85,7 @@ def quantile_edges(reference, n_bins: int = 10, distinct=None, gap_bins: int = N
     is still inside the cluster, and moving every value by one unit of its last digit
     carries a tenth of a bin across it (significant from a few thousand rows, yet
     Cliff's delta is about 0.001). So an edge with a grid value within
-    :math:`\tau_j = c \cdot \min(v_j - Q(p_j - 1/g),\ Q(p_j + 1/g) - v_j)` of it
+    :math:`\tau_j = c \cdot (Q(p_j + 1/g) - Q(p_j - 1/g))/2` of it
     (:math:`c` = :data:`CLUSTER_TOLERANCE` = 0.01 of the local width of a bin of the
     ``gap_bins`` = :math:`g` binning, :math:`p_j` the cut's probability), i.e. with at
     least a tenth of such a bin that close, moves to the middle of the nearest gap
@@ -127,8 +127,8 @@ def quantile_edges(reference, n_bins: int = 10, distinct=None, gap_bins: int = N
     return _edges_between(steps, cuts, distinct)
 
 
-#: Moves of a value smaller than this share of the local bin width carry no reference value
-#: across an edge when a wide enough gap lies between the neighbouring cuts (see
+#: Moves of a value smaller than this share of the local bin width carry no more than a tenth of a
+#: bin across an edge, when a wide enough gap lies within a bin of the cut (see
 #: :func:`quantile_edges`, Notes); 0 turns the rule off. Read at each call.
 CLUSTER_TOLERANCE = 0.01
 
@@ -155,7 +155,7 @@ def _out_of_clusters(edges: np.ndarray, cuts: np.ndarray, steps: np.ndarray, gri
     last = steps.size - 1  # ten grid steps make one bin of the grid's binning (``gap_bins``)
     lower = np.minimum(steps[np.clip(np.searchsorted(steps, cuts, side="left") - 10, 0, last)], cuts)
     upper = np.maximum(steps[np.clip(np.searchsorted(steps, cuts, side="right") + 9, 0, last)], cuts)
-    tolerance = CLUSTER_TOLERANCE * np.minimum(cuts - lower, upper - cuts)
+    tolerance = CLUSTER_TOLERANCE * (upper - lower) / 2.0
     at = np.searchsorted(grid, edges, side="left")
     below = grid[np.maximum(at - 1, 0)]  # the nearest grid values below and above each edge
     above = grid[np.minimum(at, grid.size - 1)]
