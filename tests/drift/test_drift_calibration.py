@@ -111,7 +111,9 @@ def test_ten_percent_more_trip_miles_is_reported_at_2000_rows(taxi_pair):
         significant += miles.checks["distribution"].p_value_adjusted <= 0.01
         tests = miles.details["chi_square_tests"]
         assert len(tests) == 2 and tests[0]["bins"] <= 20 < tests[1]["bins"] <= 50  # fewer where quantiles coincide
-        assert miles.p_values["chi_square"] == min(1.0, 2 * min(t["p_value"] for t in tests))
+        rank = miles.details["rank_test"]  # on the 50 bins; Bonferroni over the three tests
+        assert rank["bins"] == tests[1]["bins"] and rank["statistic"] > 0
+        assert miles.p_values["chi_square"] == min(1.0, 3 * min([t["p_value"] for t in tests] + [rank["p_value"]]))
     assert significant == 10 and reported >= 9, (significant, reported)
 
 

@@ -213,8 +213,11 @@ def test_fine_chi_square_test_is_bonferroni_combined_and_keeps_coarse_gaps():
     both = compare_numeric(ref, cur)
     alone = compare_numeric(ref, cur, fine_test_bins=0)
     p20, p50 = (t["p_value"] for t in both.details["chi_square_tests"])
-    assert alone.p_values["chi_square"] == p20 and len(alone.details["chi_square_tests"]) == 1
-    assert both.p_values["chi_square"] == min(1.0, 2 * min(p20, p50))
+    # with the rank test on the finest bins (the 50 bins, or the 20 bins alone), Bonferroni over all tests
+    assert len(alone.details["chi_square_tests"]) == 1 and alone.details["rank_test"]["bins"] <= 20
+    assert alone.p_values["chi_square"] == min(1.0, 2 * min(p20, alone.details["rank_test"]["p_value"]))
+    assert both.details["rank_test"]["bins"] == both.details["chi_square_tests"][1]["bins"]
+    assert both.p_values["chi_square"] == min(1.0, 3 * min(p20, p50, both.details["rank_test"]["p_value"]))
     assert both.scores == alone.scores  # the effect sizes do not change
     # the 50 bins' edges sit in the gaps of the 20-bin grid: a value moved by 0.3% stays in its bin
     fine = quantile_edges(ref, 50, gap_bins=20)
@@ -236,3 +239,13 @@ def test_edges_leave_tight_clusters_but_not_atoms_one_unit_apart():
         assert np.abs(moved).max() <= 0.1 * values.size / k, (k, moved)
     hours = rng.integers(0, 24, 5000).astype(float)  # atoms one unit apart: every edge halfway, as before
     assert np.all(np.mod(quantile_edges(hours, 20), 1.0) == 0.5)
+
+
+def test_binned_rank_test_is_mann_whitney_on_the_binned_values():
+    from driftguard.components.drift.numeric import binned_rank_test
+    rng = np.random.default_rng(8)
+    a, b = rng.integers(0, 7, 300), rng.integers(1, 8, 200)
+    expected = stats.mannwhitneyu(b, a, use_continuity=False, method="asymptotic")
+    got = binned_rank_test(np.bincount(a, minlength=8), np.bincount(b, minlength=8))
+    assert got.p_value == pytest.approx(expected.pvalue, rel=1e-9) and got.statistic > 0
+    assert binned_rank_test([0, 7], [0, 3]) == (0.0, 1.0)  # every value in one bin
