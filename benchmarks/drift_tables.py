@@ -347,8 +347,9 @@ def run_trial(job):
     _, _, test, feature, category = SMALL[index]
     f = report.features[feature]
     evidence = f.checks["distribution"].p_value_adjusted <= report.settings["alpha"]
+    checks = sum(len(x.checks) for x in report.features.values())
     return job, f.drifted, evidence, report.drift_detected, oracle_p(test, ref[feature], cur[feature], category), \
-        len(report.features)
+        len(report.features), checks
 
 
 _RULE = (None, None)
@@ -404,21 +405,24 @@ def small_n(sizes, trials, kwargs, processes):
     results = _pool(jobs, tables, kwargs, processes)
     elapsed = time.time() - started
     cells = {}
-    for (_, _, i, n, _), reported, evidence, drift, p, m in results:
-        cells.setdefault((i, n), []).append((reported, evidence, drift, p <= ALPHA, p <= ALPHA / m, m))
+    for (_, _, i, n, _), reported, evidence, drift, p, m, checks in results:
+        cells.setdefault((i, n), []).append((reported, evidence, drift, p <= ALPHA, p <= ALPHA / m, m,
+                                             p <= ALPHA / checks, checks))
     print(f"\n# Small-n table beside the limit: {len(jobs)} trials ({trials} per cell), {elapsed:.0f} s, "
           f"{processes} process(es); power at level {ALPHA}")
     print("\nOracle: the most powerful test for that shift knowing its form and the feature; "
-          "oracle / m: the same at alpha/m (Bonferroni over the m compared features).\n")
-    print("| shift | oracle test | n | oracle | oracle / m | detect_drift: feature evidence | "
+          "oracle / m: the same at alpha/m (Bonferroni over the m compared features); oracle / checks: at "
+          "alpha/c, c the checks detect_drift adjusts over (distribution, missing-rate and unseen-category "
+          "checks; median over trials).\n")
+    print("| shift | oracle test | n | oracle | oracle / m | oracle / checks | detect_drift: feature evidence | "
           "detect_drift: feature reported | detect_drift: table reported |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for i, (t, name, test, feature, _) in enumerate(SMALL):
         for n in sizes:
             a = np.array(cells[(i, n)], dtype=float)
-            m = int(a[0, 5])
+            m, c = int(a[0, 5]), int(np.median(a[:, 7]))
             print(f"| {t}: {name} | {test} | {n:,} | {a[:, 3].mean():.0%} | {a[:, 4].mean():.0%} (m={m}) | "
-                  f"{a[:, 1].mean():.0%} | {a[:, 0].mean():.0%} | {a[:, 2].mean():.0%} |")
+                  f"{a[:, 6].mean():.0%} (c={c}) | {a[:, 1].mean():.0%} | {a[:, 0].mean():.0%} | {a[:, 2].mean():.0%} |")
 
 
 def main(argv=None):

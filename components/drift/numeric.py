@@ -375,7 +375,7 @@ def compare_numeric(reference, current, n_bins: int = 10, test_bins: int = 20,
         A second chi-square test on this many reference-quantile bins, each edge kept in
         the gap above an atom as the ``test_bins`` grid places it (``gap_bins``
         of :func:`driftguard.components.drift.binning.quantile_edges`). The evidence is the
-        Bonferroni combination ``min(1, 2 min(p_20, p_50))``, valid whatever the
+        Bonferroni combination ``min(1, 2 min(p_20, p_50))`` (three-way with :data:`RANK_TEST`), valid whatever the
         dependence of the two tests. Finer bins catch a 10% change of a spread-out,
         zero-inflated feature (``trip_miles * 1.10``: 57% -> 99% of 2,000-row samples
         reported), the coarse gaps keep price atoms that move by 0.3% in their bins
