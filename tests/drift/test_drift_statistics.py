@@ -249,3 +249,17 @@ def test_binned_rank_test_is_mann_whitney_on_the_binned_values():
     got = binned_rank_test(np.bincount(a, minlength=8), np.bincount(b, minlength=8))
     assert got.p_value == pytest.approx(expected.pvalue, rel=1e-9) and got.statistic > 0
     assert binned_rank_test([0, 7], [0, 3]) == (0.0, 1.0)  # every value in one bin
+
+
+def test_rank_test_adds_power_for_a_location_shift(monkeypatch):
+    from driftguard.components.drift import compare_numeric, numeric
+    rng = np.random.default_rng(21)
+    with_rank, without = [], []
+    for _ in range(20):  # a score moving by a fifth of its spread, 1,000 rows per side
+        ref, cur = np.round(rng.normal(50, 10, 1000), 1), np.round(rng.normal(52, 10, 1000), 1)
+        with_rank.append(compare_numeric(ref, cur).p_values["chi_square"])
+        monkeypatch.setattr(numeric, "RANK_TEST", False)
+        without.append(compare_numeric(ref, cur).p_values["chi_square"])
+        monkeypatch.setattr(numeric, "RANK_TEST", True)
+    level = 0.01 / 16  # Holm's first step over 16 checks
+    assert sum(p <= level for p in with_rank) >= sum(p <= level for p in without) + 5, (with_rank, without)
