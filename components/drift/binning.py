@@ -12,7 +12,9 @@ Numeric features
     discrete-heavy feature (68% of ``tips`` are 0) are deduplicated, and each edge is put
     *in the gap above an atom* (halfway to the next reference percentile), never on a
     value: a tiny shift of an atom (``fare * 1.003``) then stays in its bin instead of
-    jumping to the next one.
+    jumping to the next one. An edge that would sit inside a tight cluster of neighbouring
+    values (GPS coordinates of one address) moves to a gap beside it
+    (:data:`CLUSTER_TOLERANCE`).
 
 Categorical features
     :func:`category_bins` keeps categories holding at least ``min_share`` of the reference
