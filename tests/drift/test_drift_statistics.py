@@ -213,11 +213,53 @@ def test_fine_chi_square_test_is_bonferroni_combined_and_keeps_coarse_gaps():
     both = compare_numeric(ref, cur)
     alone = compare_numeric(ref, cur, fine_test_bins=0)
     p20, p50 = (t["p_value"] for t in both.details["chi_square_tests"])
-    assert alone.p_values["chi_square"] == p20 and len(alone.details["chi_square_tests"]) == 1
-    assert both.p_values["chi_square"] == min(1.0, 2 * min(p20, p50))
+    # with the rank test on the finest bins (the 50 bins, or the 20 bins alone), Bonferroni over all tests
+    assert len(alone.details["chi_square_tests"]) == 1 and alone.details["rank_test"]["bins"] <= 20
+    assert alone.p_values["chi_square"] == min(1.0, 2 * min(p20, alone.details["rank_test"]["p_value"]))
+    assert both.details["rank_test"]["bins"] == both.details["chi_square_tests"][1]["bins"]
+    assert both.p_values["chi_square"] == min(1.0, 3 * min(p20, p50, both.details["rank_test"]["p_value"]))
     assert both.scores == alone.scores  # the effect sizes do not change
     # the 50 bins' edges sit in the gaps of the 20-bin grid: a value moved by 0.3% stays in its bin
     fine = quantile_edges(ref, 50, gap_bins=20)
     coarse_grid = np.unique(np.quantile(ref, np.arange(1, 200) / 200, method="inverted_cdf"))
     assert np.all(np.searchsorted(coarse_grid, fine) > 0)
     assert np.array_equal(quantile_edges(ref, 20, gap_bins=20), quantile_edges(ref, 20))
+
+
+def test_edges_leave_tight_clusters_but_not_atoms_one_unit_apart():
+    rng = np.random.default_rng(5)
+    # a smooth spread plus a cluster holding 6% of the values within 4 units of 1e-5 (GPS stops at one address)
+    spread = np.round(rng.uniform(44.90, 45.05, 9400), 5)
+    cluster = np.round(44.9484 + rng.integers(0, 5, 600) * 1e-5, 5)
+    values = np.concatenate([spread, cluster])
+    for k, gap_bins in [(10, None), (20, None), (50, 20)]:
+        edges = quantile_edges(values, k, gap_bins=gap_bins)
+        assert not np.any((edges > 44.9484) & (edges < 44.94845)), (k, edges)
+        moved = bin_counts(values + 1e-5, edges) - bin_counts(values, edges)
+        assert np.abs(moved).max() <= 0.1 * values.size / k, (k, moved)
+    hours = rng.integers(0, 24, 5000).astype(float)  # atoms one unit apart: every edge halfway, as before
+    assert np.all(np.mod(quantile_edges(hours, 20), 1.0) == 0.5)
+
+
+def test_binned_rank_test_is_mann_whitney_on_the_binned_values():
+    from driftguard.components.drift.numeric import binned_rank_test
+    rng = np.random.default_rng(8)
+    a, b = rng.integers(0, 7, 300), rng.integers(1, 8, 200)
+    expected = stats.mannwhitneyu(b, a, use_continuity=False, method="asymptotic")
+    got = binned_rank_test(np.bincount(a, minlength=8), np.bincount(b, minlength=8))
+    assert got.p_value == pytest.approx(expected.pvalue, rel=1e-9) and got.statistic > 0
+    assert binned_rank_test([0, 7], [0, 3]) == (0.0, 1.0)  # every value in one bin
+
+
+def test_rank_test_adds_power_for_a_location_shift(monkeypatch):
+    from driftguard.components.drift import compare_numeric, numeric
+    rng = np.random.default_rng(21)
+    with_rank, without = [], []
+    for _ in range(20):  # a score moving by a fifth of its spread, 1,000 rows per side
+        ref, cur = np.round(rng.normal(50, 10, 1000), 1), np.round(rng.normal(52, 10, 1000), 1)
+        with_rank.append(compare_numeric(ref, cur).p_values["chi_square"])
+        monkeypatch.setattr(numeric, "RANK_TEST", False)
+        without.append(compare_numeric(ref, cur).p_values["chi_square"])
+        monkeypatch.setattr(numeric, "RANK_TEST", True)
+    level = 0.01 / 16  # Holm's first step over 16 checks
+    assert sum(p <= level for p in with_rank) >= sum(p <= level for p in without) + 5, (with_rank, without)
