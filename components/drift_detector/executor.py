@@ -15,6 +15,7 @@ from driftguard.components.drift_detector import spec
 from driftguard.components.drift_detector.compare import compare_span, no_baseline_report
 from driftguard.components.drift_detector.html import write_html
 from driftguard.components.examples_io import examples_file_patterns, read_sample, sample_examples, write_sample
+from driftguard.components.impact.weighted import importance_weighted_drift
 from driftguard.components.model_io import compared_features, feature_kinds, load_baseline
 from driftguard.components.registry_pusher.registry import existing_versions
 
@@ -84,6 +85,10 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 feature_config=feature_kinds(schema, overrides, [f for f in features if f not in set(exclude)]),
                 alpha=float(exec_properties[spec.ALPHA_KEY]), context=context)
             report["skew"] = skew_anomalies(reference, current, schema)
+            # drift weighted by the version's permutation importance (none for older versions)
+            report["importance"] = importance_weighted_drift(report.get("features", {}), baseline.importance,
+                                                             version=version,
+                                                             type_changes=list(report.get("type_changes", {})))
             report_artifact.set_int_custom_property(spec.HAS_BASELINE, 1)
             report_artifact.set_int_custom_property(spec.BASELINE_VERSION, version)
 

@@ -147,14 +147,44 @@ def worse_interval(entry: Mapping[str, Any], confidence: float) -> Optional[Dict
     return {"worse": worse, "low": worse - half / abs(ref), "high": worse + half / abs(ref), "half_width": half}
 
 
-def density_ratio_effect(task: str, fit, labelled_rows, value, label, **options: Any) -> Dict[str, Any]:
-    """:func:`estimate_effect` with the weights of a fitted domain classifier on the reference's
-    labelled rows. ``fit``: the classifier's fit (``fit.density_ratio(table)`` per row,
-    ``fit.auc``, ``fit.p_value``); ``labelled_rows``: the table of those rows, aligned with
-    ``value`` and ``label``. The result says how well the classifier told the data apart."""
-    ratio = np.asarray(fit.density_ratio(labelled_rows), dtype=float)
-    out = estimate_effect(task, value, label, ratio, **options)
-    out["classifier"] = {"auc": _float(getattr(fit, "auc", None)), "p_value": _float(getattr(fit, "p_value", None))}
+def reference_ratio(fit, reference, rows: np.ndarray) -> np.ndarray:
+    """The density ratio of the reference rows ``rows`` (a boolean mask over ``reference``).
+
+    When the classifier was fitted on every reference row (no subsample), each row's ratio
+    comes from its *out-of-fold* score (``fit.scores``: the log-odds of "current" from the
+    fold model that did not see the row), so no row is weighted by a model that learned it;
+    otherwise from ``fit.density_ratio`` (the fold models' average)."""
+    from driftguard.components.drift.classifier import DENSITY_RATIO_RANGE
+
+    rows = np.asarray(rows, dtype=bool)
+    if int(fit.n_reference) == reference.num_rows and getattr(fit, "scores", None) is not None:
+        logit = np.asarray(fit.scores, dtype=float)[: reference.num_rows]
+        ratio = np.exp(np.clip(logit, -30, 30)) * (fit.n_reference / fit.n_current)
+        return np.clip(ratio, *DENSITY_RATIO_RANGE)[rows]
+    return np.asarray(fit.density_ratio(reference.filter(rows)), dtype=float)
+
+
+def span_effect(task: str, reference, current, value, label, rows, *, columns, kinds=None, seed: int = 0,
+                **options: Any) -> Dict[str, Any]:
+    """:func:`estimate_effect` on a span: fit the domain classifier
+    (:func:`driftguard.components.drift.classifier.fit_domain_classifier`) on the reference and
+    current tables' ``columns`` (those both have), weight the labelled reference rows ``rows``
+    (a boolean mask; ``value`` and ``label`` are aligned with ``reference``) by their density
+    ratio, and say how well the classifier told the data apart (``classifier``: AUC, p-value)."""
+    from driftguard.components.drift.classifier import fit_domain_classifier
+
+    cols = [c for c in columns if c in reference.column_names and c in current.column_names]
+    if not cols:
+        return {"status": "not_estimated", "method": METHOD,
+                "note": "no estimate: the reference and the span share no compared feature"}
+    ref, cur = reference.select(cols), current.select(cols)
+    fit = fit_domain_classifier(ref, cur, cols, kinds={k: v for k, v in (kinds or {}).items() if k in cols} or None,
+                                seed=seed)
+    rows = np.asarray(rows, dtype=bool)
+    out = estimate_effect(task, np.asarray(value, float)[rows], np.asarray(label, float)[rows],
+                          reference_ratio(fit, ref, rows), seed=seed, **options)
+    out["classifier"] = {"auc": _float(fit.auc), "p_value": _float(fit.p_value), "columns": len(cols),
+                         "n_reference": int(fit.n_reference), "n_current": int(fit.n_current)}
     return out
 
 

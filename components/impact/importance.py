@@ -21,7 +21,8 @@ include what the model overfitted). The model is called through ``predict``, a c
 table to the monitored value per row, so this module needs no TensorFlow.
 
 The result is a plain dict, the content of ``profile/feature_importance.json``
-(:data:`IMPORTANCE_FILE`); :func:`importance_of` reads one metric's importances back.
+(``registry_pusher.registry.IMPORTANCE_FILE``; ``model_io.load_baseline`` reads it back as
+``Baseline.importance``); :func:`importance_of` picks one metric's importances.
 """
 from __future__ import annotations
 
@@ -33,7 +34,6 @@ import pyarrow as pa
 
 from driftguard.components import tasks as tasks_lib
 
-IMPORTANCE_FILE = "feature_importance.json"   # in <registry>/<version>/profile/
 DEFAULT_REPEATS = 5
 DEFAULT_MAX_ROWS = 2_000       # labelled rows shuffled (a seeded subsample beyond that)
 MIN_ROWS = 50                  # fewer labelled rows: no importance (the note says why)

@@ -3,8 +3,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from driftguard.components.impact.effect import (density_ratio_effect, effective_sample_size, estimate_effect,
-                                                 normalised_weights, worse_interval, z_value)
+from driftguard.components.impact.effect import (effective_sample_size, estimate_effect, normalised_weights,
+                                                 span_effect, worse_interval, z_value)
 from driftguard.components.prediction_monitor.performance import realized
 
 
@@ -77,16 +77,21 @@ def test_the_worse_interval_follows_the_metric_direction_and_the_confidence():
         z_value(1.0)
 
 
-class _Fit:
-    auc, p_value = 0.71, 1e-9
-
-    def density_ratio(self, table):
-        return np.exp(np.asarray(table.column("x")))
-
-
-def test_density_ratio_effect_takes_the_classifier_weights_and_reports_the_classifier():
+def test_span_effect_weights_the_labelled_rows_by_the_domain_classifier():
+    """The real classifier (components/drift/classifier.py) on inputs moved towards the boundary:
+    its weights give nearly what the true density ratio gives, and it saw the shift."""
     rng = np.random.default_rng(6)
-    x, y, p = _draw(rng, 300, 0.0)
-    out = density_ratio_effect("binary", _Fit(), pa.table({"x": x}), p, y, n_bootstrap=30)
-    direct = estimate_effect("binary", p, y, np.exp(x), n_bootstrap=30)
-    assert out["metrics"] == direct["metrics"] and out["classifier"] == {"auc": 0.71, "p_value": 1e-9}
+    x, y, p = _draw(rng, 2000, 1.5)
+    xc, _, _ = _draw(rng, 1500, 0.0)
+    other = rng.normal(size=2000)
+    reference = pa.table({"x": x, "other": other, "label": y})
+    current = pa.table({"x": xc, "other": rng.normal(size=1500), "new": np.ones(1500)})
+    rows = np.arange(2000) % 3 == 0                                # the "held-out" labelled rows
+    out = span_effect("binary", reference, current, p, y, rows, columns=["x", "other", "new"], n_bootstrap=50)
+    assert out["rows"] == rows.sum() and out["classifier"]["auc"] > 0.75 and out["classifier"]["columns"] == 2
+    truth = estimate_effect("binary", p[rows], y[rows], (np.exp(-0.5 * x ** 2) / np.exp(-0.5 * (x - 1.5) ** 2))[rows],
+                            n_bootstrap=50)
+    got, want = out["metrics"]["accuracy"], truth["metrics"]["accuracy"]
+    assert got["change"] < -0.04 and abs(got["change"] - want["change"]) < 3 * want["se"], (got, want)
+    none = span_effect("binary", reference, pa.table({"z": np.ones(5)}), p, y, rows, columns=["x"])
+    assert none["status"] == "not_estimated" and "share no compared feature" in none["note"]
