@@ -110,3 +110,5 @@ def test_impact_evidence_reads_the_span_reports():
     assert impact_evidence(report, {"impact": {"status": "not_estimated", "note": "too few rows"}},
                            "accuracy")["note"] == "too few rows"
     assert "no model monitor report" in impact_evidence(report, None, "accuracy")["note"]
+    cannot = {"status": "cannot_score", "message": "model version 1 cannot score span 5: ..."}
+    assert impact_evidence(report, cannot, "accuracy")["note"] == cannot["message"]

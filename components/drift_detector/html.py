@@ -15,7 +15,7 @@ import jinja2
 
 from driftguard.components.drift_detector.compare import headline
 from driftguard.components.impact.report import span_impact
-from driftguard.components.impact.weighted import summary as weighted_summary
+from driftguard.components.impact.weighted import order_key, summary as weighted_summary
 from driftguard.components.reports import charts
 
 _ENV = jinja2.Environment(loader=jinja2.PackageLoader("driftguard.components.drift_detector", "templates"),
@@ -89,8 +89,7 @@ def render_html(report: Mapping[str, Any], monitor: Optional[Mapping[str, Any]] 
 
     ordered = sorted(features.items(), key=severity)
     importance = report.get("importance") or {}
-    weighted_rows = sorted((importance.get("features") or {}).items(),
-                           key=lambda item: (-(item[1].get("weighted") or 0.0), item[0]))[:12]
+    weighted_rows = sorted((importance.get("features") or {}).items(), key=lambda item: order_key(*item))[:30]
     distributions = [(name, charts.feature_distribution(name, f)) for name, f in ordered if f.get("drifted")]
     return _ENV.get_template("drift_report.html.j2").render(
         report=report, features=ordered, headline=headline(report), context=report.get("context", {}),

@@ -79,6 +79,11 @@ def importance_weighted_drift(features: Mapping[str, Mapping[str, Any]], importa
             "unweighted_psi": sum(r["psi"] or 0.0 for r in rows.values()) / max(len(rows), 1)}
 
 
+def order_key(name: str, row: Mapping[str, Any]):
+    """Rows of the weighted table: by weighted drift, then drifted features (by PSI), then the rest."""
+    return (-(row.get("weighted") or 0.0), not row.get("drifted"), -(row.get("psi") or 0.0), name)
+
+
 def summary(section: Optional[Mapping[str, Any]], limit: int = 3) -> str:
     """One line: 'drift in 6 features; 2 matter to the model: fare (PSI 0.051, importance 0.031), ...'."""
     if not section:
@@ -109,7 +114,7 @@ def table(section: Optional[Mapping[str, Any]], limit: int = 8) -> str:
     if not section or section.get("status") != "weighted":
         return ""
     rows = section["features"]
-    order = sorted(rows, key=lambda n: (-(rows[n]["weighted"] or 0.0), n))[:limit]
+    order = sorted(rows, key=lambda n: order_key(n, rows[n]))[:limit]
     head = ("feature", "drift", "PSI", f"importance ({section.get('metric')})", "share", "weighted")
     body = []
     for name in order:

@@ -130,9 +130,12 @@ def impact_evidence(report: Optional[Mapping[str, Any]], monitor: Optional[Mappi
     entry = (impact.get("metrics") or {}).get(metric)
     if impact.get("status") == "estimated" and entry:
         out.update(entry=dict(entry), effective_sample_size=impact.get("effective_sample_size"))
+    elif impact:
+        out["note"] = impact.get("note") or f"no estimate of {metric}"
+    elif monitor.get("status") not in (None, "monitored"):
+        out["note"] = monitor.get("message") or f"the model monitor's status is {monitor.get('status')}"
     else:
-        out["note"] = impact.get("note") or (f"no estimate of {metric}" if impact else
-                                             "the span check estimated no effect (no model monitor report)")
+        out["note"] = "the span check estimated no effect (no model monitor report)"
     return out
 
 
