@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
+from .classifier import ClassifierResult
 from .multivariate import MultivariateResult
 
 __all__ = ["CheckResult", "FeatureDrift", "DriftReport", "json_safe"]
@@ -154,6 +155,7 @@ class DriftReport:
     n_current: int
     settings: Dict[str, Any]
     excluded: Tuple[str, ...] = ()
+    classifier: Optional[ClassifierResult] = None
 
     @property
     def drifted_features(self) -> List[str]:
@@ -166,6 +168,7 @@ class DriftReport:
             "features": {str(name): f.to_dict() for name, f in self.features.items()},
             **json_safe({
                 "multivariate": self.multivariate.to_dict() if self.multivariate is not None else None,
+                "classifier": self.classifier.to_dict() if self.classifier is not None else None,
                 "drifted_features": self.drifted_features,
                 "n_reference": self.n_reference,
                 "n_current": self.n_current,
