@@ -5,6 +5,8 @@
     {"drift_detected": bool,
      "features": {name: {"method", "score", "threshold", "p_value", "drifted", ...}},
      "multivariate": {...} or null,
+     "classifier": {"auc", "p_value", "p_value_adjusted", "threshold", "drifted", "folds",
+                    "explanation": {"separating_features", "importances", "segments"} or null, ...} or null,
      ...}
 
 Every value is JSON-safe: numpy scalars become Python numbers and NaN or infinity
@@ -144,7 +146,8 @@ def _fmt(value: Optional[float], digits: int = 4) -> str:
 class DriftReport:
     """Everything :func:`driftguard.components.drift.detect_drift` found.
 
-    ``drift_detected`` is true when any feature drifted or the multivariate check fired.
+    ``drift_detected`` is true when any feature drifted, the multivariate (Spearman) check
+    fired or the domain classifier did (``classifier``; ``None`` when switched off).
     ``settings`` records every parameter used, ``excluded`` the columns left out.
     """
 
@@ -204,12 +207,25 @@ class DriftReport:
             else:
                 lines.append("")
                 lines.append("multivariate: no pair of numeric features to compare")
+        cls = self.classifier
+        if cls is not None:
+            lines.append("")
+            if cls.skipped:
+                lines.append(f"classifier: not run ({cls.skipped})")
+            else:
+                lines.append(f"classifier (domain classifier, {len(cls.columns)} features, {cls.n_reference} + "
+                             f"{cls.n_current} rows): {'DRIFT' if cls.drifted else 'ok'}; cross-fitted AUC "
+                             f"{cls.auc:.3f} (threshold {cls.threshold:.2f}), p-adj {_fmt(cls.p_value_adjusted, 3)}")
+            if cls.explanation is not None:
+                lines.extend(cls.explanation.format_lines())
         drifted = self.drifted_features
         lines.append("")
         if self.drift_detected:
             parts = [f"{len(drifted)} of {len(self.features)} features drifted"]
             if mv is not None and mv.drifted:
                 parts.append(f"joint drift in {len(mv.drifted_pairs)} feature pairs")
+            if cls is not None and cls.drifted:
+                parts.append(f"the domain classifier tells the tables apart (AUC {cls.auc:.3f})")
             lines.append(f"DRIFT DETECTED: {', '.join(parts)} "
                          f"(reference {self.n_reference} rows, current {self.n_current} rows)")
         else:
