@@ -18,15 +18,20 @@ The rule
     at least its threshold: statistical evidence alone flags meaningless shifts on big
     samples (``fare * 1.003`` on 100,000 rows), a score alone flags noise on small ones.
     A feature drifts when any of its checks does. The dataset drifts when any feature
-    drifts or the multivariate check (:mod:`driftguard.components.drift.multivariate`) fires; the
-    latter has its own level ``multivariate_alpha`` and effect threshold.
+    drifts or a joint check fires: the Spearman pairs
+    (:mod:`driftguard.components.drift.multivariate`) or the domain classifier
+    (:mod:`driftguard.components.drift.classifier`), one family at ``multivariate_alpha``
+    (weighted Holm, the classifier weighing 1/2), each with its own effect threshold.
+    When the dataset drifted, the classifier explains itself
+    (:mod:`driftguard.components.drift.explain`).
 
 Defaults (measured on the Chicago taxi data, see ``README.md``)
     ``alpha=0.01`` with Holm over all checks; PSI >= 0.005 on 10 reference-quantile bins
     (numeric) or on categories with >= 1% of the reference plus one pooled bucket
     (categorical); missing rate changed by >= 5 points; >= 2% of current values in
-    unseen categories; multivariate: Spearman correlations changed by >= 0.1 at
-    ``multivariate_alpha=0.01`` (Holm over pairs) on <= 5,000 rows per side.
+    unseen categories; multivariate: Spearman correlations changed by >= 0.1, and the
+    domain classifier's cross-fitted AUC >= 0.52, at ``multivariate_alpha=0.01`` (one
+    weighted-Holm family) on <= 5,000 rows per side.
 
     Why ``alpha=0.01``: below about 10,000 rows the PSI of an undrifted feature is often
     above 0.005 by chance (its expected value is about 18/n for 10 bins), so there the
@@ -42,7 +47,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from .categorical import compare_categorical
-from .classifier import (CLASSIFIER_WEIGHT, DEFAULT_CLASSIFIER_MAX_ROWS, DEFAULT_CLASSIFIER_THRESHOLD, DEFAULT_FOLDS,
+from .classifier import (CLASSIFIER_WEIGHT, DEFAULT_CLASSIFIER_THRESHOLD, DEFAULT_FOLDS,
                          ClassifierResult, fit_domain_classifier)
 from .config import FeatureConfig, as_feature_config
 from .correction import CORRECTIONS, adjust_p_values
