@@ -149,6 +149,14 @@ def _dataset_drift(ctx: _Context, rule: RuleConfig, report: Mapping[str, Any]) -
     mv = report.get("multivariate") or {}
     if mv.get("drifted"):
         lines.append("- joint distribution drifted (see multivariate_drift)")
+    cls = report.get("classifier") or {}
+    if cls.get("drifted"):
+        explanation = cls.get("explanation") or {}
+        named = explanation.get("separating_features") or []
+        lines.append(f"- a domain classifier tells the rows apart (AUC {_fmt(cls.get('auc'), '.3f')})"
+                     + (f", mostly by {', '.join(named[:5])}" if named else ""))
+        for segment in (explanation.get("segments") or [])[:3]:
+            lines.append(f"  - {segment.get('text')}")
     names = drifted + [n for n in changed if n not in drifted]
     what = f"drift in {len(names)} feature{'s' if len(names) != 1 else ''}" if names else "joint drift"
     title = f"{what}{_list_suffix(names)}"

@@ -45,8 +45,8 @@ def compare_span(reference: pa.Table, current: pa.Table, features: Sequence[str]
 
     ``reference``/``current``: flat tables (one scalar column per feature). ``features``: the
     features to compare (see :func:`serving_features`). Returns a JSON-safe dict with
-    ``drift_detected``, ``features``, ``multivariate`` (the ``driftguard drift --json``
-    contract), and ``type_changes``, ``not_compared``, ``rows``, ``context``.
+    ``drift_detected``, ``features``, ``multivariate``, ``classifier`` (with its
+    ``explanation`` when the span drifted; the ``driftguard drift --json`` contract), and ``type_changes``, ``not_compared``, ``rows``, ``context``.
     """
     exclude = set(exclude)
     compared: Dict[str, pa.Array] = {}
@@ -93,7 +93,8 @@ def compare_span(reference: pa.Table, current: pa.Table, features: Sequence[str]
         report["drifted_features"] = [f.name for f in ranked]
         report["table"] = result.format_table()
     else:
-        report = {"drift_detected": False, "features": {}, "multivariate": None, "drifted_features": []}
+        report = {"drift_detected": False, "features": {}, "multivariate": None, "classifier": None,
+                  "drifted_features": []}
     report["drift_detected"] = bool(report["drift_detected"] or type_changes)
     report["type_changes"] = type_changes
     report["not_compared"] = not_compared
@@ -137,6 +138,10 @@ def headline(report: Mapping[str, Any], limit: int = 3) -> str:
             parts.append("joint " + "x".join(pairs[0].get("features", [])))
         else:
             parts.append("joint drift")
+    cls = report.get("classifier") or {}
+    if cls.get("drifted"):
+        named = ((cls.get("explanation") or {}).get("separating_features") or [])[:3]
+        parts.append(f"classifier AUC {cls['auc']:.3f}" + (f" ({', '.join(named)})" if named else ""))
     if not report.get("drift_detected"):
         return "no drift"
     more = len(report.get("drifted_features", [])) - limit
