@@ -8,5 +8,7 @@
   re-weighting the reference's labelled rows with the density ratio p_current(x)/p_reference(x)
   of a domain classifier, with a bootstrap standard error and the effective sample size.
 
-The ``impact`` retraining policy (``components/retrain_gate/policy.py``) acts on the last.
+- :mod:`.report`: those changes beside CBPE's (or DLE's) and the realized one, for people.
+
+The ``impact`` retraining policy (``components/retrain_gate/policy.py``) acts on the estimate.
 """

@@ -10,7 +10,8 @@ Sugiyama et al. 2007)::
 
 The ratio comes from a domain classifier that tells current rows from reference rows
 (``driftguard.components.drift.classifier``: ``w = P(current | x) / P(reference | x)`` times
-the sample-size ratio); here the weights are normalised to mean 1 (self-normalised
+the sample-size ratio), each reference row's from the fold model that did not see it
+(:func:`reference_ratio`); here the weights are normalised to mean 1 (self-normalised
 importance weighting, so the sample-size constant does not matter) and clipped at
 ``max_weight`` times the mean, so a handful of rows cannot carry the estimate. Every metric of
 the task has a weighted version (``performance.realized(..., weights=...)``: AUC and macro-F1
