@@ -186,6 +186,7 @@ def _check_text(check: loop.SpanCheck) -> str:
         lines.extend(f"  {record['severity']}: {format_record(record)}" for record in anomalies)
     lines.append(_model_text(cfg, check.monitor))
     lines.extend(_slice_performance_lines(check.monitor))
+    lines.extend(_impact_lines(check))
     lines.extend(f"ALERT [{alert['severity']}] {alert['title']}" for alert in check.alerts)
     d = check.decision["decision"]
     lines.append(f"retrain gate ({d['policy']}): "
@@ -207,6 +208,23 @@ def _slice_performance_lines(monitor: dict) -> list:
         base = "n/a" if s.get("baseline") is None else f"{s['baseline']:.4g}"
         lines.append(f"  {s['name']}: {now} vs {base}{change}, adjusted p {s['p_value_adjusted']:.2g}"
                      f"{' WORSE' if s['worse'] else ''}")
+    return lines
+
+
+def _impact_lines(check: loop.SpanCheck) -> list:
+    """Does the drift matter to the model: the drift weighted by the version's feature importance
+    (its table), and the estimated change of the watched metric beside CBPE's and the realized one."""
+    from driftguard.components.impact.report import impact_text, span_impact
+    from driftguard.components.impact.weighted import summary, table
+
+    lines = []
+    section = check.report.get("importance")
+    if section:
+        lines.append(f"importance-weighted drift: {summary(section)}")
+        if table(section):
+            lines.append(table(section))
+    if check.monitor.get("status") == "monitored":
+        lines.append(impact_text(span_impact(check.report, check.monitor)))
     return lines
 
 

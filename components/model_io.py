@@ -11,8 +11,8 @@ Used by the span check (PredictionMonitor, DriftDetector), ``driftguard serve`` 
   (:func:`read_outputs`): the positive-class probability (binary), the class probabilities
   with their argmax and maximum (multi-class), the value (regression);
 - **labels** from raw rows for realized performance (:func:`labels_of`), per task;
-- **a version's baseline**: profile, schema, reference sample and the model's predictions on
-  it (:func:`load_baseline`), and how each feature is compared (:func:`feature_kinds`: the
+- **a version's baseline**: profile, schema, reference sample, the model's predictions on
+  it and its feature importance (:func:`load_baseline`), and how each feature is compared (:func:`feature_kinds`: the
   schema's categorical integers are categories).
 
 TensorFlow is imported only by what runs a model; reading a baseline, checking a module and
@@ -582,6 +582,7 @@ class Baseline:
     reference: pa.Table                       # the reference sample (training window rows)
     summary: Dict[str, Any]                   # rows counted, missing values per feature
     predictions: Optional[Predictions] = None  # the model on the reference rows (when scored)
+    importance: Optional[Dict[str, Any]] = None  # profile/feature_importance.json; None: pushed without it
 
     @property
     def split(self) -> Optional[np.ndarray]:
@@ -592,11 +593,26 @@ class Baseline:
     @property
     def held_out(self) -> np.ndarray:
         """Rows of the eval split (the model did not train on them); all rows when unknown."""
-        split = self.split
-        if split is None:
-            return np.ones(self.reference.num_rows, bool)
-        mask = split == "eval"
-        return mask if mask.any() else np.ones(self.reference.num_rows, bool)
+        return held_out_rows(self.reference)
+
+
+def held_out_rows(reference: pa.Table) -> np.ndarray:
+    """The reference sample's rows of the eval split (the model did not train on them), as a
+    boolean mask; all rows when the sample has no split column or no eval row."""
+    if SPLIT_COLUMN not in reference.column_names:
+        return np.ones(reference.num_rows, bool)
+    mask = np.asarray(reference.column(SPLIT_COLUMN).to_pylist(), dtype=object) == "eval"
+    return mask if mask.any() else np.ones(reference.num_rows, bool)
+
+
+def held_out_note(reference: pa.Table) -> str:
+    """Which reference rows :func:`held_out_rows` picked, for reports."""
+    mask = held_out_rows(reference)
+    if SPLIT_COLUMN in reference.column_names and not mask.all():
+        return (f"{int(mask.sum())} held-out rows of the reference sample (the training window's eval split, "
+                f"which the model did not train on)")
+    return (f"all {reference.num_rows} rows of the reference sample (training rows: the sample has no eval "
+            f"split, so the model's errors there are optimistic)")
 
 
 PREDICTIONS_FILE = "predictions.npz"   # beside the reference sample: the model's outputs on it
@@ -630,12 +646,27 @@ def load_baseline(registry: os.PathLike, version: int, spec: Optional[ModelSpec]
         table, summary = read_sample(str(sample_dir))
     except Exception as e:  # noqa: BLE001 - NotFoundError, OSError, ArrowInvalid
         raise ModelIOError(f"model version {version}: cannot read the reference sample in {sample_dir}: {e}") from None
-    baseline = Baseline(version, model_dir, profile, schema, table, summary)
+    baseline = Baseline(version, model_dir, profile, schema, table, summary,
+                        importance=read_importance(profile_dir, version))
     if score:
         if spec is None:
             raise ValueError("load_baseline(score=True) needs the model's spec")
         baseline.predictions = reference_predictions(baseline, spec)
     return baseline
+
+
+def read_importance(profile_dir: os.PathLike, version: int) -> Optional[Dict[str, Any]]:
+    """A version's permutation importance (``feature_importance.json``), or None: versions
+    pushed before driftguard computed it have none."""
+    from driftguard.components.registry_pusher.registry import IMPORTANCE_FILE
+
+    path = pathlib.Path(profile_dir) / IMPORTANCE_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ModelIOError(f"model version {version}: cannot read {path}: {e}") from None
 
 
 def reference_predictions(baseline: Baseline, spec: ModelSpec) -> Predictions:

@@ -482,7 +482,9 @@ class Monitor:
                          alerts: List[Any]) -> None:
         self.counters["windows"] += 1
         report = windows.evaluate_window(baseline, first, last, rows, alpha=self.budget_info["alpha"],
-                                         multivariate=self.settings.multivariate, classes=self.cfg.classes)
+                                         multivariate=self.settings.multivariate, classes=self.cfg.classes,
+                                         classifier=self.settings.classifier,
+                                         classifier_max_rows=self.settings.classifier_max_rows)
         if report.features_error is not None:
             self.counters["window_errors"] += 1
         new = self._raise(alerts, scope=report.scope, drift_report=report.drift, monitor=report.monitor)

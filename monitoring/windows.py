@@ -36,7 +36,8 @@ class WindowReport:
 
 
 def evaluate_window(baseline: Baseline, first: int, last: int, rows: Mapping[str, np.ndarray], *,
-                    alpha: float, multivariate: bool, classes: Sequence[Any]) -> WindowReport:
+                    alpha: float, multivariate: bool, classes: Sequence[Any], classifier: bool = True,
+                    classifier_max_rows: int = 2000) -> WindowReport:
     """Records ``first``..``last`` (``rows``: the compared features, ``probability`` as model_io
     reads the prediction, a multi-class model's ``confidence``) against ``baseline``, every test
     at level ``alpha``."""
@@ -47,7 +48,8 @@ def evaluate_window(baseline: Baseline, first: int, last: int, rows: Mapping[str
     error = None
     try:
         report = detect_drift(baseline.prepared, features, feature_config=baseline.feature_config, alpha=alpha,
-                              multivariate=multivariate, multivariate_alpha=alpha, all_missing="compare")
+                              multivariate=multivariate, multivariate_alpha=alpha, all_missing="compare",
+                              classifier=classifier, classifier_max_rows=classifier_max_rows)
     except DriftInputError as e:
         log.warning("window %s: features not compared: %s", scope, e)
         report, error = None, str(e)
@@ -66,6 +68,7 @@ def evaluate_window(baseline: Baseline, first: int, last: int, rows: Mapping[str
                               for name, f in report.features.items()}
         window["drift_detected"] = report.drift_detected
         window["multivariate_drifted"] = bool(report.multivariate is not None and report.multivariate.drifted)
+        window["classifier_auc"] = report.classifier.auc if report.classifier is not None else None
         window["drifted_features"] = drift["drifted_features"]
     monitor: Dict[str, Any] = {"task": baseline.task}
     if p.size:

@@ -299,7 +299,8 @@ class DriftConfig:
 @dataclasses.dataclass(frozen=True)
 class RetrainConfig:
     # never | scheduled (every `every_spans` spans) | triggered (an alert of at least
-    # `trigger_severity` fired) | online (every span, warm-started from the serving model)
+    # `trigger_severity` fired) | online (every span, warm-started from the serving model) |
+    # impact (the estimated drop of `impact_metric` passes `impact_threshold` with confidence)
     policy: str = "triggered"
     every_spans: int = 4
     trigger_severity: str = "critical"
@@ -308,13 +309,27 @@ class RetrainConfig:
     min_spans_between: int = 2
     # Candidates blessed by TFMA wait as "pending" until `driftguard approve <id>`.
     require_approval: bool = False
+    # policy impact: retrain when the span's estimated drop of `impact_metric` (default: the
+    # metric the metric_drop rules watch), relative to the serving model's value on its held-out
+    # rows, is above `impact_threshold` across the whole `impact_confidence` interval
+    # (components/impact/effect.py: density-ratio re-weighting, bootstrap standard error).
+    impact_threshold: float = 0.02
+    impact_confidence: float = 0.95
+    impact_metric: str = ""
 
-    def validate(self, path: str) -> None:
-        policies = ("never", "scheduled", "triggered", "online")
+    def validate(self, path: str, task: str = tasks_lib.BINARY) -> None:
+        policies = ("never", "scheduled", "triggered", "online", "impact")
         if self.policy not in policies:
             raise ConfigError(f"{path}.policy must be one of {policies}, got {self.policy!r}")
         _check_range(f"{path}.every_spans", self.every_spans, 1, 10_000)
         _check_range(f"{path}.min_spans_between", self.min_spans_between, 0, 10_000)
+        _check_range(f"{path}.impact_threshold", self.impact_threshold, 0.0, 1.0)
+        _check_range(f"{path}.impact_confidence", self.impact_confidence, 0.5, 0.9999)
+        if self.impact_metric:
+            try:
+                tasks_lib.check_metric(task, self.impact_metric, f"{path}.impact_metric")
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
         severities = ("info", "warning", "critical")
         if self.trigger_severity not in severities:
             raise ConfigError(f"{path}.trigger_severity must be one of {severities}, "
@@ -333,6 +348,8 @@ class MonitorConfig:
     label_retention: int = 1_000_000     # predictions (and labels) kept waiting for each other
     stream_features: Tuple[str, ...] = ()    # numeric features with a streaming detector too
     multivariate: bool = True            # the rank-correlation check in every window
+    classifier: bool = True              # the domain-classifier check in every window (~0.3 s at 2,000 rows)
+    classifier_max_rows: int = 2000      # rows per side it samples: bounds its cost per window
     detector_block: int = 50             # records per CUSUM block
 
     def validate(self, path: str) -> None:
@@ -343,6 +360,7 @@ class MonitorConfig:
         _check_range(f"{path}.batch_records", self.batch_records, 1, 1_000_000)
         _check_range(f"{path}.label_retention", self.label_retention, 1, 1_000_000_000)
         _check_range(f"{path}.detector_block", self.detector_block, 1, 100_000)
+        _check_range(f"{path}.classifier_max_rows", self.classifier_max_rows, 40, 1_000_000)
 
 
 # ---------------------------------------------------------------- the project's config
@@ -481,7 +499,7 @@ class Config:
         self.evaluation.validate("evaluation", self.task)
         self.validation.validate("validation")
         self.drift.validate("drift", span_unit=self.data.span_pattern.unit)
-        self.retrain.validate("retrain")
+        self.retrain.validate("retrain", self.task)
         self.monitor.validate("monitor")
         pattern = self.spans
         for key in ("first_spans", "replay_spans"):

@@ -526,6 +526,7 @@ def span_row(cfg: config_lib.Config, check: SpanCheck, outcome: str, serving: st
     """One row of runs/state.json (what `run` said for the span; the dashboard reads them)."""
     from driftguard.components.anomaly_gate.executor import blocking as blocking_anomalies
     from driftguard.components.drift_detector.compare import headline
+    from driftguard.components.impact.report import span_impact
     from driftguard.components.prediction_monitor.metrics import headline as performance_headline
 
     m = check.monitor
@@ -546,6 +547,7 @@ def span_row(cfg: config_lib.Config, check: SpanCheck, outcome: str, serving: st
         "model_status": m.get("status"),
         "alerts": len(severities), "critical_alerts": severities.count("critical"),
         "alert_titles": [a["title"] for a in check.alerts],
+        "impact": span_impact(check.report, m) if m.get("status") == "monitored" else None,
         "decision": check.decision["decision"], "outcome": outcome, "serving": serving,
         "report": str(check.report_dir / "report.html"),
     }
@@ -586,13 +588,24 @@ def metric_text(row: Dict[str, Any]) -> str:
 
 
 def row_text(row: Dict[str, Any]) -> str:
-    """A replayed span's row in two lines: drift and anomalies; metric, alerts, outcome, serving."""
+    """A replayed span's row: drift and anomalies; metric, alerts, outcome, serving; and, when the
+    span was scored, its impact on the model (the estimated change beside the realized one, and
+    the drift weighted by the model's feature importance)."""
+    from driftguard.components.impact.report import impact_text
+
     crit = f" ({row['critical_alerts']} critical)" if row["critical_alerts"] else ""
     anomalies = f"; {row['anomalies']} schema anomalies" if row["anomalies"] else ""
     label = row.get("span_label") or str(row["span"])
-    return (f"span {label:>2} | {row['drift']}{anomalies}\n"
-            f"{' ' * (len(label) + 6)}| {metric_text(row)} | {row['alerts']} alert(s){crit}"
+    pad = " " * (len(label) + 6)
+    text = (f"span {label:>2} | {row['drift']}{anomalies}\n"
+            f"{pad}| {metric_text(row)} | {row['alerts']} alert(s){crit}"
             f" | {row['outcome']} | serving {row['serving']}")
+    impact = row.get("impact")
+    if impact:
+        text += f"\n{pad}| {impact_text(impact)}"
+        if impact.get("weighted_drift"):
+            text += f"\n{pad}| {impact['weighted_drift']}"
+    return text
 
 
 # ---------------------------------------------------------------- status

@@ -161,3 +161,26 @@ def test_reference_strategy_is_named_in_headline_and_page(schema, window):
     assert "no data a year before span 8" in render_html(report)
     report["reference"] = {"strategy": "training", "used": "training", "spans": [1, 2]}
     assert headline(report) == "no drift"          # the default says nothing more than before
+def test_joint_shift_reaches_the_report_the_headline_and_the_page(schema, window):
+    """Trips of the latest months moved into mid-week afternoons: no marginal moves, the classifier sees it."""
+    rng = np.random.default_rng(3)
+    rows = rng.permutation(window.num_rows)  # two disjoint halves (rows in both tables would blind the classifier)
+    reference, current = window.take(pa.array(rows[:rows.size // 2])), window.take(pa.array(rows[rows.size // 2:]))
+    hour, day, month = (np.asarray(current.column(c).to_pylist()) for c in
+                        ("trip_start_hour", "trip_start_day", "trip_start_month"))
+    segment = np.flatnonzero((hour >= 10) & (hour <= 19) & (day >= 2) & (day <= 6))  # ~40% of the rows
+    top = np.lexsort((rng.random(month.size), month))[-segment.size:]
+    a, b = np.setdiff1d(segment, top), rng.permutation(np.setdiff1d(top, segment))
+    for name, values in (("trip_start_hour", hour), ("trip_start_day", day)):
+        moved = values.copy()
+        moved[a], moved[b] = values[b], values[a]
+        current = current.set_column(current.column_names.index(name), name, pa.array(moved))
+    report = compare_span(reference, current, serving_features(schema), exclude=["trip_start_timestamp"])
+    assert report["drifted_features"] == [] and report["drift_detected"] is True
+    cls = report["classifier"]
+    assert cls["drifted"] is True and cls["auc"] > 0.55
+    assert {"trip_start_hour", "trip_start_month"} <= set(cls["explanation"]["separating_features"])
+    assert "classifier AUC" in headline(report)
+    html = render_html(report)
+    assert 'id="classifier"' in html and 'id="classifier-segments"' in html
+    assert re.search(r"trip_start_month &gt;= \d+", html)

@@ -157,6 +157,14 @@ def _dataset_drift(ctx: _Context, rule: RuleConfig, report: Mapping[str, Any]) -
     sliced = list((report.get("slices") or {}).get("drifted_slices") or [])
     for name in sliced:
         lines.append(f"- slice {name} drifted (see slice_drift)")
+    cls = report.get("classifier") or {}
+    if cls.get("drifted"):
+        explanation = cls.get("explanation") or {}
+        named = explanation.get("separating_features") or []
+        lines.append(f"- a domain classifier tells the rows apart (AUC {_fmt(cls.get('auc'), '.3f')})"
+                     + (f", mostly by {', '.join(named[:5])}" if named else ""))
+        for segment in (explanation.get("segments") or [])[:3]:
+            lines.append(f"  - {segment.get('text')}")
     names = drifted + [n for n in changed if n not in drifted]
     what = (f"drift in {len(names)} feature{'s' if len(names) != 1 else ''}" if names
             else "joint drift" if mv.get("drifted") or not sliced

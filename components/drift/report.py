@@ -5,6 +5,8 @@
     {"drift_detected": bool,
      "features": {name: {"method", "score", "threshold", "p_value", "drifted", ...}},
      "multivariate": {...} or null,
+     "classifier": {"auc", "p_value", "p_value_adjusted", "threshold", "drifted", "folds",
+                    "explanation": {"separating_features", "importances", "segments"} or null, ...} or null,
      ...}
 
 Every value is JSON-safe: numpy scalars become Python numbers and NaN or infinity
@@ -19,6 +21,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
+from .classifier import ClassifierResult
 from .multivariate import MultivariateResult
 
 __all__ = ["CheckResult", "FeatureDrift", "DriftReport", "json_safe"]
@@ -143,7 +146,8 @@ def _fmt(value: Optional[float], digits: int = 4) -> str:
 class DriftReport:
     """Everything :func:`driftguard.components.drift.detect_drift` found.
 
-    ``drift_detected`` is true when any feature drifted or the multivariate check fired.
+    ``drift_detected`` is true when any feature drifted, the multivariate (Spearman) check
+    fired or the domain classifier did (``classifier``; ``None`` when switched off).
     ``settings`` records every parameter used, ``excluded`` the columns left out.
     """
 
@@ -154,6 +158,7 @@ class DriftReport:
     n_current: int
     settings: Dict[str, Any]
     excluded: Tuple[str, ...] = ()
+    classifier: Optional[ClassifierResult] = None
 
     @property
     def drifted_features(self) -> List[str]:
@@ -166,6 +171,7 @@ class DriftReport:
             "features": {str(name): f.to_dict() for name, f in self.features.items()},
             **json_safe({
                 "multivariate": self.multivariate.to_dict() if self.multivariate is not None else None,
+                "classifier": self.classifier.to_dict() if self.classifier is not None else None,
                 "drifted_features": self.drifted_features,
                 "n_reference": self.n_reference,
                 "n_current": self.n_current,
@@ -201,12 +207,25 @@ class DriftReport:
             else:
                 lines.append("")
                 lines.append("multivariate: no pair of numeric features to compare")
+        cls = self.classifier
+        if cls is not None:
+            lines.append("")
+            if cls.skipped:
+                lines.append(f"classifier: not run ({cls.skipped})")
+            else:
+                lines.append(f"classifier (domain classifier, {len(cls.columns)} features, {cls.n_reference} + "
+                             f"{cls.n_current} rows): {'DRIFT' if cls.drifted else 'ok'}; cross-fitted AUC "
+                             f"{cls.auc:.3f} (threshold {cls.threshold:.2f}), p-adj {_fmt(cls.p_value_adjusted, 3)}")
+            if cls.explanation is not None:
+                lines.extend(cls.explanation.format_lines())
         drifted = self.drifted_features
         lines.append("")
         if self.drift_detected:
             parts = [f"{len(drifted)} of {len(self.features)} features drifted"]
             if mv is not None and mv.drifted:
                 parts.append(f"joint drift in {len(mv.drifted_pairs)} feature pairs")
+            if cls is not None and cls.drifted:
+                parts.append(f"the domain classifier tells the tables apart (AUC {cls.auc:.3f})")
             lines.append(f"DRIFT DETECTED: {', '.join(parts)} "
                          f"(reference {self.n_reference} rows, current {self.n_current} rows)")
         else:

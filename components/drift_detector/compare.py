@@ -49,13 +49,15 @@ def compare_span(reference: pa.Table, current: pa.Table, features: Sequence[str]
 
     ``reference``/``current``: flat tables (one scalar column per feature). ``features``: the
     features to compare (see :func:`serving_features`). Returns a JSON-safe dict with
-    ``drift_detected``, ``features``, ``multivariate`` (the ``driftguard drift --json``
-    contract), and ``type_changes``, ``not_compared``, ``rows``, ``context``.
+    ``drift_detected``, ``features``, ``multivariate``, ``classifier`` (with its
+    ``explanation`` when the span drifted; the ``driftguard drift --json`` contract), and
+    ``type_changes``, ``not_compared``, ``rows``, ``context``.
 
     ``slices`` (``drift.slices``): also compare each slice (:func:`slice_report`); the whole
-    span is then tested at ``(1 - slice_alpha_share)`` of ``alpha`` and of the joint check's
-    level, the slices together at the rest, so the span's false-alarm rate stays within the
-    level of the whole-span check alone (weighted Bonferroni).
+    span is then tested at ``(1 - slice_alpha_share)`` of ``alpha`` and of the joint checks'
+    level (the Spearman pairs and the classifier share it), the slices together at the rest,
+    so the span's false-alarm rate stays within the level of the whole-span check alone
+    (weighted Bonferroni).
     """
     exclude = set(exclude)
     compared: Dict[str, pa.Array] = {}
@@ -104,7 +106,8 @@ def compare_span(reference: pa.Table, current: pa.Table, features: Sequence[str]
         report["drifted_features"] = [f.name for f in ranked]
         report["table"] = result.format_table()
     else:
-        report = {"drift_detected": False, "features": {}, "multivariate": None, "drifted_features": []}
+        report = {"drift_detected": False, "features": {}, "multivariate": None, "classifier": None,
+                  "drifted_features": []}
     report["drift_detected"] = bool(report["drift_detected"] or type_changes)
     # ---- drift per slice (drift.slices): a block of its own in the report
     if slices and compared:
@@ -183,6 +186,10 @@ def headline(report: Mapping[str, Any], limit: int = 3) -> str:
             parts.append("joint " + "x".join(pairs[0].get("features", [])))
         else:
             parts.append("joint drift")
+    cls = report.get("classifier") or {}
+    if cls.get("drifted"):
+        named = ((cls.get("explanation") or {}).get("separating_features") or [])[:3]
+        parts.append(f"classifier AUC {cls['auc']:.3f}" + (f" ({', '.join(named)})" if named else ""))
     sliced = (report.get("slices") or {}).get("drifted_slices") or []
     if sliced:
         parts.append(f"slice {sliced[0]}" + (f" (+{len(sliced) - 1} more slices)" if len(sliced) > 1 else ""))

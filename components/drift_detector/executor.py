@@ -19,6 +19,7 @@ from driftguard.components.drift_detector.reference import (TRAINING, ReferenceS
                                                             resolve_reference, span_files)
 from driftguard.components.examples_io import (examples_file_patterns, read_sample, sample_examples,
                                                sample_span_files, write_sample)
+from driftguard.components.impact.weighted import importance_weighted_drift
 from driftguard.components.model_io import compared_features, feature_kinds, load_baseline
 from driftguard.components.registry_pusher.registry import existing_versions
 
@@ -138,6 +139,10 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 slice_alpha_share=float(slicing.get("alpha_share", 0.5)))
             report["reference"] = reference_record(choice, layout, profile, version)
             report["skew"] = skew_anomalies(reference, current, schema)
+            # drift weighted by the version's permutation importance (none for older versions)
+            report["importance"] = importance_weighted_drift(report.get("features", {}), baseline.importance,
+                                                             version=version,
+                                                             type_changes=list(report.get("type_changes", {})))
             report_artifact.set_int_custom_property(spec.HAS_BASELINE, 1)
             report_artifact.set_int_custom_property(spec.BASELINE_VERSION, version)
 

@@ -14,6 +14,8 @@ from typing import Any, Mapping, Optional
 import jinja2
 
 from driftguard.components.drift_detector.compare import headline
+from driftguard.components.impact.report import span_impact
+from driftguard.components.impact.weighted import order_key, summary as weighted_summary
 from driftguard.components.reports import charts
 
 _ENV = jinja2.Environment(loader=jinja2.PackageLoader("driftguard.components.drift_detector", "templates"),
@@ -95,12 +97,16 @@ def render_html(report: Mapping[str, Any], monitor: Optional[Mapping[str, Any]] 
         return (not f.get("drifted"), -worst, item[0])
 
     ordered = sorted(features.items(), key=severity)
+    importance = report.get("importance") or {}
+    weighted_rows = sorted((importance.get("features") or {}).items(), key=lambda item: order_key(*item))[:30]
     distributions = [(name, charts.feature_distribution(name, f)) for name, f in ordered if f.get("drifted")]
     return _ENV.get_template("drift_report.html.j2").render(
         report=report, features=ordered, headline=headline(report), context=report.get("context", {}),
         reference_text=reference_text(report),
         distributions=[(n, svg) for n, svg in distributions if svg is not None],
         monitor=monitor, decision=decision, dashboard=dashboard, performance=performance_panel(monitor),
+        importance=importance, weighted_rows=weighted_rows, weighted_summary=weighted_summary(importance),
+        impact=span_impact(report, monitor) if (monitor or {}).get("status") == "monitored" else None,
         prediction_chart=charts.prediction_distribution(monitor) if monitor else None)
 
 

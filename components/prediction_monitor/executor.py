@@ -24,8 +24,8 @@ from driftguard.components.examples_io import (SampleSpanFn, column_floats, exam
                                                read_sample, write_sample)
 from driftguard.components.artifacts import example_spans
 from driftguard.components.prediction_monitor import spec
-from driftguard.components.prediction_monitor.metrics import performance_report, prediction_report
 from driftguard.components.prediction_monitor.slices import slice_performance
+from driftguard.components.prediction_monitor.metrics import impact_report, performance_report, prediction_report
 from driftguard.components.registry_pusher.registry import existing_versions
 
 VALUE_COLUMN = "__prediction__"
@@ -181,6 +181,10 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 ref_value=baseline.predictions.value, ref_label=ref_label, held_out=baseline.held_out,
                 current_rows=current_rows, cur_value=current.value, cur_label=cur_label,
                 min_rows=int(slicing.get("min_rows", 200)), alpha=float(slicing.get("alpha", 0.01)))
+        report["impact"] = impact_report(
+            model_spec.task, metric, reference_rows, current_rows, baseline.predictions.value, ref_label,
+            baseline.held_out, features, kinds={f: "categorical" for f in model_io.categorical_ints(baseline.schema)},
+            rows_note=model_io.held_out_note(reference_rows))
         report_artifact.set_int_custom_property("cannot_score", 0)
         perf = report["performance"]
         for section in ("realized", "estimated", "baseline"):

@@ -121,6 +121,26 @@ def performance_report(task: str, metric: str, ref, ref_label: Optional[np.ndarr
     return _clean(out)
 
 
+def impact_report(task: str, metric: str, reference_rows, current_rows, ref_value: np.ndarray,
+                  ref_label: Optional[np.ndarray], held_out: np.ndarray, features: Sequence[str],
+                  kinds: Optional[Mapping[str, str]] = None, rows_note: str = "") -> Dict[str, Any]:
+    """The ``impact`` section: the change of every metric of the task on this span, estimated by
+    re-weighting the labelled held-out reference rows with the domain classifier's density ratio
+    (:func:`driftguard.components.impact.effect.span_effect`); ``metric`` is the watched one."""
+    from driftguard.components.impact.effect import METHOD, span_effect
+
+    base = {"metric": metric, "method": METHOD, "rows_note": rows_note}
+    if ref_label is None:
+        return {**base, "status": "not_estimated", "note": "no estimate: the reference sample has no labels"}
+    rows = np.asarray(held_out, dtype=bool) & np.isfinite(ref_label) & np.isfinite(ref_value)
+    try:
+        out = span_effect(task, reference_rows, current_rows, ref_value, ref_label, rows, columns=features,
+                          kinds=kinds)
+    except ValueError as e:   # DriftInputError: too few rows for the classifier, an unreadable column
+        return {**base, "status": "not_estimated", "note": f"no estimate: {e}"}
+    return _clean({**base, **out})
+
+
 def _clean(value):
     if isinstance(value, dict):
         return {k: _clean(v) for k, v in value.items()}

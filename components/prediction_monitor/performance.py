@@ -45,30 +45,46 @@ def _finite_pairs(value: np.ndarray, label: np.ndarray):
     return keep
 
 
-def realized(task: str, value, label) -> Dict[str, Optional[float]]:
+def realized(task: str, value, label, weights=None) -> Dict[str, Optional[float]]:
     """The task's metrics on rows with a label (``value``: the prediction as
-    :class:`~driftguard.components.model_io.Predictions` reads it). ``{}`` without labels."""
+    :class:`~driftguard.components.model_io.Predictions` reads it). ``{}`` without labels.
+
+    ``weights``: one non-negative weight per row (default: all 1), e.g. importance weights that
+    make the reference rows stand for another distribution (:mod:`driftguard.components.impact.effect`);
+    every metric is then its weighted version (sklearn's ``sample_weight`` for AUC and F1)."""
     value = np.asarray(value, dtype=float)
     label = np.asarray(label, dtype=float)
     keep = _finite_pairs(value, label)
-    if not keep.any():
+    w = None
+    if weights is not None:
+        w = np.asarray(weights, dtype=float)
+        if w.shape != value.shape:
+            raise ValueError(f"weights: {w.size} values for {value.size} rows")
+        keep &= np.isfinite(w) & (w >= 0)
+    if not keep.any() or (w is not None and not w[keep].sum() > 0):
         return {}
     v, y = value[keep], label[keep]
+    if w is not None:
+        w = w[keep]
     if task == tasks_lib.REGRESSION:
         err = v - y
-        return {"mae": float(np.mean(np.abs(err))), "rmse": float(np.sqrt(np.mean(err ** 2)))}
+        return {"mae": float(np.average(np.abs(err), weights=w)),
+                "rmse": float(np.sqrt(np.average(err ** 2, weights=w)))}
     if task == tasks_lib.BINARY:
         from sklearn.metrics import roc_auc_score
 
-        acc = float(np.mean((v > 0.5) == (y > 0.5)))
-        auc = float(roc_auc_score(y, v)) if 0 < y.sum() < y.size else None
+        acc = float(np.average((v > 0.5) == (y > 0.5), weights=w))
+        pos = y > 0.5
+        has_both = (pos.any() and (~pos).any()) if w is None else (w[pos].sum() > 0 and w[~pos].sum() > 0)
+        auc = float(roc_auc_score(y, v, sample_weight=w)) if has_both else None
         return {"accuracy": acc, "auc": auc}
     from sklearn.metrics import f1_score
 
     # macro-F1 over the classes present (as label or prediction), sklearn's default: a class
     # absent from a small span or slice would otherwise count as F1 = 0 at perfect accuracy.
-    return {"accuracy": float(np.mean(v == y)),
-            "macro_f1": float(f1_score(y.astype(int), v.astype(int), average="macro", zero_division=0))}
+    return {"accuracy": float(np.average(v == y, weights=w)),
+            "macro_f1": float(f1_score(y.astype(int), v.astype(int), average="macro", zero_division=0,
+                                       sample_weight=w))}
 
 
 class _Calibrator:

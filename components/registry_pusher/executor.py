@@ -9,6 +9,7 @@ Layout of one version (TF Serving reads the numeric folder; it ignores ``profile
     <registry>/<version>/profile/training_statistics/  # TFDV DatasetFeatureStatisticsList
     <registry>/<version>/profile/eval_metrics.json
     <registry>/<version>/profile/reference_sample/     # <= N training rows (Parquet), the drift baseline
+    <version>/profile/feature_importance.json  # permutation importance on the labelled held-out rows
 
 A version folder is assembled under ``<registry>/.staging/`` and renamed into place in one
 ``os.rename``, so a reader (or a crash) never sees a partial version. Pushing the same model
@@ -36,7 +37,7 @@ from driftguard.components.registry_pusher import spec
 from driftguard.components import model_io
 from driftguard.components.examples_io import examples_split_patterns, read_sample, sample_examples, write_sample
 from driftguard.components.registry_pusher.registry import (
-    PROFILE_DIR, PROFILE_FILE, REFERENCE_SAMPLE_DIR, STATS_FILE, find_pending_of_model,
+    IMPORTANCE_FILE, PROFILE_DIR, PROFILE_FILE, REFERENCE_SAMPLE_DIR, STATS_FILE, find_pending_of_model,
     find_version_of_model, fsync_tree, hold_for_approval, new_staging_dir, publish_version,
     remove_stale_staging)
 
@@ -110,6 +111,30 @@ def merge_statistics(stats_artifacts, window: str):
                 copy.CopyFrom(dataset)
                 copy.name = f"spans {window}/{split}"
     return merged
+
+
+def feature_importance(predictor, model_spec, sample, schema_file, primary=None) -> Dict:
+    """The version's permutation importance (``driftguard.components.impact.importance``) of the
+    schema's serving features on the sample's labelled held-out rows, for every metric of the
+    task; ``primary``: the metric the span checks weigh drift with (the config's watched one)."""
+    from driftguard.components.impact.importance import permutation_importance
+
+    label = model_io.labels_of(sample, model_spec)
+    if label is None:
+        return {"status": "not_computed", "note": "no importance: the reference sample has no labels"}
+    rows = model_io.held_out_rows(sample)
+    features = [f for f in model_io.serving_features(model_io.read_schema(schema_file))
+                if f in sample.column_names and f != model_spec.label_column]
+    started = time.monotonic()
+    importance = permutation_importance(sample.filter(rows), label[rows],
+                                        lambda table: predictor.predict_table(table).value, model_spec.task,
+                                        features, rows_note=model_io.held_out_note(sample))
+    importance["seconds"] = round(time.monotonic() - started, 2)
+    if primary in importance.get("metrics", {}):
+        importance["primary"] = primary
+    logging.info("permutation importance of %d features on %s rows in %.1f s", len(features),
+                 importance.get("rows"), importance["seconds"])
+    return importance
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
@@ -203,13 +228,17 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             write_sample(sample_examples(pipeline, examples_split_patterns(input_dict[spec.EXAMPLES_KEY]),
                                          max_rows), sample_dir)
         sample, sample_summary = read_sample(sample_dir)
+        extra = json.loads(exec_properties.get(spec.PROFILE_EXTRA_KEY) or "{}")
         if exec_properties.get(spec.MODEL_SPEC_KEY):
             # The model's outputs on its reference rows, once: every span check and the live
             # monitor compare with them (and calibrate their estimates on the held-out ones).
             model_spec = model_io.ModelSpec.from_json(exec_properties[spec.MODEL_SPEC_KEY])
-            predictions = model_io.Predictor(profile_dir.parent, model_spec).predict_table(sample)
+            predictor = model_io.Predictor(profile_dir.parent, model_spec)
+            predictions = predictor.predict_table(sample)
             model_io.write_predictions(sample_dir, predictions)
-        extra = json.loads(exec_properties.get(spec.PROFILE_EXTRA_KEY) or "{}")
+            importance = feature_importance(predictor, model_spec, sample, profile_dir / "schema.pbtxt",
+                                            primary=extra.get("metric"))
+            (profile_dir / IMPORTANCE_FILE).write_text(json.dumps(importance, indent=1, sort_keys=True))
         profile = {
             "pushed_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
             "spans": spans,

@@ -19,6 +19,7 @@ PROFILE_FILE = "profile.json"
 STAGING_DIR = ".staging"
 STATS_FILE = "FeatureStats.pb"
 REFERENCE_SAMPLE_DIR = "reference_sample"  # sample.parquet + sample_summary.json (driftguard.components.examples_io)
+IMPORTANCE_FILE = "feature_importance.json"  # permutation importance (driftguard.components.impact.importance)
 
 
 def existing_versions(registry: pathlib.Path) -> List[int]:

@@ -12,7 +12,7 @@ from driftguard.components.alerts.rules import evaluate
 from driftguard.components.artifacts import example_spans
 from driftguard.components.registry_pusher.registry import existing_versions, read_profile
 from driftguard.components.retrain_gate import spec
-from driftguard.components.retrain_gate.policy import decide
+from driftguard.components.retrain_gate.policy import decide, impact_evidence
 
 
 def _read_json(artifacts, name: str):
@@ -50,7 +50,11 @@ class Executor(base_executor.BaseExecutor):
                           trigger_severity=policy.get("trigger_severity", "critical"),
                           min_spans_between=int(policy.get("min_spans_between", 2)),
                           available=sorted(set(read.available) | {span}),
-                          labels={str(k): v for k, v in read.labels.items()})
+                          labels={str(k): v for k, v in read.labels.items()},
+                          impact=impact_evidence(report, monitor, policy.get("impact_metric") or
+                                                 ((monitor or {}).get("performance") or {}).get("metric") or ""),
+                          impact_threshold=float(policy.get("impact_threshold", 0.02)),
+                          impact_confidence=float(policy.get("impact_confidence", 0.95)))
         payload = {"span": span, "span_label": span_label, "model": model, "serving_version": versions[-1] if versions else None,
                    "serving_spans": serving_spans, "decision": decision.to_dict(),
                    "alerts": [a.to_dict() for a in alerts]}

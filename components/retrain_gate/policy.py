@@ -7,7 +7,13 @@
   was trained less than ``min_spans_between`` spans ago (its window has not caught up with the
   drift yet: retraining again on nearly the same data would not help);
 - ``online``: retrain on every span, on the newest span only, warm-started from the serving
-  model's weights.
+  model's weights;
+- ``impact``: retrain when the span's *estimated* drop of the watched metric (the reference's
+  labelled rows re-weighted by the domain classifier's density ratio,
+  :mod:`driftguard.components.impact.effect`), relative to the serving model's value, is above
+  ``impact_threshold`` across the whole ``impact_confidence`` interval: drift that does not
+  measurably hurt the model does not retrain it, whatever its size. No estimate (no labelled
+  reference rows, too few rows for the classifier): no retraining, and the reason says why.
 
 With no model in the registry every policy but ``never`` trains.
 """
@@ -17,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
+POLICIES = ("never", "scheduled", "triggered", "online", "impact")
 
 
 @dataclass(frozen=True)
@@ -41,7 +48,8 @@ def decide(policy: str, *, span: int, serving_spans: Optional[Sequence[int]], al
            window_spans: int, every_spans: int = 4, trigger_severity: str = "critical",
            min_spans_between: int = 2, first_span: int = 0, blocking_anomalies: int = 0,
            blocked_spans: Sequence[int] = (), available: Optional[Sequence[int]] = None,
-           labels: Optional[Mapping[int, str]] = None) -> Decision:
+           labels: Optional[Mapping[int, str]] = None, impact: Optional[Mapping[str, Any]] = None,
+           impact_threshold: float = 0.02, impact_confidence: float = 0.95) -> Decision:
     """Should the span ``span`` trigger a training run, and on which spans?
 
     ``serving_spans``: the spans the serving model was trained on (None: no model yet).
@@ -53,6 +61,7 @@ def decide(policy: str, *, span: int, serving_spans: Optional[Sequence[int]], al
     ``available``: the spans the data holds; the window is the newest ``window_spans`` of them
     up to ``span`` (a missing month does not leave a hole). Without it, consecutive numbers.
     ``labels``: how spans are written for people ({520: "2013-05"}; default the number).
+    ``impact``: the span's evidence for the ``impact`` policy (:func:`impact_evidence`).
     """
     if available:
         window = sorted(s for s in set(int(a) for a in available) | {span} if s <= span)[-window_spans:]
@@ -92,8 +101,10 @@ def decide(policy: str, *, span: int, serving_spans: Optional[Sequence[int]], al
                                   f"(every {every_spans})", policy, window))
         return _done(Decision(False, f"scheduled: the model's newest span is {since} span(s) old; "
                                f"retraining every {every_spans}", policy))
+    if policy == "impact":
+        return _done(_impact_decision(impact or {}, impact_threshold, impact_confidence, window))
     if policy != "triggered":
-        raise ValueError(f"unknown retrain policy {policy!r}")
+        raise ValueError(f"unknown retrain policy {policy!r} (one of {', '.join(POLICIES)})")
     floor = SEVERITY_RANK[trigger_severity]
     firing = [a for a in alerts if SEVERITY_RANK.get(str(a.get("severity")), 0) >= floor]
     if not firing:
@@ -104,3 +115,49 @@ def decide(policy: str, *, span: int, serving_spans: Optional[Sequence[int]], al
                                f"model was trained {since} span(s) ago (min_spans_between={min_spans_between})",
                         policy))
     return _done(Decision(True, f"{len(firing)} {trigger_severity} alert(s): {', '.join(rules)}", policy, window))
+
+
+def impact_evidence(report: Optional[Mapping[str, Any]], monitor: Optional[Mapping[str, Any]],
+                    metric: str) -> Dict[str, Any]:
+    """What the ``impact`` policy decides on, from the span's drift report (``report.json``) and
+    model monitor (``monitor.json``): the drifted features, and ``metric``'s estimated change
+    (``impact.metrics[metric]``: reference, change, se) or why there is none."""
+    report, monitor = report or {}, monitor or {}
+    drifted = sorted(set(report.get("drifted_features") or []) | set(report.get("type_changes") or {}))
+    ranked = (report.get("importance") or {}).get("ranking")
+    impact = monitor.get("impact") or {}
+    out: Dict[str, Any] = {"metric": metric, "n_drifted": len(drifted), "matter": ranked}
+    entry = (impact.get("metrics") or {}).get(metric)
+    if impact.get("status") == "estimated" and entry:
+        out.update(entry=dict(entry), effective_sample_size=impact.get("effective_sample_size"))
+    elif impact:
+        out["note"] = impact.get("note") or f"no estimate of {metric}"
+    elif monitor.get("status") not in (None, "monitored"):
+        out["note"] = monitor.get("message") or f"the model monitor's status is {monitor.get('status')}"
+    else:
+        out["note"] = "the span check estimated no effect (no model monitor report)"
+    return out
+
+
+def _impact_decision(evidence: Mapping[str, Any], threshold: float, confidence: float, window) -> Decision:
+    from driftguard.components import tasks as tasks_lib
+    from driftguard.components.impact.effect import worse_interval
+
+    n = int(evidence.get("n_drifted") or 0)
+    drift = f"drift in {n} feature{'s' if n != 1 else ''}"
+    matter = evidence.get("matter")
+    if n and matter is not None:
+        drift += f" ({len(matter)} the model relies on)"
+    metric = str(evidence.get("metric") or "the metric")
+    title = tasks_lib.METRIC_TITLES.get(metric, metric)
+    entry = evidence.get("entry")
+    interval = worse_interval(entry, confidence) if entry else None
+    if interval is None:
+        return Decision(False, f"{drift}, effect on {title} not estimated "
+                               f"({evidence.get('note') or 'no standard error'}): no retraining", "impact")
+    effect = (f"{drift}, estimated effect on {title} {entry['change']:+.3f} ± {interval['half_width']:.3f} "
+              f"({-interval['worse']:+.1%})")
+    if interval["low"] > threshold:
+        return Decision(True, f"{effect}: a drop above {threshold:.1%} with {confidence:.0%} confidence",
+                        "impact", window)
+    return Decision(False, f"{effect}: not a drop above {threshold:.1%} with {confidence:.0%} confidence", "impact")

@@ -187,3 +187,17 @@ def test_model_cannot_score_rule_and_estimated_drop_against_the_reference_estima
                    estimated_reference={"accuracy": 0.96}, realized={})
     fired = [a.rule for a in evaluate(cfg, model="taxi", span=6, drift_report=None, monitor=monitor)]
     assert fired == ["estimated_metric_drop"]
+
+
+def test_dataset_drift_names_what_the_domain_classifier_found():
+    cls = {"drifted": True, "auc": 0.634, "explanation": {
+        "separating_features": ["trip_start_month", "trip_start_hour", "trip_start_day"],
+        "segments": [{"text": "trip_start_month >= 11 and 12 <= trip_start_hour <= 17: 5.2% -> 14.4% of rows"}]}}
+    [a] = run(only("dataset_drift"), report(drift_detected=True, classifier=cls))
+    assert a.title == "taxi span 8: joint drift"
+    assert ("a domain classifier tells the rows apart (AUC 0.634), mostly by trip_start_month, trip_start_hour, "
+            "trip_start_day") in a.summary
+    assert "  - trip_start_month >= 11 and 12 <= trip_start_hour <= 17: 5.2% -> 14.4% of rows" in a.summary
+    quiet = run(only("dataset_drift"), report(drift_detected=True, drifted_features=["fare"],
+                                              classifier={"drifted": False, "auc": 0.51}))
+    assert "domain classifier" not in quiet[0].summary

@@ -166,23 +166,28 @@ def test_unsupported_extension(files, tmp_path):
     _error(run(ref, cur), "current file", "cur.txt", "unsupported file type")
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
-def test_cli_imports_neither_tensorflow_nor_pandas(files, tmp_path, suffix):
-    """The 3-second budget depends on it: pandas and scipy.stats alone take seconds to import."""
+@pytest.mark.parametrize("suffix, flags, light", [(".csv", [], False), (".parquet", [], False),
+                                                   (".csv", ["--no-classifier"], True),
+                                                   (".parquet", ["--no-classifier"], True)])
+def test_cli_imports_neither_tensorflow_nor_pandas(files, tmp_path, suffix, flags, light):
+    """The start-up budget depends on it: TensorFlow takes seconds to import. The domain classifier brings
+    scikit-learn, scipy.stats and (through scikit-learn's categorical preprocessing) pandas, about a second
+    in all; ``--no-classifier`` imports none of them."""
     ref, same, _ = files
     if suffix == ".parquet":
         same = tmp_path / "same.parquet"
         frame(seed=1).to_parquet(same)
+    heavy = HEAVY + (["pandas", "sklearn"] if light else [])
     code = (
         "import sys\n"
         "from driftguard.components.drift.cli import main\n"
-        f"try:\n    main([{str(ref)!r}, {str(same)!r}, '--json'])\n"
+        f"try:\n    main([{str(ref)!r}, {str(same)!r}, '--json', *{flags!r}])\n"
         "except SystemExit as e:\n    code = e.code\n"
-        f"heavy = sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY + ['pandas']!r}))\n"
+        f"heavy = sorted({{m.split('.')[0] for m in sys.modules}} & set({heavy!r}))\n"
         "print('RESULT', code, heavy, 'scipy.stats' in sys.modules, file=sys.stderr)\n"
     )
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert "RESULT 0 [] False" in r.stderr, r.stderr
+    assert f"RESULT 0 [] {not light}" in r.stderr, r.stderr
 
 
 def test_importing_the_package_does_not_import_tensorflow_tfx_or_beam():
