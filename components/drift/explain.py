@@ -27,8 +27,9 @@ Segments
     the scores (their mean given any one feature is flat); the score *tails* are not.
     Each leaf is a rule on the features, and its share of the reference rows and of the
     current rows says where the current data has more (or fewer) rows than the
-    reference: ``"trip_start_hour >= 22 and company = Taxi Affiliation Services: 6.9% ->
-    13.9% of rows"``. Thresholds are printed in the feature's units (whole numbers for a
+    reference: ``"trip_start_hour >= 22 and company = Taxi Affiliation Services: 3.6% ->
+    10.6% of rows"`` (``benchmarks/drift_classifier.py --part shifts``). Thresholds are
+    printed in the feature's units (whole numbers for a
     feature holding only whole numbers; the classifier's bin edges, halfway between
     neighbouring values), categories by name (a categorical feature's categories are
     ordered by their mean score before the tree sees them, so one threshold split is the
