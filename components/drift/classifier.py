@@ -39,9 +39,9 @@ The test
     the AUC larger; :math:`z_k = (U_k - E U_k - \tfrac12)/\sqrt{\mathrm{Var}\,U_k}`).
     The folds are dependent through their training data (fold :math:`j`'s rows train
     fold :math:`k`'s model), so their sum is *not* standard normal: summing the
-    :math:`z_k` as if independent (Stouffer) rejected 9-11% of undrifted taxi splits at
-    a nominal 5% and 3.3-3.7% at 1% (``benchmarks/drift_classifier.py --part null``: the
-    folds' z are correlated, +0.15 on average). The test uses their mean
+    :math:`z_k` as if independent (Stouffer) rejected 9-10% of undrifted taxi splits at
+    a nominal 5% and 4.0-4.7% at 1% (``benchmarks/drift_classifier.py --part null``: the
+    folds' z are correlated, +0.16 on average). The test uses their mean
     instead, :math:`\bar z = \frac1K \sum_k z_k`, referred to :math:`N(0, 1)`: each
     :math:`z_k` is (asymptotically) standard normal, and the variance of a mean of unit
     variances is at most 1 whatever their correlations
@@ -108,8 +108,8 @@ NUMERIC_BINS = 20
 MIN_ROWS_PER_FOLD = 20
 
 #: OpenMP threads of the trees. One: a drift check runs beside other work (a monitor, a pipeline, other
-#: checks), and OpenMP's spinning threads made a fit 10 times slower on 2 busy cores (5,000 rows per side:
-#: 11 s with the default threads, 0.7 s with one; ``benchmarks/drift_classifier.py --timing``).
+#: checks), and OpenMP's spinning threads made a fit 10-25 times slower on 2 busy cores (5,000 rows per
+#: side: 31.9 s with the default threads, 1.3 s with one; ``benchmarks/drift_classifier.py --part timing``).
 THREADS = 1
 
 #: The trees: small, a fixed number of rounds (early stopping would hold out a further split).

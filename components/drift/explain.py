@@ -27,8 +27,9 @@ Segments
     the scores (their mean given any one feature is flat); the score *tails* are not.
     Each leaf is a rule on the features, and its share of the reference rows and of the
     current rows says where the current data has more (or fewer) rows than the
-    reference: ``"trip_start_hour >= 22 and company = Taxi Affiliation Services: 6.9% ->
-    13.9% of rows"``. Thresholds are printed in the feature's units (whole numbers for a
+    reference: ``"trip_start_hour >= 22 and company = Taxi Affiliation Services: 3.6% ->
+    10.6% of rows"`` (``benchmarks/drift_classifier.py --part shifts``). Thresholds are
+    printed in the feature's units (whole numbers for a
     feature holding only whole numbers; the classifier's bin edges, halfway between
     neighbouring values), categories by name (a categorical feature's categories are
     ordered by their mean score before the tree sees them, so one threshold split is the
@@ -287,12 +288,19 @@ def _segments(fit: DomainClassifierFit, seed: int, max_depth: int, min_leaf_shar
     tree.fit(x, tails, sample_weight=weight)
     t = tree.tree_
     rules = _Rules(fit, order)
-    node_rows = tree.decision_path(x).tocsc()  # rows through each node
+    # rows by leaf: tree.apply follows missing_go_to_left (decision_path of scikit-learn 1.5 does not: it sends
+    # every missing value right)
+    leaf_of = tree.apply(x)
     segments = []
 
+    def leaves(node: int) -> List[int]:
+        if t.children_left[node] == -1:
+            return [node]
+        return leaves(int(t.children_left[node])) + leaves(int(t.children_right[node]))
+
     def counts(node: int) -> Tuple[int, int]:
-        rows = node_rows[:, node].indices
-        return int(np.sum(y[rows] == 0)), int(np.sum(y[rows] == 1))
+        inside = np.isin(leaf_of, leaves(node))
+        return int(np.sum(inside & (y == 0))), int(np.sum(inside & (y == 1)))
 
     def distinct(a: Tuple[int, int], b: Tuple[int, int]) -> bool:
         """Do two sibling leaves differ in their share of current rows? (two-proportion z >= PRUNE_Z)"""
