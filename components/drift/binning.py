@@ -177,6 +177,44 @@ def _out_of_clusters(edges: np.ndarray, cuts: np.ndarray, steps: np.ndarray, gri
     return out
 
 
+def resolution_edges(values: np.ndarray, bins: int) -> np.ndarray:
+    """Bin edges near the ``bins``-quantiles of ``values``, each in the widest gap between neighbouring
+    distinct values within a quarter of a bin's share of its quantile (or the gap on either side).
+
+    ``values`` are both samples pooled: the edges are then a symmetric function of the
+    pooled rows, so under "no drift" the sides stay exchangeable given the encoding (edges
+    at the reference's own quantiles would give the reference exactly equal bin counts and
+    the current sample random ones: a difference the cross-fitted folds share, which the
+    classifier learns; measured: 10% false alarms at 2,000 rows per side). Placing each
+    edge in the widest nearby gap keeps it off a sub-resolution move: ``fare * 1.003``
+    turns 7.25 into 7.27, and the edge goes between 7.27 and 7.50, not between 7.25 and 7.27.
+
+    Examples
+    --------
+    >>> resolution_edges(np.array([7.25, 7.27, 7.5, 7.52, 8.0, 8.02, 9.0, 9.03]), 4).tolist()
+    [7.385, 7.76, 8.51]
+    """
+    present = values[~np.isnan(values)]
+    distinct, counts = np.unique(present, return_counts=True)
+    if distinct.size < 2:
+        return np.empty(0)
+    below = np.cumsum(counts)[:-1] / present.size  # share of values at or below each gap
+    gaps = np.diff(distinct)
+    half_window = 0.25 / bins
+    edges = []
+    for k in range(1, bins):
+        target = k / bins
+        lo = int(np.searchsorted(below, target - half_window, side="left"))
+        hi = int(np.searchsorted(below, target + half_window, side="right")) - 1
+        # and one more gap on each side: a mass point may span the window (then lo is the gap right after it)
+        lo = max(min(lo, gaps.size - 1) - 1, 0)
+        hi = min(max(hi, lo) + 1, gaps.size - 1)
+        widest = np.flatnonzero(gaps[lo:hi + 1] == gaps[lo:hi + 1].max()) + lo
+        i = int(widest[np.argmin(np.abs(below[widest] - target))])  # of equal gaps, the one nearest the quantile
+        edges.append((distinct[i] + distinct[i + 1]) / 2.0)
+    return np.unique(np.array(edges))
+
+
 def inverted_cdf_positions(n: int, probabilities: np.ndarray) -> np.ndarray:
     """0-based order statistics that ``numpy.quantile(..., method="inverted_cdf")`` returns.
 

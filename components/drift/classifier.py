@@ -82,6 +82,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from ._distributions import normal_sf
+from .binning import resolution_edges
 from .errors import DriftInputError
 from .tables import Column, as_labels, read_table
 
@@ -102,7 +103,7 @@ DENSITY_RATIO_RANGE = (0.05, 20.0)
 MAX_CATEGORIES = 60
 #: Categories under this share of the training rows share one code.
 MIN_CATEGORY_SHARE = 0.005
-#: Bins per numeric feature (:func:`resolution_edges` of the reference sample).
+#: Bins per numeric feature (:func:`~.binning.resolution_edges` of both samples pooled).
 NUMERIC_BINS = 20
 #: Fewer rows than this per side and fold: fewer folds; under 2 folds possible, no test.
 MIN_ROWS_PER_FOLD = 20
@@ -154,47 +155,9 @@ def mann_whitney(scores_current: np.ndarray, scores_reference: np.ndarray) -> Tu
     return u, n_c * n_r / 2.0, n_c * n_r / 12.0 * (n + 1 - ties)
 
 
-def resolution_edges(values: np.ndarray, bins: int) -> np.ndarray:
-    """Bin edges near the ``bins``-quantiles of ``values``, each in the widest gap between neighbouring
-    distinct values within a quarter of a bin's share of its quantile (or the gap on either side).
-
-    ``values`` are both samples pooled: the edges are then a symmetric function of the
-    pooled rows, so under "no drift" the sides stay exchangeable given the encoding (edges
-    at the reference's own quantiles would give the reference exactly equal bin counts and
-    the current sample random ones: a difference the cross-fitted folds share, which the
-    classifier learns; measured: 10% false alarms at 2,000 rows per side). Placing each
-    edge in the widest nearby gap keeps it off a sub-resolution move: ``fare * 1.003``
-    turns 7.25 into 7.27, and the edge goes between 7.27 and 7.50, not between 7.25 and 7.27.
-
-    Examples
-    --------
-    >>> resolution_edges(np.array([7.25, 7.27, 7.5, 7.52, 8.0, 8.02, 9.0, 9.03]), 4).tolist()
-    [7.385, 7.76, 8.51]
-    """
-    present = values[~np.isnan(values)]
-    distinct, counts = np.unique(present, return_counts=True)
-    if distinct.size < 2:
-        return np.empty(0)
-    below = np.cumsum(counts)[:-1] / present.size  # share of values at or below each gap
-    gaps = np.diff(distinct)
-    half_window = 0.25 / bins
-    edges = []
-    for k in range(1, bins):
-        target = k / bins
-        lo = int(np.searchsorted(below, target - half_window, side="left"))
-        hi = int(np.searchsorted(below, target + half_window, side="right")) - 1
-        # and one more gap on each side: a mass point may span the window (then lo is the gap right after it)
-        lo = max(min(lo, gaps.size - 1) - 1, 0)
-        hi = min(max(hi, lo) + 1, gaps.size - 1)
-        widest = np.flatnonzero(gaps[lo:hi + 1] == gaps[lo:hi + 1].max()) + lo
-        i = int(widest[np.argmin(np.abs(below[widest] - target))])  # of equal gaps, the one nearest the quantile
-        edges.append((distinct[i] + distinct[i + 1]) / 2.0)
-    return np.unique(np.array(edges))
-
-
 class _Encoder:
     """Columns to the model's float matrix, ``NaN`` missing: numeric values as their bin among
-    :func:`resolution_edges` of the reference sample, categories as codes."""
+    :func:`~.binning.resolution_edges` of both samples pooled, categories as codes."""
 
     def __init__(self, columns: Sequence[str], kinds: Mapping[str, str], labels: Mapping[str, np.ndarray],
                  pooled_values: Mapping[str, np.ndarray]):

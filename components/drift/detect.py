@@ -5,9 +5,9 @@ The rule
 
     - ``distribution`` -- its method's score (default PSI on 10 reference-quantile
       bins) with the method's test (numeric: chi-square on 20 and on 50 reference-quantile
-      bins, the smaller p-value doubled (Bonferroni within the feature), see
-      ``numeric.FINE_TEST_BINS``; categorical: chi-square on the categories; or
-      Kolmogorov-Smirnov for ``ks``/``wasserstein``);
+      bins and a rank test on the 50 bins, the smallest p-value tripled (Bonferroni within
+      the feature), see ``numeric.FINE_TEST_BINS`` and ``numeric.RANK_TEST``; categorical:
+      chi-square on the categories; or Kolmogorov-Smirnov for ``ks``/``wasserstein``);
     - ``missing_rate`` -- difference of the missing-value rates, Fisher's exact test
       (only when a value is missing on either side);
     - ``unseen_categories`` -- share of current values in categories the reference

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from driftguard.components.drift import DriftInputError, detect_drift, prepare_reference
-from driftguard.components.drift.classifier import (DENSITY_RATIO_RANGE, fit_domain_classifier, mann_whitney,
-                                                    resolution_edges)
+from driftguard.components.drift.binning import resolution_edges
+from driftguard.components.drift.classifier import DENSITY_RATIO_RANGE, fit_domain_classifier, mann_whitney
 from driftguard.components.drift.correction import adjust_p_values, holm, weighted_holm
 from driftguard.components.drift.explain import explain_drift
 
