@@ -29,6 +29,17 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
+def _distinct_texts(edges: Sequence[float]) -> List[str]:
+    """The edges as short numbers, with as many significant digits as it takes to tell neighbours
+    apart (coordinates: 41.88 and 41.91 would both read 41.9 at three digits)."""
+    texts = [_fmt(e) for e in edges]
+    digits = 4
+    while len(set(texts)) < len(set(edges)) and digits <= 12:
+        texts = [_fmt(e) if abs(e) >= 1e5 or abs(e) < 1e-3 else f"{e:.{digits}g}" for e in edges]
+        digits += 1
+    return texts
+
+
 def _svg(width: float, height: float, body: List[str], label: str) -> Markup:
     return Markup(
         f'<svg viewBox="0 0 {width:.0f} {height:.0f}" '
@@ -48,9 +59,10 @@ def bin_labels(details: Mapping) -> List[str]:
     n = len(details.get("reference_counts") or [])
     if not edges:
         return ["all"] * n
-    labels = [f"≤ {_fmt(edges[0])}"]
-    labels += [f"{_fmt(a)} – {_fmt(b)}" for a, b in zip(edges, edges[1:])]
-    labels.append(f"> {_fmt(edges[-1])}")
+    text = _distinct_texts(edges)
+    labels = [f"≤ {text[0]}"]
+    labels += [f"{a} – {b}" for a, b in zip(text, text[1:])]
+    labels.append(f"> {text[-1]}")
     return labels[:n] if n else labels
 
 
