@@ -236,21 +236,19 @@ class _Rules:
                 if whole:  # edges sit halfway between whole numbers: say ">= 22", "<= 21"
                     low_text = str(int(math.ceil(low))) if low is not None else None
                     high_text = str(int(math.floor(high))) if high is not None else None
-                    if low_text is not None and low_text == high_text:
-                        text = f"{name} = {low_text}"
-                    elif low_text is not None and high_text is not None:
-                        text = f"{low_text} <= {name} <= {high_text}"
-                    elif low_text is not None:
-                        text = f"{name} >= {low_text}"
-                    else:
-                        text = f"{name} <= {high_text}"
+                    below = "<="
                 else:
-                    if low is not None and high is not None:
-                        text = f"{_number(low)} <= {name} < {_number(high)}"
-                    elif low is not None:
-                        text = f"{name} >= {_number(low)}"
-                    else:
-                        text = f"{name} < {_number(high)}"
+                    low_text = _number(low) if low is not None else None
+                    high_text = _number(high) if high is not None else None
+                    below = "<"
+                if whole and low_text is not None and low_text == high_text:
+                    text = f"{name} = {low_text}"
+                elif low_text is not None and high_text is not None:
+                    text = f"{low_text} <= {name} {below} {high_text}"
+                elif low_text is not None:
+                    text = f"{name} >= {low_text}"
+                else:
+                    text = f"{name} {below} {high_text}"
                 conditions.append({"feature": name, "at_least": low, "below": high, "missing": b["missing"]})
             if b["missing"] and bool(np.isnan(self.fit.features[:, j]).any()):
                 text += " (or missing)"

@@ -46,7 +46,7 @@ from .errors import DriftInputError
 from .multivariate import DEFAULT_MULTIVARIATE_ALPHA
 from .report import DriftReport, json_safe
 
-__all__ = ["detect_slice_drift", "SliceDrift", "SliceDriftReport", "slice_name", "DEFAULT_MIN_ROWS",
+__all__ = ["detect_slice_drift", "SliceDrift", "SliceDriftReport", "slice_name", "slice_keys", "DEFAULT_MIN_ROWS",
            "DEFAULT_MAX_VALUES"]
 
 DEFAULT_MIN_ROWS = 200        # rows per side a slice needs to be tested
@@ -167,8 +167,8 @@ def _fmt(x: Optional[float]) -> str:
     return "-" if x is None or not math.isfinite(x) else f"{x:.3g}"
 
 
-def _keys(table, features: Sequence[str]) -> List[Optional[tuple]]:
-    """The slice key of every row (None when a slicing feature is missing)."""
+def slice_keys(table, features: Sequence[str]) -> List[Optional[tuple]]:
+    """The slice key of every row of an Arrow table (None where a slicing feature is missing)."""
     columns = [table.column(f).to_pylist() for f in features]
     out: List[Optional[tuple]] = []
     for values in zip(*columns):
@@ -259,7 +259,7 @@ def detect_slice_drift(reference, current, slices: Sequence[Sequence[str]], *,
             skipped.append({"name": spec_name, "reason": f"feature {f} is not in the {side} table",
                             "rows": {"reference": None, "current": None}})
             continue
-        ref_groups, cur_groups = _index(_keys(reference, spec)), _index(_keys(current, spec))
+        ref_groups, cur_groups = _index(slice_keys(reference, spec)), _index(slice_keys(current, spec))
         compared = [c for c in compared_all if c not in spec]
         if not compared:
             raise DriftInputError(f"slicing spec [{spec_name}]: no other feature left to compare within its slices",

@@ -19,31 +19,22 @@ alert rule also needs the metric to be worse by more than its ``threshold`` (rel
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
 from driftguard.components import tasks as tasks_lib
+from driftguard.components.drift.slices import DEFAULT_MIN_ROWS, slice_keys, slice_name
 from driftguard.components.prediction_monitor.performance import realized
 
-DEFAULT_MIN_ROWS = 200
-
-
 def _keys(table, spec: Sequence[str]) -> Optional[List[Optional[tuple]]]:
+    """Each row's slice key, or None when the table lacks a slicing feature."""
     if any(f not in table.column_names for f in spec):
         return None
-    columns = [table.column(f).to_pylist() for f in spec]
-    out: List[Optional[tuple]] = []
-    for values in zip(*columns):
-        bad = any(v is None or (isinstance(v, float) and math.isnan(v)) for v in values)
-        out.append(None if bad else tuple(values))
-    return out
+    return slice_keys(table, spec)
 
 
 def _name(spec: Sequence[str], key: tuple) -> str:
-    from driftguard.components.drift.slices import slice_name
-
     return slice_name(dict(zip(spec, key)))
 
 
