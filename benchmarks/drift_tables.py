@@ -38,7 +38,7 @@ powerful test for that specific shift that knows its form and the feature (Welch
 the two-proportion z-test on the one category; Welch's t on the values), at ``detect_drift``'s level
 alpha and at alpha/m (Bonferroni over the m compared features: the price of not knowing which
 feature), beside ``detect_drift``'s power (the changed feature reported; and its evidence alone,
-the adjusted p-value at most alpha whatever the effect size).
+the adjusted p-value of its distribution or location check at most alpha whatever the effect size).
 """
 from __future__ import annotations
 
@@ -298,14 +298,16 @@ _KWARGS = {}
 
 
 def _init(tables, kwargs, rule=None):
-    """Load ``tables``; ``rule``: (binning.CLUSTER_TOLERANCE, numeric.RANK_TEST), None entries left alone
-    (to measure the rule before a change)."""
+    """Load ``tables``; ``rule``: (binning.CLUSTER_TOLERANCE, numeric.RANK_TEST, numeric.LOCATION_SHARE),
+    None entries left alone (to measure the rule before a change)."""
     from driftguard.components.drift import binning, numeric
-    cluster_tolerance, rank_test = rule or (None, None)
+    cluster_tolerance, rank_test, location_share = rule or (None, None, None)
     if cluster_tolerance is not None:
         binning.CLUSTER_TOLERANCE = cluster_tolerance
     if rank_test is not None:
         numeric.RANK_TEST = rank_test
+    if location_share is not None:
+        numeric.LOCATION_SHARE = location_share
     _KWARGS.update(kwargs)
     for name in tables:
         _DATA[name] = TABLES[name][0]()
@@ -346,13 +348,14 @@ def run_trial(job):
         return job, report.drift_detected, causes
     _, _, test, feature, category = SMALL[index]
     f = report.features[feature]
-    evidence = f.checks["distribution"].p_value_adjusted <= report.settings["alpha"]
+    evidence = any(f.checks[k].p_value_adjusted <= report.settings["alpha"] for k in ("distribution", "location")
+                   if k in f.checks)
     checks = sum(len(x.checks) for x in report.features.values())
     return job, f.drifted, evidence, report.drift_detected, oracle_p(test, ref[feature], cur[feature], category), \
         len(report.features), checks
 
 
-_RULE = (None, None)
+_RULE = (None, None, None)
 
 
 def _pool(jobs, tables, kwargs, processes):
@@ -443,15 +446,18 @@ def main(argv=None):
                         help="set binning.CLUSTER_TOLERANCE (0: the edge rule before clusters were handled)")
     parser.add_argument("--rank-test", type=int, choices=[0, 1],
                         help="set numeric.RANK_TEST (0: the numeric evidence before the rank test)")
+    parser.add_argument("--location-share", type=float,
+                        help="set numeric.LOCATION_SHARE (0: no location check, the rule before it was added)")
     args = parser.parse_args(argv)
     kwargs = json.loads(args.detect_kwargs)
     global _RULE
-    _RULE = (args.cluster_tolerance, None if args.rank_test is None else bool(args.rank_test))
+    _RULE = (args.cluster_tolerance, None if args.rank_test is None else bool(args.rank_test), args.location_share)
     started = time.time()
     command = "benchmarks/drift_tables.py " + " ".join(argv if argv is not None else sys.argv[1:])
     print(f"# {command.strip()}  (detect_drift keyword arguments: {kwargs or 'defaults'}"
           + (f"; binning.CLUSTER_TOLERANCE = {args.cluster_tolerance}" if args.cluster_tolerance is not None else "")
           + (f"; numeric.RANK_TEST = {bool(args.rank_test)}" if args.rank_test is not None else "")
+          + (f"; numeric.LOCATION_SHARE = {args.location_share}" if args.location_share is not None else "")
           + ")")
     if args.part in ("calibration", "both"):
         calibration(args.tables, args.sizes, args.trials, args.trials_large, kwargs, args.jobs, args.scenarios)

@@ -15,7 +15,7 @@ import math
 import numpy as np
 from scipy import special
 
-__all__ = ["chi2_sf", "normal_sf", "ks_two_sample_sf", "hypergeom_logpmf", "fisher_exact_two_sided"]
+__all__ = ["chi2_sf", "normal_sf", "student_t_sf", "ks_two_sample_sf", "hypergeom_logpmf", "fisher_exact_two_sided"]
 
 
 def chi2_sf(statistic: float, dof: int) -> float:
@@ -40,6 +40,17 @@ def normal_sf(z: float) -> float:
     0.025
     """
     return float(special.ndtr(-z))
+
+
+def student_t_sf(t: float, dof: float) -> float:
+    """Upper tail ``P(T >= t)`` of Student's t distribution with ``dof`` (> 0, not necessarily whole) degrees of freedom.
+
+    Examples
+    --------
+    >>> round(student_t_sf(2.2281388519649385, 10), 6)
+    0.025
+    """
+    return float(special.stdtr(dof, -t))
 
 
 def ks_two_sample_sf(d: float, n: int, m: int) -> float:

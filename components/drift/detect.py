@@ -1,13 +1,17 @@
 r"""``detect_drift``: compare a current table with a reference table, feature by feature.
 
 The rule
-    Each feature gives up to three hypotheses ("checks"):
+    Each feature gives up to three hypotheses ("checks"), four for a numeric one:
 
     - ``distribution`` -- its method's score (default PSI on 10 reference-quantile
       bins) with the method's test (numeric: chi-square on 20 and on 50 reference-quantile
       bins and a rank test on the 50 bins, the smallest p-value tripled (Bonferroni within
       the feature), see ``numeric.FINE_TEST_BINS`` and ``numeric.RANK_TEST``; categorical:
       chi-square on the categories; or Kolmogorov-Smirnov for ``ks``/``wasserstein``);
+    - ``location`` (numeric) -- how far the mean moved, in standard deviations, both
+      taken after winsorizing at the pooled 10% and 90% quantiles, with Welch's t-test
+      on those values (``numeric.winsorized_t_test``): it sees the actual distance a
+      recorded-on-a-grid feature moved, which bins round to whole grid steps;
     - ``missing_rate`` -- difference of the missing-value rates, Fisher's exact test
       (only when a value is missing on either side);
     - ``unseen_categories`` -- share of current values in categories the reference
@@ -28,7 +32,8 @@ The rule
 Defaults (measured on the Chicago taxi data, see ``README.md``)
     ``alpha=0.01`` with Holm over all checks; PSI >= 0.005 on 10 reference-quantile bins
     (numeric) or on categories with >= 1% of the reference plus one pooled bucket
-    (categorical); missing rate changed by >= 5 points; >= 2% of current values in
+    (categorical); winsorized mean moved by >= 0.07 standard deviations (the shift of a normal
+    feature whose decile PSI is 0.005); missing rate changed by >= 5 points; >= 2% of current values in
     unseen categories; multivariate: Spearman correlations changed by >= 0.1, and the
     domain classifier's cross-fitted AUC >= 0.52, at ``multivariate_alpha=0.01`` (one
     weighted-Holm family) on <= 5,000 rows per side.
@@ -60,9 +65,14 @@ from .registry import DEFAULT_METHODS, DEFAULT_MISSING_THRESHOLD, DEFAULT_UNSEEN
 from .report import CheckResult, DriftReport, FeatureDrift
 from .tables import Column, read_table
 
-__all__ = ["detect_drift", "DEFAULT_ALPHA"]
+__all__ = ["detect_drift", "DEFAULT_ALPHA", "DEFAULT_LOCATION_THRESHOLD"]
 
 DEFAULT_ALPHA = 0.01
+
+#: Default threshold of the ``location`` check: the shift, in standard deviations, of a normal feature
+#: whose PSI on its deciles is 0.005 (the default PSI threshold): both effect sizes say "as large as
+#: the smallest change worth a look".
+DEFAULT_LOCATION_THRESHOLD = 0.07
 
 _KIND_WORDS = {"numeric": "numeric", "categorical": "text"}
 
@@ -145,7 +155,7 @@ def _numeric_direction(delta: float) -> str:
 
 def _compare_feature(name: str, kind: str, reference: PreparedReference, cur: Column, method_name: str,
                      threshold: float, n_bins: int, test_bins: int, min_category_share: float,
-                     missing_threshold: float, unseen_threshold: float
+                     missing_threshold: float, unseen_threshold: float, location_threshold: float
                      ) -> Tuple[List[Tuple[str, str, float, float, float, str]], Dict[str, Any], Optional[Tuple]]:
     """Raw checks ``(check, method, score, threshold, p_value, direction)``, the feature's numbers, and for
     a numeric feature the value codes of its current rows (``codes`` of
@@ -180,6 +190,11 @@ def _compare_feature(name: str, kind: str, reference: PreparedReference, cur: Co
         extra["unseen_categories"] = list(unseen.categories)
     scores = dict(comparison.scores)
     checks.append(("distribution", method.name, scores[method.score], threshold, p_values[method.test], direction))
+    if "location" in p_values:
+        t = comparison.details["winsorized_t_test"]
+        checks.append(("location", "mean_shift", abs(t["shift"]), location_threshold, t["p_value"],
+                       f"winsorized mean {t['mean_reference']:.4g} -> {t['mean_current']:.4g} "
+                       f"({t['shift']:+.2f} sd)"))
     if kind == "categorical":
         scores["unseen_share"] = comparison.unseen.share
         names = ", ".join(comparison.unseen.categories[:3]) or "none"
@@ -281,6 +296,7 @@ def detect_drift(
     min_category_share: float = 0.01,
     missing_threshold: float = DEFAULT_MISSING_THRESHOLD,
     unseen_threshold: float = DEFAULT_UNSEEN_THRESHOLD,
+    location_threshold: float = DEFAULT_LOCATION_THRESHOLD,
     multivariate: bool = True,
     multivariate_alpha: float = DEFAULT_MULTIVARIATE_ALPHA,
     multivariate_threshold: float = DEFAULT_MULTIVARIATE_THRESHOLD,
@@ -321,6 +337,9 @@ def detect_drift(
         Smallest change of the missing rate (absolute) that counts.
     unseen_threshold : float, default 0.02
         Smallest share of current values in unseen categories that counts.
+    location_threshold : float, default 0.07
+        Smallest shift of a numeric feature's winsorized mean, in (winsorized) standard
+        deviations, that counts for its ``location`` check.
     multivariate : bool, default True
         Run the rank-correlation check over numeric features.
     multivariate_alpha, multivariate_threshold : float, default 0.01 and 0.1
@@ -392,6 +411,7 @@ def detect_drift(
         raise ValueError(f"unknown correction {correction!r}; available: {', '.join(CORRECTIONS)}")
     missing_threshold = _check_threshold("missing_threshold", missing_threshold)
     unseen_threshold = _check_threshold("unseen_threshold", unseen_threshold)
+    location_threshold = _check_threshold("location_threshold", location_threshold)
     multivariate_threshold = _check_threshold("multivariate_threshold", multivariate_threshold)
     classifier_threshold = _check_threshold("classifier_threshold", classifier_threshold)
     if not 0.5 <= classifier_threshold <= 1.0:
@@ -450,7 +470,8 @@ def detect_drift(
         threshold = config.threshold if config.threshold is not None else method.default_threshold
         checks, info[name], found = _compare_feature(name, kind, prepared, cur_cols[name], method_name,
                                                      float(threshold), int(n_bins), int(test_bins),
-                                                     float(min_category_share), missing_threshold, unseen_threshold)
+                                                     float(min_category_share), missing_threshold, unseen_threshold,
+                                                     location_threshold)
         if found is not None:
             codes[name] = found
         raw_checks.extend((name, c) for c in checks)
@@ -466,7 +487,7 @@ def detect_drift(
     features: Dict[str, FeatureDrift] = {}
     for name in names:
         checks = per_feature[name]
-        reasons = tuple(k for k in ("distribution", "unseen_categories", "missing_rate")
+        reasons = tuple(k for k in ("distribution", "location", "unseen_categories", "missing_rate")
                         if k in checks and checks[k].drifted)
         deciding = checks[reasons[0]] if reasons else checks.get("distribution", next(iter(checks.values())))
         features[name] = FeatureDrift(

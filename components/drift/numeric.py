@@ -19,13 +19,13 @@ from typing import Dict, NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from ._distributions import ks_two_sample_sf, normal_sf
+from ._distributions import ks_two_sample_sf, normal_sf, student_t_sf
 from ._hashing import HashTable, ValueIndex, bits_for
 from .binning import order_statistics, quantile_edges, quantile_edges_from_counts
 from .divergence import chi_square_counts, histogram_scores
 
 __all__ = ["KSResult", "ks", "wasserstein", "mean_absolute_deviation", "normalized_wasserstein", "cliffs_delta",
-           "binned_rank_test", "NumericComparison", "compare_numeric"]
+           "binned_rank_test", "LocationTest", "winsorized_t_test", "NumericComparison", "compare_numeric"]
 
 
 def _finite(name: str, values) -> np.ndarray:
@@ -331,6 +331,86 @@ def binned_rank_test(reference_counts, current_counts) -> RankTest:
     return RankTest(z, min(1.0, 2.0 * normal_sf(abs(z))))
 
 
+class LocationTest(NamedTuple):
+    """Result of :func:`winsorized_t_test`."""
+
+    statistic: float
+    p_value: float
+    shift: float  # difference of the winsorized means over their pooled standard deviation
+    mean_reference: float
+    mean_current: float
+
+
+def winsorized_t_test(values, reference_counts, current_counts, share: float = 0.1) -> LocationTest:
+    r"""Welch's t-test on values winsorized at the *pooled* sample's ``share`` and ``1 - share`` quantiles.
+
+    Parameters
+    ----------
+    values : array_like of float
+        Distinct values, increasing.
+    reference_counts, current_counts : array_like of float
+        How often each value occurs in each sample.
+    share : float, default 0.1
+        Share of the pooled sample clipped at each end, in [0, 0.5).
+
+    Returns
+    -------
+    LocationTest
+        ``statistic``: Welch's t of the current sample's winsorized mean against the
+        reference's (positive: larger); ``p_value``: two-sided, Student's t with
+        Welch-Satterthwaite degrees of freedom; ``shift``: the difference of the winsorized
+        means over the pooled sample's winsorized standard deviation (an effect size; for a
+        normal feature about the shift in standard deviations); the two winsorized means.
+
+    Notes
+    -----
+    Why it joins the binned tests: a bin only sees whether a value crossed an edge, so a
+    shift of 1.43 units of a column recorded on a grid (diamonds' ``depth`` + 0.1 standard
+    deviation, values in tenths) reads as 1 unit, and the binned tests keep ~0.7 of the
+    evidence the raw values hold. A mean sees the actual distance, and a distance below
+    the recording resolution (a price atom moved by 0.3 %, a coordinate by a metre)
+    stays a negligible distance: unlike ranks of raw values, ties carry no weight of their
+    own. Clipping at pooled quantiles buys robustness to heavy tails (a mean of raw fares
+    is at the mercy of one 1,000-dollar trip) and, because the clipping points are a
+    symmetric function of the pooled sample, the test is a t-test on a transform that
+    does not depend on which sample a value came from: under no drift its level is the
+    nominal one, ties or not (a trimmed-mean test, Yuen's, estimates its variance assuming
+    no atom at the trimming points). This is hand-written over the count grid every
+    numeric statistic here shares (one hash count, no sort); ``scipy.stats.ttest_ind`` on
+    the clipped raw values gives the same number (``test_winsorized_t_test_matches_scipy``).
+
+    Examples
+    --------
+    >>> r = winsorized_t_test([1.0, 2.0, 3.0, 100.0], [10, 10, 10, 1], [5, 10, 15, 1])
+    >>> round(r.statistic, 3), round(r.p_value, 4), round(r.shift, 3), round(r.mean_current, 3)
+    (1.594, 0.1161, 0.4, 2.355)
+    """
+    v = np.asarray(values, dtype=float)
+    ref = np.asarray(reference_counts, dtype=float)
+    cur = np.asarray(current_counts, dtype=float)
+    n, m = float(ref.sum()), float(cur.sum())
+    if not 0.0 <= share < 0.5:
+        raise ValueError(f"share must be in [0, 0.5), got {share!r}")
+    if n < 2 or m < 2:
+        return LocationTest(0.0, 1.0, 0.0, float("nan"), float("nan"))
+    cumulative = np.cumsum(ref + cur)
+    clipped = int(math.floor(share * (n + m)))  # values clipped at each end
+    low = v[np.searchsorted(cumulative, clipped + 1)]
+    high = v[np.searchsorted(cumulative, n + m - clipped)]
+    g = np.clip(v, low, high) - low  # shifted: the variances below lose no digits to a large offset
+    mean_x, mean_y = float(np.dot(ref, g)) / n, float(np.dot(cur, g)) / m
+    var_x = float(np.dot(ref, (g - mean_x) ** 2)) / (n - 1.0) / n
+    var_y = float(np.dot(cur, (g - mean_y) ** 2)) / (m - 1.0) / m
+    means = (mean_x + float(low), mean_y + float(low))
+    if var_x + var_y <= 0.0:  # every clipped value equal
+        return LocationTest(0.0, 1.0, 0.0, *means)
+    t = (mean_y - mean_x) / math.sqrt(var_x + var_y)
+    dof = (var_x + var_y) ** 2 / (var_x ** 2 / (n - 1.0) + var_y ** 2 / (m - 1.0))
+    pooled_mean = (n * mean_x + m * mean_y) / (n + m)
+    pooled_sd = math.sqrt(float(np.dot(ref + cur, (g - pooled_mean) ** 2)) / (n + m - 1.0))
+    return LocationTest(t, min(1.0, 2.0 * student_t_sf(abs(t), dof)), (mean_y - mean_x) / pooled_sd, *means)
+
+
 @dataclass(frozen=True)
 class NumericComparison:
     """Every score, p-value and descriptive statistic of one numeric feature."""
@@ -348,6 +428,12 @@ FINE_TEST_BINS = 50
 #: Add :func:`binned_rank_test` on the finest bins to the chi-square tests of :func:`compare_numeric`
 #: (Bonferroni over all of them), read at each call. ``detect_drift`` uses it.
 RANK_TEST = True
+
+
+#: Share of the pooled sample clipped at each end by :func:`winsorized_t_test`, the location test of
+#: :func:`compare_numeric` (``p_values["location"]``, ``scores["mean_shift"]``); 0: no location test
+#: (the rule before it was added). Read at each call. ``detect_drift`` makes it a check of its own.
+LOCATION_SHARE = 0.1
 
 
 def compare_numeric(reference, current, n_bins: int = 10, test_bins: int = 20,
@@ -481,12 +567,16 @@ def _comparison(grid: _Grid, x: np.ndarray, y: np.ndarray, bins, median_x: float
             cur_rank_counts = current(rank_edges)
         rank = binned_rank_test(ref_rank_counts, cur_rank_counts)
         chi_p = min(1.0, (len(tests) + 1) * min([t["p_value"] for t in tests] + [rank.p_value]))
+    location = winsorized_t_test(grid.values, grid.ref, grid.cur, LOCATION_SHARE) if LOCATION_SHARE else None
     ks_result, distance, cliffs = grid.distances()
     scores = histogram_scores(ref_counts, cur_counts, ordered=True, totals=totals)  # psi, ..., cramers_v
     scores["chi_square"] = chi.statistic
     scores["ks"] = ks_result.statistic
     scores["wasserstein"] = _normalized(distance, x, y, deviation_x)
     p_values = {"chi_square": chi_p, "ks": ks_result.p_value}
+    if location is not None:
+        scores["mean_shift"] = location.shift
+        p_values["location"] = location.p_value
     details = {
         "bin_edges": edges.tolist(),
         "reference_counts": ref_counts.astype(np.int64).tolist(),
@@ -500,6 +590,11 @@ def _comparison(grid: _Grid, x: np.ndarray, y: np.ndarray, bins, median_x: float
     }
     if rank is not None:
         details["rank_test"] = {"bins": int(rank_edges.size + 1), "statistic": rank.statistic, "p_value": rank.p_value}
+    if location is not None:
+        details["winsorized_t_test"] = {"share": LOCATION_SHARE, "statistic": location.statistic,
+                                        "p_value": location.p_value, "shift": location.shift,
+                                        "mean_reference": location.mean_reference,
+                                        "mean_current": location.mean_current}
     return NumericComparison(scores, p_values, details)
 
 

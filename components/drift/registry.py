@@ -22,6 +22,8 @@ Binned scores (Cramer's V included) use 10 reference-quantile bins (numeric) or 
 categories holding >= 1% of the reference plus one pooled bucket (categorical). The chi-square evidence uses 20
 and 50 reference-quantile bins, Bonferroni-combined (numeric; ``numeric.FINE_TEST_BINS``),
 or every category, pooled only as far as expected counts require (categorical).
+Whatever the method, a numeric feature also gets ``detect_drift``'s ``location`` check
+(winsorized mean shift >= 0.07 standard deviations, Welch's t-test).
 
 The default thresholds come from the Chicago taxi data (100,000-row bootstrap samples,
 ``benchmarks/drift_calibration.py --scale-table``, summarised in ``README.md``). For

@@ -35,7 +35,7 @@ def test_report_shape_and_contract():
     for name, f in d["features"].items():
         assert {"method", "score", "threshold", "p_value", "drifted"} <= set(f), name
         assert "psi" in f["scores"], name  # alert rules use "PSI > 0.2 on any feature"
-    assert d["features"]["fare"]["drifted"] is True and d["features"]["fare"]["reasons"] == ["distribution"]
+    assert d["features"]["fare"]["drifted"] is True and d["features"]["fare"]["reasons"] == ["distribution", "location"]
     assert {"drifted", "pairs", "method", "alpha", "threshold"} <= set(d["multivariate"])
     assert d["n_reference"] == d["n_current"] == 600
     assert d["settings"]["alpha"] == 0.01 and d["settings"]["correction"] == "holm"
@@ -47,7 +47,8 @@ def test_every_score_and_p_value_is_kept_even_below_threshold():
     f = detect_drift(ref, cur).features
     assert set(f["fare"].scores) >= {"psi", "jensen_shannon", "hellinger", "linf", "cramers_v", "chi_square", "ks",
                                      "wasserstein"}
-    assert set(f["fare"].p_values) == {"chi_square", "ks"}
+    assert set(f["fare"].p_values) == {"chi_square", "ks", "location"}
+    assert set(f["fare"].checks) == {"distribution", "location"}
     assert set(f["payment_type"].checks) == {"distribution", "unseen_categories"}
     assert set(f["company"].checks) == {"distribution", "unseen_categories", "missing_rate"}
     assert not any(x.drifted for x in f.values())
@@ -241,3 +242,33 @@ def test_a_feature_that_stopped_arriving_is_drift_by_default():
         detect_drift(ref, cur, all_missing="error")
     with pytest.raises(DriftInputError, match="only in the reference table"):       # nothing shared: refused
         detect_drift({"x": [1.0, 2.0]}, {"y": [1.0, 2.0]})
+
+
+def test_location_check_sees_the_distance_a_grid_feature_moved_which_bins_round_away(monkeypatch):
+    """A score recorded in whole units (sd 3) moved by 0.45 units, 0.15 sd: every edge sits halfway between two
+    units, so no value crosses one and the binned checks see nothing; the winsorized mean sees the distance.
+    A shift of 0.05 sd on 100,000 rows is significant but under the location threshold: not reported."""
+    from driftguard.components.drift import numeric
+    rng = np.random.default_rng(3)
+    ref = {"score": np.round(rng.normal(50, 3, 5000)), "hour": rng.integers(0, 24, 5000).astype(float)}
+    cur = {"score": np.round(rng.normal(50, 3, 5000)) + 0.45, "hour": rng.integers(0, 24, 5000).astype(float)}
+    f = detect_drift(ref, cur, multivariate=False).features["score"]
+    assert f.reasons == ("location",) and not f.checks["distribution"].drifted
+    assert f.checks["location"].score == pytest.approx(0.15, abs=0.03) and "+0.1" in f.checks["location"].direction
+    assert f.checks["location"].threshold == 0.07 and f.details["winsorized_t_test"]["share"] == 0.1
+    big_ref = {"score": np.round(rng.normal(50, 3, 100_000))}
+    big_cur = {"score": np.round(rng.normal(50, 3, 100_000)) + 0.15}
+    small = detect_drift(big_ref, big_cur, multivariate=False).features["score"].checks["location"]
+    assert small.p_value_adjusted < 1e-10 and small.score < 0.07 and not small.drifted
+    monkeypatch.setattr(numeric, "LOCATION_SHARE", 0)  # the rule before the location check: the shift is missed
+    f = detect_drift(ref, cur, multivariate=False).features["score"]
+    assert "location" not in f.checks and not f.drifted
+
+
+def test_location_threshold_is_validated_and_used():
+    ref, cur = _tables(fare_factor=1.3)
+    with pytest.raises(ValueError, match="location_threshold"):
+        detect_drift(ref, cur, location_threshold=-1)
+    report = detect_drift(ref, cur, location_threshold=10.0, multivariate=False)
+    assert report.features["fare"].reasons == ("distribution",)
+    assert report.features["fare"].checks["location"].threshold == 10.0
