@@ -44,8 +44,10 @@ def _reason_option(f):
 @_reason_option
 @click.pass_context
 def promote(ctx: click.Context, version: str, label: str, reason: str) -> None:
-    """Point a version label (default: champion) at VERSION, a version number or a label
-    (`driftguard promote challenger` promotes the challenger's version)."""
+    """Point a label (champion by default) at a version.
+
+    VERSION is a version number or a label: `driftguard promote challenger --reason ...` makes
+    the challenger's version the champion."""
     from driftguard.components.registry_pusher import labels as labels_lib
 
     cfg = load_config(ctx)
@@ -68,7 +70,7 @@ def promote(ctx: click.Context, version: str, label: str, reason: str) -> None:
 @_reason_option
 @click.pass_context
 def rollback(ctx: click.Context, reason: str) -> None:
-    """Point champion back at the previous champion in the registry's audit trail."""
+    """Put the previous champion back (from the registry's audit trail)."""
     from driftguard.components.registry_pusher import labels as labels_lib
 
     cfg = load_config(ctx)

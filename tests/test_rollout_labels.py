@@ -1,8 +1,9 @@
 """`driftguard promote | rollback` (click's runner, in process), their audit trail and MLMD
 record; the `rollout:` config section; the RegistryPusher's labelling under a rollout.
 
-The pusher's labelling is tested on its executor's helpers (``pin_champion``,
-``label_pushed_version``) over a registry of plain folders: a full TFX run takes minutes.
+The pusher's labelling is tested on the helpers its executor calls around the publishing rename
+(``labels.pin_champion``, ``labels.label_new_version``) over a registry of plain folders, not in
+a TFX run (minutes).
 """
 from __future__ import annotations
 
@@ -149,13 +150,13 @@ def test_bad_rollout_config_names_the_field(tmp_path, rollout, message):
 
 def _push(registry, tmp_path, name, rollout_mode):
     """What the executor does around its publishing rename (executor.Executor.Do)."""
-    from driftguard.components.registry_pusher.executor import label_pushed_version, pin_champion
+    from driftguard.components.registry_pusher.executor import label_new_version, pin_champion   # what Do() calls
 
     staged = registry / ".staging" / name
     staged.mkdir(parents=True)
     pin_champion(registry, rollout_mode)
     version = publish_version(registry, staged)
-    return version, label_pushed_version(registry, version, rollout_mode)
+    return version, label_new_version(registry, version, rollout_mode)
 
 
 def test_under_a_rollout_a_pushed_version_becomes_the_challenger(tmp_path):
@@ -198,3 +199,19 @@ def test_a_corrupt_labels_file_fails_the_push_before_publishing(tmp_path):
     for mode in (None, "canary"):
         with pytest.raises(labels_lib.LabelError, match=r"labels file .*labels.json is corrupt"):
             pin_champion(reg, mode)
+
+
+def test_approve_labels_a_held_candidate_by_the_rollout_of_its_push(project):
+    cfg, registry = project
+    for candidate, mode in (("c1", "canary"), ("c2", None)):
+        profile = registry / ".pending" / candidate / PROFILE_DIR
+        profile.mkdir(parents=True)
+        (profile / PROFILE_FILE).write_text(json.dumps({"rollout_mode": mode} if mode else {}))
+    r = _cli(cfg, "approve", "c1")
+    assert r.exit_code == 0, r.stderr
+    assert labels_lib.read_labels(registry) == {"champion": 3, "challenger": 4}   # 3 pinned: it was served
+    r = _cli(cfg, "approve", "c2")                                                # pushed without a rollout
+    assert r.exit_code == 0, r.stderr
+    assert labels_lib.read_labels(registry) == {"champion": 5, "challenger": 4}
+    assert [(e["action"], e["who"]) for e in labels_lib.read_audit(registry)] == [
+        ("pin", "driftguard approve"), ("push", "driftguard approve"), ("push", "driftguard approve")]

@@ -24,7 +24,7 @@ import os
 import pathlib
 import shutil
 import time
-from typing import Dict, List
+from typing import Dict
 
 from tfx.components.evaluator import constants as evaluator_constants
 from tfx.dsl.components.base import base_beam_executor
@@ -38,9 +38,9 @@ from driftguard.components import model_io
 from driftguard.components.examples_io import examples_split_patterns, read_sample, sample_examples, write_sample
 from driftguard.components.registry_pusher.registry import (
     IMPORTANCE_FILE, PROFILE_DIR, PROFILE_FILE, REFERENCE_SAMPLE_DIR, STATS_FILE, find_pending_of_model,
-    existing_versions, find_version_of_model, fsync_tree, hold_for_approval, new_staging_dir, publish_version,
+    find_version_of_model, fsync_tree, hold_for_approval, new_staging_dir, publish_version,
     remove_stale_staging)
-from driftguard.components.registry_pusher import labels as labels_lib
+from driftguard.components.registry_pusher.labels import label_new_version, pin_champion
 
 # Test-only fault hook (tests/faults/test_kill_during_pipeline.py), documented in the README:
 # DRIFTGUARD_FAULT_PAUSE_IN_PUSH=staged:<seconds> sleeps once the version is fully staged, before
@@ -72,54 +72,6 @@ def is_blessed(blessing) -> bool:
             and blessing.get_int_custom_property(
                 evaluator_constants.ARTIFACT_PROPERTY_BLESSED_KEY)
             == evaluator_constants.BLESSED_VALUE)
-
-
-def pin_champion(registry: pathlib.Path, rollout_mode) -> None:
-    """Before a version is published: with a rollout, pin ``champion`` to the version served now
-    (the newest) when no label says which it is, so the new version never becomes the default,
-    not even for one poll of ``driftguard serve``. Reads the labels file in any case, so a corrupt
-    one fails the push before anything is published (``labels.LabelError`` names the file)."""
-    current = labels_lib.read_labels(registry)
-    if not rollout_mode or labels_lib.CHAMPION in current:
-        return
-    versions = existing_versions(registry)
-    if not versions:
-        return
-    try:
-        labels_lib.set_labels(registry, {labels_lib.CHAMPION: versions[-1]}, action=labels_lib.PIN,
-                              who="registry_pusher", expect={labels_lib.CHAMPION: None},
-                              reason=f"rollout {rollout_mode}: the served version is pinned before a new "
-                                     f"version is published")
-    except labels_lib.LabelError:
-        if labels_lib.CHAMPION not in labels_lib.read_labels(registry):
-            raise
-        # someone promoted a champion meanwhile: it stays
-
-
-def label_pushed_version(registry: pathlib.Path, version: int, rollout_mode) -> List[str]:
-    """After ``version`` was published: its labels (returned, sorted).
-
-    With a rollout (``rollout_mode`` shadow | canary) it becomes ``challenger`` and ``champion``
-    stays where it was (the first version of a registry becomes the champion: nothing else can be
-    served). Without one, the new version is what is served, as before labels existed: when a
-    ``champion`` label exists it moves to the new version; when none does, nothing is written
-    (the newest version is served by default)."""
-    current = labels_lib.read_labels(registry)
-    champion = current.get(labels_lib.CHAMPION)
-    if rollout_mode and champion is not None and champion != version:
-        labels_lib.set_labels(registry, {labels_lib.CHALLENGER: version}, action=labels_lib.PUSH,
-                              who="registry_pusher",
-                              reason=f"blessed candidate; rollout {rollout_mode}: challenger, champion stays "
-                                     f"version {champion}")
-    elif rollout_mode and champion is None:
-        labels_lib.set_labels(registry, {labels_lib.CHAMPION: version}, action=labels_lib.PUSH,
-                              who="registry_pusher", expect={labels_lib.CHAMPION: None},
-                              reason=f"rollout {rollout_mode}: the registry's first version is the champion")
-    elif champion is not None and champion != version:
-        labels_lib.set_labels(registry, {labels_lib.CHAMPION: version}, action=labels_lib.PUSH,
-                              who="registry_pusher", expect={labels_lib.CHAMPION: champion},
-                              reason="blessed candidate, no rollout configured: served at once")
-    return sorted(k for k, v in labels_lib.read_labels(registry).items() if v == version)
 
 
 def overall_metrics(evaluation_uri: str) -> Dict[str, Dict[str, float]]:
@@ -246,7 +198,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         fault_pause("published", f"after publishing {registry / str(version)}")
         # A kill before this line leaves the version unlabelled: the resumed run finds it by model
         # URI and does not label it (it cannot tell a label never written from one moved since).
-        version_labels = label_pushed_version(registry, version, rollout_mode)
+        version_labels = label_new_version(registry, version, rollout_mode)
         if version_labels:
             logging.info("version %d is labelled %s", version, ", ".join(version_labels))
             pushed.set_string_custom_property("version_labels", ",".join(version_labels))
@@ -311,4 +263,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             "blessing_artifact": {"id": blessing.id, "uri": blessing.uri},
             **extra,
         }
+        if exec_properties.get(spec.ROLLOUT_MODE_KEY):
+            # `driftguard approve` labels a held candidate by the rollout configured at its push
+            profile["rollout_mode"] = exec_properties[spec.ROLLOUT_MODE_KEY]
         (profile_dir / PROFILE_FILE).write_text(json.dumps(profile, indent=1, sort_keys=True))

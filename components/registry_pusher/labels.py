@@ -299,6 +299,50 @@ def rollback(registry: pathlib.Path, *, reason: str, who: Optional[str] = None) 
     return changes[0]
 
 
+# ---------------------------------------------------------------- a new version (RegistryPusher, approve)
+
+
+def pin_champion(registry: pathlib.Path, rollout_mode: Optional[str], who: str = "registry_pusher") -> None:
+    """Before a version is published: with a rollout, pin ``champion`` to the version served now
+    (the newest) when no label says which it is, so the new version never becomes the default,
+    not even for one poll of ``driftguard serve``. Reads the labels file in any case, so a corrupt
+    one fails the push before anything is published (LabelError names the file)."""
+    current = read_labels(registry)
+    versions = existing_versions(pathlib.Path(registry))
+    if not rollout_mode or CHAMPION in current or not versions:
+        return
+    try:
+        set_labels(registry, {CHAMPION: versions[-1]}, action=PIN, who=who, expect={CHAMPION: None},
+                   reason=f"rollout {rollout_mode}: the served version is pinned before a new version is published")
+    except LabelError:
+        if CHAMPION not in read_labels(registry):
+            raise
+        # someone promoted a champion meanwhile: it stays
+
+
+def label_new_version(registry: pathlib.Path, version: int, rollout_mode: Optional[str],
+                      who: str = "registry_pusher") -> List[str]:
+    """After ``version`` was published (by the pusher, or ``driftguard approve``): label it and
+    return its labels, sorted.
+
+    With a rollout (``rollout_mode`` shadow | canary) it becomes ``challenger`` and ``champion``
+    stays where it was (the first version of a registry becomes the champion: nothing else can be
+    served). Without one, the new version is what is served, as before labels existed: when a
+    ``champion`` label exists it moves to the new version; when none does, nothing is written
+    (the newest version is served by default)."""
+    champion = read_labels(registry).get(CHAMPION)
+    if rollout_mode and champion is not None and champion != version:
+        set_labels(registry, {CHALLENGER: version}, action=PUSH, who=who,
+                   reason=f"blessed candidate; rollout {rollout_mode}: challenger, champion stays version {champion}")
+    elif rollout_mode and champion is None:
+        set_labels(registry, {CHAMPION: version}, action=PUSH, who=who, expect={CHAMPION: None},
+                   reason=f"rollout {rollout_mode}: the registry's first version is the champion")
+    elif champion is not None and champion != version:
+        set_labels(registry, {CHAMPION: version}, action=PUSH, who=who, expect={CHAMPION: champion},
+                   reason="blessed candidate, no rollout configured: served at once")
+    return sorted(k for k, v in read_labels(registry).items() if v == version)
+
+
 def resolve(registry: pathlib.Path, label_or_version: str) -> int:
     """A version number from ``'3'`` or a label (``'challenger'``), naming the label when unknown."""
     text = str(label_or_version)
