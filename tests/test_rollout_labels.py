@@ -8,6 +8,7 @@ a TFX run (minutes).
 from __future__ import annotations
 
 import json
+import pathlib
 
 import pytest
 from click.testing import CliRunner
@@ -215,3 +216,45 @@ def test_approve_labels_a_held_candidate_by_the_rollout_of_its_push(project):
     assert labels_lib.read_labels(registry) == {"champion": 5, "challenger": 4}
     assert [(e["action"], e["who"]) for e in labels_lib.read_audit(registry)] == [
         ("pin", "driftguard approve"), ("push", "driftguard approve"), ("push", "driftguard approve")]
+
+
+def _executor_push(tmp_path, registry, name, rollout_mode):
+    """RegistryPusher's Executor.Do on a stand-in model (no TFX run: the profile, which needs the
+    pipeline's statistics, evaluation and examples, is stubbed)."""
+    from tfx.types import standard_artifacts
+    from tfx.utils import path_utils
+
+    from driftguard.components.registry_pusher import executor, spec
+
+    model = standard_artifacts.Model()
+    model.uri = str(tmp_path / "trainer" / name)
+    serving = pathlib.Path(path_utils.serving_model_path(model.uri))
+    serving.mkdir(parents=True)
+    (serving / "saved_model.pb").write_text(name)
+    blessing = standard_artifacts.ModelBlessing()
+    blessing.uri = str(tmp_path / "blessing" / name)
+    blessing.set_int_custom_property("blessed", 1)
+    pushed = standard_artifacts.PushedModel()
+    props = {spec.REGISTRY_DIR_KEY: str(registry), spec.SCHEMA_VERSION_KEY: 1}
+    if rollout_mode:
+        props[spec.ROLLOUT_MODE_KEY] = rollout_mode
+
+    class Stubbed(executor.Executor):
+        def _write_profile(self, profile_dir, input_dict, exec_properties, model, blessing):
+            (profile_dir / PROFILE_FILE).write_text(json.dumps({"model_artifact": {"uri": model.uri}}))
+
+    Stubbed().Do({spec.MODEL_KEY: [model], spec.MODEL_BLESSING_KEY: [blessing]},
+                 {spec.PUSHED_MODEL_KEY: [pushed]}, props)
+    labels = pushed.get_string_custom_property("version_labels") if pushed.has_custom_property(
+        "version_labels") else None
+    return pushed.get_int_custom_property("pushed_version"), labels
+
+
+def test_the_executor_labels_a_blessed_push_challenger_under_a_rollout(tmp_path):
+    registry = tmp_path / "registry"
+    assert _executor_push(tmp_path, registry, "m1", None) == (1, None)          # no labels: as before
+    assert not (registry / "labels.json").exists()
+    assert _executor_push(tmp_path, registry, "m2", "canary") == (2, "challenger")
+    assert labels_lib.read_labels(registry) == {"champion": 1, "challenger": 2}
+    assert _executor_push(tmp_path, registry, "m3", None) == (3, "champion")     # rollout removed again
+    assert labels_lib.read_labels(registry) == {"champion": 3, "challenger": 2}
