@@ -113,3 +113,20 @@ def test_a_champion_that_fails_to_load_falls_back_to_the_newest(registry):
         repo.get(None, label="champion")
     assert e.value.status == 404 and "label 'champion' points to version 1, which is not loaded (it failed" \
         in e.value.message
+
+
+def test_the_background_poller_switches_the_champion_without_a_restart(registry):
+    import time
+
+    repo = ModelRepository(registry, "taxi")
+    repo.poll()
+    assert repo.served.version == 3
+    repo.start(0.05)
+    try:
+        labels_lib.promote(registry, 1, reason="switch while running")
+        deadline = time.monotonic() + 30
+        while repo.served.version != 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert repo.served.version == 1 and _answer(repo.get(None)) == 1.0
+    finally:
+        repo.stop()
