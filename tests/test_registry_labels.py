@@ -6,6 +6,7 @@ import json
 import multiprocessing
 import os
 import threading
+import time
 
 import pytest
 
@@ -110,9 +111,17 @@ def test_a_change_without_its_audit_line_is_recovered(tmp_path, monkeypatch):
         ("champion", "lost line", True), ("canary", "next", None)]
 
 
-def test_concurrent_promotes_from_threads_lose_no_update(tmp_path):
+def test_concurrent_promotes_from_threads_lose_no_update(tmp_path, monkeypatch):
     reg = _registry(tmp_path, 2)
     errors = []
+    read = labels_lib._read_state
+
+    def slow_read(registry):   # widens the read-modify-write window (without the lock: 1 label of 16 kept)
+        state = read(registry)
+        time.sleep(0.01)
+        return state
+
+    monkeypatch.setattr(labels_lib, "_read_state", slow_read)
 
     def work(i):
         try:
