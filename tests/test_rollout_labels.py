@@ -258,3 +258,16 @@ def test_the_executor_labels_a_blessed_push_challenger_under_a_rollout(tmp_path)
     assert labels_lib.read_labels(registry) == {"champion": 1, "challenger": 2}
     assert _executor_push(tmp_path, registry, "m3", None) == (3, "champion")     # rollout removed again
     assert labels_lib.read_labels(registry) == {"champion": 3, "challenger": 2}
+
+
+def test_the_installed_command_exits_2_with_one_line(project):
+    from helpers import run_cli
+
+    cfg, registry = project
+    proc = run_cli("promote", "7", "--reason", "x", config=cfg, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (f"error: version 7 does not exist in {registry} (versions: 1, 2, 3); "
+                                   f"label 'champion' must point to an existing version")
+    proc = run_cli("promote", "1", "--reason", "subprocess", config=cfg, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert labels_lib.read_labels(registry) == {"champion": 1}
