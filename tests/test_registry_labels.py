@@ -176,3 +176,14 @@ def test_rollback_fails_when_a_promote_moved_the_champion_meanwhile(tmp_path, mo
     with pytest.raises(LabelError, match=r"label 'champion' .* moved meanwhile \(now 3, expected 2\)"):
         rollback(reg, reason="x")
     assert read_labels(reg) == {"champion": 3}
+
+
+def test_a_torn_audit_line_is_skipped_and_the_next_line_starts_fresh(tmp_path):
+    reg = _registry(tmp_path)
+    promote(reg, 1, reason="a")
+    with open(reg / AUDIT_FILE, "a") as f:
+        f.write('{"time": "2026-')                     # a writer killed mid-line
+    assert [e["reason"] for e in read_audit(reg)] == ["a"]
+    promote(reg, 2, reason="b")
+    assert [e["reason"] for e in read_audit(reg)] == ["a", "b"]
+    assert rollback(reg, reason="c").version == 1

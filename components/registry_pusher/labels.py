@@ -32,6 +32,7 @@ import datetime
 import fcntl
 import getpass
 import json
+import logging
 import os
 import pathlib
 import re
@@ -40,6 +41,8 @@ import uuid
 from typing import Any, Dict, Iterator, List, Mapping, Optional
 
 from driftguard.components.registry_pusher.registry import _fsync_dir, existing_versions
+
+log = logging.getLogger(__name__)
 
 LABELS_FILE = "labels.json"
 AUDIT_FILE = "audit.jsonl"
@@ -122,7 +125,9 @@ def champion_version(registry: pathlib.Path, labels: Optional[Mapping[str, int]]
 
 
 def read_audit(registry: pathlib.Path) -> List[Dict[str, Any]]:
-    """The audit trail's entries, oldest first (a torn last line, from a killed writer, is skipped)."""
+    """The audit trail's entries, oldest first. A line that is not JSON is the torn write of a
+    writer killed mid-append: it is skipped with a warning (the next writer re-appends that change
+    from ``labels.json``'s ``last_change``, see ``_repair_audit``)."""
     path = pathlib.Path(registry) / AUDIT_FILE
     try:
         lines = path.read_text().splitlines()
@@ -133,11 +138,13 @@ def read_audit(registry: pathlib.Path) -> List[Dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            entries.append(json.loads(line))
+            entry = json.loads(line)
         except ValueError:
-            if i == len(lines) - 1:
-                continue
-            raise LabelError(f"audit trail {path} line {i + 1} is not JSON; fix or remove that line") from None
+            entry = None
+        if not isinstance(entry, dict):
+            log.warning("%s line %d is not an audit entry (a torn write?); skipped", path, i + 1)
+            continue
+        entries.append(entry)
     return entries
 
 
@@ -196,8 +203,11 @@ def _append_audit(registry: pathlib.Path, entries: List[Dict[str, Any]]) -> None
         return
     path = registry / AUDIT_FILE
     data = "".join(json.dumps(e, sort_keys=True) + "\n" for e in entries).encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            data = b"\n" + data        # after a torn line: start a line of our own
         os.write(fd, data)
         os.fsync(fd)
     finally:
