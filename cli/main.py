@@ -12,7 +12,7 @@ from typing import Optional
 
 import click
 
-from driftguard.cli import loop_commands, orchestrator_commands, project_commands, schema_commands
+from driftguard.cli import loop_commands, orchestrator_commands, project_commands, registry_commands, schema_commands
 from driftguard.components.alerts.cli import alerts
 from driftguard.components.drift.cli import drift
 from driftguard.components.reports.cli import report
@@ -65,8 +65,8 @@ class _AlertsSettings:
         self.model_name = cfg.model_name
 
 
-for _command in (*loop_commands.COMMANDS, *schema_commands.COMMANDS, *project_commands.COMMANDS,
-                 *orchestrator_commands.COMMANDS, serve, monitor, drift, alerts, report):
+for _command in (*loop_commands.COMMANDS, *registry_commands.COMMANDS, *schema_commands.COMMANDS,
+                 *project_commands.COMMANDS, *orchestrator_commands.COMMANDS, serve, monitor, drift, alerts, report):
     main.add_command(_command)
 
 if __name__ == "__main__":

@@ -363,6 +363,32 @@ class MonitorConfig:
         _check_range(f"{path}.classifier_max_rows", self.classifier_max_rows, 40, 1_000_000)
 
 
+ROLLOUT_MODES = ("shadow", "canary")
+
+
+@dataclasses.dataclass(frozen=True)
+class RolloutConfig:
+    """``rollout:`` a blessed candidate becomes the registry's ``challenger`` label while
+    ``champion`` stays where it was (components/registry_pusher/labels.py); ``driftguard promote``
+    makes it the champion. Without the section a blessed candidate is served at once.
+
+    ``mode``: shadow (the challenger would see a copy of the traffic, its answers unused) or
+    canary (it would answer ``canary_share`` of the requests). Serving does not split traffic yet:
+    today the mode only decides that the pusher labels instead of replacing."""
+
+    mode: str = ""
+    canary_share: float = 0.1     # canary only: the share of requests the challenger answers
+
+    def validate(self, path: str) -> None:
+        if self.mode not in ROLLOUT_MODES:
+            raise ConfigError(f"{path}.mode must be one of {', '.join(ROLLOUT_MODES)}, got {self.mode!r} "
+                              f"(leave out {path} to serve a blessed candidate at once)")
+        if isinstance(self.canary_share, bool) or not isinstance(self.canary_share, (int, float)) \
+                or not 0 < self.canary_share < 1:
+            raise ConfigError(f"{path}.canary_share must be a number between 0 and 1 (exclusive), "
+                              f"got {self.canary_share!r}")
+
+
 # ---------------------------------------------------------------- the project's config
 
 
@@ -389,6 +415,8 @@ class Config:
     # every rule, one JSON-lines sink <runs>/alerts.jsonl)
     alerts: Optional[Dict[str, Any]] = None
     monitor: MonitorConfig = MonitorConfig()
+    # A blessed candidate becomes the `challenger` label instead of being served (None: no rollout).
+    rollout: Optional[RolloutConfig] = None
     # The project folder (where driftguard.yaml is): set by the loader, not read from the file.
     project_dir: str = ""
 
@@ -501,6 +529,8 @@ class Config:
         self.drift.validate("drift", span_unit=self.data.span_pattern.unit)
         self.retrain.validate("retrain", self.task)
         self.monitor.validate("monitor")
+        if self.rollout is not None:
+            self.rollout.validate("rollout")
         pattern = self.spans
         for key in ("first_spans", "replay_spans"):
             for i, label in enumerate(getattr(self, key)):
@@ -591,6 +621,8 @@ _SPAN_LISTS = ("first_spans", "replay_spans")
 def _coerce(path: str, field: dataclasses.Field, value: Any) -> Any:
     """Check one value against the dataclass field's declared type."""
     default = field.default
+    if field.name == "rollout" and path == "rollout":
+        return _rollout(path, value)
     if dataclasses.is_dataclass(default):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{path} must be a mapping, got {type(value).__name__}")
@@ -639,6 +671,23 @@ def _coerce(path: str, field: dataclasses.Field, value: Any) -> Any:
             raise ConfigError(f"{path} must be a string, got {value!r}")
         return value
     return value
+
+
+def _rollout(path: str, value: Any) -> Optional[RolloutConfig]:
+    """``rollout:`` absent or null: no rollout; a mapping needs ``mode``."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{path} must be a mapping such as {{mode: canary, canary_share: 0.1}}, "
+                          f"got {type(value).__name__}: {value!r}")
+    if "mode" not in value:
+        raise ConfigError(f"{path}.mode is required: one of {', '.join(ROLLOUT_MODES)}")
+    if value.get("mode") == "shadow" and "canary_share" in value:
+        raise ConfigError(f"{path}.canary_share applies to mode canary; mode is shadow (the challenger "
+                          f"gets a copy of every request)")
+    rollout = _from_mapping(RolloutConfig, value, path)
+    rollout.validate(path)
+    return rollout
 
 
 def _from_mapping(cls, data: Mapping[str, Any], prefix: str = ""):

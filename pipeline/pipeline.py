@@ -245,6 +245,7 @@ def create_pipeline(config: Config, spans: Optional[Sequence[int]] = None, *, da
         reference_max_rows=config.drift.max_rows,
         require_approval=config.retrain.require_approval,
         model_spec=config.model_spec(),
+        rollout_mode=config.rollout.mode if config.rollout else None,
     )
     components += [gate, transform, trainer, resolver, evaluator, pusher]
     return tfx.dsl.Pipeline(

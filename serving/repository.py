@@ -1,6 +1,7 @@
 """The model versions ``serve`` answers with: loading a SavedModel version from the registry
 (signatures, their metadata, the schema's feature types) and :class:`ModelRepository`, which
-keeps the newest versions loaded and polls the registry for new ones off the request path."""
+keeps the newest and the labelled versions loaded and polls the registry for new versions and
+label changes off the request path."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,6 +11,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, Mapping, Optional
 
+from driftguard.components.registry_pusher import labels as labels_lib
 from driftguard.components.registry_pusher import registry as registry_lib
 from driftguard.serving.request import DEFAULT_SIGNATURE, FeatureType, RequestError, read_feature_types, shorten
 from driftguard.serving.settings import ServeError
@@ -74,12 +76,24 @@ def load_version(registry: pathlib.Path, version: int) -> ModelVersion:
     return ModelVersion(int(version), path, signatures, features, model)
 
 
-class ModelRepository:
-    """The loaded versions of one model; ``poll()`` brings them in line with the registry.
+@dataclasses.dataclass(frozen=True)
+class _Snapshot:
+    """What requests read, swapped whole by ``poll()``: the loaded versions and the labels."""
 
-    The newest ``keep`` loadable versions on disk are kept loaded; the newest loaded one is
-    served. A version that fails to load is remembered (a published version never changes,
-    so it is not retried) and the loaded ones keep serving.
+    loaded: Dict[int, ModelVersion]
+    labels: Dict[str, int]          # the registry's labels.json as last read (labels_lib)
+
+
+class ModelRepository:
+    """The loaded versions of one model and its version labels; ``poll()`` brings them in line
+    with the registry.
+
+    The newest ``keep`` loadable versions on disk are kept loaded, and every labelled version
+    (``<registry>/labels.json``, TF Serving's ``version_labels``) too. The ``champion`` label's
+    version is served by default; without a champion label, the newest loaded one is (as before
+    labels existed). A version that fails to load is remembered (a published version never
+    changes, so it is not retried) and the loaded ones keep serving. A label change is picked up
+    by the next poll, off the request path: loaded first, then swapped in with the labels.
     """
 
     def __init__(self, registry: pathlib.Path, name: str, *, keep: int = 2,
@@ -88,7 +102,9 @@ class ModelRepository:
                  on_change: Callable[[Mapping[int, ModelVersion]], None] = lambda loaded: None):
         self.registry, self.name, self.keep = pathlib.Path(registry), name, keep
         self._loader, self._on_load, self._on_change = loader, on_load, on_change
-        self._loaded: Dict[int, ModelVersion] = {}
+        self._state = _Snapshot({}, {})
+        self._polled = False
+        self._labels_error: Optional[str] = None
         self.failed: Dict[int, str] = {}
         self._poll_lock = threading.Lock()
         self._stop = threading.Event()
@@ -96,24 +112,64 @@ class ModelRepository:
 
     @property
     def loaded(self) -> Dict[int, ModelVersion]:
-        return self._loaded
+        return self._state.loaded
+
+    @property
+    def labels(self) -> Dict[str, int]:
+        """``{label: version}`` as of the last poll (the versions may not all be loaded)."""
+        return self._state.labels
 
     @property
     def served(self) -> Optional[ModelVersion]:
-        loaded = self._loaded
+        return self._default(self._state)
+
+    @staticmethod
+    def _default(state: _Snapshot) -> Optional[ModelVersion]:
+        loaded = state.loaded
+        champion = state.labels.get(labels_lib.CHAMPION)
+        if champion in loaded:
+            return loaded[champion]
         return loaded[max(loaded)] if loaded else None
 
+    def _read_labels(self, previous: Dict[str, int]) -> Dict[str, int]:
+        """The registry's labels; a corrupt labels file stops the first poll (``serve`` does not
+        start), and later keeps the labels last read (logged once per distinct error)."""
+        try:
+            labels = labels_lib.read_labels(self.registry)
+        except (labels_lib.LabelError, OSError) as e:
+            if not self._polled:
+                raise ServeError(str(e)) from None
+            if str(e) != self._labels_error:
+                log.error("model %s: %s; still serving with the labels read before: %s", self.name, e,
+                          previous or "none")
+            self._labels_error = str(e)
+            return previous
+        self._labels_error = None
+        return labels
+
     def poll(self) -> bool:
-        """Load new versions, drop old ones; True when the set of loaded versions changed."""
+        """Load new versions, drop old ones, read the labels; True when the loaded versions or
+        the labels changed."""
         with self._poll_lock:
+            current = self._state
+            labels = self._read_labels(current.labels)
+            self._polled = True
             on_disk = [v for v in registry_lib.existing_versions(self.registry) if v not in self.failed]
-            current = self._loaded
+            champion = labels.get(labels_lib.CHAMPION)
+            labelled = ([champion] if champion in on_disk else []) + sorted(
+                {v for v in labels.values() if v in on_disk and v != champion}, reverse=True)
+            for label, v in labels.items() if labels != current.labels else ():
+                if v not in on_disk and v not in self.failed:
+                    log.warning("model %s: label %r points to version %d, which is not in %s", self.name,
+                                label, v, self.registry)
             wanted: Dict[int, ModelVersion] = {}
-            for v in reversed(on_disk):
-                if len(wanted) >= self.keep:
+            for v in labelled + list(reversed(on_disk)):
+                if v in wanted:
+                    continue
+                if v not in labelled and sum(1 for w in wanted if w not in labelled) >= self.keep:
                     break
-                if v in current:
-                    wanted[v] = current[v]
+                if v in current.loaded:
+                    wanted[v] = current.loaded[v]
                     continue
                 t0 = time.monotonic()
                 try:
@@ -127,23 +183,50 @@ class ModelRepository:
                 log.info("loaded model %s version %d in %.1f s", self.name, v, time.monotonic() - t0)
                 self._on_load(True)
             if not wanted:
-                if current:
+                if current.loaded:
                     log.warning("no loadable version of %s in %s; still serving version(s) %s",
-                                self.name, self.registry, sorted(current))
+                                self.name, self.registry, sorted(current.loaded))
                 return False
-            if set(wanted) == set(current):
+            if set(wanted) == set(current.loaded) and labels == current.labels:
                 return False
-            self._loaded = dict(sorted(wanted.items()))   # the atomic swap
-            self._on_change(self._loaded)
-            log.info("model %s: serving version %d (loaded: %s)", self.name, max(wanted), sorted(wanted))
+            state = _Snapshot(dict(sorted(wanted.items())), dict(labels))
+            if champion is not None and champion not in state.loaded:
+                log.error("model %s: the champion label points to version %d, which is not loaded%s; serving "
+                          "the newest loaded version instead", self.name, champion,
+                          f" ({self.failed[champion]})" if champion in self.failed else "")
+            self._state = state   # the atomic swap
+            if set(wanted) != set(current.loaded):
+                self._on_change(state.loaded)
+            served = self._default(state)
+            log.info("model %s: serving version %d%s (loaded: %s; labels: %s)", self.name, served.version,
+                     " (champion)" if served.version == champion else "", sorted(wanted),
+                     ", ".join(f"{k}={v}" for k, v in sorted(labels.items())) or "none")
             return True
 
-    def get(self, version: Optional[str]) -> ModelVersion:
-        loaded = self._loaded
+    def get(self, version: Optional[str], label: Optional[str] = None) -> ModelVersion:
+        """The version a request asks for: ``version`` (``/versions/<v>``), ``label``
+        (``/labels/<label>``) or, with neither, the served one. RequestError 404 names the
+        unknown version or label."""
+        state = self._state
+        loaded = state.loaded
+        if version is not None and label is not None:
+            raise RequestError(400, f"ask model {self.name} for a version or a label, not both")
+        if label is not None:
+            if label not in state.labels:
+                have = ", ".join(f"{k} ({v})" for k, v in sorted(state.labels.items())) or "none"
+                raise RequestError(404, f"model {self.name} has no label {shorten(label)}; labels: {have}")
+            v = state.labels[label]
+            if v in loaded:
+                return loaded[v]
+            why = f" (it failed to load: {self.failed[v]})" if v in self.failed else ""
+            raise RequestError(404, f"model {self.name} label {shorten(label)} points to version {v}, which is "
+                                    f"not loaded{why}; loaded versions: "
+                                    f"{', '.join(map(str, sorted(loaded, reverse=True))) or 'none'}")
         if version is None:
-            if not loaded:
+            served = self._default(state)
+            if served is None:
                 raise RequestError(503, f"model {self.name} has no version loaded")
-            return loaded[max(loaded)]
+            return served
         if not version.isdigit():
             raise RequestError(404, f"model {self.name} has no version {shorten(version)} "
                                     "(versions are positive integers)")

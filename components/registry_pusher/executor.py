@@ -40,6 +40,7 @@ from driftguard.components.registry_pusher.registry import (
     IMPORTANCE_FILE, PROFILE_DIR, PROFILE_FILE, REFERENCE_SAMPLE_DIR, STATS_FILE, find_pending_of_model,
     find_version_of_model, fsync_tree, hold_for_approval, new_staging_dir, publish_version,
     remove_stale_staging)
+from driftguard.components.registry_pusher.labels import label_new_version, pin_champion
 
 # Test-only fault hook (tests/faults/test_kill_during_pipeline.py), documented in the README:
 # DRIFTGUARD_FAULT_PAUSE_IN_PUSH=staged:<seconds> sleeps once the version is fully staged, before
@@ -178,6 +179,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             self._write_profile(profile_dir, input_dict, exec_properties, model, blessing)
             fsync_tree(staged)
             fault_pause("staged", f"with {staged} staged, before publishing it")
+            rollout_mode = exec_properties.get(spec.ROLLOUT_MODE_KEY) or None
+            pin_champion(registry, rollout_mode)
             if approval:
                 candidate = hold_for_approval(registry, staged)
                 logging.info("model %s waits for approval as candidate %s", model.uri, candidate)
@@ -193,6 +196,12 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         # Killed from here on, the version is published but MLMD says the push is RUNNING: the
         # resumed run reuses the same model artifact and find_version_of_model finds it.
         fault_pause("published", f"after publishing {registry / str(version)}")
+        # A kill before this line leaves the version unlabelled: the resumed run finds it by model
+        # URI and does not label it (it cannot tell a label never written from one moved since).
+        version_labels = label_new_version(registry, version, rollout_mode)
+        if version_labels:
+            logging.info("version %d is labelled %s", version, ", ".join(version_labels))
+            pushed.set_string_custom_property("version_labels", ",".join(version_labels))
         self._mark_pushed(pushed, registry, version)
 
     @staticmethod
@@ -254,4 +263,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             "blessing_artifact": {"id": blessing.id, "uri": blessing.uri},
             **extra,
         }
+        if exec_properties.get(spec.ROLLOUT_MODE_KEY):
+            # `driftguard approve` labels a held candidate by the rollout configured at its push
+            profile["rollout_mode"] = exec_properties[spec.ROLLOUT_MODE_KEY]
         (profile_dir / PROFILE_FILE).write_text(json.dumps(profile, indent=1, sort_keys=True))

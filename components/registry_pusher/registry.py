@@ -166,8 +166,26 @@ def _candidate_dir(registry: pathlib.Path, candidate: str) -> pathlib.Path:
 
 
 def approve_candidate(registry: pathlib.Path, candidate: str) -> int:
-    """Publish a pending candidate as the next version (the same atomic rename as a push)."""
-    return publish_version(registry, _candidate_dir(registry, candidate))
+    """Publish a pending candidate as the next version (the same atomic rename as a push), and
+    label it as the pusher would have (``labels.label_new_version``) under the rollout its profile
+    records (``rollout_mode``, written when the config had a ``rollout:`` section at its push)."""
+    from driftguard.components.registry_pusher import labels
+
+    path = _candidate_dir(registry, candidate)
+    try:
+        rollout_mode = json.loads((path / PROFILE_DIR / PROFILE_FILE).read_text()).get("rollout_mode")
+    except (OSError, ValueError):
+        rollout_mode = None
+    try:
+        labels.pin_champion(registry, rollout_mode, who="driftguard approve")
+    except labels.LabelError as e:
+        raise ApprovalError(f"{candidate} is not published: {e}") from None
+    version = publish_version(registry, path)
+    try:
+        labels.label_new_version(registry, version, rollout_mode, who="driftguard approve")
+    except labels.LabelError as e:
+        raise ApprovalError(f"{candidate} is published as version {version}, but not labelled: {e}") from None
+    return version
 
 
 def reject_candidate(registry: pathlib.Path, candidate: str) -> pathlib.Path:

@@ -15,6 +15,7 @@ SCHEMA_VERSION_KEY = "schema_version"
 PROFILE_EXTRA_KEY = "profile_extra_json"
 REFERENCE_MAX_ROWS_KEY = "reference_max_rows"
 REQUIRE_APPROVAL_KEY = "require_approval"
+ROLLOUT_MODE_KEY = "rollout_mode"    # config `rollout.mode`: the new version becomes the `challenger` label
 MODEL_SPEC_KEY = "model_spec_json"   # driftguard.components.model_io.ModelSpec: to score the reference sample
 
 
@@ -28,6 +29,8 @@ class RegistryPusherSpec(types.ComponentSpec):
         # 1: a blessed model waits in <registry>/.pending/ for `driftguard approve`
         REQUIRE_APPROVAL_KEY: ExecutionParameter(type=int, optional=True),
         MODEL_SPEC_KEY: ExecutionParameter(type=str, optional=True),
+        # shadow | canary: label a new version `challenger` and leave `champion` where it was
+        ROLLOUT_MODE_KEY: ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {
         MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
