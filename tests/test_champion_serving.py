@@ -289,3 +289,29 @@ def test_airflow_training_plan_warm_starts_from_the_champion(registry, tmp_path,
             airflow_dags.training_plan(cfg)
         return
     assert airflow_dags.training_plan(cfg)["warm_start_from"] == str(cfg.model_registry / str(EXPECTED[case]))
+
+
+def test_dashboard_versions_mark_the_champion_serving(registry, tmp_path):
+    from driftguard.components.reports.runs import load_versions
+
+    case, reg = registry
+    runs = tmp_path / "runs"
+    if case == "corrupt":
+        with pytest.raises(labels_lib.LabelError, match=CORRUPT):
+            load_versions(runs)
+        return
+    statuses = {v.version: v.status for v in load_versions(runs)}
+    if case == "no labels":
+        assert statuses == {"1": "pushed", "2": "pushed", "3": "serving"}            # as before labels
+    else:
+        assert statuses == {"1": "pushed", "2": "serving", "3": "challenger"}
+    labels_lib.promote(reg, 1, label="canary", reason="test", who="t@h")
+    assert {v.version: v.status for v in load_versions(runs)}["1"] == "pushed (canary)"
+
+
+def test_report_command_names_a_corrupt_labels_file(tmp_path):
+    reg = _registry(tmp_path / "runs" / "serving" / "taxi")
+    (reg / labels_lib.LABELS_FILE).write_text("{not json")
+    r = CliRunner().invoke(main, ["report", str(tmp_path / "runs")])
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert f"labels file {reg / 'labels.json'} is corrupt (not JSON" in r.stderr and r.stderr.count("\n") == 1
