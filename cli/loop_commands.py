@@ -314,7 +314,14 @@ def approve(ctx: click.Context, candidate: str) -> None:
     cfg = load_config(ctx)
     with user_errors(ApprovalError):
         version = approve_candidate(cfg.model_registry, candidate)
-    click.echo(f"approved {candidate}: {cfg.model_name} version {version} -> {cfg.model_registry / str(version)}")
+    approved = f"approved {candidate}: {cfg.model_name} version {version} -> {cfg.model_registry / str(version)}"
+    try:
+        serving, _ = loop.serving_labels(cfg)
+        stays = "" if serving == version else f" (not served: serving stays at {loop.serving_version_text(cfg)})"
+    except loop.LoopError as e:      # labels.json corrupted since the approval read it
+        click.echo(approved)
+        raise DriftguardError(str(e)) from None
+    click.echo(approved + stays)
 
 
 @click.command()

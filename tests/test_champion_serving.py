@@ -315,3 +315,19 @@ def test_report_command_names_a_corrupt_labels_file(tmp_path):
     r = CliRunner().invoke(main, ["report", str(tmp_path / "runs")])
     assert r.exit_code == 2 and "Traceback" not in r.output
     assert f"labels file {reg / 'labels.json'} is corrupt (not JSON" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_approve_says_whether_the_version_is_served(tmp_path):
+    reg = _registry(tmp_path / "runs" / "serving" / "taxi")
+    path, _ = _project(tmp_path)
+    for candidate, mode in (("c1", None), ("c2", "canary")):
+        (reg / ".pending" / candidate / PROFILE_DIR).mkdir(parents=True)
+        (reg / ".pending" / candidate / PROFILE_DIR / PROFILE_FILE).write_text(
+            json.dumps({"rollout_mode": mode} if mode else {}))
+    r = _cli(path, "approve", "c1")                  # no rollout, no labels: served at once, as before
+    assert r.exit_code == 0, r.output
+    assert r.stdout == f"approved c1: taxi version 4 -> {reg / '4'}\n"
+    r = _cli(path, "approve", "c2")                  # canary: the challenger, champion 4 stays
+    assert r.exit_code == 0, r.output
+    assert r.stdout == (f"approved c2: taxi version 5 -> {reg / '5'} (not served: serving stays at "
+                        f"version 4 (champion); challenger: version 5)\n")
