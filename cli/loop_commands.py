@@ -259,21 +259,34 @@ def _model_text(cfg: config_lib.Config, monitor: dict) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
-    """Serving version, pending candidates, last span checked (by run or check), open alerts."""
+    """Serving version (champion), challenger, pending candidates, last span checked, open alerts."""
     cfg = load_config(ctx)
     with user_errors(loop.LoopError):
         info = loop.status(cfg)
     if as_json:
         click.echo(json.dumps(info, sort_keys=True, default=str))
         return
-    serving, pending, last = info["serving"], info["pending"], info["last_span"]
+    serving, challenger, pending, last = info["serving"], info["challenger"], info["pending"], info["last_span"]
+
+    def described(v) -> str:
+        """'version 3 (champion; spans 5, 6, schema v1, AUC 0.946)'"""
+        ev = f", {v['evaluation']}" if v["evaluation"] else ""
+        labelled = "".join(f"{label}; " for label in v["labels"])
+        return (f"version {v['version']} ({labelled}spans {', '.join(map(str, v['spans'] or []))}, "
+                f"schema v{v['schema_version']}{ev})")
+
     click.echo(f"project:  {cfg.project_dir} ({cfg.model_name}, {cfg.task})")
     if serving:
-        ev = f", {serving['evaluation']}" if serving["evaluation"] else ""
-        click.echo(f"serving:  {cfg.model_name} version {serving['version']} (spans "
-                   f"{', '.join(map(str, serving['spans'] or []))}, schema v{serving['schema_version']}{ev})")
+        click.echo(f"serving:  {cfg.model_name} {described(serving)}")
     else:
         click.echo(f"serving:  nothing yet ({cfg.model_registry} is empty)")
+    if challenger:
+        click.echo(f"challenger: {cfg.model_name} {described(challenger)}: "
+                   f"driftguard promote challenger --reason ...")
+    shown = {serving and serving["version"], challenger and challenger["version"]}
+    others = [f"{label} -> version {v}" for label, v in info["labels"].items() if v not in shown]
+    if others:
+        click.echo(f"labels:   {', '.join(others)}")
     for p in pending:
         ev = f", {p['evaluation']}" if p["evaluation"] else ""
         click.echo(f"pending:  candidate {p['candidate']} (spans {', '.join(map(str, p['spans'] or []))}{ev}): "
@@ -301,7 +314,14 @@ def approve(ctx: click.Context, candidate: str) -> None:
     cfg = load_config(ctx)
     with user_errors(ApprovalError):
         version = approve_candidate(cfg.model_registry, candidate)
-    click.echo(f"approved {candidate}: {cfg.model_name} version {version} -> {cfg.model_registry / str(version)}")
+    approved = f"approved {candidate}: {cfg.model_name} version {version} -> {cfg.model_registry / str(version)}"
+    try:
+        serving, _ = loop.serving_labels(cfg)
+        stays = "" if serving == version else f" (not served: serving stays at {loop.serving_version_text(cfg)})"
+    except loop.LoopError as e:      # labels.json corrupted since the approval read it
+        click.echo(approved)
+        raise DriftguardError(str(e)) from None
+    click.echo(approved + stays)
 
 
 @click.command()
@@ -314,7 +334,12 @@ def reject(ctx: click.Context, candidate: str) -> None:
     cfg = load_config(ctx)
     with user_errors(ApprovalError):
         path = reject_candidate(cfg.model_registry, candidate)
-    click.echo(f"rejected {candidate} (kept at {path}); serving stays at {loop.serving_version_text(cfg)}")
+    try:
+        serving = loop.serving_version_text(cfg)
+    except loop.LoopError as e:      # a corrupt labels.json: the candidate is rejected all the same
+        click.echo(f"rejected {candidate} (kept at {path})")
+        raise DriftguardError(str(e)) from None
+    click.echo(f"rejected {candidate} (kept at {path}); serving stays at {serving}")
 
 
 COMMANDS = (run, train, check, status, approve, reject)

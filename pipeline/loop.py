@@ -21,7 +21,7 @@ import json
 import logging
 import pathlib
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from driftguard.pipeline import config as config_lib
 from driftguard.pipeline import state
@@ -191,8 +191,10 @@ def _report_training(cfg: config_lib.Config, result, elapsed: float, log_path, r
         reporter.say(f"candidate NOT blessed by the Evaluator: {evaluation}\n"
                      f"nothing was pushed; serving stays at {serving_version_text(cfg)}")
         return
+    serving, _ = serving_labels(cfg)
+    stays = "" if serving == version else f" (not served: serving stays at {serving_version_text(cfg)})"
     reporter.say(f"candidate blessed: {evaluation}\n"
-                 f"pushed {cfg.model_name} version {version} -> {cfg.model_registry / str(version)}")
+                 f"pushed {cfg.model_name} version {version} -> {cfg.model_registry / str(version)}{stays}")
 
 
 def node_error(cfg: config_lib.Config, node) -> str:
@@ -275,25 +277,55 @@ def evaluation_text(cfg: config_lib.Config, result) -> str:
     return "; ".join(parts) + (f"; thresholds: {' and '.join(rules)}" if rules else "")
 
 
-def serving_version_text(cfg: config_lib.Config) -> str:
-    """'version 3', or 'no version (registry empty)'."""
-    from driftguard.components.registry_pusher.registry import existing_versions
+def serving_labels(cfg: config_lib.Config) -> Tuple[Optional[int], Dict[str, int]]:
+    """(the serving version, the registry's version labels): the version is the ``champion``
+    label's, else the newest (``labels.champion_version``; None: the registry is empty). A
+    corrupt labels.json is a LoopError naming the file."""
+    from driftguard.components.registry_pusher import labels as labels_lib
 
-    versions = existing_versions(cfg.model_registry)
-    return f"version {versions[-1]}" if versions else "no version (registry empty)"
+    try:
+        labels = labels_lib.read_labels(cfg.model_registry)
+    except labels_lib.LabelError as e:
+        raise LoopError(str(e)) from None
+    return labels_lib.champion_version(cfg.model_registry, labels), labels
+
+
+def _challenger(serving: Optional[int], labels: Dict[str, int]) -> Optional[int]:
+    """The ``challenger`` label's version, unless it is the serving version itself."""
+    from driftguard.components.registry_pusher.labels import CHALLENGER
+
+    challenger = labels.get(CHALLENGER)
+    return challenger if challenger != serving else None
+
+
+def serving_version_text(cfg: config_lib.Config) -> str:
+    """'version 3', 'version 3 (champion); challenger: version 4' when labels name them, or
+    'no version (registry empty)'."""
+    from driftguard.components.registry_pusher.labels import CHAMPION
+
+    version, labels = serving_labels(cfg)
+    if version is None:
+        return "no version (registry empty)"
+    text = f"version {version}" + (" (champion)" if CHAMPION in labels else "")
+    challenger = _challenger(version, labels)
+    return text + (f"; challenger: version {challenger}" if challenger is not None else "")
 
 
 def first_model(cfg: config_lib.Config, *, runner: Optional[str] = None, reporter: Optional[Reporter] = None) -> None:
     """Train on the config's first spans unless a version (or pending candidate) already has."""
-    from driftguard.components.registry_pusher.registry import existing_versions, pending_candidates, read_profile
+    from driftguard.components.registry_pusher.labels import CHAMPION
+    from driftguard.components.registry_pusher.registry import pending_candidates, read_profile
 
     reporter = reporter or Reporter()
     spans = cfg.span_numbers(cfg.first_spans)
-    versions = existing_versions(cfg.model_registry)
-    if versions:
-        profile = read_profile(cfg.model_registry, versions[-1])
-        reporter.say(f"serving {cfg.model_name} version {versions[-1]} (trained on spans "
-                     f"{_labels(cfg, profile.get('spans', []))}, schema v{profile.get('schema_version')})")
+    version, labels = serving_labels(cfg)
+    if version is not None:
+        profile = read_profile(cfg.model_registry, version)
+        challenger = _challenger(version, labels)
+        reporter.say(f"serving {cfg.model_name} version {version} ({'champion; ' if CHAMPION in labels else ''}"
+                     f"trained on spans {_labels(cfg, profile.get('spans', []))}, "
+                     f"schema v{profile.get('schema_version')})"
+                     + (f"; challenger: version {challenger}" if challenger is not None else ""))
         return
     if not spans:
         raise LoopError("no model yet and first_spans is empty: set first_spans in driftguard.yaml to the "
@@ -436,7 +468,6 @@ def replay(cfg: config_lib.Config, spans: Optional[Sequence[int]] = None, *, run
     span's row is recorded in runs/state.json and said. Returns the rows of this call.
     """
     from driftguard.components.alerts.outbox import outbox_path
-    from driftguard.components.registry_pusher.registry import existing_versions
 
     reporter = reporter or Reporter()
     t0 = time.monotonic()
@@ -469,8 +500,8 @@ def replay(cfg: config_lib.Config, spans: Optional[Sequence[int]] = None, *, run
         checked.delivery = deliver_alerts(cfg, checked.alerts)
         d = checked.decision["decision"]
         if d["retrain"]:
-            versions = existing_versions(cfg.model_registry)
-            warm = str(cfg.model_registry / str(versions[-1])) if d.get("warm_start") and versions else None
+            serving, _ = serving_labels(cfg)      # warm start from the serving model (the champion)
+            warm = str(cfg.model_registry / str(serving)) if d.get("warm_start") and serving is not None else None
             reporter.say(f"span {cfg.span_label(span)}: retraining on span(s) {_labels(cfg, d['spans'])} "
                          f"({d['reason']})")
             try:
@@ -611,12 +642,13 @@ def row_text(row: Dict[str, Any]) -> str:
 # ---------------------------------------------------------------- status
 
 def status(cfg: config_lib.Config) -> Dict[str, Any]:
-    """Serving version, pending candidates, the span checked last (by ``run`` or ``check``) and
-    the number of undelivered alerts, as ``driftguard status --json`` prints them."""
+    """Serving version (the champion, else the newest), the challenger and the version labels,
+    pending candidates, the span checked last (by ``run`` or ``check``) and the number of
+    undelivered alerts, as ``driftguard status --json`` prints them."""
     from driftguard.components import tasks as tasks_lib
     from driftguard.components.alerts.outbox import Outbox, OutboxError, outbox_path
-    from driftguard.components.registry_pusher.registry import (existing_versions, pending_candidates,
-                                                                read_candidate_profile, read_profile)
+    from driftguard.components.registry_pusher.registry import (pending_candidates, read_candidate_profile,
+                                                                read_profile)
 
     registry = cfg.model_registry
 
@@ -630,14 +662,18 @@ def status(cfg: config_lib.Config) -> Dict[str, Any]:
                 parts.append(f"{class_name} {value:.4g}")
         return ", ".join(parts[:3])
 
-    serving = None
-    versions = existing_versions(registry)
-    if versions:
-        p = read_profile(registry, versions[-1])
-        serving = {"version": versions[-1], "spans": p.get("span_labels") or p.get("spans"),
-                   "schema_version": p.get("schema_version"), "evaluation": evaluation(p),
-                   "eval_metrics": (p.get("eval_metrics") or {}).get("candidate"),
-                   "path": str(registry / str(versions[-1]))}
+    def version_info(version: int) -> Dict[str, Any]:
+        p = read_profile(registry, version)
+        return {"version": version, "spans": p.get("span_labels") or p.get("spans"),
+                "schema_version": p.get("schema_version"), "evaluation": evaluation(p),
+                "eval_metrics": (p.get("eval_metrics") or {}).get("candidate"),
+                "labels": sorted(k for k, v in labels.items() if v == version),
+                "path": str(registry / str(version))}
+
+    version, labels = serving_labels(cfg)
+    serving = version_info(version) if version is not None else None
+    challenger = _challenger(version, labels)
+    challenger = version_info(challenger) if challenger is not None else None
     pending = []
     for c in pending_candidates(registry):
         p = read_candidate_profile(registry, c)
@@ -652,6 +688,7 @@ def status(cfg: config_lib.Config) -> Dict[str, Any]:
             open_alerts = [r for r in Outbox(outbox_path(cfg.runs_path)).rows() if r.get("state") != "delivered"]
         except OutboxError as e:
             raise LoopError(str(e)) from None
-    return {"model": cfg.model_name, "serving": serving, "pending": pending,
+    return {"model": cfg.model_name, "serving": serving, "challenger": challenger,
+            "labels": dict(sorted(labels.items())), "pending": pending,
             "last_span": last and {k: last.get(k) for k in ("span", "span_label", "drift", "outcome", "alert_titles")},
             "undelivered_alerts": len(open_alerts)}

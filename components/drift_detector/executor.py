@@ -21,7 +21,7 @@ from driftguard.components.examples_io import (examples_file_patterns, read_samp
                                                sample_span_files, write_sample)
 from driftguard.components.impact.weighted import importance_weighted_drift
 from driftguard.components.model_io import compared_features, feature_kinds, load_baseline
-from driftguard.components.registry_pusher.registry import existing_versions
+from driftguard.components.registry_pusher.labels import champion_version
 
 
 def skew_anomalies(reference, current, schema) -> Dict[str, Any]:
@@ -88,16 +88,17 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         read = example_spans(input_dict[spec.EXAMPLES_KEY])     # resolved when the ExampleGen ran
         span = read.span
         context: Dict[str, Any] = {"span": span, "span_label": read.label(span), "registry": str(registry)}
-        versions = existing_versions(registry) if registry.is_dir() else []
+        # the baseline is the serving version: the champion label's, else the newest (labels.py).
+        # Under a rollout the challenger is not compared with the span (not built yet).
+        version = champion_version(registry) if registry.is_dir() else None
         out = pathlib.Path(report_artifact.uri)
         out.mkdir(parents=True, exist_ok=True)
 
-        if not versions:
+        if version is None:
             report = no_baseline_report(str(registry), context)
             report_artifact.set_int_custom_property(spec.HAS_BASELINE, 0)
             report_artifact.set_int_custom_property(spec.BASELINE_VERSION, 0)
         else:
-            version = versions[-1]
             baseline = load_baseline(registry, version)
             profile, schema, reference = baseline.profile, baseline.schema, baseline.reference
             context.update({"baseline_version": version, "baseline_spans": profile.get("spans"),

@@ -26,7 +26,7 @@ from driftguard.components.artifacts import example_spans
 from driftguard.components.prediction_monitor import spec
 from driftguard.components.prediction_monitor.slices import slice_performance
 from driftguard.components.prediction_monitor.metrics import impact_report, performance_report, prediction_report
-from driftguard.components.registry_pusher.registry import existing_versions
+from driftguard.components.registry_pusher.labels import champion_version
 
 VALUE_COLUMN = "__prediction__"
 CONFIDENCE_COLUMN = "__confidence__"
@@ -130,16 +130,17 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         model_spec = model_io.ModelSpec.from_json(exec_properties[spec.MODEL_SPEC_KEY])
         metric = exec_properties[spec.METRIC_KEY]
         features = json.loads(exec_properties.get(spec.FEATURES_KEY) or "[]")
-        versions = existing_versions(registry) if registry.is_dir() else []
+        # the serving version: the champion label's, else the newest (labels.py). Under a rollout
+        # the challenger is not scored on the span (a report of it too is not built yet).
+        version = champion_version(registry) if registry.is_dir() else None
         report: Dict[str, Any] = {"span": span, "span_label": read.label(span),
                                   "registry": str(registry), "task": model_spec.task,
                                   "classes": list(model_spec.classes)}
-        if not versions:
+        if version is None:
             report.update(status="no_model", message=f"no model version in {registry} yet: nothing to monitor")
             report_artifact.set_int_custom_property("has_model", 0)
             self._finish(report_artifact, out, report, span)
             return
-        version = versions[-1]
         model_dir = str(registry / str(version))
         baseline = model_io.load_baseline(registry, version, model_spec, score=True)
         report.update(model_version=version, model_spans=baseline.profile.get("spans"))

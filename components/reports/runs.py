@@ -65,7 +65,7 @@ class SpanRecord:
 class ModelVersion:
     model: str
     version: str                                  # "3", or "c1" for a candidate
-    status: str                                   # serving | pushed | pending approval | rejected
+    status: str                                   # serving | challenger | pushed | pending approval | rejected
     profile: Dict[str, Any]
 
     @property
@@ -186,17 +186,34 @@ def alert_span(alert: Dict[str, Any]) -> Optional[int]:
         return None
 
 
+def _published_status(version: int, serving: Optional[int], labels: Dict[str, int]) -> str:
+    """'serving' (the champion, else the newest), 'challenger', or 'pushed' with any other labels."""
+    from driftguard.components.registry_pusher.labels import CHALLENGER
+
+    if version == serving:
+        return "serving"
+    if labels.get(CHALLENGER) == version:
+        return "challenger"
+    others = sorted(k for k, v in labels.items() if v == version)
+    return f"pushed ({', '.join(others)})" if others else "pushed"
+
+
 def load_versions(runs_dir: pathlib.Path) -> List[ModelVersion]:
-    """Published versions (the highest serves, as in TF Serving), pending and rejected candidates."""
+    """Published versions (the champion serves, else the highest, as in TF Serving), pending and
+    rejected candidates. A corrupt labels.json raises LabelError (a ValueError) naming it."""
+    from driftguard.components.registry_pusher import labels as labels_lib
+
     out: List[ModelVersion] = []
     serving_root = pathlib.Path(runs_dir) / "serving"
     for model_dir in sorted(p for p in serving_root.glob("*") if p.is_dir()):
         published = sorted((p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()),
                            key=lambda p: int(p.name))
-        for i, vdir in enumerate(published):
+        labels = labels_lib.read_labels(model_dir)
+        serving = labels_lib.champion_version(model_dir, labels)
+        for vdir in published:
             profile = _read_json(vdir / "profile" / "profile.json") or {}
-            out.append(ModelVersion(model_dir.name, vdir.name,
-                                    "serving" if i == len(published) - 1 else "pushed", profile))
+            out.append(ModelVersion(model_dir.name, vdir.name, _published_status(int(vdir.name), serving, labels),
+                                    profile))
         for sub, status in ((".pending", "pending approval"), (".rejected", "rejected")):
             for cdir in sorted((model_dir / sub).glob("c*")):
                 profile = _read_json(cdir / "profile" / "profile.json") or {}

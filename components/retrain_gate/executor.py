@@ -10,7 +10,8 @@ from tfx.types import artifact_utils
 from driftguard.components.alerts.config import parse_alerts_config
 from driftguard.components.alerts.rules import evaluate
 from driftguard.components.artifacts import example_spans
-from driftguard.components.registry_pusher.registry import existing_versions, read_profile
+from driftguard.components.registry_pusher.labels import champion_version
+from driftguard.components.registry_pusher.registry import read_profile
 from driftguard.components.retrain_gate import spec
 from driftguard.components.retrain_gate.policy import decide, impact_evidence
 
@@ -36,8 +37,10 @@ class Executor(base_executor.BaseExecutor):
         alerts_config = parse_alerts_config(json.loads(exec_properties[spec.ALERTS_CONFIG_KEY]), task=task)
         alerts = evaluate(alerts_config, model=model, span=span, drift_report=report, monitor=monitor,
                           span_label=span_label)
-        versions = existing_versions(registry) if registry.is_dir() else []
-        serving_spans = read_profile(registry, versions[-1]).get("spans") if versions else None
+        # the serving version: the champion label's, else the newest (labels.py); its spans are
+        # what the policy compares with. Under a rollout the challenger's spans are not considered.
+        serving_version = champion_version(registry) if registry.is_dir() else None
+        serving_spans = read_profile(registry, serving_version).get("spans") if serving_version is not None else None
         # the same rule as AnomalyGate's, which would stop a training on these spans
         from driftguard.components.anomaly_gate.executor import blocking as blocking_anomalies
 
@@ -55,7 +58,7 @@ class Executor(base_executor.BaseExecutor):
                                                  ((monitor or {}).get("performance") or {}).get("metric") or ""),
                           impact_threshold=float(policy.get("impact_threshold", 0.02)),
                           impact_confidence=float(policy.get("impact_confidence", 0.95)))
-        payload = {"span": span, "span_label": span_label, "model": model, "serving_version": versions[-1] if versions else None,
+        payload = {"span": span, "span_label": span_label, "model": model, "serving_version": serving_version,
                    "serving_spans": serving_spans, "decision": decision.to_dict(),
                    "alerts": [a.to_dict() for a in alerts]}
         path = pathlib.Path(out.uri)

@@ -146,7 +146,7 @@ def latest_retrain_decision(config: config_lib.Config) -> Optional[Dict[str, Any
 
 def training_plan(config: config_lib.Config) -> Dict[str, Any]:
     """{"spans": [...], "warm_start_from": path or None, "source": text} for the training DAG."""
-    from driftguard.components.registry_pusher.registry import existing_versions
+    from driftguard.components.registry_pusher.labels import champion_version
 
     decision = latest_retrain_decision(config)
     if decision is None:
@@ -154,9 +154,9 @@ def training_plan(config: config_lib.Config) -> Dict[str, Any]:
                 "source": "config first_spans (no retrain decision yet)"}
     d = decision["decision"]
     warm = None
-    if d.get("warm_start"):
-        versions = existing_versions(config.model_registry)
-        warm = str(config.model_registry / str(versions[-1])) if versions else None
+    if d.get("warm_start"):      # from the serving model: the champion, else the newest version
+        serving = champion_version(config.model_registry)
+        warm = str(config.model_registry / str(serving)) if serving is not None else None
     return {"spans": [int(s) for s in d["spans"]], "warm_start_from": warm,
             "source": f"RetrainGate decision of span {decision.get('span')}: {d.get('reason')}"}
 
