@@ -19,14 +19,16 @@ What it does, per serving model version (the version that answered, read from ea
   :func:`driftguard.components.drift.streaming.budget_split`: each window test runs at the level it gets,
   each detector at the run length it gets;
 * **alerts** go through the span check's rules and sinks (``driftguard.components.alerts``), keyed by
-  window (``taxi/live/w1000-1999/feature_psi/fare``) so re-evaluating a window after a restart
-  sends nothing twice; a critical alert can **trigger retraining** once per serving version;
+  window (``taxi/live/w1000-1999/feature_psi/fare``), and are grouped into **incidents**
+  (``components/alerts/incidents.py``): one per rule and feature, paged when it opens, as an
+  update at most once per ``repeat_interval`` and when it resolves, so a sustained change is not
+  an alert storm; a critical alert can **trigger retraining** once per serving version;
 * **metrics** for Prometheus (``driftguard.monitoring.exporter``) and ``metrics.prom`` for node_exporter.
 
 Restart safety: everything (log position, label file positions, the unfinished windows'
 rows, detector states, counters, predictions and labels waiting for each other, the retrain
-decision) lives in one sqlite file (``<runs>/monitor/<model>/state.sqlite``) and is committed
-in one transaction per batch, after the batch's alerts are in the outbox. A crash (even
+decision, the open incidents) lives in one sqlite file (``<runs>/monitor/<model>/state.sqlite``)
+and is committed in one transaction per batch, after the batch's notifications are in the outbox. A crash (even
 SIGKILL) loses the uncommitted batch only, which the next run reads again from the committed
 position: nothing is skipped and nothing is counted twice, and its alerts carry the same
 keys as before.
