@@ -207,7 +207,8 @@ def test_unchanged_traffic_raises_nothing_then_drift_and_accuracy_drop_are_caugh
     # fare x1.25 from record 10,100: caught on fare in a window ending within 1,000 records
     fare = sorted(_last_record(k) for k in keys if k.endswith("/fare") and "/feature_psi/" in k)
     assert fare and fare[0] - N_CLEAN < 1000, fare
-    assert any(_last_record(k) == fare[0] and "/dataset_drift" in k for k in keys)
+    # the dataset_drift incident opened at that window or before (one incident each, not per window)
+    assert any(_last_record(k) <= fare[0] and "/dataset_drift" in k for k in keys)
     # flipped labels from 11,500: realized accuracy drop and the error-rate detector
     drops = sorted(_last_record(k) for k in keys if k.endswith("/metric_drop") and _last_record(k) >= FLIP_FROM)
     errors = sorted(_last_record(k) for k in keys if "/error_rate_change/" in k and _last_record(k) >= FLIP_FROM)
@@ -439,6 +440,23 @@ def test_a_sustained_change_is_one_incident_per_rule_not_a_storm(reference_run):
     assert "taxi/live/error_rate_change/error" in incidents["open"]
 
 
+def test_without_incidents_every_alarm_is_a_page(tmp_path, first_push, scenario, reference_run):
+    """``alerts.incidents: false``: the behaviour before incidents, one notification per alarm
+    (the storm the incidents replace), measured on the same log."""
+    runs = tmp_path / "off" / "runs"
+    (runs / "serving").mkdir(parents=True)
+    os.symlink(first_push["registry"], runs / "serving" / "taxi")
+    cfg_path = make_config(tmp_path / "off", "cfg", runs=str(runs), monitor={"window": WINDOW, "step": STEP},
+                           alerts={"incidents": False})
+    result = run_monitor(cfg_path, scenario / "logs", scenario / "labels.csv")
+    alarms = result["counters"]["alerts"]
+    print(f"\nincidents off: {len(result['alerts'])} notifications for {sum(alarms.values())} alarms; "
+          f"incidents on: {len(reference_run['alerts'])}")
+    assert alarms == reference_run["counters"]["alerts"]
+    assert len(result["alerts"]) == sum(alarms.values()) == len(set(result["jsonl"]))
+    assert len(result["alerts"]) >= 10 * len(reference_run["alerts"])
+
+
 def _sinks_config(root, first_push, name, webhook_port, smtp_port, **incidents):
     runs = root / name / "runs"
     (runs / "serving").mkdir(parents=True)
@@ -449,8 +467,9 @@ def _sinks_config(root, first_push, name, webhook_port, smtp_port, **incidents):
                          "to": ["oncall@example.org"]}],
               "delivery": {"backoff_seconds": 0, "timeout_seconds": 5},
               "incidents": incidents}
-    return make_config(root / name, "cfg", runs=str(runs), monitor={"window": WINDOW, "step": STEP},
-                       alerts=alerts)
+    # small batches: the test's clock (records read) moves between the error detector's alarms
+    return make_config(root / name, "cfg", runs=str(runs), monitor={"window": WINDOW, "step": STEP,
+                                                                    "batch_records": 250}, alerts=alerts)
 
 
 def test_a_change_that_ends_resolves_and_real_sinks_get_each_notification_once_across_a_crash(
@@ -528,20 +547,21 @@ def test_a_change_that_ends_resolves_and_real_sinks_get_each_notification_once_a
         mailbox.close()
     assert crashed, "the monitor never died between the outbox and the commit"
     result = outcome(cfg)
-    keys, alarms = result["alerts"], result["counters"]["alerts"]
+    keys, alarms = sorted(set(result["alerts"])), result["counters"]["alerts"]      # 3 sinks: 3 rows a key
     groups = _incident_rows(keys)
     print(f"\nalarms raised by the rules: {sum(alarms.values())} {dict(sorted(alarms.items()))}"
           f"\nnotifications: {len(keys)} {groups}")
     rows = Outbox(outbox_path(cfg.runs_path)).rows()
     assert all(r["state"] == "delivered" for r in rows), [r for r in rows if r["state"] != "delivered"]
     # exactly once per sink: the JSON lines, the HTTP receiver (down, then up) and the mailbox
+    assert len(rows) == 3 * len(keys)
     assert sorted(result["jsonl"]) == keys and sorted(hooked) == keys
     mailed_keys = sorted(str(m["X-Driftguard-Dedup-Key"]) for m in mailed)
     assert mailed_keys == keys
     # one incident per rule and feature; the error rate and fare came back, so those resolved
     assert all(kinds.count("open") == 1 and kinds.count("resolved") <= 1 for kinds in groups.values()), groups
-    assert groups["error_rate_change/error"][0] == "open" and groups["error_rate_change/error"][-1] == "resolved"
-    assert groups["feature_psi/fare"][-1] == "resolved"
+    assert groups["error_rate_change/error"].count("resolved") == 1
+    assert groups["feature_psi/fare"].count("resolved") == 1
     # updates: at most one per repeat_interval (600 s = 600 records of this clock) of alarming
     flipped = N_TOTAL - FLIP_FROM
     assert 1 <= groups["error_rate_change/error"].count("update") <= flipped // 600 + 1
