@@ -47,7 +47,7 @@ import datetime
 import logging
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from driftguard.components.alerts.alert import SEVERITIES, Alert, severity_rank, utc_now_iso
+from driftguard.components.alerts.alert import Alert, severity_rank, utc_now_iso
 from driftguard.components.alerts.config import IncidentsConfig
 
 log = logging.getLogger(__name__)
@@ -249,7 +249,6 @@ class IncidentTracker:
                   else "incident_group", "incident": first["id"]}
         values = {"incident": {**_incident_info(first, "open"), "group": [i["id"] for i in incidents]},
                   "members": members}
-        assert severity in SEVERITIES
         return Alert(rule=labels["rule"], severity=severity, title=title, summary=summary, labels=labels,
                      dedup_key=first["id"], created_at=_iso(now), values=values)
 
