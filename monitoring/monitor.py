@@ -540,13 +540,20 @@ class Monitor:
     def _notifications_due(self) -> bool:
         return self.alerts_config.incidents.enabled and self.incidents.due(self.clock())
 
-    def _deliver(self, alerts: List[Any]) -> None:
+    def flush_incidents(self) -> None:
+        """Send the incidents still within their ``group_wait`` now and commit (a ``--once`` run
+        ends: the next run may be hours away)."""
+        if self.alerts_config.incidents.enabled and self.incidents.held:
+            self._deliver([], flush=True)
+            self.commit()
+
+    def _deliver(self, alerts: List[Any], flush: bool = False) -> None:
         """Enqueue and send the batch's incident notifications (opens past group_wait, updates
         past repeat_interval, resolves), or every alert with ``alerts.incidents.enabled: false``."""
         from driftguard.components.alerts import send_alerts
 
         if self.alerts_config.incidents.enabled:
-            alerts = self.incidents.take(self.clock())
+            alerts = self.incidents.take(self.clock(), flush=flush)
             for kind, incident, title in self.incidents.events:
                 log.info("incident %s: %s: %s", kind, incident, title)
             self.incident_events = list(self.incidents.events)
@@ -626,6 +633,7 @@ def run(monitor: Monitor, *, once: bool = False, max_records: Optional[int] = No
             on_window(monitor.snapshot())
         if r.idle:
             if once:
+                monitor.flush_incidents()
                 break
             deadline = time.monotonic() + poll_seconds
             while time.monotonic() < deadline and not should_stop():

@@ -168,10 +168,11 @@ class IncidentTracker:
 
     # -- output
 
-    def take(self, now: float) -> List[Alert]:
+    def take(self, now: float, flush: bool = False) -> List[Alert]:
         """The notifications due now (in the order they arose), and forget them: the caller
-        enqueues them before committing :meth:`state_dict`."""
-        for group in [g for g in self.held if now - g["since"] >= self.config.group_wait]:
+        enqueues them before committing :meth:`state_dict`. ``flush``: groups still within
+        their ``group_wait`` too (a ``--once`` run that is about to exit)."""
+        for group in [g for g in self.held if flush or now - g["since"] >= self.config.group_wait]:
             self.held.remove(group)
             self._notify_open([k for k in group["ids"] if k in self.open], now)
         out, self._outgoing = self._outgoing, []

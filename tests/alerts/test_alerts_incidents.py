@@ -91,6 +91,9 @@ def test_group_wait_batches_incidents_that_open_together():
     tracker.observe("window", 1, fare_window(1), T0)         # two incidents at once
     tracker.observe("stream:error", 11_550, error_alarm(11_550), T0 + 10)
     assert tracker.take(T0 + 20) == [] and not tracker.due(T0 + 29)
+    held = json.loads(json.dumps(tracker.state_dict()))
+    flushed = IncidentTracker(IncidentsConfig(group_wait=30), model="taxi", resolve_records=1000, state=held)
+    assert [p.dedup_key for p in flushed.take(T0 + 21, flush=True)] == ["taxi/live/w500-1499/feature_psi/fare"]
     assert tracker.due(T0 + 30)
     pages = tracker.take(T0 + 30)
     assert len(pages) == 1

@@ -457,6 +457,37 @@ def test_without_incidents_every_alarm_is_a_page(tmp_path, first_push, scenario,
     assert len(result["alerts"]) >= 10 * len(reference_run["alerts"])
 
 
+def test_group_wait_sends_the_incidents_that_open_together_as_one_page(tmp_path, first_push, scenario,
+                                                                       reference_run, monkeypatch):
+    """group_wait 10m: the four incidents of the scenario open within seconds of each other and
+    go out as one notification when the --once run ends; a real HTTP receiver standing in for
+    Alertmanager gets one POST holding one alert per incident."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "tests" / "alerts"))
+    from alerts_servers import Receiver
+
+    receiver = Receiver()
+    monkeypatch.setenv("DG_TEST_AM", receiver.url())
+    runs = tmp_path / "grouped" / "runs"
+    (runs / "serving").mkdir(parents=True)
+    os.symlink(first_push["registry"], runs / "serving" / "taxi")
+    cfg_path = make_config(tmp_path / "grouped", "cfg", runs=str(runs), monitor={"window": WINDOW, "step": STEP},
+                           alerts={"sinks": [{"type": "jsonl"}, {"type": "alertmanager", "url_env": "DG_TEST_AM"}],
+                                   "incidents": {"group_wait": "10m"}})
+    try:
+        result = run_monitor(cfg_path, scenario / "logs", scenario / "labels.csv")
+        posts = [json.loads(r["body"]) for r in receiver.requests]
+    finally:
+        receiver.close()
+    assert result["meta"]["incidents"]["held"] == []
+    assert len(result["jsonl"]) == 1 and len(posts) == 1, (result["jsonl"], posts)
+    opened = sorted(reference_run["alerts"])                  # the incidents of the run without group_wait
+    assert sorted(a["labels"]["incident"] for a in posts[0]) == opened
+    assert all("scope" not in a["labels"] and "endsAt" not in a for a in posts[0])
+    assert result["jsonl"][0] in opened
+
+
 def _sinks_config(root, first_push, name, webhook_port, smtp_port, **incidents):
     runs = root / name / "runs"
     (runs / "serving").mkdir(parents=True)
