@@ -81,8 +81,9 @@ class IncidentTracker:
     ``observe(source, position, alerts, now)`` after every evaluation (a window, a label window,
     a detector's batch of values) with the alerts it raised (maybe none); ``take(now)`` returns
     the notifications to enqueue (opens whose ``group_wait`` is over, updates, resolves);
-    ``state_dict()`` is what the monitor commits. ``events`` lists what happened since the last
-    ``take`` (``(kind, id, title)``, kind ``opened``/``updated``/``repeated``/``resolved``) for the console.
+    ``state_dict()`` is what the monitor commits. ``events`` lists ``(kind, id, title)`` with kind
+    ``opened``, ``updated`` or ``resolved``, for the console, until the caller clears it; repeats
+    that were not paged are only counted (``totals["repeated"]``).
     """
 
     def __init__(self, config: IncidentsConfig, *, model: str, resolve_records: int,
