@@ -127,16 +127,21 @@ def monitor(ctx: click.Context, logs: Optional[pathlib.Path], labels: Optional[p
             server = exporter.MetricsServer(registry, metrics_host, metrics_port, token)
             click.echo(f"metrics: {server.url}", nl=True)
         click.echo(f"monitoring {mon.logs} (state {mon.state_dir}; log {log_path})", err=True)
-        last_window = {}
+        last_window, last_events = {}, []
 
         def published(snapshot):
-            nonlocal last_window
+            nonlocal last_window, last_events
             collector.snapshot = snapshot
             exporter.write_textfile(textfile, registry)
             w = snapshot.get("window") or {}
             if w and w != last_window:
                 click.echo(_window_line(w))
                 last_window = w
+            events = (snapshot.get("incidents") or {}).get("events") or []
+            if events != last_events:         # the final snapshot repeats the last step's
+                for kind, incident, title in events:
+                    click.echo(f"incident {kind}: {title} [{incident}]")
+                last_events = events
 
         with monitor_lib.stop_on_signals() as should_stop:
             total = monitor_lib.run(mon, once=once, max_records=max_records,
@@ -154,4 +159,11 @@ def monitor(ctx: click.Context, logs: Optional[pathlib.Path], labels: Optional[p
     click.echo(f"read {total['records']} record(s) ({total['log_records']} log records), {total['labels']} label(s); "
                f"{total['windows']} window(s), {total['alerts']} alert(s) this run | total: {c['records']} records, "
                f"{c['windows']} windows, {c['labels_joined']} labels joined, "
-               f"{sum(c['alerts'].values())} alerts | metrics {mon.state_dir / exporter.METRICS_FILE}")
+               f"{sum(c['alerts'].values())} alerts, {_incidents_text(mon)} | metrics "
+               f"{mon.state_dir / exporter.METRICS_FILE}")
+
+
+def _incidents_text(mon) -> str:
+    t = mon.incidents.summary()["totals"]
+    return (f"incidents: {t['opened']} opened, {t['updated']} updates sent, {t['repeated']} repeats recorded, "
+            f"{t['resolved']} resolved, {len(mon.incidents.open)} open")

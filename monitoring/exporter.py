@@ -96,6 +96,20 @@ class MonitorCollector:
             rule, severity = key.split("/", 1)
             alerts.add_metric([model, rule, severity], float(n))
         out.append(alerts)
+        incidents = s.get("incidents") or {}
+        events = _counter("incident_events", "Incident notifications and recorded repeats, by event: opened, "
+                          "updated (paged after repeat_interval), repeated (recorded, not paged), resolved.",
+                          ["model", "event"])
+        for event in ("opened", "updated", "repeated", "resolved"):
+            events.add_metric([model, event], float((incidents.get("totals") or {}).get(event, 0)))
+        out.append(events)
+        open_now = _gauge("incidents_open", "Incidents open now, by rule and severity.", ["model", "rule", "severity"])
+        counts: Dict[Tuple[str, str], int] = {}
+        for i in incidents.get("open") or ():
+            counts[(i["rule"], i["severity"])] = counts.get((i["rule"], i["severity"]), 0) + 1
+        for (rule, severity), n in sorted(counts.items()):
+            open_now.add_metric([model, rule, severity], float(n))
+        out.append(open_now)
         alarms = _counter("detector_alarms", "Streaming detector alarms, by stream.", ["model", "stream"])
         for stream, n in sorted((c.get("detector_alarms") or {}).items()):
             alarms.add_metric([model, stream], float(n))
@@ -196,7 +210,8 @@ class MonitorCollector:
 METRIC_NAMES = (
     "records_total", "log_records_total", "records_skipped_total", "windows_total", "label_windows_total",
     "window_records_discarded_total", "labels_read_total", "labels_joined_total", "labels_expired_total",
-    "predictions_expired_total", "predictions_without_id_total", "alerts_total", "detector_alarms_total",
+    "predictions_expired_total", "predictions_without_id_total", "alerts_total", "incident_events_total",
+    "incidents_open", "detector_alarms_total",
     "retrain_triggers_total", "serving_version", "window_alpha", "detector_arl0_records",
     "false_alarm_budget_per_100k", "feature_psi", "feature_drifted", "feature_p_value", "dataset_drifted",
     "multivariate_drifted", "prediction_psi", "confidence_psi", "prediction_drifted", "prediction_quantile",

@@ -19,14 +19,16 @@ What it does, per serving model version (the version that answered, read from ea
   :func:`driftguard.components.drift.streaming.budget_split`: each window test runs at the level it gets,
   each detector at the run length it gets;
 * **alerts** go through the span check's rules and sinks (``driftguard.components.alerts``), keyed by
-  window (``taxi/live/w1000-1999/feature_psi/fare``) so re-evaluating a window after a restart
-  sends nothing twice; a critical alert can **trigger retraining** once per serving version;
+  window (``taxi/live/w1000-1999/feature_psi/fare``), and are grouped into **incidents**
+  (``components/alerts/incidents.py``): one per rule and feature, paged when it opens, as an
+  update at most once per ``repeat_interval`` and when it resolves, so a sustained change is not
+  an alert storm; a critical alert can **trigger retraining** once per serving version;
 * **metrics** for Prometheus (``driftguard.monitoring.exporter``) and ``metrics.prom`` for node_exporter.
 
 Restart safety: everything (log position, label file positions, the unfinished windows'
 rows, detector states, counters, predictions and labels waiting for each other, the retrain
-decision) lives in one sqlite file (``<runs>/monitor/<model>/state.sqlite``) and is committed
-in one transaction per batch, after the batch's alerts are in the outbox. A crash (even
+decision, the open incidents) lives in one sqlite file (``<runs>/monitor/<model>/state.sqlite``)
+and is committed in one transaction per batch, after the batch's notifications are in the outbox. A crash (even
 SIGKILL) loses the uncommitted batch only, which the next run reads again from the committed
 position: nothing is skipped and nothing is counted twice, and its alerts carry the same
 keys as before.
@@ -171,6 +173,7 @@ class Monitor:
         self.pending_predictions = PendingSet.replay(PREDICTION_FIELDS, *self.store.journal("predictions"))
         self.pending_labels = PendingSet.replay(LABEL_FIELDS, *self.store.journal("labels"))
         self._detector_states: Dict[str, Any] = meta.get("detectors", {})
+        self._restore_incidents(meta.get("incidents"))
         self.detectors: Dict[str, Any] = {}
         self.detectors_off: Dict[str, str] = {}      # stream -> why it has no detector
         if self.serving.get("version") is not None:
@@ -189,6 +192,7 @@ class Monitor:
             "last_window": self.last_window, "last_label_window": self.last_label_window, "lag": self.lag,
             "budget": self.budget_info,
             "detectors": {name: d.state_dict() for name, d in self.detectors.items()},
+            "incidents": self.incidents.state_dict(),
         }
         blobs = {"label_buffer": table_bytes(self.label_buffer)}
         new_chunks = []
@@ -268,6 +272,7 @@ class Monitor:
 
         result = StepResult()
         alerts: List[Any] = []
+        self.incident_events = []          # what this step opened, updated and resolved (the console)
         if self.labels_path is not None:
             result.labels = self._ingest_labels(alerts)
         limit = self.settings.batch_records if max_records is None else min(self.settings.batch_records, max_records)
@@ -292,12 +297,12 @@ class Monitor:
                 self.lag["record_time"] = decoded.last_timestamp
         if batch is not None:
             self.position = batch.position
-        if batch is None and not result.labels and not alerts:
+        if batch is None and not result.labels and not alerts and not self._notifications_due():
             self._update_lag()
             return result
         self._update_lag()
+        self._deliver(alerts)
         if alerts:
-            self._deliver(alerts)
             result.alerts = len(alerts)
             self.retrainer.maybe_trigger(self, alerts)
         self.commit()
@@ -412,8 +417,11 @@ class Monitor:
             info = alarm.to_dict()
             info.update(detector="CUSUM", transform=det.design.transform, version=self.serving["version"],
                         record=at)
-            log.info("streaming detector %s alarmed (%s) at %s%d", stream, alarm.direction, scope_prefix, at)
-            self._raise(alerts, scope=f"live/{scope_prefix}{at}", alarms=[info])
+            log.debug("streaming detector %s alarmed (%s) at %s%d", stream, alarm.direction, scope_prefix, at)
+            self._raise(alerts, scope=f"live/{scope_prefix}{at}", alarms=[info], source=f"stream:{stream}",
+                        position=at)
+        # the records fed without an alarm count towards resolving the stream's incidents
+        self._raise(alerts, scope="", source=f"stream:{stream}", position=int(rows[-1]), quiet=True)
 
     # -- labels
 
@@ -487,7 +495,8 @@ class Monitor:
                                          classifier_max_rows=self.settings.classifier_max_rows)
         if report.features_error is not None:
             self.counters["window_errors"] += 1
-        new = self._raise(alerts, scope=report.scope, drift_report=report.drift, monitor=report.monitor)
+        new = self._raise(alerts, scope=report.scope, drift_report=report.drift, monitor=report.monitor,
+                          source="window", position=self.counters["windows"])
         window = report.summary
         window["alerts"] = [a.dedup_key for a in new]
         self.last_window = window
@@ -498,25 +507,59 @@ class Monitor:
     def _evaluate_label_window(self, baseline: Baseline, part: Mapping[str, np.ndarray], alerts: List[Any]) -> None:
         self.counters["label_windows"] += 1
         report = windows.evaluate_label_window(baseline, part, alpha=self.budget_info["alpha"])
-        new = self._raise(alerts, scope=report.scope, drift_report=None, monitor=report.monitor)
+        new = self._raise(alerts, scope=report.scope, drift_report=None, monitor=report.monitor,
+                          source="labels", position=self.counters["label_windows"])
         self.last_label_window = {**report.summary, "alerts": [a.dedup_key for a in new]}
 
     # -- alerts
 
-    def _raise(self, alerts: List[Any], *, scope: str, drift_report=None, monitor=None, alarms=None) -> List[Any]:
+    def _restore_incidents(self, state: Optional[Mapping[str, Any]]) -> None:
+        from driftguard.components.alerts.incidents import IncidentTracker
+
+        self.clock: Callable[[], float] = time.time      # incidents' group_wait and repeat_interval
+        self.incidents = IncidentTracker(self.alerts_config.incidents, model=self.cfg.model_name,
+                                         resolve_records=int(self.settings.window), state=state)
+
+    def _raise(self, alerts: List[Any], *, scope: str, drift_report=None, monitor=None, alarms=None,
+               source: str, position: int, quiet: bool = False) -> List[Any]:
+        """Evaluate the rules on one window, label window or detector alarm (``source`` at
+        ``position``) and hand what fired to the incident tracker; ``quiet``: no evaluation, the
+        source only moved on (records fed to a detector without an alarm)."""
         from driftguard.components.alerts import evaluate
 
-        new = evaluate(self.alerts_config, model=self.cfg.model_name, scope=scope, drift_report=drift_report,
-                       monitor=monitor, alarms=alarms)
+        new = [] if quiet else evaluate(self.alerts_config, model=self.cfg.model_name, scope=scope,
+                                        drift_report=drift_report, monitor=monitor, alarms=alarms)
         for a in new:
             key = f"{a.rule}/{a.severity}"
             self.counters["alerts"][key] = self.counters["alerts"].get(key, 0) + 1
         alerts.extend(new)
+        if self.alerts_config.incidents.enabled:
+            self.incidents.observe(source, position, new, self.clock())
         return new
 
-    def _deliver(self, alerts: List[Any]) -> None:
+    def _notifications_due(self) -> bool:
+        return self.alerts_config.incidents.enabled and self.incidents.due(self.clock())
+
+    def flush_incidents(self) -> None:
+        """Send the incidents still within their ``group_wait`` now and commit (a ``--once`` run
+        ends: the next run may be hours away)."""
+        if self.alerts_config.incidents.enabled and self.incidents.held:
+            self._deliver([], flush=True)
+            self.commit()
+
+    def _deliver(self, alerts: List[Any], flush: bool = False) -> None:
+        """Enqueue and send the batch's incident notifications (opens past group_wait, updates
+        past repeat_interval, resolves), or every alert with ``alerts.incidents.enabled: false``."""
         from driftguard.components.alerts import send_alerts
 
+        if self.alerts_config.incidents.enabled:
+            alerts = self.incidents.take(self.clock(), flush=flush)
+            for kind, incident, title in self.incidents.events:
+                log.info("incident %s: %s: %s", kind, incident, title)
+            self.incident_events = list(self.incidents.events)
+            self.incidents.events.clear()
+        if not alerts:
+            return
         result = send_alerts(self.alerts_config, alerts, self.cfg.runs_path)
         for _, sink, message in result.errors[:3]:
             log.warning("alert delivery to %s failed (kept in the outbox): %s", sink, message)
@@ -558,6 +601,7 @@ class Monitor:
                 "window": dict(self.last_window), "label_window": dict(self.last_label_window),
                 "reference": reference, "budget": dict(self.budget_info), "detectors": detectors,
                 "detectors_off": dict(self.detectors_off),
+                "incidents": {**self.incidents.summary(), "events": list(getattr(self, "incident_events", []))},
                 "pending": {"labels": len(self.pending_labels), "predictions": len(self.pending_predictions)},
                 "lag": dict(self.lag)}
 
@@ -589,6 +633,7 @@ def run(monitor: Monitor, *, once: bool = False, max_records: Optional[int] = No
             on_window(monitor.snapshot())
         if r.idle:
             if once:
+                monitor.flush_incidents()
                 break
             deadline = time.monotonic() + poll_seconds
             while time.monotonic() < deadline and not should_stop():

@@ -11,6 +11,11 @@ and severity, and one ``jsonl`` sink writing ``alerts.jsonl`` under the runs fol
       - {type: webhook, url_env: DRIFTGUARD_WEBHOOK_URL, hmac_secret_env: DRIFTGUARD_WEBHOOK_SECRET,
          min_severity: warning}
     delivery: {timeout_seconds: 5, max_attempts: 8, backoff_seconds: 30}
+    incidents: {group_wait: 30s, repeat_interval: 4h, resolve_after_windows: 3, resolve_after_records: 5000}
+
+``incidents`` (live monitoring only; see incidents.py) turns the monitor's alarms into
+incidents as Alertmanager groups alerts: one notification when an incident opens, updates at
+most once per ``repeat_interval``, one when it resolves.
 
 Secrets (webhook URLs, HMAC secrets, SMTP passwords) are never written in the config: sinks
 name the environment variables that hold them (``url_env``, ``hmac_secret_env``,
@@ -137,10 +142,28 @@ class DeliveryConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class IncidentsConfig:
+    """How the live monitor groups alarms into incidents (components/alerts/incidents.py).
+
+    Durations are seconds; the config also takes Prometheus-style strings (``30s``, ``5m``,
+    ``4h``, ``1h30m``), as Alertmanager's ``group_wait`` and ``repeat_interval`` do.
+    """
+
+    enabled: bool = True
+    group_wait: float = 0.0              # hold a new incident's page this long to batch others that open
+    repeat_interval: float = 4 * 3600.0  # an incident still alarming is re-sent (an update) at most this often
+    resolve_after_windows: int = 3       # window / label-window rules: this many evaluations in a row without it
+    # streaming detectors: this many records (joined labels for the error stream) without an alarm;
+    # None: the monitor's window
+    resolve_after_records: Optional[int] = None
+
+
+@dataclasses.dataclass(frozen=True)
 class AlertsConfig:
     rules: Mapping[str, RuleConfig]
     sinks: Tuple[SinkConfig, ...]
     delivery: DeliveryConfig = DeliveryConfig()
+    incidents: IncidentsConfig = IncidentsConfig()
 
     def rule(self, name: str) -> RuleConfig:
         return self.rules[name]
@@ -176,14 +199,15 @@ def parse_alerts_config(data: Optional[Mapping[str, Any]], path: str = "alerts",
     if data is None:
         data = {}
     _expect_mapping(data, path)
-    _reject_unknown(data, path, ("rules", "sinks", "delivery"))
+    _reject_unknown(data, path, ("rules", "sinks", "delivery", "incidents"))
     rules = _parse_rules(data.get("rules"), f"{path}.rules", task)
     if "sinks" in data:
         sinks = _parse_sinks(data["sinks"], f"{path}.sinks")
     else:
         sinks = (JsonlSinkConfig(name="jsonl"),)
     delivery = _parse_delivery(data.get("delivery"), f"{path}.delivery")
-    return AlertsConfig(rules=rules, sinks=sinks, delivery=delivery)
+    incidents = _parse_incidents(data.get("incidents"), f"{path}.incidents")
+    return AlertsConfig(rules=rules, sinks=sinks, delivery=delivery, incidents=incidents)
 
 
 def _parse_rules(data: Any, path: str, task: str) -> Mapping[str, RuleConfig]:
@@ -311,6 +335,56 @@ def _parse_delivery(data: Any, path: str) -> DeliveryConfig:
     if not 0 <= cap <= 7 * 86400:
         raise AlertsConfigError(f"{path}.max_backoff_seconds must be in 0..604800, got {cap!r}")
     return DeliveryConfig(timeout, attempts, backoff, cap)
+
+
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
+_DURATION_RE = re.compile(r"^(?:\d+(?:ms|s|m|h|d|w))+$")
+_DURATION_PART_RE = re.compile(r"(\d+)(ms|s|m|h|d|w)")
+
+
+def parse_duration(value: Any, path: str) -> float:
+    """Seconds from a number (seconds) or a Prometheus/Alertmanager duration string (``30s``,
+    ``5m``, ``4h``, ``1h30m``, ``1d``); :class:`AlertsConfigError` naming ``path`` otherwise."""
+    if isinstance(value, bool):
+        raise AlertsConfigError(f"{path} must be a duration (seconds, or a string like 30s, 5m, 4h), got {value!r}")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str) and _DURATION_RE.match(value.strip()):
+        seconds = sum(int(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART_RE.findall(value.strip()))
+    else:
+        raise AlertsConfigError(f"{path} must be a duration (seconds, or a string like 30s, 5m, 4h, 1h30m), "
+                                f"got {value!r}")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise AlertsConfigError(f"{path} must be a duration >= 0, got {value!r}")
+    return seconds
+
+
+def _parse_incidents(data: Any, path: str) -> IncidentsConfig:
+    if data is None:
+        return IncidentsConfig()
+    if isinstance(data, bool):                 # `incidents: false` as shorthand
+        data = {"enabled": data}
+    _expect_mapping(data, path)
+    _reject_unknown(data, path, tuple(f.name for f in dataclasses.fields(IncidentsConfig)))
+    d = IncidentsConfig()
+    enabled = _typed(data, "enabled", bool, path, d.enabled)
+    group_wait = parse_duration(data.get("group_wait", d.group_wait), f"{path}.group_wait")
+    repeat = parse_duration(data.get("repeat_interval", d.repeat_interval), f"{path}.repeat_interval")
+    if group_wait > 3600:
+        raise AlertsConfigError(f"{path}.group_wait must be at most 1h (3600 s), got {data.get('group_wait')!r}")
+    if repeat <= 0:
+        raise AlertsConfigError(f"{path}.repeat_interval must be > 0 (a duration like 4h), got "
+                                f"{data.get('repeat_interval')!r}")
+    windows = _typed(data, "resolve_after_windows", int, path, d.resolve_after_windows)
+    if not 1 <= windows <= 1000:
+        raise AlertsConfigError(f"{path}.resolve_after_windows must be in 1..1000, got {windows!r}")
+    records = data.get("resolve_after_records", d.resolve_after_records)
+    if records is not None:
+        records = _typed(data, "resolve_after_records", int, path, None)
+        if not 1 <= records <= 10 ** 9:
+            raise AlertsConfigError(f"{path}.resolve_after_records must be in 1..1000000000 (or null: the "
+                                    f"monitor's window), got {records!r}")
+    return IncidentsConfig(enabled, group_wait, repeat, windows, records)
 
 
 # -- small validators -------------------------------------------------------------------------

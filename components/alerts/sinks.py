@@ -293,18 +293,27 @@ class AlertmanagerSink(_HttpSink):
     path_suffix = "/api/v2/alerts"
 
     def body(self, alert: Alert) -> object:
+        members = alert.values.get("members")
+        if members:      # incidents opened within group_wait: Alertmanager groups them itself
+            return [alertmanager_alert(Alert.from_dict(m)) for m in members]
         return [alertmanager_alert(alert)]
 
 
 def alertmanager_alert(alert: Alert) -> Dict[str, object]:
-    """Alertmanager groups and dedupes on labels, so they hold identity only (no scores)."""
+    """Alertmanager groups and dedupes on labels, so they hold identity only (no scores). An
+    incident's open, updates and resolve carry the same labels (its ``incident`` id, no window
+    ``scope``), so Alertmanager sees one alert; the resolve sets ``endsAt``."""
     alertname = "Driftguard" + "".join(w.capitalize() for w in alert.rule.split("_"))
     labels = {"alertname": alertname, "severity": alert.severity, "source": "driftguard", **alert.labels}
-    return {
+    incident = alert.values.get("incident") or {}
+    body = {
         "labels": labels,
         "annotations": {"summary": alert.title, "description": alert.summary, "dedup_key": alert.dedup_key},
-        "startsAt": alert.created_at,
+        "startsAt": incident.get("opened_at") or alert.created_at,
     }
+    if incident.get("state") == "resolved":
+        body["endsAt"] = incident.get("resolved_at") or alert.created_at
+    return body
 
 
 class EmailSink(Sink):

@@ -50,7 +50,7 @@ def test_full_config():
 
 
 @pytest.mark.parametrize("data, message", [
-    ({"rule": {}}, r"^alerts\.rule: unknown key; allowed: rules, sinks, delivery$"),
+    ({"rule": {}}, r"^alerts\.rule: unknown key; allowed: rules, sinks, delivery, incidents$"),
     ({"rules": {"feature_psi": {"treshold": 0.3}}}, r"^alerts\.rules\.feature_psi\.treshold: unknown key"),
     ({"rules": {"skew": {"threshold": 0.3}}}, r"^alerts\.rules\.skew\.threshold: unknown key"),
     ({"rules": {"psi": {}}}, r"^alerts\.rules\.psi: unknown rule 'psi'; known: feature_psi, dataset_drift"),
