@@ -138,7 +138,9 @@ class ModelRepository:
             log.info("model %s: serving version %d (loaded: %s)", self.name, max(wanted), sorted(wanted))
             return True
 
-    def get(self, version: Optional[str]) -> ModelVersion:
+    def get(self, version: Optional[str], label: Optional[str] = None) -> ModelVersion:
+        if label is not None:
+            raise RequestError(404, f"model {self.name} has no version labelled {shorten(label)}")
         loaded = self._loaded
         if version is None:
             if not loaded:
