@@ -52,7 +52,7 @@ import time
 import uuid
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from aiohttp import web, web_protocol, web_server
+from aiohttp import http_exceptions, web, web_protocol, web_server
 
 from driftguard.serving.request import RequestError, shorten
 from driftguard.serving.service import PredictionService
@@ -226,6 +226,9 @@ class _Handler:
             if transport is None or transport.is_closing():
                 raise _ClientGone() from None
             raise RequestError(400, f"malformed request body: {e}") from None
+        body_error = getattr(request.protocol, "body_error", None)
+        if body_error:
+            raise RequestError(400, f"malformed request body: {body_error}")
         return b"".join(parts)
 
 
@@ -235,6 +238,21 @@ class _JSONErrors(web_protocol.RequestHandler):
     path ``malformed``."""
 
     service: PredictionService
+    body_error: Optional[str] = None
+
+    def data_received(self, data: bytes) -> None:
+        queued = len(self._messages)
+        super().data_received(data)
+        # A body the parser refuses midway (a malformed chunk after the first ones) becomes a
+        # queued error "request" while the handler still waits for the body: hand the handler
+        # the error instead, so it answers 400 now rather than 408 when its read times out.
+        request = self._current_request
+        if request is not None and len(self._messages) > queued and not request.content.is_eof():
+            err = self._messages[-1][0]
+            if isinstance(err, web_protocol._ErrInfo):  # noqa: SLF001 - aiohttp's parse-error message
+                what = (err.message or str(err.exc)).strip().splitlines()
+                self.body_error = what[0].rstrip(": ") if what else "refused by the HTTP parser"
+                request.content.feed_eof()   # (not set_exception: aiohttp's linger would log it)
 
     def handle_error(self, request: web.BaseRequest, status: int = 500, exc: Optional[BaseException] = None,
                      message: Optional[str] = None) -> web.StreamResponse:
@@ -243,9 +261,15 @@ class _JSONErrors(web_protocol.RequestHandler):
         if status >= 500:
             log.error("unhandled error answering a request from %s", request.remote, exc_info=exc)
             text = "internal error"
+        elif isinstance(exc, http_exceptions.LineTooLong):
+            text = (f"malformed HTTP request: the request line or a header line is longer than "
+                    f"{self.max_line_size} bytes")
         else:
-            first = (message or getattr(exc, "message", "") or str(exc) or "").strip().splitlines()
-            text = f"malformed HTTP request: {first[0] if first else 'refused by the HTTP parser'}"
+            # llhttp's message is "<what>:" then the offending bytes on the next lines
+            first = (message or getattr(exc, "message", "") or str(exc)).strip().splitlines()
+            what = first[0].rstrip(": ")[:200] if first else "refused by the HTTP parser"
+            text = f"malformed HTTP request: {what}"
+        if status < 500:
             log.info("refused a malformed HTTP request from %s: %s", request.remote, text)
         self.service.metrics.requests.labels("malformed", str(status)).inc()
         resp = _json(status, {"error": text})
