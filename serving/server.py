@@ -60,6 +60,7 @@ from driftguard.serving.settings import ServeError, ServeSettings
 
 log = logging.getLogger(__name__)
 
+SERVER_NAME = "driftguard-serve"       # the Server header (no library or Python version)
 REQUEST_ID_HEADER = "X-Request-Id"
 REWRITTEN_HEADER = "X-Request-Id-Rewritten"
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -69,6 +70,7 @@ _PATH_RE = re.compile(r"^/v1/models/(?P<name>[^/:]+)"
 _LISTEN_BACKLOG = 1024                 # the kernel caps it at net.core.somaxconn (4096 here)
 _LINGER_SECONDS = 2.0                  # drain an unread body this long before closing
 _SHUTDOWN_SECONDS = 30.0               # SIGTERM: how long requests in flight may take to finish
+_BODY_READ = "driftguard.body_read"     # set on a request whose body was read to its end
 CLIENT_CLOSED = 499                    # the metrics' code for a client that hung up (nginx's)
 
 
@@ -101,7 +103,9 @@ class _ClientGone(Exception):
 
 def _json(status: int, payload: Any, headers: Optional[Mapping[str, str]] = None) -> web.Response:
     body = json.dumps(payload, separators=(",", ":")).encode()
-    return web.Response(status=status, body=body, content_type="application/json", headers=headers)
+    resp = web.Response(status=status, body=body, content_type="application/json", headers=headers)
+    resp.headers["Server"] = SERVER_NAME
+    return resp
 
 
 class _Handler:
@@ -140,8 +144,10 @@ class _Handler:
                 log.exception("request %s %s failed", request_id, path)
                 resp = _json(500, {"error": f"internal error ({type(e).__name__}); request id {request_id}"})
             resp.headers.setdefault(REQUEST_ID_HEADER, request_id)
-            if service.stopping or not request.content.is_eof():
-                resp.force_close()   # aiohttp lingers (reads and drops) an unread body, then closes
+            if service.stopping or (request.body_exists and not request.get(_BODY_READ)):
+                # a body answered before it was read whole (413, 401, ...): Connection: close;
+                # aiohttp lingers (reads and drops what the client still sends), then closes
+                resp.force_close()
             status = resp.status
             return resp
         finally:
@@ -181,7 +187,7 @@ class _Handler:
             return _json(200, service.metadata(parts["name"], parts["version"], parts["label"]))
         if kind == "metrics":
             data, ctype = service.metrics.render()
-            return web.Response(status=200, body=data, headers={"Content-Type": ctype})
+            return web.Response(status=200, body=data, headers={"Content-Type": ctype, "Server": SERVER_NAME})
         served = service.repository.served
         return _json(200, {"status": "ok", "model": service.settings.model_name,
                            "version": served.version if served else None})
@@ -229,6 +235,7 @@ class _Handler:
         body_error = getattr(request.protocol, "body_error", None)
         if body_error:
             raise RequestError(400, f"malformed request body: {body_error}")
+        request[_BODY_READ] = True
         return b"".join(parts)
 
 
