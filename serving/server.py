@@ -118,7 +118,7 @@ class _Handler:
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         service = self.service
         started = time.perf_counter()
-        path = request.path
+        path = request.raw_path.split("?", 1)[0]   # as sent (not percent-decoded), as before
         kind, parts = _route(path)
         request_id = uuid.uuid4().hex
         status = 500
@@ -140,6 +140,9 @@ class _Handler:
                 return resp
             except RequestError as e:
                 resp = _json(e.status, {"error": e.message}, e.headers)
+            except asyncio.CancelledError:   # still running when the shutdown's grace period ended
+                status = 503
+                raise
             except Exception as e:  # noqa: BLE001 - answer 500, keep serving
                 log.exception("request %s %s failed", request_id, path)
                 resp = _json(500, {"error": f"internal error ({type(e).__name__}); request id {request_id}"})
@@ -285,8 +288,17 @@ class _JSONErrors(web_protocol.RequestHandler):
 
 
 class _LowLevelServer(web_server.Server):
+    """aiohttp's low-level server (no router or middlewares: ``_Handler`` routes), whose
+    connections are :class:`_JSONErrors`."""
+
+    def __init__(self, service: PredictionService, handler: _Handler, **kwargs: Any):
+        super().__init__(handler, **kwargs)
+        self.service = service
+
     def __call__(self) -> web_protocol.RequestHandler:
-        return _JSONErrors(self, loop=self._loop, **self._kwargs)
+        connection = _JSONErrors(self, loop=self._loop, **self._kwargs)
+        connection.service = self.service
+        return connection
 
 
 def url_of(host: str, port: int) -> str:
@@ -298,10 +310,9 @@ async def _serve(service: PredictionService, out, stop: asyncio.Event) -> None:
     pool = concurrent.futures.ThreadPoolExecutor(settings.inference_threads, thread_name_prefix="predict")
     access = logging.getLogger(__name__ + ".access")
     server = _LowLevelServer(
-        _Handler(service, pool), handler_cancellation=False,
+        service, _Handler(service, pool), handler_cancellation=False,
         keepalive_timeout=settings.read_timeout_seconds, lingering_time=_LINGER_SECONDS,
         access_log=access if log.isEnabledFor(logging.DEBUG) else None)
-    _JSONErrors.service = service
     runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=_SHUTDOWN_SECONDS)
     await runner.setup()
     host = settings.host.strip("[]")
