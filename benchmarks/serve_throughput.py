@@ -146,19 +146,33 @@ def _run_case(url: str, model: str, bodies: List[bytes], threads: int, seconds: 
 
     def client(t: int) -> None:
         conn = http.client.HTTPConnection(host, int(port), timeout=120)
+
+        def send(body: bytes) -> int:
+            # A connection the server reset or refused is an error, not the end of the client
+            # (a dead client would leave the others waiting at the barrier): reconnect.
+            nonlocal conn
+            try:
+                conn.request("POST", path, body=body, headers=headers)
+                resp = conn.getresponse()
+                resp.read()
+                return resp.status
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                conn = http.client.HTTPConnection(host, int(port), timeout=120)
+                return 0
+
         i = t
-        for _ in range(warmup):
-            conn.request("POST", path, body=bodies[i % len(bodies)], headers=headers)
-            conn.getresponse().read()
-            i += threads
-        start.wait()
+        try:
+            for _ in range(warmup):
+                send(bodies[i % len(bodies)])
+                i += threads
+        finally:
+            start.wait()
         while time.perf_counter() < deadline[0]:
             t0 = time.perf_counter()
-            conn.request("POST", path, body=bodies[i % len(bodies)], headers=headers)
-            resp = conn.getresponse()
-            resp.read()
+            status = send(bodies[i % len(bodies)])
             latencies[t].append(time.perf_counter() - t0)
-            if resp.status != 200:
+            if status != 200:
                 errors[t] += 1
             i += threads
         conn.close()
