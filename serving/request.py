@@ -15,7 +15,6 @@ import dataclasses
 import json
 import math
 import pathlib
-import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
@@ -169,18 +168,24 @@ def encode_examples(rows: Sequence[Mapping[str, Optional[list]]],
     return model_io.encode_rows(rows, {name: f.kind for name, f in features.items()})
 
 
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_KEEP_QUOTES_AND_BRACKETS = bytes(b for b in range(256) if b not in b'"[]{}')
 
 
 def json_depth(body: bytes) -> int:
     """How deeply the arrays and objects of a JSON text nest (brackets inside strings do not
     count), found without parsing: ``json.loads`` recurses once per level and raises
     RecursionError near 1000, so the depth is checked before it runs. A body with at most
-    ``MAX_JSON_DEPTH`` brackets is not scanned: its bracket count (a bound) is returned."""
-    if body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH:   # the common small request
-        return min(MAX_JSON_DEPTH, body.count(b"[") + body.count(b"{"))
-    brackets = _JSON_STRING.sub(b"", body).translate(None, _NOT_BRACKETS)
+    ``MAX_JSON_DEPTH`` brackets is not scanned: its bracket count (a bound) is returned.
+
+    Only C-speed byte operations: drop the escapes that could hide a quote (``\\\\`` and
+    ``\\"``), keep only quotes and brackets, drop what lies between quotes (strings)."""
+    opened = body.count(b"[") + body.count(b"{")
+    if opened <= MAX_JSON_DEPTH:   # the common small request
+        return opened
+    if b"\\" in body:
+        body = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    text = body.translate(None, _KEEP_QUOTES_AND_BRACKETS)
+    brackets = b"".join(text.split(b'"')[::2])
     if not brackets:
         return 0
     codes = np.frombuffer(brackets, dtype=np.uint8)

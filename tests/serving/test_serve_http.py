@@ -194,7 +194,7 @@ def test_a_bad_body_gets_a_400_naming_the_instance_and_feature(server, case):
 
 def test_a_large_integer_for_a_float_feature_is_converted(server):
     """17031080100 (a census tract id sent as a FLOAT) > 2**24: converted to float32 (rounded
-    to 17031081984, float32's nearest), as TF Serving converts numbers to the tensor type."""
+    to 17031079936, float32's nearest), as TF Serving converts numbers to the tensor type."""
     status, _, out = post(server, {"instances": [{"fare": 17031080100, "trip_start_hour": 2}, {"fare": 2 ** 70}]})
     assert status == 200, out
     assert len(json.loads(out)["predictions"]) == 2
