@@ -120,7 +120,7 @@ def typed_values(values: Mapping[str, Any], features: Mapping[str, FeatureType],
 
 def _as_float(v: Any, name: str, raw: Any, index: int) -> float:
     """A FLOAT value as the float32 a tf.Example holds: integers of any size are converted
-    (rounded to float32's 24-bit precision, as TF Serving does); NaN, infinities and numbers
+    (rounded to float32's 24-bit precision); NaN, infinities and numbers
     beyond float32's range (about 3.4e38) are refused, since they would reach the model and
     the monitor's feature statistics as NaN or inf."""
     if type(v) is float:

@@ -194,7 +194,7 @@ def test_a_bad_body_gets_a_400_naming_the_instance_and_feature(server, case):
 
 def test_a_large_integer_for_a_float_feature_is_converted(server):
     """17031080100 (a census tract id sent as a FLOAT) > 2**24: converted to float32 (rounded
-    to 17031079936, float32's nearest), as TF Serving converts numbers to the tensor type."""
+    to 17031079936, float32's nearest); so is 2**70."""
     status, _, out = post(server, {"instances": [{"fare": 17031080100, "trip_start_hour": 2}, {"fare": 2 ** 70}]})
     assert status == 200, out
     assert len(json.loads(out)["predictions"]) == 2
@@ -236,7 +236,10 @@ BAD_HTTP = {
 @pytest.mark.parametrize("case", list(BAD_HTTP))
 def test_malformed_http_gets_a_json_400_naming_the_header(server, case):
     data, pattern = BAD_HTTP[case]
-    status, headers, body = raw(server, data)
+    with socket.create_connection((server.host, server.port), timeout=60) as sock:
+        sock.sendall(data)
+        status, headers, body = _read_response(sock)
+        assert sock.recv(1) == b"", "the server closes the connection after a malformed request"
     assert status == 400, (status, body)
     assert headers["content-type"].startswith("application/json"), (headers, body)
     error = json.loads(body)["error"]
