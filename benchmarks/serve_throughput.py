@@ -5,12 +5,15 @@ Run by hand (it prints a table; no assertions)::
     .venv/bin/python benchmarks/serve_throughput.py                       # runs/serving/taxi, ~1 min
     .venv/bin/python benchmarks/serve_throughput.py --registry /path/to/runs/serving/taxi --seconds 20
     .venv/bin/python benchmarks/serve_throughput.py --payload b64         # serialized tf.Examples
+    .venv/bin/python benchmarks/serve_throughput.py --inference-threads 2 # serve's thread pool size
 
 What is measured: a real ``driftguard serve`` subprocess on 127.0.0.1 (port 0) serving the newest
 version of ``--registry`` (read only; prediction logs go to a temporary folder, sample rate 1.0,
 so logging is included). For each case (instances per request x client threads) the client
 threads send requests back to back for ``--seconds`` over keep-alive HTTP/1.1 connections
-(``http.client``), after a short warm-up. Instances are real training rows: the version's
+(``http.client``), after a short warm-up; the last case holds 200 keep-alive connections open
+at once, one client thread each (what a fleet of clients, or a load balancer's pool, does to the
+server). Instances are real training rows: the version's
 reference sample (``profile/reference_sample/sample.parquet``) without the label, as TF Serving
 REST ``instances`` (feature dicts by default). The clients run in this process, on the same
 machine, so they compete with the server for the cores: the numbers are a lower bound for the
@@ -44,7 +47,9 @@ if str(ROOT) not in sys.path:
 
 from driftguard.components.registry_pusher import registry as registry_lib  # noqa: E402
 
-CASES = ((1, 1), (1, 4), (100, 1), (100, 4))   # (instances per request, client threads)
+# (instances per request, client threads); every client thread holds one keep-alive connection
+BASE_CASES = ((1, 1), (1, 4), (100, 1), (100, 4))
+CASES = BASE_CASES + ((1, 200),)                  # + 200 concurrent keep-alive clients
 _TOKEN_ENV = "DRIFTGUARD_BENCH_TOKEN"
 
 
@@ -55,7 +60,10 @@ def sample_instances(registry: pathlib.Path, n: int = 1000, *, payload: str = "f
 
     version = max(registry_lib.existing_versions(registry))
     df = pd.read_parquet(registry / str(version) / "profile" / "reference_sample" / "sample.parquet")
-    df = df.drop(columns=[c for c in ("tips", "pickup_census_tract") if c in df.columns]).head(n)
+    # the label, bookkeeping columns (``__split__``), and the census tract the old server refused
+    # (an integer above 2**24 for a FLOAT feature), kept out so the rows compare with earlier runs
+    df = df.drop(columns=[c for c in df.columns if c in ("tips", "pickup_census_tract") or c.startswith("__")])
+    df = df.head(n)
     rows = json.loads(df.to_json(orient="records"))
     if payload == "features":
         return rows
@@ -139,19 +147,33 @@ def _run_case(url: str, model: str, bodies: List[bytes], threads: int, seconds: 
 
     def client(t: int) -> None:
         conn = http.client.HTTPConnection(host, int(port), timeout=120)
+
+        def send(body: bytes) -> int:
+            # A connection the server reset or refused is an error, not the end of the client
+            # (a dead client would leave the others waiting at the barrier): reconnect.
+            nonlocal conn
+            try:
+                conn.request("POST", path, body=body, headers=headers)
+                resp = conn.getresponse()
+                resp.read()
+                return resp.status
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                conn = http.client.HTTPConnection(host, int(port), timeout=120)
+                return 0
+
         i = t
-        for _ in range(warmup):
-            conn.request("POST", path, body=bodies[i % len(bodies)], headers=headers)
-            conn.getresponse().read()
-            i += threads
-        start.wait()
+        try:
+            for _ in range(warmup):
+                send(bodies[i % len(bodies)])
+                i += threads
+        finally:
+            start.wait()
         while time.perf_counter() < deadline[0]:
             t0 = time.perf_counter()
-            conn.request("POST", path, body=bodies[i % len(bodies)], headers=headers)
-            resp = conn.getresponse()
-            resp.read()
+            status = send(bodies[i % len(bodies)])
             latencies[t].append(time.perf_counter() - t0)
-            if resp.status != 200:
+            if status != 200:
                 errors[t] += 1
             i += threads
         conn.close()
@@ -173,11 +195,13 @@ def _run_case(url: str, model: str, bodies: List[bytes], threads: int, seconds: 
 
 def bench_serve(registry: pathlib.Path, *, cases: Sequence[Tuple[int, int]] = CASES, seconds: float = 10.0,
                 payload: str = "features", log_dir: Optional[pathlib.Path] = None,
-                url: Optional[str] = None, token: Optional[str] = None) -> List[Dict[str, object]]:
+                url: Optional[str] = None, token: Optional[str] = None,
+                server_args: Sequence[str] = ()) -> List[Dict[str, object]]:
     """Predictions/s and latency through ``serve`` for each (instances per request, threads).
 
     Starts a server for ``registry`` unless ``url`` points at a running one (then ``token`` is
-    its bearer token, if any). Prediction logs go to ``log_dir`` (default: a temporary folder,
+    its bearer token, if any; else ``server_args`` are added to its command line). Prediction
+    logs go to ``log_dir`` (default: a temporary folder,
     removed afterwards). Returns one dict per case: instances, threads, requests, seconds,
     requests_per_s, predictions_per_s, p50_ms, p99_ms, errors.
     """
@@ -189,7 +213,7 @@ def bench_serve(registry: pathlib.Path, *, cases: Sequence[Tuple[int, int]] = CA
     proc = None
     if url is None:
         token = secrets.token_hex(16)
-        proc, url = start_server(registry, log_dir=log_dir, token=token)
+        proc, url = start_server(registry, log_dir=log_dir, token=token, extra_args=server_args)
     rows = []
     try:
         for k, threads in cases:
@@ -221,14 +245,18 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                     help="<runs>/serving/<model> (default: the taxi registry `make demo` fills)")
     ap.add_argument("--seconds", type=float, default=10.0, help="measured seconds per case (default 10)")
     ap.add_argument("--payload", choices=["features", "b64"], default="features")
+    ap.add_argument("--inference-threads", type=int, default=None,
+                    help="serve's --inference-threads (default: serve's own, 4)")
     args = ap.parse_args(argv)
+    server_args = [] if args.inference_threads is None else ["--inference-threads", str(args.inference_threads)]
     if not registry_lib.existing_versions(args.registry):
         raise SystemExit(f"{args.registry}: no model version (train one: driftguard train --spans 1,2)")
     print(f"driftguard serve, registry {args.registry} (newest version "
           f"{max(registry_lib.existing_versions(args.registry))}), payload {args.payload}, "
           f"{args.seconds:g} s per case, prediction logging on, {os.cpu_count()} cores "
-          f"(load average before: {os.getloadavg()[0]:.1f})", flush=True)
-    print_table(bench_serve(args.registry, seconds=args.seconds, payload=args.payload))
+          f"(load average before: {os.getloadavg()[0]:.1f})"
+          + (f", --inference-threads {args.inference_threads}" if server_args else ""), flush=True)
+    print_table(bench_serve(args.registry, seconds=args.seconds, payload=args.payload, server_args=server_args))
 
 
 if __name__ == "__main__":

@@ -426,7 +426,8 @@ def main(argv=None) -> None:
             import serve_throughput
 
             served_logs = root / "served-logs"
-            rows_serve = serve_throughput.bench_serve(registry, seconds=args.serve_seconds, log_dir=served_logs)
+            rows_serve = serve_throughput.bench_serve(registry, cases=serve_throughput.BASE_CASES,
+                                                      seconds=args.serve_seconds, log_dir=served_logs)
             print("\npredictions/s through driftguard serve (benchmarks/serve_throughput.py, clients on the same "
                   "machine)")
             serve_throughput.print_table(rows_serve)

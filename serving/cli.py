@@ -35,11 +35,14 @@ from driftguard.pipeline.cli_support import DriftguardError, load_config, token_
               help="Start a new prediction log file after this many seconds.")
 @click.option("--token-env", metavar="VAR", default=None,
               help="Require 'Authorization: Bearer <token>', the token read from environment variable VAR.")
+@click.option("--inference-threads", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Threads that run predictions (JSON decoding, TensorFlow, the log write); "
+                   "connections are served by one event loop (docs/serving.md).")
 @click.option("-v", "--verbose", is_flag=True, help="Log every request (access log) to stderr.")
 @click.pass_context
 def serve(ctx: click.Context, host: str, port: int, poll_seconds: float, max_body_bytes: int,
           log_dir: Optional[pathlib.Path], log_sample_rate: float, log_max_mb: float, log_max_age: float,
-          token_env: Optional[str], verbose: bool) -> None:
+          token_env: Optional[str], inference_threads: int, verbose: bool) -> None:
     """Serve the newest registry version over TF Serving's REST API (see README, "Serving").
 
     \b
@@ -57,10 +60,11 @@ def serve(ctx: click.Context, host: str, port: int, poll_seconds: float, max_bod
         poll_seconds=poll_seconds, max_body_bytes=max_body_bytes,
         log_dir=None if log_sample_rate == 0 else (log_dir or cfg.runs_path / "prediction_logs" / cfg.model_name),
         log_sample_rate=log_sample_rate, log_max_bytes=max(1, int(log_max_mb * (1 << 20))),
-        log_max_age_seconds=log_max_age, token=token, model_spec=cfg.model_spec())
+        log_max_age_seconds=log_max_age, token=token, inference_threads=inference_threads,
+        model_spec=cfg.model_spec())
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("tensorflow", "absl"):
+    for noisy in ("tensorflow", "absl", "aiohttp"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         server_lib.serve(settings.validate())

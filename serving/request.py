@@ -13,12 +13,17 @@ import base64
 import binascii
 import dataclasses
 import json
+import math
 import pathlib
 from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
 
 from driftguard.components import model_io
 
 DEFAULT_SIGNATURE = "serving_default"
+MAX_JSON_DEPTH = 64          # TF Serving shapes need 4-6 levels (rows of features, named b64)
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class RequestError(Exception):
@@ -27,8 +32,6 @@ class RequestError(Exception):
     def __init__(self, status: int, message: str, *, headers: Optional[Mapping[str, str]] = None):
         super().__init__(message)
         self.status, self.message, self.headers = status, message, dict(headers or {})
-
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,9 +82,10 @@ def typed_values(values: Mapping[str, Any], features: Mapping[str, FeatureType],
                  index: int) -> Dict[str, Optional[list]]:
     """One instance's raw feature values, checked against the schema: ``{name: list or None}``.
 
-    A value is a scalar or a list; ``null`` means missing. INT takes integers (an integral
-    float such as 3.0 too), FLOAT takes numbers, BYTES takes strings or ``{"b64": ...}``.
-    Booleans are refused everywhere. Errors name the instance index and the feature.
+    A value is a scalar or a list; ``null`` means missing. INT takes integers within int64 (an
+    integral float such as 3.0 too), FLOAT takes finite numbers within float32's range
+    (integers of any size are converted), BYTES takes strings or ``{"b64": ...}``. Booleans,
+    NaN and infinities are refused everywhere. Errors name the instance index and the feature.
     """
     out: Dict[str, Optional[list]] = {}
     for name, raw in values.items():
@@ -101,10 +105,7 @@ def typed_values(values: Mapping[str, Any], features: Mapping[str, FeatureType],
             raise RequestError(400, f"instance {index}: feature {name!r} takes at most "
                                     f"{spec.max_values} value(s), got {len(items)}")
         if spec.kind == "float":
-            for v in items:
-                if type(v) not in (float, int):
-                    raise RequestError(400, f"instance {index}: feature {name!r} expects numbers (FLOAT), "
-                                            f"got {shorten(raw)}")
+            items = [_as_float(v, name, raw, index) for v in items]
         elif spec.kind == "int":
             if not all(type(v) is int for v in items):
                 items = [_as_int(v, name, raw, index) for v in items]
@@ -117,7 +118,35 @@ def typed_values(values: Mapping[str, Any], features: Mapping[str, FeatureType],
     return out
 
 
+def _as_float(v: Any, name: str, raw: Any, index: int) -> float:
+    """A FLOAT value as the float32 a tf.Example holds: integers of any size are converted
+    (rounded to float32's 24-bit precision); NaN, infinities and numbers
+    beyond float32's range (about 3.4e38) are refused, since they would reach the model and
+    the monitor's feature statistics as NaN or inf."""
+    if type(v) is float:
+        value = v
+    elif type(v) is int:
+        try:
+            value = float(v)
+        except OverflowError:
+            value = math.inf
+    else:
+        raise RequestError(400, f"instance {index}: feature {name!r} expects numbers (FLOAT), got {shorten(raw)}")
+    if math.isnan(value):
+        raise RequestError(400, f"instance {index}: feature {name!r}: NaN is not a number serve accepts "
+                                "(send null for a missing value)")
+    if abs(value) > FLOAT32_MAX:
+        what = ("-Infinity" if v < 0 else "Infinity") if type(v) is float and math.isinf(v) else shorten(v)
+        raise RequestError(400, f"instance {index}: feature {name!r}: {what} is outside the range of FLOAT "
+                                "(float32, about +-3.4e38); infinities and numbers that overflow (1e309) "
+                                "are refused")
+    return value
+
+
 def _as_int(v: Any, name: str, raw: Any, index: int) -> int:
+    if type(v) is float and not math.isfinite(v):
+        raise RequestError(400, f"instance {index}: feature {name!r} expects integers (INT), got "
+                                f"{'NaN' if math.isnan(v) else 'Infinity'} (not a finite number)")
     if type(v) is float and v.is_integer():
         return int(v)
     if type(v) is not int:
@@ -139,6 +168,31 @@ def encode_examples(rows: Sequence[Mapping[str, Optional[list]]],
     return model_io.encode_rows(rows, {name: f.kind for name, f in features.items()})
 
 
+_KEEP_QUOTES_AND_BRACKETS = bytes(b for b in range(256) if b not in b'"[]{}')
+
+
+def json_depth(body: bytes) -> int:
+    """How deeply the arrays and objects of a JSON text nest (brackets inside strings do not
+    count), found without parsing: ``json.loads`` recurses once per level and raises
+    RecursionError near 1000, so the depth is checked before it runs. A body with at most
+    ``MAX_JSON_DEPTH`` brackets is not scanned: its bracket count (a bound) is returned.
+
+    Only C-speed byte operations: drop the escapes that could hide a quote (``\\\\`` and
+    ``\\"``), keep only quotes and brackets, drop what lies between quotes (strings)."""
+    opened = body.count(b"[") + body.count(b"{")
+    if opened <= MAX_JSON_DEPTH:   # the common small request
+        return opened
+    if b"\\" in body:
+        body = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    text = body.translate(None, _KEEP_QUOTES_AND_BRACKETS)
+    brackets = b"".join(text.split(b'"')[::2])
+    if not brackets:
+        return 0
+    codes = np.frombuffer(brackets, dtype=np.uint8)
+    steps = np.where((codes == ord("[")) | (codes == ord("{")), 1, -1)
+    return int(np.cumsum(steps).max())
+
+
 @dataclasses.dataclass
 class PredictRequest:
     """A parsed predict body: ``columnar`` is True for ``{"inputs": ...}``."""
@@ -152,12 +206,20 @@ def parse_predict_body(body: bytes) -> PredictRequest:
     """Check the JSON shape of a predict body; instances are converted later, per signature."""
     if not body.strip():
         raise RequestError(400, "malformed JSON: the request body is empty")
+    depth = json_depth(body)
+    if depth > MAX_JSON_DEPTH:
+        raise RequestError(400, f"the JSON is nested {depth} levels deep; serve accepts at most "
+                                f"{MAX_JSON_DEPTH}")
     try:
         doc = json.loads(body)
     except UnicodeDecodeError:
         raise RequestError(400, "malformed JSON: the request body is not UTF-8") from None
     except json.JSONDecodeError as e:
         raise RequestError(400, f"malformed JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    except RecursionError:   # not reached below MAX_JSON_DEPTH; kept as a guard
+        raise RequestError(400, "the JSON is nested too deeply") from None
+    except ValueError as e:  # an integer of more than 4300 digits (sys.set_int_max_str_digits)
+        raise RequestError(400, f"malformed JSON: {e}") from None
     if not isinstance(doc, dict):
         raise RequestError(400, f"the request body must be a JSON object, got {type(doc).__name__}")
     signature = doc.get("signature_name", DEFAULT_SIGNATURE)
@@ -237,7 +299,6 @@ def instances_to_examples(instances: Sequence[Any], input_name: str,
         for i, data in zip(where, encode_examples(rows, features)):
             out[i] = data
     return out  # type: ignore[return-value]
-
 
 
 def format_outputs(outputs: Mapping[str, Any], columnar: bool) -> Dict[str, Any]:

@@ -2,13 +2,15 @@
 HTTP in it (``serving/server.py`` puts it on the network)."""
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import logging
 import random
 import re
+import secrets
 import threading
 import time
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Set
 
 import numpy as np
 
@@ -49,6 +51,66 @@ def _model_error_message(error: Exception, sig: Signature, examples: Sequence[by
     return f"the model rejected the input: {text[:500]}"
 
 
+def instance_ids(request_id: str, n: int) -> List[str]:
+    """The ids of a request's instances in the prediction log: the request id itself for one
+    instance, ``<request id>-<i>`` (i from 0) for instance i of several."""
+    return [request_id] if n == 1 else [f"{request_id}-{i}" for i in range(n)]
+
+
+class IssuedIds:
+    """The request and instance ids this server has written to its prediction log, so that no
+    id is issued twice: delayed labels are joined on them, and a label for an id logged twice
+    would join to two predictions (or a reused id leave one waiting forever).
+
+    ``issue(request_id, n)`` keeps ``request_id`` when neither it nor any of its instance ids
+    was issued before, else rewrites it to ``<request_id>.<8 hex>`` (the original cut to 119
+    characters, so the result is still a valid ``X-Request-Id`` of at most 128). Ids are held
+    as 64-bit hashes in two generations of at most ``capacity // 2`` each: the newest
+    ``capacity // 2`` to ``capacity`` ids are remembered (about 60 bytes each); an id reused
+    after that many newer ones is not detected. A hash collision only rewrites an id that
+    did not need it.
+    """
+
+    def __init__(self, capacity: int = 1_000_000):
+        if capacity < 2:
+            raise ValueError(f"capacity must be >= 2, got {capacity!r}")
+        self.capacity = capacity
+        self._current: Set[int] = set()
+        self._previous: Set[int] = set()
+        self._lock = threading.Lock()
+
+    def _seen(self, key: int) -> bool:
+        return key in self._current or key in self._previous
+
+    def _add(self, key: int) -> None:
+        if len(self._current) >= self.capacity // 2:
+            self._previous, self._current = self._current, set()
+        self._current.add(key)
+
+    def issue(self, request_id: str, n: int) -> str:
+        """The request id to log ``n`` instances under (``request_id`` or a rewrite of it)."""
+        with self._lock:
+            rid = request_id
+            while True:
+                keys = {hash(rid), *(hash(i) for i in instance_ids(rid, n))}
+                if not any(self._seen(k) for k in keys):
+                    break
+                rid = f"{request_id[:119]}.{secrets.token_hex(4)}"
+            for k in keys:
+                self._add(k)
+            return rid
+
+
+@dataclasses.dataclass
+class Prediction:
+    """A predict answer: the response body, and the request id its instances were logged under
+    (``rewritten_from``: the client's id when it had been used before, else None)."""
+
+    body: Dict[str, Any]
+    request_id: str
+    rewritten_from: Optional[str] = None
+
+
 class PredictionService:
     """Requests -> model -> responses, prediction logs and metrics; no HTTP in here."""
 
@@ -70,6 +132,7 @@ class PredictionService:
         self.stopping = False
         self._spec = settings.model_spec or model_io.ModelSpec()
         self._warned = False
+        self.ids = IssuedIds(settings.remembered_ids)
 
     # -- lifecycle
     def start(self) -> None:
@@ -123,29 +186,32 @@ class PredictionService:
             raise RequestError(404, f"unknown model {shorten(name)}: this server serves "
                                     f"'{self.settings.model_name}'")
 
-    def status(self, name: str, version: Optional[str]) -> Dict[str, Any]:
+    def status(self, name: str, version: Optional[str], label: Optional[str] = None) -> Dict[str, Any]:
         self._check_name(name)
-        if version is not None:
-            versions = [self.repository.get(version).version]
+        if version is not None or label is not None:
+            versions = [self.repository.get(version, label=label).version]
         else:
             versions = sorted(self.repository.loaded, reverse=True)
         return {"model_version_status": [
             {"version": str(v), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
             for v in versions]}
 
-    def metadata(self, name: str, version: Optional[str]) -> Dict[str, Any]:
+    def metadata(self, name: str, version: Optional[str], label: Optional[str] = None) -> Dict[str, Any]:
         self._check_name(name)
-        mv = self.repository.get(version)
+        mv = self.repository.get(version, label=label)
         return {"model_spec": {"name": name, "signature_name": "", "version": str(mv.version)},
                 "metadata": {"signature_def": {"signature_def": {
                     n: s.metadata for n, s in mv.signatures.items()}}}}
 
-    def predict(self, name: str, version: Optional[str], body: bytes, request_id: str) -> Dict[str, Any]:
+    def predict(self, name: str, version: Optional[str], body: bytes, request_id: str,
+                label: Optional[str] = None) -> Prediction:
+        """Answer a predict body; its instances are logged under ``request_id``, or under a
+        fresh rewrite of it when it was issued before (see :class:`IssuedIds`)."""
         import tensorflow as tf
 
         self._check_name(name)
         req = parse_predict_body(body)
-        mv = self.repository.get(version)
+        mv = self.repository.get(version, label=label)
         sig = mv.signatures.get(req.signature_name)
         if sig is None:
             raise RequestError(400, f"signature_name {shorten(req.signature_name)} not found in "
@@ -164,9 +230,12 @@ class PredictionService:
         self.metrics.instances.labels(str(mv.version)).inc(n)
         if sig.name == self._spec.signature:
             self._observe(outputs, n)
-        ids = [request_id] if n == 1 else [f"{request_id}-{i}" for i in range(n)]
-        self._log(mv, sig.name, examples, outputs, ids, request_id)
-        return format_outputs(outputs, req.columnar)
+        used = self.ids.issue(request_id, n)
+        if used != request_id:
+            log.info("request id %s was issued before: its %d instance(s) are logged as %s", request_id, n, used)
+        self._log(mv, sig.name, examples, outputs, instance_ids(used, n), used)
+        return Prediction(format_outputs(outputs, req.columnar), used,
+                          request_id if used != request_id else None)
 
     def _observe(self, outputs: Mapping[str, Any], n: int) -> None:
         """The predictions of a request in /metrics, read per task by model_io (a model whose

@@ -19,7 +19,6 @@ class ServeError(Exception):
     """A setting or registry problem that stops the server from starting."""
 
 
-
 @dataclasses.dataclass
 class ServeSettings:
     """Everything ``serve`` needs. ``token`` is the bearer token's value (the CLI reads it from
@@ -38,6 +37,8 @@ class ServeSettings:
     token: Optional[str] = None
     keep_versions: int = 2
     read_timeout_seconds: float = 30.0         # idle keep-alive connections and slow bodies
+    inference_threads: int = 4                 # the thread pool that runs TensorFlow (server.py)
+    remembered_ids: int = 1_000_000            # request/instance ids checked for reuse (service.IssuedIds)
     # what the model's output means (task, classes, output name): model_io reads it for /metrics
     model_spec: Optional[model_io.ModelSpec] = None
 
@@ -49,6 +50,8 @@ class ServeSettings:
                   ("log_max_age_seconds", self.log_max_age_seconds > 0, "must be > 0"),
                   ("keep_versions", self.keep_versions >= 1, "must be >= 1"),
                   ("read_timeout_seconds", self.read_timeout_seconds > 0, "must be > 0"),
+                  ("inference_threads", self.inference_threads >= 1, "must be >= 1"),
+                  ("remembered_ids", self.remembered_ids >= 2, "must be >= 2"),
                   ("port", 0 <= self.port <= 65535, "must be between 0 and 65535")]
         for name, ok, rule in checks:
             if not ok:

@@ -1,0 +1,386 @@
+"""`driftguard serve` under hostile and heavy HTTP: a real server subprocess on 127.0.0.1 and
+real sockets, serving a small SavedModel made here (no TFX run: it parses tf.Examples with the
+taxi schema's types, so the raw-feature path is the one clients use).
+
+The bar of bad requests must each get a 4xx JSON error naming what is wrong, and leave no 500
+in /metrics; 200 keep-alive connections at once must all be answered; request ids that were
+issued before must be rewritten and the rewrite announced in a response header.
+"""
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import json
+import os
+import queue
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from helpers import REPO, write_config
+from driftguard.serving import predictlog
+
+P = "/v1/models/taxi:predict"
+SCHEMA = """
+default_environment: "TRAINING"
+default_environment: "SERVING"
+feature { name: "fare" type: FLOAT value_count { min: 1 max: 1 } }
+feature { name: "trip_start_hour" type: INT value_count { min: 1 max: 1 } }
+feature { name: "payment_type" type: BYTES value_count { min: 1 max: 1 } }
+feature { name: "tips" type: FLOAT not_in_environment: "SERVING" }
+"""
+
+
+def _save_model(path):
+    import tensorflow as tf
+
+    spec = {"fare": tf.io.FixedLenFeature([1], tf.float32, default_value=[0.0]),
+            "trip_start_hour": tf.io.FixedLenFeature([1], tf.int64, default_value=[0]),
+            "payment_type": tf.io.FixedLenFeature([1], tf.string, default_value=[""])}
+
+    class Model(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+        def serve(self, examples):
+            f = tf.io.parse_example(examples, spec)
+            cash = tf.cast(tf.equal(f["payment_type"], "Cash"), tf.float32)
+            z = 0.01 * f["fare"] + 0.05 * tf.cast(f["trip_start_hour"], tf.float32) - cash
+            return {"probabilities": tf.sigmoid(z)}
+
+    model = Model()
+    tf.saved_model.save(model, str(path), signatures={"serving_default": model.serve})
+    (path / "profile").mkdir()
+    (path / "profile" / "schema.pbtxt").write_text(SCHEMA)
+
+
+class Server:
+    def __init__(self, proc, url, log_dir, stderr_path):
+        self.proc, self.url, self.log_dir, self.stderr_path = proc, url, log_dir, stderr_path
+        self.host, port = url.split("//")[1].rsplit(":", 1)
+        self.port = int(port)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("serve-http")
+    registry = root / "runs" / "serving" / "taxi"
+    registry.mkdir(parents=True)
+    _save_model(registry / "1")
+    cfg = write_config(root / "serve.json", runs=str(root / "runs"))
+    stderr_path = root / "serve.stderr"
+    with open(stderr_path, "w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "driftguard.cli", "--config", str(cfg), "serve", "--port", "0",
+             "--max-body-bytes", str(1 << 20)],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=err, text=True, env=dict(os.environ))
+    lines = queue.Queue()
+    threading.Thread(target=lambda: lines.put(proc.stdout.readline()), daemon=True).start()
+    try:
+        line = lines.get(timeout=600)
+    except queue.Empty:
+        proc.kill()
+        pytest.fail(f"serve did not start; stderr:\n{stderr_path.read_text()[-3000:]}")
+    m = re.match(r"serving taxi v1 at (http://127\.0\.0\.1:\d+)$", line.strip())
+    assert m, f"{line!r}; stderr:\n{stderr_path.read_text()[-3000:]}"
+    try:
+        yield Server(proc, m.group(1), root / "runs" / "prediction_logs" / "taxi", stderr_path)
+    finally:
+        proc.terminate()
+        try:
+            assert proc.wait(timeout=120) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.stdout.close()
+
+
+def _read_response(sock):
+    """(status, headers with lower-case names, body) of one HTTP/1.1 response on ``sock``."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"connection closed after {data!r}")
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for ln in lines[1:]:
+        k, _, v = ln.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    n = int(headers.get("content-length", "0"))
+    while len(body) < n:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return status, headers, body[:n]
+
+
+def raw(srv, data: bytes, timeout=60):
+    """Send ``data`` as is on a fresh connection; (status, headers, body) of the answer."""
+    with socket.create_connection((srv.host, srv.port), timeout=timeout) as sock:
+        sock.sendall(data)
+        return _read_response(sock)
+
+
+def post(srv, body, headers=None, path=P):
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+    return raw(srv, f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(data)}\r\n{extra}\r\n".encode() + data)
+
+
+def metrics(srv):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    status, _, text = raw(srv, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status == 200
+    out = collections.defaultdict(float)
+    for family in text_string_to_metric_families(text.decode()):
+        for s in family.samples:
+            if s.name == "driftguard_serve_requests_total":
+                out[(s.labels["path"], s.labels["code"])] += s.value
+    return out
+
+
+GOOD = {"instances": [{"fare": 9.25, "payment_type": "Cash", "trip_start_hour": 14}]}
+
+
+# (what is sent, status, error pattern); JSON bodies, sent with a correct Content-Length
+BAD_BODIES = {
+    "NaN for FLOAT": (b'{"instances": [{"fare": 1.0}, {"fare": NaN}]}', 400,
+                      r"^instance 1: feature 'fare': NaN is not a number serve accepts"),
+    "Infinity for FLOAT": (b'{"instances": [{"fare": Infinity}]}', 400,
+                           r"^instance 0: feature 'fare': Infinity is outside the range of FLOAT"),
+    "-Infinity for FLOAT": (b'{"instances": [{"fare": 2}, {"fare": 3}, {"fare": -Infinity}]}', 400,
+                            r"^instance 2: feature 'fare': -Infinity is outside the range of FLOAT"),
+    "1e309 for FLOAT": (b'{"instances": [{"fare": 1e309}]}', 400,
+                        r"^instance 0: feature 'fare': Infinity is outside the range .*1e309"),
+    "1e39 for FLOAT (beyond float32)": (b'{"instances": [{"fare": 1e39}]}', 400,
+                                        r"^instance 0: feature 'fare': 1e\+39 is outside the range of FLOAT"),
+    "integer beyond float32 for FLOAT": (b'{"instances": [{"fare": 1' + b"0" * 39 + b'}]}', 400,
+                                         r"^instance 0: feature 'fare': 1000.* is outside the range of FLOAT"),
+    "integer beyond float64 for FLOAT": (b'{"instances": [{"fare": 1' + b"0" * 400 + b'}]}', 400,
+                                         r"^instance 0: feature 'fare': 1000.* is outside the range of FLOAT"),
+    "integer of 5000 digits": (b'{"instances": [{"fare": ' + b"7" * 5000 + b'}]}', 400,
+                               r"^malformed JSON: Exceeds the limit \(4300\) for integer string conversion"),
+    "NaN for INT": (b'{"instances": [{"trip_start_hour": NaN}]}', 400,
+                    r"^instance 0: feature 'trip_start_hour' expects integers \(INT\), got NaN"),
+    "Infinity for INT": (b'{"instances": [{"trip_start_hour": Infinity}]}', 400,
+                         r"^instance 0: feature 'trip_start_hour' expects integers \(INT\), got Infinity"),
+    "NaN in a column": (b'{"inputs": {"fare": [1.0, NaN]}}', 400, r"^instance 1: feature 'fare': NaN"),
+    "nested 1000 deep": (b'{"instances": ' + b"[" * 1000 + b"]" * 1000 + b"}", 400,
+                         r"^the JSON is nested 1001 levels deep; serve accepts at most 64"),
+    "nested 100000 deep": (b"[" * 100000, 400, r"^the JSON is nested 100000 levels deep"),
+    "nested 65 deep in an instance": (b'{"instances": [{"fare": ' + b"[" * 62 + b"1" + b"]" * 62 + b"}]}",
+                                      400, r"^the JSON is nested 65 levels deep"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_BODIES))
+def test_a_bad_body_gets_a_400_naming_the_instance_and_feature(server, case):
+    body, want, pattern = BAD_BODIES[case]
+    status, headers, out = post(server, body)
+    assert status == want, out
+    assert headers["content-type"].startswith("application/json")
+    assert re.search(pattern, json.loads(out)["error"]), out
+
+
+def test_a_large_integer_for_a_float_feature_is_converted(server):
+    """17031080100 (a census tract id sent as a FLOAT) > 2**24: converted to float32 (rounded
+    to 17031079936, float32's nearest); so is 2**70."""
+    status, _, out = post(server, {"instances": [{"fare": 17031080100, "trip_start_hour": 2}, {"fare": 2 ** 70}]})
+    assert status == 200, out
+    assert len(json.loads(out)["predictions"]) == 2
+
+
+H = "Host: x\r\nContent-Type: application/json\r\n"
+GOOD_BYTES = json.dumps(GOOD).encode()
+# Refused by aiohttp's HTTP parser (llhttp) before any handler runs: 400, in JSON (server._JSONErrors).
+BAD_HTTP = {
+    "two equal Content-Lengths": (
+        f"POST {P} HTTP/1.1\r\n{H}Content-Length: {len(GOOD_BYTES)}\r\nContent-Length: {len(GOOD_BYTES)}\r\n\r\n"
+        .encode() + GOOD_BYTES, r"Duplicate Content-Length"),
+    "conflicting Content-Lengths (28 and 5)": (
+        f"POST {P} HTTP/1.1\r\n{H}Content-Length: 28\r\nContent-Length: 5\r\n\r\n".encode() + b"x" * 28,
+        r"Duplicate Content-Length"),
+    "Content-Length with Transfer-Encoding": (
+        f"POST {P} HTTP/1.1\r\n{H}Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+        + b"5\r\nhello\r\n0\r\n\r\n", r"Transfer-Encoding can't be present with Content-Length"),
+    "two Transfer-Encodings": (
+        f"POST {P} HTTP/1.1\r\n{H}Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+        + b"0\r\n\r\n", r"Invalid `Transfer-Encoding` header value"),
+    "Transfer-Encoding other than chunked": (
+        f"POST {P} HTTP/1.1\r\n{H}Transfer-Encoding: gzip\r\n\r\n".encode(), r"invalid `Transfer-Encoding`"),
+    "negative Content-Length": (f"POST {P} HTTP/1.1\r\n{H}Content-Length: -5\r\n\r\n".encode(),
+                                r"Invalid character in Content-Length"),
+    "Content-Length not a number": (f"POST {P} HTTP/1.1\r\n{H}Content-Length: 1e3\r\n\r\n".encode(),
+                                    r"Invalid character in Content-Length"),
+    "garbage request line": (b"GARBAGE\r\n\r\n", r"Invalid method"),
+    "TLS to the HTTP port": (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", r"HTTPS traffic"),
+    "header line too long": (f"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {'a' * 20000}\r\n\r\n".encode(),
+                             r"a header line is longer than 8190 bytes"),
+    "request line too long": (f"GET /{'a' * 20000} HTTP/1.1\r\nHost: x\r\n\r\n".encode(),
+                              r"the request line or a header line is longer"),
+    "malformed chunk": (f"POST {P} HTTP/1.1\r\n{H}Transfer-Encoding: chunked\r\n\r\n".encode()
+                        + b"zz\r\nhello\r\n0\r\n\r\n", r"Invalid character in chunk size"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_HTTP))
+def test_malformed_http_gets_a_json_400_naming_the_header(server, case):
+    data, pattern = BAD_HTTP[case]
+    with socket.create_connection((server.host, server.port), timeout=60) as sock:
+        sock.sendall(data)
+        status, headers, body = _read_response(sock)
+        assert sock.recv(1) == b"", "the server closes the connection after a malformed request"
+    assert status == 400, (status, body)
+    assert headers["content-type"].startswith("application/json"), (headers, body)
+    error = json.loads(body)["error"]
+    assert re.search(r"^malformed HTTP request: .*" + pattern, error), error
+
+
+def test_a_malformed_chunk_after_the_handler_started_reading_is_a_400(server):
+    with socket.create_connection((server.host, server.port), timeout=60) as sock:
+        sock.sendall(f"POST {P} HTTP/1.1\r\n{H}Transfer-Encoding: chunked\r\n\r\n5\r\n[1, 2\r\n".encode())
+        time.sleep(0.3)
+        sock.sendall(b"zz\r\nhello\r\n0\r\n\r\n")
+        status, _, body = _read_response(sock)
+    assert status == 400, body
+    assert json.loads(body)["error"] == "malformed request body: Invalid character in chunk size"
+
+
+def test_a_client_that_hangs_up_mid_body_is_not_a_server_error(server):
+    before = metrics(server)
+    for _ in range(3):
+        sock = socket.create_connection((server.host, server.port), timeout=30)
+        sock.sendall(f"POST {P} HTTP/1.1\r\n{H}Content-Length: 1000\r\n\r\n".encode() + b'{"instances": [')
+        time.sleep(0.2)
+        sock.close()
+    deadline = time.monotonic() + 30
+    while True:
+        after = metrics(server)
+        hung_up = after[("predict", "499")] - before[("predict", "499")]
+        if hung_up == 3 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert hung_up == 3, dict(after)
+    assert not any(code.startswith("5") for (_, code), n in after.items() if n)
+    status, _, out = post(server, GOOD)
+    assert status == 200, out
+
+
+def test_after_the_bar_metrics_show_no_server_error(server):
+    """Runs after the bad-request tests (file order): not one 5xx was counted."""
+    counts = metrics(server)
+    assert counts[("malformed", "400")] >= 5, dict(counts)
+    assert counts[("predict", "400")] >= len(BAD_BODIES), dict(counts)
+    fives = {k: n for k, n in counts.items() if k[1].startswith("5") and n}
+    assert not fives, fives
+    assert "Traceback" not in server.stderr_path.read_text()
+
+
+def test_200_concurrent_keep_alive_clients_are_all_answered(server):
+    n, rounds = 200, 3
+    socks = []
+    t0 = time.perf_counter()
+    for _ in range(n):
+        socks.append(socket.create_connection((server.host, server.port), timeout=120))
+    opened = time.perf_counter() - t0
+    body = json.dumps(GOOD).encode()
+    request = (f"POST {P} HTTP/1.1\r\n{H}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    barrier = threading.Barrier(n)
+
+    def client(sock):
+        barrier.wait()
+        statuses = []
+        for _ in range(rounds):   # the same connection each time: keep-alive
+            sock.sendall(request)
+            status, headers, _ = _read_response(sock)
+            statuses.append((status, headers.get("connection", "keep-alive")))
+        sock.close()
+        return statuses
+
+    with concurrent.futures.ThreadPoolExecutor(n) as pool:
+        results = list(pool.map(client, socks))
+    assert opened < 5, f"opening {n} connections took {opened:.1f} s"
+    assert all(s == [(200, "keep-alive")] * rounds for s in results), collections.Counter(map(str, results))
+
+
+def _logged_ids(srv):
+    ids = []
+    for record, _ in predictlog.follow(srv.log_dir):
+        ids += predictlog.decode(record).request_ids
+    return ids
+
+
+def test_a_reused_or_colliding_request_id_is_rewritten_and_said_so(server):
+    two = {"instances": GOOD["instances"] * 2}
+    status, h, _ = post(server, two, {"X-Request-Id": "coll"})
+    assert status == 200 and h["x-request-id"] == "coll" and "x-request-id-rewritten" not in h
+    # `coll-0` is instance 0 of the request above
+    status, h, _ = post(server, GOOD, {"X-Request-Id": "coll-0"})
+    assert status == 200 and h["x-request-id-rewritten"] == "coll-0"
+    assert re.fullmatch(r"coll-0\.[0-9a-f]{8}", h["x-request-id"]), h
+    first_rewrite = h["x-request-id"]
+    # the same id again: rewritten again, to a new id
+    status, h, _ = post(server, two, {"X-Request-Id": "coll"})
+    assert status == 200 and h["x-request-id-rewritten"] == "coll"
+    second = h["x-request-id"]
+    assert re.fullmatch(r"coll\.[0-9a-f]{8}", second)
+    # the other way round: a one-instance `pair-1` first, then `pair` with two instances
+    status, h, _ = post(server, GOOD, {"X-Request-Id": "pair-1"})
+    assert status == 200 and "x-request-id-rewritten" not in h
+    status, h, _ = post(server, two, {"X-Request-Id": "pair"})
+    assert status == 200 and h["x-request-id-rewritten"] == "pair"
+    pair = h["x-request-id"]
+    # a server-made id sent back by the client (a retry) is detected too
+    status, h, _ = post(server, GOOD)
+    made = h["x-request-id"]
+    status, h, _ = post(server, GOOD, {"X-Request-Id": made})
+    assert status == 200 and h["x-request-id-rewritten"] == made and h["x-request-id"] != made
+    # a 128-character id stays within 128 characters when rewritten
+    long_id = "L" * 128
+    post(server, GOOD, {"X-Request-Id": long_id})
+    status, h, _ = post(server, GOOD, {"X-Request-Id": long_id})
+    assert len(h["x-request-id"]) == 128 and h["x-request-id-rewritten"] == long_id
+    # a refused request issues no id
+    status, h, _ = post(server, {"instances": [{"fare": "x"}]}, {"X-Request-Id": "refused"})
+    assert status == 400 and h["x-request-id"] == "refused"
+    status, h, _ = post(server, GOOD, {"X-Request-Id": "refused"})
+    assert status == 200 and "x-request-id-rewritten" not in h
+
+    ids = _logged_ids(server)
+    counts = collections.Counter(ids)
+    assert not [i for i, c in counts.items() if c > 1], "an id was logged twice"
+    for i in ("coll-0", "coll-1", first_rewrite, f"{second}-0", f"{second}-1", "pair-1", f"{pair}-0",
+              f"{pair}-1", "refused"):
+        assert counts[i] == 1, i
+
+
+def test_concurrent_requests_with_one_id_get_distinct_ids(server):
+    def one(_):
+        status, h, _ = post(server, GOOD, {"X-Request-Id": "same-id"})
+        assert status == 200
+        return h["x-request-id"]
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        used = list(pool.map(one, range(32)))
+    assert len(set(used)) == 32 and used.count("same-id") == 1
+
+
+def test_labels_are_routed_and_refused_until_labels_exist(server):
+    for method, path in (("POST", "/v1/models/taxi/labels/stable:predict"),
+                         ("GET", "/v1/models/taxi/labels/stable"),
+                         ("GET", "/v1/models/taxi/labels/stable/metadata")):
+        data = GOOD_BYTES if method == "POST" else b""
+        status, headers, body = raw(server, f"{method} {path} HTTP/1.1\r\n{H}Content-Length: {len(data)}\r\n\r\n"
+                                    .encode() + data)
+        assert status == 404, body
+        assert "no version labelled 'stable'" in json.loads(body)["error"]
