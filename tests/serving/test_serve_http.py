@@ -375,7 +375,8 @@ def test_concurrent_requests_with_one_id_get_distinct_ids(server):
     assert len(set(used)) == 32 and used.count("same-id") == 1
 
 
-def test_labels_are_routed_and_refused_until_labels_exist(server):
+def test_labels_are_routed_unknown_ones_refused_and_new_ones_picked_up(server):
+    from driftguard.components.registry_pusher import labels
     for method, path in (("POST", "/v1/models/taxi/labels/stable:predict"),
                          ("GET", "/v1/models/taxi/labels/stable"),
                          ("GET", "/v1/models/taxi/labels/stable/metadata")):
@@ -383,4 +384,15 @@ def test_labels_are_routed_and_refused_until_labels_exist(server):
         status, headers, body = raw(server, f"{method} {path} HTTP/1.1\r\n{H}Content-Length: {len(data)}\r\n\r\n"
                                     .encode() + data)
         assert status == 404, body
-        assert "no version labelled 'stable'" in json.loads(body)["error"]
+        assert "no label 'stable'" in json.loads(body)["error"]
+    registry = server.log_dir.parents[1] / "serving" / "taxi"
+    labels.promote(registry, 1, label="stable", reason="test: a label set while serving")
+    request = f"POST /v1/models/taxi/labels/stable:predict HTTP/1.1\r\n{H}Content-Length: {len(GOOD_BYTES)}\r\n\r\n"
+    deadline = time.monotonic() + 60  # the server polls the registry every 5 s
+    while True:
+        status, headers, body = raw(server, request.encode() + GOOD_BYTES)
+        if status == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert status == 200, body
+    assert "predictions" in json.loads(body)
