@@ -205,8 +205,9 @@ class Monitor:
         if version is None:
             return {}
         version, origin, records = int(version), int(old["origin"]), int(self.counters["records"])
-        lane = Lane(version=version, records=records - origin, next_end=int(old["next_end"]) - origin,
-                    last_row=records - 1, budget=dict(meta.get("budget", {})),
+        next_end, step = int(old["next_end"]) - origin, self.step_records
+        lane = Lane(version=version, records=records - origin, next_end=next_end, last_row=records - 1,
+                    windows=max(0, (next_end - self.settings.window) // step), budget=dict(meta.get("budget", {})),
                     detectors={name: StreamDetector.from_state(name, d)
                                for name, d in meta.get("detectors", {}).items()},
                     last_window=dict(meta.get("last_window", {})),
