@@ -211,7 +211,8 @@ class MonitorCollector:
 METRIC_NAMES = (
     "records_total", "log_records_total", "records_skipped_total", "windows_total", "label_windows_total",
     "window_records_discarded_total", "windows_features_skipped_total", "labels_duplicate_total",
-    "labels_unknown_id_total", "predictions_reused_id_total", "version_records_total", "version_windows_total", "labels_read_total", "labels_joined_total", "labels_expired_total",
+    "labels_unknown_id_total", "predictions_reused_id_total", "version_records_total", "version_windows_total",
+    "labels_read_total", "labels_joined_total", "labels_expired_total",
     "predictions_expired_total", "predictions_without_id_total", "alerts_total", "detector_alarms_total",
     "retrain_triggers_total", "serving_version", "window_alpha", "detector_arl0_records",
     "false_alarm_budget_per_100k", "feature_psi", "feature_drifted", "feature_p_value", "dataset_drifted",

@@ -27,11 +27,13 @@ an older version never cuts the serving version's windows short):
 
 Restart safety: everything (log position, label file positions, each version's unfinished
 windows' rows and detector states, counters, predictions and labels waiting for each other, the
-ids joined lately, the retrain decision) lives in one sqlite file (``<runs>/monitor/<model>/state.sqlite``) and is committed
-in one transaction per batch, after the batch's alerts are in the outbox. A crash (even
-SIGKILL) loses the uncommitted batch only, which the next run reads again from the committed
-position: nothing is skipped and nothing is counted twice, and its alerts carry the same
-keys as before.
+ids joined lately, the retrain decision) lives in one sqlite file
+(``<runs>/monitor/<model>/state.sqlite``) and is committed in one transaction per batch, after
+the batch's alerts are in the outbox. A crash (even SIGKILL) loses the uncommitted batch only,
+which the next run reads again from the committed position: nothing is skipped and nothing is
+counted twice, and its alerts carry the same keys as before. A critical alert of the serving
+version's windows or detectors can trigger retraining; those of traffic pinned to another
+version do not.
 
 Where the parts live: the baseline (``baseline.py``), the state file (``store.py``), the
 predictions and labels waiting for each other (``pending.py``), what a window shows
@@ -71,8 +73,8 @@ from driftguard.monitoring import windows
 from driftguard.monitoring.baseline import Baseline, load_baseline
 from driftguard.monitoring.errors import MonitorError
 from driftguard.monitoring.lanes import Lane, serving_version
-from driftguard.monitoring.pending import (JOINED_FIELDS, LABEL_FIELDS, PREDICTION_FIELDS, PendingSet, first_occurrences,
-                                           pick, with_id)
+from driftguard.monitoring.pending import (JOINED_FIELDS, LABEL_FIELDS, PREDICTION_FIELDS, PendingSet,
+                                           first_occurrences, pick, with_id)
 from driftguard.monitoring.store import (STATE_FILE, STATE_FORMAT, UPGRADABLE_FORMATS, StateStore, state_dir,
                                          table_bytes, table_columns)
 from driftguard.monitoring.trigger import Retrainer
@@ -189,6 +191,7 @@ class Monitor:
         self.serving: Dict[str, Any] = {"version": serving_version(self.lanes, int(self.counters["records"]),
                                                                    self.settings.window)}
         self.step_windows: List[Dict[str, Any]] = []      # the summaries of the windows the last step closed
+        self._alert_versions: Dict[str, int] = {}        # the last step's alerts: the version whose lane raised each
         # predictions waiting for their label, labels waiting for their prediction, ids joined lately
         self.pending_predictions = PendingSet.replay(PREDICTION_FIELDS, *self.store.journal("predictions"))
         self.pending_labels = PendingSet.replay(LABEL_FIELDS, *self.store.journal("labels"))
@@ -303,6 +306,7 @@ class Monitor:
         result = StepResult()
         alerts: List[Any] = []
         self.step_windows = []
+        self._alert_versions = {}
         before = self._left_out()
         labels_before = int(self.counters["labels_read"])
         if self.labels_path is not None:
@@ -340,9 +344,17 @@ class Monitor:
         if alerts:
             self._deliver(alerts)
             result.alerts = len(alerts)
-            self.retrainer.maybe_trigger(self, alerts)
+            # retraining answers the serving version's alerts, not those of traffic pinned to another
+            serving = self.serving.get("version")
+            mine = [a for a in alerts if self._alert_versions.get(a.dedup_key) == serving]
+            self.retrainer.maybe_trigger(self, mine)
         self.commit()
         return result
+
+    def _of_version(self, lane: Lane, new: List[Any]) -> List[Any]:
+        for a in new:
+            self._alert_versions[a.dedup_key] = lane.version
+        return new
 
     def _left_out(self) -> int:
         c = self.counters
@@ -441,7 +453,7 @@ class Monitor:
             info.update(detector="CUSUM", transform=det.design.transform, version=lane.version, record=at)
             log.info("streaming detector %s of version %d alarmed (%s) at %s%d", stream, lane.version,
                      alarm.direction, scope_prefix, at)
-            self._raise(alerts, scope=f"live/{scope_prefix}{at}", alarms=[info])
+            self._of_version(lane, self._raise(alerts, scope=f"live/{scope_prefix}{at}", alarms=[info]))
 
     # -- labels
 
@@ -567,7 +579,8 @@ class Monitor:
                                          classifier_max_rows=self.settings.classifier_max_rows)
         if report.features_error is not None:
             self.counters["window_errors"] += 1
-        new = self._raise(alerts, scope=report.scope, drift_report=report.drift, monitor=report.monitor)
+        new = self._of_version(lane, self._raise(alerts, scope=report.scope, drift_report=report.drift,
+                                                 monitor=report.monitor))
         window = report.summary
         window["alerts"] = [a.dedup_key for a in new]
         lane.last_window = window
@@ -579,7 +592,7 @@ class Monitor:
                                alerts: List[Any]) -> None:
         self.counters["label_windows"] += 1
         report = windows.evaluate_label_window(baseline, part, alpha=lane.budget["alpha"])
-        new = self._raise(alerts, scope=report.scope, drift_report=None, monitor=report.monitor)
+        new = self._of_version(lane, self._raise(alerts, scope=report.scope, drift_report=None, monitor=report.monitor))
         lane.last_label_window = {**report.summary, "version": lane.version, "alerts": [a.dedup_key for a in new]}
 
     # -- alerts

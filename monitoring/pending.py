@@ -2,10 +2,11 @@
 that makes them survive a restart.
 
 A pending prediction is request id -> (probability, version); a pending label is request id ->
-(label, the label's number in read order); a recent join is request id -> version (the ids joined lately, so that a second label or
-a second prediction for one of them is told apart from a first: the monitor counts those
-duplicates and reused ids instead of leaving them to wait for a partner that never comes). :class:`PendingSet` keeps the ids in a dict, in arrival order (the oldest expires
-first), each mapped to a slot of parallel numpy arrays, one per field: a batch of joins is one
+(label, the label's number in read order); a recent join is request id -> version (the ids
+joined lately, so that a second label or a second prediction for one of them is told apart
+from a first: the monitor counts those duplicates and reused ids instead of leaving them to wait
+for a partner that never comes). :class:`PendingSet` keeps the ids in a dict, in arrival order
+(the oldest expires first), each mapped to a slot of parallel numpy arrays, one per field: a batch of joins is one
 ``dict.pop`` per id plus one fancy-indexing call per field, with no Python object per value.
 
 Each commit appends one journal entry per set: the batch's operations in order (op 1 = add or

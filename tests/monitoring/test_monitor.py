@@ -440,12 +440,13 @@ def mixed(tmp_path_factory, traffic):
         ids[i] = ids[j]
     with pl.PredictionLogWriter(root / "logs") as w:
         for i in range(N_MIXED):
-            w.write(pl.make_predict_log("taxi", int(versions[i]), examples[i:i + 1],
-                                        {"probabilities": np.asarray(traffic["prob"][i:i + 1], np.float32).reshape(-1, 1)},
+            prob = np.asarray(traffic["prob"][i:i + 1], np.float32).reshape(-1, 1)
+            w.write(pl.make_predict_log("taxi", int(versions[i]), examples[i:i + 1], {"probabilities": prob},
                                         ids[i:i + 1], timestamp=1_700_000_000 + i))
         for k in range(N_UNKNOWN_VERSION):
-            w.write(pl.make_predict_log("taxi", 7, examples[k:k + 1], {"probabilities": np.full((1, 1), 0.5, np.float32)},
-                                        [f"v7-{k}"], timestamp=1_700_100_000 + k))
+            w.write(pl.make_predict_log("taxi", 7, examples[k:k + 1],
+                                        {"probabilities": np.full((1, 1), 0.5, np.float32)}, [f"v7-{k}"],
+                                        timestamp=1_700_100_000 + k))
     first = sorted(set(range(N_MIXED)) - set(REUSED))
     label_ids = [ids[i] for i in first] + [ids[i] for i in range(N_DUP)] + [f"ghost-{k}" for k in range(N_GHOST)]
     label_values = [traffic["labels"][i] for i in first] + [traffic["labels"][i] for i in range(N_DUP)] + [0] * N_GHOST
