@@ -414,7 +414,8 @@ def test_bad_inputs_name_the_file_line_or_byte(tmp_path, first_push, scenario):
 # (records 39, 79, ...), pinned to version 1 (both versions are the trained model: the registry
 # links "1" and "2" to it). Records 5,000 and 5,001 carry fare = Infinity. Records 6,000-6,009
 # reuse the request ids of records 100-109, record 8,001 that of 8,000 and 8,003 that of 8,002.
-# Labels: one per id, then again for req ids 0-29 (duplicates), then 20 ids never predicted.
+# Labels: one per id (flipped for version 1's records: its accuracy collapses), then again for
+# req ids 0-29 (duplicates), then 20 ids never predicted.
 # Then 5 records answered by version 7, which the registry does not hold.
 
 PIN_EVERY, VWINDOW, N_MIXED = 40, 200, N_CLEAN
@@ -449,7 +450,8 @@ def mixed(tmp_path_factory, traffic):
                                         timestamp=1_700_100_000 + k))
     first = sorted(set(range(N_MIXED)) - set(REUSED))
     label_ids = [ids[i] for i in first] + [ids[i] for i in range(N_DUP)] + [f"ghost-{k}" for k in range(N_GHOST)]
-    label_values = [traffic["labels"][i] for i in first] + [traffic["labels"][i] for i in range(N_DUP)] + [0] * N_GHOST
+    truth = np.where(versions == 1, 1 - traffic["labels"][:N_MIXED], traffic["labels"][:N_MIXED])
+    label_values = [truth[i] for i in first] + [truth[i] for i in range(N_DUP)] + [0] * N_GHOST
     write_labels(root / "labels.csv", label_ids, label_values)
     return {"root": root, "versions": versions, "first": first}
 
@@ -473,10 +475,15 @@ def mixed_run(tmp_path_factory, first_push, mixed):
 
     root = tmp_path_factory.mktemp("mixed-run")
     cfg_path = two_versions(root, first_push, "a")
-    result = CliRunner().invoke(main, ["--config", str(cfg_path), "monitor", "--once", "--logs",
-                                       str(mixed["root"] / "logs"), "--labels", str(mixed["root"] / "labels.csv")])
+    airflow = AirflowStandIn()
+    try:
+        result = CliRunner().invoke(main, ["--config", str(cfg_path), "monitor", "--once", "--logs",
+                                           str(mixed["root"] / "logs"), "--labels", str(mixed["root"] / "labels.csv"),
+                                           "--retrain", "airflow", "--airflow-url", airflow.url])
+    finally:
+        airflow.close()
     assert result.exit_code == 0, (result.output, result.exception)
-    return {"output": result.output, "cfg_path": cfg_path, **outcome(load(cfg_path))}
+    return {"output": result.output, "cfg_path": cfg_path, "airflow": airflow.requests, **outcome(load(cfg_path))}
 
 
 def test_pinned_traffic_keeps_each_versions_windows(mixed, mixed_run):
@@ -602,3 +609,19 @@ def test_a_format_2_state_is_upgraded_and_resumes_as_one_run(tmp_path, first_pus
     assert mine == {k: v for k, v in reference_run["counters"].items() if k != "retrain_triggers"}
     for kind in ("predictions", "labels"):
         assert resumed["pending"][kind] == reference_run["pending"][kind], kind
+
+
+def test_pinned_traffics_critical_alerts_are_raised_but_do_not_retrain(mixed_run):
+    """Version 1's labels are flipped: its error detector and label window alert (critical), in
+    version 1's lane only; version 2 serves and is fine, so nothing is retrained."""
+    jsonl = load(mixed_run["cfg_path"]).runs_path / "alerts.jsonl"
+    sent = [json.loads(x) for x in jsonl.read_text().splitlines()]
+    errors = [a for a in sent if a["rule"] == "error_rate_change"]
+    assert errors and all(a["severity"] == "critical" and a["values"]["version"] == 1 for a in errors), sent
+    # version 1's first label window: its first 200 joined labels, joins 39 .. 7989
+    assert "taxi/live/labels-j39-7989/metric_drop" in mixed_run["alerts"], mixed_run["alerts"]
+    assert mixed_run["lanes"]["1"]["last_label_window"]["version"] == 1
+    assert mixed_run["detectors"]["v1/error"] != mixed_run["detectors"]["v2/error"]
+    assert mixed_run["counters"]["detector_alarms"].get("error", 0) >= 1
+    assert mixed_run["airflow"] == [] and mixed_run["counters"]["retrain_triggers"] == 0
+    assert mixed_run["meta"]["retrain"]["versions"] == {}
