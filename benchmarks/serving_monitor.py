@@ -235,12 +235,13 @@ def throughput(root: pathlib.Path, registry: pathlib.Path, logs: pathlib.Path, l
     c = mon.counters
     alerts = sum(c["alerts"].values())
     events = len({a.split("/")[2] for a in _keys(cfg)})
+    budget = mon.snapshot()["budget"]          # the serving version's
     mon.close()
     accounted = sum(stages.seconds.values())
     return {"name": name, "records": total["records"], "seconds": elapsed, "rate": total["records"] / elapsed,
             "stages": dict(stages.seconds), "other": max(0.0, elapsed - accounted),
             "windows": c["windows"], "label_windows": c["label_windows"], "alerts": alerts, "alert_events": events,
-            "budget": mon.budget_info, "joined": c["labels_joined"]}
+            "budget": budget, "joined": c["labels_joined"]}
 
 
 def _keys(cfg) -> List[str]:

@@ -126,8 +126,9 @@ def load_baseline(cfg, version: int) -> Baseline:
 
     spec = cfg.model_spec()
     model_dir = cfg.model_registry / str(version)
-    memo_key = (str(model_dir.resolve()), spec.to_json() + json.dumps(dataclasses.asdict(cfg.drift), sort_keys=True,
-                                                                      default=str) + cfg.metric)
+    # the version too: two registry names may lead to one folder (a link), each with its own number
+    settings = json.dumps(dataclasses.asdict(cfg.drift), sort_keys=True, default=str)
+    memo_key = (f"{model_dir.resolve()} v{version}", spec.to_json() + settings + cfg.metric)
     if memo_key in _BASELINES:
         return _BASELINES[memo_key]
     try:

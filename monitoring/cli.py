@@ -9,24 +9,57 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-from typing import Optional, Tuple
+import json
+from typing import List, Optional, Tuple
 
 import click
 
 from driftguard.pipeline.cli_support import DriftguardError, load_config, setup_logging, token_from_env
 
 
+# counters of what the monitor left out, and how the console names them
+LEFT_OUT = (
+    ("labels_duplicate", "duplicate label(s) dropped (an id labelled again; its first label counts)"),
+    ("labels_unknown_id", "label(s) for request ids no logged prediction carries (dropped)"),
+    ("labels_expired", "label(s) dropped unmatched: more were waiting than monitor.label_retention"),
+    ("predictions_reused_id", "prediction(s) reusing a request id already predicted (in the windows, "
+                              "but not joined to a label)"),
+    ("predictions_expired", "prediction(s) dropped before their label came (monitor.label_retention)"),
+    ("discarded", "record(s) of unfinished windows dropped"),
+)
+SKIP_TEXT = {"unreadable": "unreadable log record(s) skipped",
+             "unknown_version": "record(s) skipped: answered by a model version not in the registry"}
+
+
 def _window_line(w: dict) -> str:
+    from driftguard.monitoring.windows import features_text
+
     if not w:
         return ""
-    drift = ", ".join(w.get("drifted_features") or []) if w.get("drift_detected") else "no feature drift"
-    parts = [f"window w{w['first']}-{w['last']} (v{w.get('version')}): {drift}"]
+    parts = [f"window w{w['first']}-{w['last']} (v{w.get('version')}, {w.get('records')} records): "
+             f"{features_text(w)}"]
     if w.get("prediction_drifted"):
         parts.append("prediction drift")
     if w.get("estimated") is not None:
         parts.append(f"estimated {w.get('estimated_metric', 'metric')} {w['estimated']:.4g}")
     parts.append(f"{len(w.get('alerts') or [])} alert(s)")
     return " | ".join(parts)
+
+
+def _left_out_lines(now: dict, before: dict) -> List[str]:
+    """One line per kind of record or label left out since ``before`` (counters), with the total."""
+    lines = []
+    skipped, was = now.get("skipped") or {}, before.get("skipped") or {}
+    for reason in sorted(skipped):
+        d = skipped[reason] - was.get(reason, 0)
+        if d:
+            lines.append(f"left out: {d} {SKIP_TEXT.get(reason, 'record(s) skipped: ' + reason)} "
+                         f"({skipped[reason]} in all)")
+    for key, text in LEFT_OUT:
+        d = now.get(key, 0) - before.get(key, 0)
+        if d:
+            lines.append(f"left out: {d} {text} ({now.get(key, 0)} in all)")
+    return lines
 
 
 @click.command("monitor")
@@ -127,16 +160,23 @@ def monitor(ctx: click.Context, logs: Optional[pathlib.Path], labels: Optional[p
             server = exporter.MetricsServer(registry, metrics_host, metrics_port, token)
             click.echo(f"metrics: {server.url}", nl=True)
         click.echo(f"monitoring {mon.logs} (state {mon.state_dir}; log {log_path})", err=True)
-        last_window, last_events = {}, []
+        printed = set()
+        seen = {"counters": json.loads(json.dumps(mon.counters))}
+        last_events = []
 
         def published(snapshot):
-            nonlocal last_window, last_events
+            nonlocal last_events
             collector.snapshot = snapshot
             exporter.write_textfile(textfile, registry)
-            w = snapshot.get("window") or {}
-            if w and w != last_window:
-                click.echo(_window_line(w))
-                last_window = w
+            for w in snapshot.get("step_windows") or []:
+                key = (w.get("version"), w.get("first"), w.get("last"))
+                if key not in printed:
+                    click.echo(_window_line(w))
+                    printed.add(key)
+            counters = snapshot.get("counters") or {}
+            for line in _left_out_lines(counters, seen["counters"]):
+                click.echo(line)
+            seen["counters"] = counters
             events = (snapshot.get("incidents") or {}).get("events") or []
             if events != last_events:         # the final snapshot repeats the last step's
                 for kind, incident, title in events:
@@ -161,6 +201,15 @@ def monitor(ctx: click.Context, logs: Optional[pathlib.Path], labels: Optional[p
                f"{c['windows']} windows, {c['labels_joined']} labels joined, "
                f"{sum(c['alerts'].values())} alerts, {_incidents_text(mon)} | metrics "
                f"{mon.state_dir / exporter.METRICS_FILE}")
+    lanes = ", ".join(f"v{v}: {ln.records} records, {ln.windows} windows, {ln.unfinished()} in the next"
+                      for v, ln in sorted(mon.lanes.items()))
+    if lanes:
+        click.echo(f"per version: {lanes}")
+    left = [f"{n} {SKIP_TEXT.get(r, r)}" for r, n in sorted(c["skipped"].items()) if n]
+    left += [f"{c.get(k, 0)} {text}" for k, text in LEFT_OUT if c.get(k, 0)]
+    if c.get("window_errors"):
+        left.append(f"{c['window_errors']} window(s) whose feature check was skipped (the window lines say why)")
+    click.echo("left out (in all): " + ("; ".join(left) if left else "nothing"))
 
 
 def _incidents_text(mon) -> str:

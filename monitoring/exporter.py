@@ -80,8 +80,23 @@ class MonitorCollector:
         out.append(skipped)
         counter("windows", "Feature windows evaluated.", c.get("windows", 0), ["model"], [model])
         counter("label_windows", "Windows of joined labels evaluated.", c.get("label_windows", 0), ["model"], [model])
-        counter("window_records_discarded", "Records of an unfinished window dropped when the serving version "
-                "changed.", c.get("discarded", 0), ["model"], [model])
+        counter("window_records_discarded", "Records of an unfinished window dropped (none since windows are kept "
+                "per model version; kept for old state files).", c.get("discarded", 0), ["model"], [model])
+        counter("windows_features_skipped", "Windows whose feature check was skipped (the features could not be "
+                "compared; the log and console say why).", c.get("window_errors", 0), ["model"], [model])
+        counter("labels_duplicate", "Labels for a request id already labelled (dropped; the first counts).",
+                c.get("labels_duplicate", 0), ["model"], [model])
+        counter("labels_unknown_id", "Labels for request ids no logged prediction carries (dropped once the log "
+                "was read to its end after them).", c.get("labels_unknown_id", 0), ["model"], [model])
+        counter("predictions_reused_id", "Predictions reusing a request id already predicted (not joined to a label).",
+                c.get("predictions_reused_id", 0), ["model"], [model])
+        per_version = _counter("version_records", "Records answered by each model version (each to its own windows).",
+                               ["model", "version"])
+        version_windows = _counter("version_windows", "Windows evaluated per model version.", ["model", "version"])
+        for v, lane in sorted((s.get("lanes") or {}).items(), key=lambda kv: int(kv[0])):
+            per_version.add_metric([model, str(v)], float(lane.get("records", 0)))
+            version_windows.add_metric([model, str(v)], float(lane.get("windows", 0)))
+        out.extend([per_version, version_windows])
         counter("labels_read", "Label rows read.", c.get("labels_read", 0), ["model"], [model])
         counter("labels_joined", "Labels joined to a logged prediction.", c.get("labels_joined", 0),
                 ["model"], [model])
@@ -209,7 +224,9 @@ class MonitorCollector:
 
 METRIC_NAMES = (
     "records_total", "log_records_total", "records_skipped_total", "windows_total", "label_windows_total",
-    "window_records_discarded_total", "labels_read_total", "labels_joined_total", "labels_expired_total",
+    "window_records_discarded_total", "windows_features_skipped_total", "labels_duplicate_total",
+    "labels_unknown_id_total", "predictions_reused_id_total", "version_records_total", "version_windows_total",
+    "labels_read_total", "labels_joined_total", "labels_expired_total",
     "predictions_expired_total", "predictions_without_id_total", "alerts_total", "incident_events_total",
     "incidents_open", "detector_alarms_total",
     "retrain_triggers_total", "serving_version", "window_alpha", "detector_arl0_records",

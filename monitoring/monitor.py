@@ -1,6 +1,8 @@
 """``driftguard monitor``: watch live traffic in the prediction logs, window by window.
 
-What it does, per serving model version (the version that answered, read from each log record):
+What it does, per model version (the version that answered, read from each log record: each
+version's records go to that version's windows, ``monitoring/lanes.py``, so traffic pinned to
+an older version never cuts the serving version's windows short):
 
 * **windows** of ``window`` records (tumbling, or sliding every ``step`` records) are compared
   with the version's reference sample (``serving/<model>/<v>/profile/reference_sample``):
@@ -25,18 +27,30 @@ What it does, per serving model version (the version that answered, read from ea
   an alert storm; a critical alert can **trigger retraining** once per serving version;
 * **metrics** for Prometheus (``driftguard.monitoring.exporter``) and ``metrics.prom`` for node_exporter.
 
-Restart safety: everything (log position, label file positions, the unfinished windows'
-rows, detector states, counters, predictions and labels waiting for each other, the retrain
-decision, the open incidents) lives in one sqlite file (``<runs>/monitor/<model>/state.sqlite``)
-and is committed in one transaction per batch, after the batch's notifications are in the outbox. A crash (even
-SIGKILL) loses the uncommitted batch only, which the next run reads again from the committed
-position: nothing is skipped and nothing is counted twice, and its alerts carry the same
-keys as before.
+Restart safety: everything (log position, label file positions, each version's unfinished
+windows' rows and detector states, counters, predictions and labels waiting for each other, the
+ids joined lately, the retrain decision, the open incidents) lives in one sqlite file
+(``<runs>/monitor/<model>/state.sqlite``) and is committed in one transaction per batch, after
+the batch's notifications are in the outbox. A crash (even SIGKILL) loses the uncommitted batch only,
+which the next run reads again from the committed position: nothing is skipped and nothing is
+counted twice, and its alerts carry the same keys as before. A critical alert of the serving
+version's windows or detectors can trigger retraining; those of traffic pinned to another
+version do not.
 
 Where the parts live: the baseline (``baseline.py``), the state file (``store.py``), the
 predictions and labels waiting for each other (``pending.py``), what a window shows
-(``windows.py``), the retrain trigger (``trigger.py``); this module cuts the windows and runs
-the loop.
+(``windows.py``), each version's windows (``lanes.py``), the retrain trigger (``trigger.py``);
+this module feeds the lanes and runs the loop.
+
+What is left out is counted and printed (``driftguard monitor``'s console): log records that
+cannot be read or were answered by a version not in the registry (``skipped``); a window whose
+features could not be compared (``window_errors``; the console says why, never "no feature
+drift"); a second label for a request id (``labels_duplicate``: the first one counts, later
+ones are dropped); labels that waited for a prediction until the retention limit dropped them
+(``labels_expired``) or still waited when the log had been read to its end after them
+(``labels_unknown_id``: ids no logged prediction carries); a request id predicted again
+(``predictions_reused_id``: only its first prediction waits for the label, so a label never
+joins the wrong one and no repeat waits forever).
 
 Records: one record is one prediction (a request with n instances is n records). With
 ``max_records``, a run stops at the first request boundary at or after that many records.
@@ -60,8 +74,11 @@ from driftguard.monitoring import labels as labels_lib
 from driftguard.monitoring import windows
 from driftguard.monitoring.baseline import Baseline, load_baseline
 from driftguard.monitoring.errors import MonitorError
-from driftguard.monitoring.pending import LABEL_FIELDS, PREDICTION_FIELDS, PendingSet, pick, with_id
-from driftguard.monitoring.store import STATE_FILE, STATE_FORMAT, StateStore, state_dir, table_bytes, table_columns
+from driftguard.monitoring.lanes import Lane, serving_version
+from driftguard.monitoring.pending import (JOINED_FIELDS, LABEL_FIELDS, PREDICTION_FIELDS, PendingSet,
+                                           first_occurrences, pick, with_id)
+from driftguard.monitoring.store import (STATE_FILE, STATE_FORMAT, UPGRADABLE_FORMATS, StateStore, state_dir,
+                                         table_bytes, table_columns)
 from driftguard.monitoring.trigger import Retrainer
 from driftguard.serving import predictlog as pl
 
@@ -81,6 +98,7 @@ def default_log_dir(cfg) -> pathlib.Path:
 def _new_counters() -> Dict[str, Any]:
     return {"records": 0, "log_records": 0, "skipped": {}, "windows": 0, "label_windows": 0, "discarded": 0,
             "labels_read": 0, "labels_joined": 0, "labels_expired": 0, "predictions_expired": 0, "without_id": 0,
+            "labels_duplicate": 0, "labels_unknown_id": 0, "predictions_reused_id": 0,
             "alerts": {}, "detector_alarms": {}, "retrain_triggers": 0, "window_errors": 0}
 
 
@@ -91,6 +109,7 @@ class StepResult:
     labels: int = 0
     windows: int = 0
     alerts: int = 0
+    left_out: int = 0       # records skipped, duplicate labels, reused ids: worth a console line
 
     @property
     def idle(self) -> bool:
@@ -137,9 +156,10 @@ class Monitor:
     def _restore(self) -> None:
         meta = self.store.meta()
         fmt = meta.get("format")
-        if fmt is not None and fmt != STATE_FORMAT:
-            raise MonitorError(f"{self.store.path}: state format {fmt}, this driftguard reads format {STATE_FORMAT}; "
-                               "move the folder away to start afresh")
+        if fmt is not None and fmt != STATE_FORMAT and fmt not in UPGRADABLE_FORMATS:
+            raise MonitorError(f"{self.store.path}: state format {fmt}, this driftguard reads format {STATE_FORMAT} "
+                               f"(and upgrades {', '.join(map(str, UPGRADABLE_FORMATS))}); move the folder away to "
+                               "start afresh")
         source = str(self.logs.resolve())
         if meta.get("logs") not in (None, source):
             raise MonitorError(f"{self.store.path} follows the prediction log {meta['logs']}, not {source}: "
@@ -151,69 +171,93 @@ class Monitor:
         self.position = pl.Position.from_dict(meta.get("position"))
         self.label_positions: Dict[str, Dict[str, int]] = meta.get("label_positions", {})
         self.counters = {**_new_counters(), **meta.get("counters", {})}
-        self.serving: Dict[str, Any] = meta.get("serving", {"version": None, "origin": 0, "next_end": None})
-        self.label_window: Dict[str, Any] = meta.get("label_window", {"first": 0})
         self.retrain_state: Dict[str, Any] = meta.get("retrain", {"versions": {}})
-        self.last_window: Dict[str, Any] = meta.get("last_window", {})
-        self.last_label_window: Dict[str, Any] = meta.get("last_label_window", {})
         self.lag: Dict[str, Any] = meta.get("lag", {})
-        self.budget_info: Dict[str, Any] = meta.get("budget", {})
-        # the unfinished windows' rows: chunks appended batch by batch (writing the whole buffer
-        # at every commit would cost O(window) per batch), trimmed to the rows still needed
-        self.buffer = {}
-        for part in map(table_columns, self.store.window_chunks()):
-            self.buffer = {k: np.concatenate([self.buffer[k], v]) for k, v in part.items()} if self.buffer else part
-        if self.buffer and self.serving.get("next_end") is not None:
-            cut = int(np.searchsorted(self.buffer["row"], self.serving["next_end"] - self.settings.window))
-            self.buffer = {k: v[cut:] for k, v in self.buffer.items()}
-        self._persisted_row = int(self.buffer["row"][-1]) if self.buffer and len(self.buffer["row"]) else -1
-        self._chunks_clear = False
-        self.label_buffer = table_columns(self.store.blob("label_buffer"))
-        # predictions waiting for their label and labels waiting for their prediction
+        # each version's windows; their unfinished rows are chunks appended batch by batch (writing
+        # the whole buffer at every commit would cost O(window) per batch), trimmed to what is needed
+        self.lanes: Dict[int, Lane] = {int(v): Lane.from_meta(int(v), m) for v, m in meta.get("lanes", {}).items()}
+        origins: Dict[int, int] = {}
+        if fmt == 2:
+            origins = self._upgrade_format_2(meta)
+        parts: Dict[int, List[Dict[str, np.ndarray]]] = {}
+        for version, data in self.store.window_chunks():
+            parts.setdefault(version, []).append(table_columns(data))
+        for version, lane in self.lanes.items():
+            for part in parts.get(version, []):
+                if "seq" not in part:               # a format 2 chunk: the lane's records started at its origin
+                    part["seq"] = part["row"] - origins.get(version, 0)
+                lane.buffer = {k: np.concatenate([lane.buffer[k], v]) for k, v in part.items()} if lane.buffer else part
+            lane.trim(self.settings.window)
+            lane.persisted_seq = int(lane.buffer["seq"][-1]) if lane.unfinished() else lane.records - 1
+            lane.label_buffer = table_columns(self.store.blob(f"label_buffer/{version}")) or lane.label_buffer
+        self.serving: Dict[str, Any] = {"version": serving_version(self.lanes, int(self.counters["records"]),
+                                                                   self.settings.window)}
+        self.step_windows: List[Dict[str, Any]] = []      # the summaries of the windows the last step closed
+        self._alert_versions: Dict[str, int] = {}        # the last step's alerts: the version whose lane raised each
+        # predictions waiting for their label, labels waiting for their prediction, ids joined lately
         self.pending_predictions = PendingSet.replay(PREDICTION_FIELDS, *self.store.journal("predictions"))
         self.pending_labels = PendingSet.replay(LABEL_FIELDS, *self.store.journal("labels"))
-        self._detector_states: Dict[str, Any] = meta.get("detectors", {})
+        self.recent_joins = PendingSet.replay(JOINED_FIELDS, *self.store.journal("joined"))
         self._restore_incidents(meta.get("incidents"))
-        self.detectors: Dict[str, Any] = {}
-        self.detectors_off: Dict[str, str] = {}      # stream -> why it has no detector
-        if self.serving.get("version") is not None:
-            from driftguard.components.drift.streaming import StreamDetector
 
-            for name, d in self._detector_states.items():
-                self.detectors[name] = StreamDetector.from_state(name, d)
+    def _upgrade_format_2(self, meta: Mapping[str, Any]) -> Dict[int, int]:
+        """A format 2 state (the windows, detectors and label window of one serving version,
+        numbered from its ``origin`` record) as that version's lane; returns {version: origin}."""
+        from driftguard.components.drift.streaming import StreamDetector
+
+        old = meta.get("serving") or {}
+        version = old.get("version")
+        self.store.upgrade_chunks(-1 if version is None else int(version))
+        if version is None:
+            return {}
+        version, origin, records = int(version), int(old["origin"]), int(self.counters["records"])
+        next_end, step = int(old["next_end"]) - origin, self.step_records
+        lane = Lane(version=version, records=records - origin, next_end=next_end, last_row=records - 1,
+                    windows=max(0, (next_end - self.settings.window) // step), budget=dict(meta.get("budget", {})),
+                    detectors={name: StreamDetector.from_state(name, d)
+                               for name, d in meta.get("detectors", {}).items()},
+                    last_window=dict(meta.get("last_window", {})),
+                    last_label_window=dict(meta.get("last_label_window", {})))
+        size = self.settings.window
+        if records > origin:
+            lane._count(np.arange(max(origin, (records // size - 1) * size), records, dtype=np.int64), size)
+        lane.label_buffer = table_columns(self.store.blob("label_buffer"))
+        self.lanes = {version: lane}
+        log.info("%s: state format 2 upgraded to %d (model version %d's windows from record %d)", self.store.path,
+                 STATE_FORMAT, version, origin)
+        return {version: origin}
 
     def commit(self) -> None:
         meta = {
             "format": STATE_FORMAT, "logs": str(self.logs.resolve()),
             "labels_source": labels_lib.files_signature(self.labels_path),
             "position": self.position.to_dict(), "label_positions": self.label_positions,
-            "counters": self.counters, "serving": self.serving, "label_window": self.label_window,
-            "retrain": self.retrain_state,
-            "last_window": self.last_window, "last_label_window": self.last_label_window, "lag": self.lag,
-            "budget": self.budget_info,
-            "detectors": {name: d.state_dict() for name, d in self.detectors.items()},
+            "counters": self.counters, "serving": self.serving, "retrain": self.retrain_state, "lag": self.lag,
             "incidents": self.incidents.state_dict(),
+            "lanes": {str(v): lane.meta() for v, lane in self.lanes.items()},
         }
-        blobs = {"label_buffer": table_bytes(self.label_buffer)}
+        blobs = {f"label_buffer/{v}": table_bytes(lane.label_buffer) for v, lane in self.lanes.items()}
+        drops: Dict[int, Optional[int]] = {}
         new_chunks = []
-        rows = self.buffer.get("row")
-        keep_from = None
-        if rows is not None and len(rows):
-            keep_from = int(rows[0])
-            at = int(np.searchsorted(rows, self._persisted_row + 1))
-            if at < len(rows):
-                part = {k: v[at:] for k, v in self.buffer.items()}
-                new_chunks.append((int(rows[at]), int(rows[-1]), table_bytes(part)))
-                self._persisted_row = int(rows[-1])
-        elif self.serving.get("next_end") is not None:
-            keep_from = self.serving["next_end"] - self.settings.window
-        pending = {"predictions": self.pending_predictions, "labels": self.pending_labels}
+        for version, lane in self.lanes.items():
+            if not lane.unfinished():
+                drops[version] = None
+                lane.persisted_seq = lane.records - 1
+                continue
+            seq, rows = lane.buffer["seq"], lane.buffer["row"]
+            drops[version] = int(rows[0])
+            at = int(np.searchsorted(seq, lane.persisted_seq + 1))
+            if at < len(seq):
+                part = {k: v[at:] for k, v in lane.buffer.items()}
+                new_chunks.append((int(rows[at]), int(rows[-1]), version, table_bytes(part)))
+                lane.persisted_seq = int(seq[-1])
+        pending = {"predictions": self.pending_predictions, "labels": self.pending_labels,
+                   "joined": self.recent_joins}
         entries = {kind: p.journal_entry() for kind, p in pending.items()}
         journal = {kind: entry for kind, entry in entries.items() if entry is not None}
-        self.store.commit(meta, blobs, journal, (self._chunks_clear, keep_from, new_chunks))
+        self.store.commit(meta, blobs, journal, (drops, new_chunks))
         for kind, p in pending.items():
             p.committed(entries[kind])
-        self._chunks_clear = False
 
     # -- baselines, detectors
 
@@ -231,26 +275,19 @@ class Monitor:
     def step_records(self) -> int:
         return int(self.settings.step or self.settings.window)
 
-    def _build_detectors(self, baseline: Baseline) -> None:
-        self.detectors, self.detectors_off, self.budget_info = detectors_lib.build_detectors(
-            self.settings, baseline, labels=self.labels_path is not None, step_records=self.step_records)
-
-    def _switch_version(self, version: int, first_row: int) -> Baseline:
-        baseline = self.baseline(version)
-        old = self.serving.get("version")
-        if old is not None:
-            dropped = len(self.buffer.get("row", ()))
-            self.counters["discarded"] += dropped
-            log.info("serving version %s -> %s at record %d; %d record(s) of an unfinished window dropped",
-                     old, version, first_row, dropped)
-        self.serving = {"version": version, "origin": first_row, "next_end": first_row + self.settings.window}
-        self.buffer = {}
-        self._chunks_clear = True
-        self._persisted_row = first_row - 1
-        self.label_buffer = {}
-        self.label_window = {"first": self.counters["labels_joined"]}
-        self._build_detectors(baseline)
-        return baseline
+    def _lane(self, version: int, first_row: int) -> Lane:
+        """``version``'s lane, opened (detectors and budget designed on its reference) at its
+        first record."""
+        lane = self.lanes.get(version)
+        if lane is None:
+            baseline = self.baseline(version)
+            lane = Lane(version=version, next_end=self.settings.window)
+            lane.detectors, lane.detectors_off, lane.budget = detectors_lib.build_detectors(
+                self.settings, baseline, labels=self.labels_path is not None, step_records=self.step_records)
+            self.lanes[version] = lane
+            log.info("model version %d answered record %d: its windows start there (%d version(s) watched)",
+                     version, first_row, len(self.lanes))
+        return lane
 
     def _decoder_for(self, baseline: Baseline):
         from driftguard.monitoring.logreader import LogDecoder
@@ -271,8 +308,12 @@ class Monitor:
         from driftguard.monitoring.logreader import read_batch
 
         result = StepResult()
-        alerts: List[Any] = []
         self.incident_events = []          # what this step opened, updated and resolved (the console)
+        alerts: List[Any] = []
+        self.step_windows = []
+        self._alert_versions = {}
+        before = self._left_out()
+        labels_before = int(self.counters["labels_read"])
         if self.labels_path is not None:
             result.labels = self._ingest_labels(alerts)
         limit = self.settings.batch_records if max_records is None else min(self.settings.batch_records, max_records)
@@ -297,16 +338,33 @@ class Monitor:
                 self.lag["record_time"] = decoded.last_timestamp
         if batch is not None:
             self.position = batch.position
-        if batch is None and not result.labels and not alerts and not self._notifications_due():
+        elif self.labels_path is not None and limit > 0:       # the log is read to its end
+            self._drop_unknown_labels(labels_before)
+        self.serving["version"] = serving_version(self.lanes, int(self.counters["records"]), self.settings.window)
+        result.left_out = self._left_out() - before
+        if batch is None and not result.labels and not alerts and not result.left_out and not self._notifications_due():
             self._update_lag()
             return result
         self._update_lag()
         self._deliver(alerts)
         if alerts:
             result.alerts = len(alerts)
-            self.retrainer.maybe_trigger(self, alerts)
+            # retraining answers the serving version's alerts, not those of traffic pinned to another
+            serving = self.serving.get("version")
+            mine = [a for a in alerts if self._alert_versions.get(a.dedup_key) == serving]
+            self.retrainer.maybe_trigger(self, mine)
         self.commit()
         return result
+
+    def _of_version(self, lane: Lane, new: List[Any]) -> List[Any]:
+        for a in new:
+            self._alert_versions[a.dedup_key] = lane.version
+        return new
+
+    def _left_out(self) -> int:
+        c = self.counters
+        return sum(c["skipped"].values()) + c["labels_duplicate"] + c["labels_unknown_id"] + \
+            c["predictions_reused_id"] + c["window_errors"] + c["labels_expired"] + c["predictions_expired"]
 
     def _current_or_newest(self) -> Baseline:
         version = self.serving.get("version")
@@ -347,14 +405,12 @@ class Monitor:
 
     def _rows(self, version: int, columns, prob: np.ndarray, ids: np.ndarray, alerts: List[Any],
               confidence: Optional[np.ndarray] = None) -> int:
-        """Records of one version: ``prob`` is the prediction as model_io reads it (the positive-
-        class probability, the class index, the value), ``confidence`` a multi-class model's
-        top-class probability."""
+        """Records of one version, to its lane: ``prob`` is the prediction as model_io reads it
+        (the positive-class probability, the class index, the value), ``confidence`` a
+        multi-class model's top-class probability."""
         first = int(self.counters["records"])
-        if self.serving.get("version") != version:
-            baseline = self._switch_version(version, first)
-        else:
-            baseline = self.baseline(version)
+        lane = self._lane(version, first)
+        baseline = self.baseline(version)
         n = prob.size
         rows = np.arange(first, first + n, dtype=np.int64)
         self.counters["records"] += n
@@ -366,48 +422,32 @@ class Monitor:
         else:
             conf = None
         if conf is not None:
-            self._feed("confidence", conf[finite], rows[finite], alerts)
+            self._feed(lane, "confidence", conf[finite], rows[finite], alerts)
         for name in self.settings.stream_features:
-            if name in self.detectors:
+            if name in lane.detectors:
                 values = columns[name]
                 ok = np.isfinite(values)
-                self._feed(name, values[ok], rows[ok], alerts)
+                self._feed(lane, name, values[ok], rows[ok], alerts)
         if self.labels_path is not None:
             self._join_predictions(version, prob, ids, alerts)
         else:
             self.counters["without_id"] += ids.tolist().count(None)
-        # the window buffer
         new = {f: columns[f] for f in baseline.features}
         new["probability"] = prob
         if baseline.task == "multiclass":
             new["confidence"] = confidence if confidence is not None else np.full(n, np.nan)
-        new["row"] = rows
-        if self.buffer:
-            self.buffer = {k: np.concatenate([self.buffer[k], new[k]]) for k in new}
-        else:
-            self.buffer = new
+        lane.append(new, rows, self.settings.window)
         windows = 0
-        window, step = self.settings.window, self.step_records
-        last_row = first + n - 1
-        while self.serving["next_end"] - 1 <= last_row:
-            end = self.serving["next_end"]
-            start = end - window
-            lo = int(np.searchsorted(self.buffer["row"], start))
-            hi = int(np.searchsorted(self.buffer["row"], end))
-            self._evaluate_window(baseline, start, end - 1, {k: v[lo:hi] for k, v in self.buffer.items()}, alerts)
+        for first_row, last_row, part in lane.closing(self.settings.window, self.step_records):
+            self._evaluate_window(lane, baseline, first_row, last_row, part, alerts)
             windows += 1
-            self.serving["next_end"] = end + step
-        keep_from = self.serving["next_end"] - window
-        cut = int(np.searchsorted(self.buffer["row"], keep_from))
-        if cut:
-            self.buffer = {k: v[cut:] for k, v in self.buffer.items()}
         return windows
 
     # -- streaming detectors
 
-    def _feed(self, stream: str, values: np.ndarray, rows: np.ndarray, alerts: List[Any], scope_prefix: str = "r"
-              ) -> None:
-        det = self.detectors.get(stream)
+    def _feed(self, lane: Lane, stream: str, values: np.ndarray, rows: np.ndarray, alerts: List[Any],
+              scope_prefix: str = "r") -> None:
+        det = lane.detectors.get(stream)
         if det is None or not values.size:
             return
         before = det.n_records
@@ -415,17 +455,19 @@ class Monitor:
             at = int(rows[alarm.index_in_stream - before - 1])
             self.counters["detector_alarms"][stream] = self.counters["detector_alarms"].get(stream, 0) + 1
             info = alarm.to_dict()
-            info.update(detector="CUSUM", transform=det.design.transform, version=self.serving["version"],
-                        record=at)
-            log.debug("streaming detector %s alarmed (%s) at %s%d", stream, alarm.direction, scope_prefix, at)
-            self._raise(alerts, scope=f"live/{scope_prefix}{at}", alarms=[info], source=f"stream:{stream}",
-                        position=at)
+            info.update(detector="CUSUM", transform=det.design.transform, version=lane.version, record=at)
+            log.info("streaming detector %s of version %d alarmed (%s) at %s%d", stream, lane.version,
+                     alarm.direction, scope_prefix, at)
+            self._of_version(lane, self._raise(alerts, scope=f"live/{scope_prefix}{at}", alarms=[info],
+                                               source=f"stream:v{lane.version}:{stream}", position=at))
         # the records fed without an alarm count towards resolving the stream's incidents
-        self._raise(alerts, scope="", source=f"stream:{stream}", position=int(rows[-1]), quiet=True)
+        self._raise(alerts, scope="", source=f"stream:v{lane.version}:{stream}", position=int(rows[-1]), quiet=True)
 
     # -- labels
 
     def _ingest_labels(self, alerts: List[Any]) -> int:
+        """New labels: each joins its waiting prediction, or waits for it. A second label for an
+        id (in the batch, already waiting, or joined lately) is a duplicate: counted, dropped."""
         rows, positions = labels_lib.read_new(self.labels_path, self.label_positions,
                                               max_rows=_MAX_LABEL_ROWS_PER_STEP,
                                               parser=labels_lib.LabelParser(self.cfg.task, tuple(self.cfg.classes)))
@@ -434,82 +476,135 @@ class Monitor:
         if not n:
             return 0
         self.counters["labels_read"] += n
-        ids = rows.ids
+        first = first_occurrences(rows.ids)
+        ids, values = pick(rows.ids, first), rows.values[first]
+        duplicates = n - len(ids)
         found, hit = self.pending_predictions.take(ids)
         if found.any():
-            self._joined(hit["probability"], rows.values[found], hit["version"], alerts)
+            self._joined(hit["probability"], values[found], hit["version"], alerts)
+            self._remember_joins(pick(ids, found), hit["version"])
         if not found.all():
-            self.pending_labels.add(pick(ids, ~found), {"label": rows.values[~found]})
-            self.counters["labels_expired"] += self.pending_labels.expire(self.settings.label_retention)
+            ids, values = pick(ids, ~found), values[~found]
+            repeat = self.pending_labels.holds(ids) | self.recent_joins.holds(ids)
+            duplicates += int(repeat.sum())
+            if not repeat.all():
+                order = self.counters["labels_read"] - n + np.flatnonzero(first)[~found][~repeat]
+                self.pending_labels.add(pick(ids, ~repeat), {"label": values[~repeat], "read": order})
+                self.counters["labels_expired"] += self.pending_labels.expire(self.settings.label_retention)
+        if duplicates:
+            self.counters["labels_duplicate"] += duplicates
+            log.warning("%d duplicate label(s) (a request id labelled again): the first label counts, these are "
+                        "dropped (%d in all)", duplicates, self.counters["labels_duplicate"])
         return n
 
+    def _drop_unknown_labels(self, read_before: int) -> None:
+        """The log is read to its end: a label read in an earlier step still waiting had its
+        prediction's whole log go by (serve flushes every record, and a label comes after its
+        prediction), so no logged prediction carries its id. Counted and dropped."""
+        if not len(self.pending_labels):
+            return
+        ids = self.pending_labels.ids()
+        old = self.pending_labels.columns()["read"] < read_before
+        if not old.any():
+            return
+        gone = pick(ids, old)
+        self.pending_labels.take(gone)
+        self.counters["labels_unknown_id"] += len(gone)
+        log.warning("%d label(s) for request ids no logged prediction carries (still unmatched with the log read to "
+                    "its end): counted and dropped, e.g. %s (%d in all)", len(gone), ", ".join(gone[:3]),
+                    self.counters["labels_unknown_id"])
+
     def _join_predictions(self, version: int, prob: np.ndarray, ids: np.ndarray, alerts: List[Any]) -> None:
+        """Predictions of ``version``: each joins its waiting label, or waits for it. A request id
+        predicted again (in the batch, already waiting, or joined lately) is reused: counted, and
+        only its first prediction is joinable (a label cannot say which one it is for)."""
         ids_list = ids.tolist()
-        found, hit = self.pending_labels.take(ids_list)
-        if found.any():
-            self._joined(prob[found], hit["label"], np.full(int(found.sum()), version, np.int64), alerts)
-        wait = ~found
-        without = ids_list.count(None)
+        has = with_id(ids_list)
+        without = int(has.size - has.sum())
         if without:
             self.counters["without_id"] += without
-            wait &= with_id(ids_list)
+        fresh = has & first_occurrences(ids_list) & ~self.pending_predictions.holds(ids_list) & \
+            ~self.recent_joins.holds(ids_list)
+        reused = int(has.sum() - fresh.sum())
+        if reused:
+            self.counters["predictions_reused_id"] += reused
+            log.warning("%d prediction(s) of version %d reuse a request id already predicted: counted, not joined "
+                        "to a label (%d in all)", reused, version, self.counters["predictions_reused_id"])
+        if not fresh.any():
+            return
+        ids_list, prob = pick(ids_list, fresh), prob[fresh]
+        found, hit = self.pending_labels.take(ids_list)
+        if found.any():
+            versions = np.full(int(found.sum()), version, np.int64)
+            self._joined(prob[found], hit["label"], versions, alerts)
+            self._remember_joins(pick(ids_list, found), versions)
+        wait = ~found
         if wait.any():
             p = prob[wait]
             self.pending_predictions.add(pick(ids_list, wait),
                                          {"probability": p, "version": np.full(p.size, version, np.int64)})
             self.counters["predictions_expired"] += self.pending_predictions.expire(self.settings.label_retention)
 
+    def _remember_joins(self, ids: List[str], versions: np.ndarray) -> None:
+        """Joined ids are remembered (as many as ``label_retention``) to tell repeats from firsts."""
+        self.recent_joins.add(ids, {"version": versions})
+        self.recent_joins.expire(self.settings.label_retention)
+
     def _joined(self, prob: np.ndarray, label: np.ndarray, versions: np.ndarray, alerts: List[Any]) -> None:
-        """Labels matched to predictions, in join order: the error stream and label windows."""
+        """Labels matched to predictions, in join order: each version's error stream and label
+        windows."""
         if not prob.size:
             return
         first = int(self.counters["labels_joined"])
         self.counters["labels_joined"] += prob.size
-        version = self.serving.get("version")
         index = np.arange(first, first + prob.size, dtype=np.int64)
-        mine = (versions == version) & np.isfinite(prob)
-        if not mine.any():
-            return
-        prob, label, index = prob[mine].astype(np.float64), label[mine].astype(np.float64), index[mine]
-        baseline = self.baseline(version)
-        self._feed("error", baseline.errors(prob, label), index, alerts, scope_prefix="j")
-        new = {"probability": prob, "label": label, "join": index}
-        if self.label_buffer:
-            self.label_buffer = {k: np.concatenate([self.label_buffer[k], new[k]]) for k in new}
-        else:
-            self.label_buffer = new
-        size = self.step_records
-        while len(self.label_buffer["join"]) >= size:
-            part = {k: v[:size] for k, v in self.label_buffer.items()}
-            self.label_buffer = {k: v[size:] for k, v in self.label_buffer.items()}
-            self._evaluate_label_window(baseline, part, alerts)
+        for version in np.unique(versions).tolist():
+            lane = self.lanes.get(int(version))
+            mine = (versions == version) & np.isfinite(prob)
+            if lane is None or not mine.any():
+                continue
+            p, y, at = prob[mine].astype(np.float64), label[mine].astype(np.float64), index[mine]
+            baseline = self.baseline(lane.version)
+            self._feed(lane, "error", baseline.errors(p, y), at, alerts, scope_prefix="j")
+            new = {"probability": p, "label": y, "join": at}
+            buf = lane.label_buffer
+            buf = {k: np.concatenate([buf[k], new[k]]) for k in new} if buf else new
+            size = self.step_records
+            while len(buf["join"]) >= size:
+                part = {k: v[:size] for k, v in buf.items()}
+                buf = {k: v[size:] for k, v in buf.items()}
+                self._evaluate_label_window(lane, baseline, part, alerts)
+            lane.label_buffer = buf
 
     # -- windows
 
-    def _evaluate_window(self, baseline: Baseline, first: int, last: int, rows: Mapping[str, np.ndarray],
-                         alerts: List[Any]) -> None:
+    def _evaluate_window(self, lane: Lane, baseline: Baseline, first: int, last: int,
+                         rows: Mapping[str, np.ndarray], alerts: List[Any]) -> None:
         self.counters["windows"] += 1
-        report = windows.evaluate_window(baseline, first, last, rows, alpha=self.budget_info["alpha"],
+        report = windows.evaluate_window(baseline, first, last, rows, alpha=lane.budget["alpha"],
                                          multivariate=self.settings.multivariate, classes=self.cfg.classes,
                                          classifier=self.settings.classifier,
                                          classifier_max_rows=self.settings.classifier_max_rows)
         if report.features_error is not None:
             self.counters["window_errors"] += 1
-        new = self._raise(alerts, scope=report.scope, drift_report=report.drift, monitor=report.monitor,
-                          source="window", position=self.counters["windows"])
+        new = self._of_version(lane, self._raise(alerts, scope=report.scope, source=f"window:v{lane.version}",
+                                                 position=lane.windows, drift_report=report.drift,
+                                                 monitor=report.monitor))
         window = report.summary
         window["alerts"] = [a.dedup_key for a in new]
-        self.last_window = window
-        log.info("window %s: %s; %d alert(s)", report.scope,
-                 "drift in " + ", ".join(window.get("drifted_features") or []) if window.get("drift_detected")
-                 else "no feature drift", len(new))
+        lane.last_window = window
+        self.step_windows.append(window)
+        log.info("window %s of version %d: %s; %d alert(s)", report.scope, lane.version, windows.features_text(window),
+                 len(new))
 
-    def _evaluate_label_window(self, baseline: Baseline, part: Mapping[str, np.ndarray], alerts: List[Any]) -> None:
+    def _evaluate_label_window(self, lane: Lane, baseline: Baseline, part: Mapping[str, np.ndarray],
+                               alerts: List[Any]) -> None:
         self.counters["label_windows"] += 1
-        report = windows.evaluate_label_window(baseline, part, alpha=self.budget_info["alpha"])
-        new = self._raise(alerts, scope=report.scope, drift_report=None, monitor=report.monitor,
-                          source="labels", position=self.counters["label_windows"])
-        self.last_label_window = {**report.summary, "alerts": [a.dedup_key for a in new]}
+        report = windows.evaluate_label_window(baseline, part, alpha=lane.budget["alpha"])
+        new = self._of_version(lane, self._raise(alerts, scope=report.scope, drift_report=None, monitor=report.monitor,
+                                                 source=f"labels:v{lane.version}",
+                                                 position=self.counters["label_windows"]))
+        lane.last_label_window = {**report.summary, "version": lane.version, "alerts": [a.dedup_key for a in new]}
 
     # -- alerts
 
@@ -585,22 +680,30 @@ class Monitor:
             self.lag["seconds"] = max(0.0, time.time() - float(self.lag["record_time"]))
 
     def snapshot(self) -> Dict[str, Any]:
-        """What the metrics show: the committed counters and the last windows."""
+        """What the metrics show: the committed counters, the serving version's last windows and
+        detectors, every version's windows (``lanes``) and the windows the last step closed."""
         version = self.serving.get("version")
         reference: Dict[str, Any] = {}
+        lane = self.lanes.get(version) if version is not None else None
         if version is not None:
             b = self.baseline(version)          # cached on disk: cheap after the first run
             reference = {"metric": b.metric, "baseline": b.baseline_metric,
                          "estimated": b.estimated_reference.get(b.metric),
                          "mean_confidence": float(np.mean(b.confidence)) if b.confidence.size else None}
         detectors = {}
-        for name, d in self.detectors.items():
+        for name, d in (lane.detectors if lane is not None else {}).items():
             up, down = d.statistics
             detectors[name] = {"up": up, "down": down, "threshold": d.design.h, "records": d.n_records}
+        lanes = {str(v): {"records": ln.records, "windows": ln.windows, "unfinished": ln.unfinished(),
+                          "last_window": {k: ln.last_window.get(k) for k in ("first", "last", "records")}
+                          if ln.last_window else {}}
+                 for v, ln in sorted(self.lanes.items())}
         return {"model": self.cfg.model_name, "version": version, "counters": json.loads(json.dumps(self.counters)),
-                "window": dict(self.last_window), "label_window": dict(self.last_label_window),
-                "reference": reference, "budget": dict(self.budget_info), "detectors": detectors,
-                "detectors_off": dict(self.detectors_off),
+                "window": dict(lane.last_window) if lane is not None else {},
+                "label_window": dict(lane.last_label_window) if lane is not None else {},
+                "reference": reference, "budget": dict(lane.budget) if lane is not None else {},
+                "detectors": detectors, "detectors_off": dict(lane.detectors_off) if lane is not None else {},
+                "lanes": lanes, "step_windows": [dict(w) for w in self.step_windows],
                 "incidents": {**self.incidents.summary(), "events": list(getattr(self, "incident_events", []))},
                 "pending": {"labels": len(self.pending_labels), "predictions": len(self.pending_predictions)},
                 "lag": dict(self.lag)}
@@ -629,7 +732,7 @@ def run(monitor: Monitor, *, once: bool = False, max_records: Optional[int] = No
         r = monitor.step(max_records=left)
         for k in total:
             total[k] += getattr(r, k)
-        if on_window is not None and (r.windows or r.alerts or r.labels or r.idle):
+        if on_window is not None and (r.windows or r.alerts or r.labels or r.left_out or r.idle):
             on_window(monitor.snapshot())
         if r.idle:
             if once:

@@ -2,8 +2,11 @@
 that makes them survive a restart.
 
 A pending prediction is request id -> (probability, version); a pending label is request id ->
-label. :class:`PendingSet` keeps the ids in a dict, in arrival order (the oldest expires
-first), each mapped to a slot of parallel numpy arrays, one per field: a batch of joins is one
+(label, the label's number in read order); a recent join is request id -> version (the ids
+joined lately, so that a second label or a second prediction for one of them is told apart
+from a first: the monitor counts those duplicates and reused ids instead of leaving them to wait
+for a partner that never comes). :class:`PendingSet` keeps the ids in a dict, in arrival order
+(the oldest expires first), each mapped to a slot of parallel numpy arrays, one per field: a batch of joins is one
 ``dict.pop`` per id plus one fancy-indexing call per field, with no Python object per value.
 
 Each commit appends one journal entry per set: the batch's operations in order (op 1 = add or
@@ -26,7 +29,8 @@ from driftguard.monitoring.store import table_bytes, table_columns
 # field name, dtype, value written for a removal (op 0) in the journal
 Fields = Tuple[Tuple[str, Any, Any], ...]
 PREDICTION_FIELDS: Fields = (("probability", np.float64, np.nan), ("version", np.int64, -1))
-LABEL_FIELDS: Fields = (("label", np.float64, np.nan),)
+LABEL_FIELDS: Fields = (("label", np.float64, np.nan), ("read", np.int64, -1))
+JOINED_FIELDS: Fields = (("version", np.int64, -1),)
 SNAPSHOT_SLACK = 100_000           # journal operations allowed beyond twice the set's size
 _COMPACT_SLACK = 4096              # dead slots allowed beyond the live ones before compacting
 
@@ -44,6 +48,17 @@ def with_id(ids: List[Optional[str]]) -> np.ndarray:
     return np.fromiter(map(operator.is_not, ids, itertools.repeat(None)), dtype=bool, count=len(ids))
 
 
+def first_occurrences(ids: List[Optional[str]]) -> np.ndarray:
+    """Which of ``ids`` are the first of their value in ``ids`` (a later repeat is False)."""
+    n = len(ids)
+    firsts = dict(zip(reversed(ids), range(n - 1, -1, -1)))     # the last write for a key is its first index
+    if len(firsts) == n:
+        return np.ones(n, dtype=bool)
+    mask = np.zeros(n, dtype=bool)
+    mask[np.fromiter(firsts.values(), dtype=np.int64, count=len(firsts))] = True
+    return mask
+
+
 def journal_bytes(fields: Fields, ops: Sequence[Op]) -> bytes:
     """One journal entry: ``ops`` in order, as an Arrow IPC table."""
     kinds: List[np.ndarray] = [np.zeros(0, np.int8)]
@@ -54,7 +69,8 @@ def journal_bytes(fields: Fields, ops: Sequence[Op]) -> bytes:
         kinds.append(np.full(n, op, np.int8))
         ids.extend(op_ids)
         for name, dtype, fill in fields:
-            columns[name].append(np.asarray(values[name], dtype=dtype) if op else np.full(n, fill, dtype))
+            given = op and name in values
+            columns[name].append(np.asarray(values[name], dtype=dtype) if given else np.full(n, fill, dtype))
     return table_bytes({"op": np.concatenate(kinds), "request_id": ids,
                         **{name: np.concatenate(parts) for name, parts in columns.items()}})
 
@@ -77,6 +93,10 @@ class PendingSet:
 
     def __contains__(self, request_id: str) -> bool:
         return request_id in self._slots
+
+    def holds(self, ids: List[Optional[str]]) -> np.ndarray:
+        """Which of ``ids`` are waiting here (None never is)."""
+        return np.fromiter(map(self._slots.__contains__, ids), dtype=bool, count=len(ids))
 
     def ids(self) -> List[str]:
         return list(self._slots)
@@ -138,8 +158,8 @@ class PendingSet:
         if self._used + n > len(next(iter(self._columns.values()))):
             self._compact(n)
         first = self._used
-        for name, dtype, _ in self.fields:
-            self._columns[name][first:first + n] = np.asarray(columns[name], dtype=dtype)
+        for name, dtype, fill in self.fields:      # a field an older journal lacks: its fill value
+            self._columns[name][first:first + n] = np.asarray(columns[name], dtype=dtype) if name in columns else fill
         self._used += n
         return first
 

@@ -1,12 +1,16 @@
 """The monitor's state: one sqlite file (``<runs>/monitor/<model>/state.sqlite``) written in one
 transaction per batch, so a crash (even SIGKILL) loses the uncommitted batch only.
 
-Tables: ``meta`` (JSON values: log position, label file positions, counters, the serving
-version and its window origin, detector states, the retrain decision, ...), ``blobs`` (the
-label window's rows), ``window_chunks`` (the unfinished windows' rows, appended batch by batch
-and trimmed to the rows still needed) and ``pending_journal`` (the pending predictions' and
-labels' journal: ``monitoring/pending.py``). Rows are stored as Arrow IPC tables
+Tables: ``meta`` (JSON values: log position, label file positions, counters, each model
+version's window state and detector states, the retrain decision, ...), ``blobs`` (each
+version's label window rows), ``window_chunks`` (each version's unfinished windows' rows,
+appended batch by batch and trimmed to the rows still needed; ``version`` says whose) and
+``pending_journal`` (the journals of the pending predictions, pending labels and recently
+joined ids: ``monitoring/pending.py``). Rows are stored as Arrow IPC tables
 (:func:`table_bytes`, :func:`table_columns`).
+
+Format 3 keeps windows per model version; a format 2 file (one serving version's windows) is
+upgraded when opened (:meth:`StateStore.upgrade_chunks`, then the monitor's restore).
 """
 from __future__ import annotations
 
@@ -18,7 +22,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-STATE_FORMAT = 2                 # what ``meta.format`` says; a state file of another format is refused
+STATE_FORMAT = 3                 # what ``meta.format`` says; 2 is upgraded, any other is refused
+UPGRADABLE_FORMATS = (2,)
 STATE_FILE = "state.sqlite"
 
 
@@ -30,7 +35,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS blobs (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS window_chunks (first_row INTEGER PRIMARY KEY, last_row INTEGER NOT NULL,
-    data BLOB NOT NULL);
+    data BLOB NOT NULL, version INTEGER);
 CREATE TABLE IF NOT EXISTS pending_journal (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, rows INTEGER NOT NULL,
     data BLOB NOT NULL);
 """
@@ -62,8 +67,18 @@ class StateStore:
         row = self.db.execute("SELECT value FROM blobs WHERE key = ?", (key,)).fetchone()
         return None if row is None else bytes(row[0])
 
-    def window_chunks(self) -> List[bytes]:
-        return [bytes(r[0]) for r in self.db.execute("SELECT data FROM window_chunks ORDER BY first_row")]
+    def window_chunks(self) -> List[Tuple[Optional[int], bytes]]:
+        """(model version, rows) of the unfinished windows, in record order."""
+        return [(r[0], bytes(r[1]))
+                for r in self.db.execute("SELECT version, data FROM window_chunks ORDER BY first_row")]
+
+    def upgrade_chunks(self, version: int) -> None:
+        """A format 2 file: its ``window_chunks`` (no ``version`` column) are the rows of its one
+        serving ``version``. Idempotent, so a crash before the next commit only repeats it."""
+        columns = [r[1] for r in self.db.execute("PRAGMA table_info(window_chunks)")]
+        if "version" not in columns:
+            self.db.execute("ALTER TABLE window_chunks ADD COLUMN version INTEGER")
+        self.db.execute("UPDATE window_chunks SET version = ? WHERE version IS NULL", (version,))
 
     def journal(self, kind: str) -> Tuple[List[bytes], int]:
         """The committed journal entries of the pending set ``kind`` ("predictions" or
@@ -73,21 +88,24 @@ class StateStore:
 
     def commit(self, meta: Mapping[str, Any], blobs: Mapping[str, bytes],
                journal: Mapping[str, Tuple[bool, int, bytes]] = {},
-               chunks: Tuple[bool, Optional[int], Sequence[Tuple[int, int, bytes]]] = (False, None, ())) -> None:
+               chunks: Tuple[Mapping[int, Optional[int]], Sequence[Tuple[int, int, int, bytes]]] = ({}, ())) -> None:
         """One transaction. ``journal``: kind -> (snapshot: replaces the kind's entries, number of
-        operations, entry); ``chunks`` = (drop all, drop those ending before this row, new ones)."""
+        operations, entry); ``chunks`` = (version -> drop its chunks ending before this row, all
+        of them when None; new chunks as (first row, last row, version, rows))."""
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
             db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                            [(k, json.dumps(v, sort_keys=True)) for k, v in meta.items()])
             db.executemany("INSERT OR REPLACE INTO blobs (key, value) VALUES (?, ?)", list(blobs.items()))
-            clear, before, new = chunks
-            if clear:
-                db.execute("DELETE FROM window_chunks")
-            elif before is not None:
-                db.execute("DELETE FROM window_chunks WHERE last_row < ?", (before,))
-            db.executemany("INSERT OR REPLACE INTO window_chunks (first_row, last_row, data) VALUES (?, ?, ?)", new)
+            drops, new = chunks
+            for version, before in drops.items():
+                if before is None:
+                    db.execute("DELETE FROM window_chunks WHERE version = ?", (version,))
+                else:
+                    db.execute("DELETE FROM window_chunks WHERE version = ? AND last_row < ?", (version, before))
+            db.executemany("INSERT OR REPLACE INTO window_chunks (first_row, last_row, version, data) "
+                           "VALUES (?, ?, ?, ?)", new)
             for kind, (snapshot, n, data) in journal.items():
                 if snapshot:
                     db.execute("DELETE FROM pending_journal WHERE kind = ?", (kind,))

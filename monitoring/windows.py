@@ -57,6 +57,8 @@ def evaluate_window(baseline: Baseline, first: int, last: int, rows: Mapping[str
     p = prob[np.isfinite(prob)]
     window: Dict[str, Any] = {"first": first, "last": last, "records": int(prob.size),
                               "time": time.time(), "version": baseline.version}
+    if error is not None:
+        window["features_skipped"] = error
     drift: Optional[Dict[str, Any]] = None
     if report is not None:
         drift = report.to_dict()
@@ -99,6 +101,16 @@ def evaluate_window(baseline: Baseline, first: int, last: int, rows: Mapping[str
             window["estimated"] = perf["estimated"].get(baseline.metric)
             window["estimated_metric"] = baseline.metric
     return WindowReport(scope, drift, monitor, window, error)
+
+
+def features_text(summary: Mapping[str, Any]) -> str:
+    """What a window's summary says of its features, in words: the drifted ones, "no feature
+    drift", or that the check was skipped and why (never "no feature drift" then)."""
+    if summary.get("features_skipped"):
+        return f"feature check skipped: {summary['features_skipped']}"
+    if summary.get("drift_detected"):
+        return "drift in " + (", ".join(summary.get("drifted_features") or []) or "the joint check")
+    return "no feature drift"
 
 
 def top_class_matrix(index: np.ndarray, confidence: np.ndarray, k: int) -> np.ndarray:

@@ -120,20 +120,27 @@ def run_monitor(cfg_path, logs, labels=None, chunks=(None,), retrain=None):
 def outcome(cfg):
     """What two runs must agree on: committed counters, detector states and every alert key."""
     from driftguard.components.alerts.outbox import Outbox, outbox_path
-    from driftguard.monitoring.pending import LABEL_FIELDS, PREDICTION_FIELDS, PendingSet
+    from driftguard.monitoring.pending import JOINED_FIELDS, LABEL_FIELDS, PREDICTION_FIELDS, PendingSet
     from driftguard.monitoring.store import STATE_FILE, StateStore, state_dir
 
     store = StateStore(state_dir(cfg) / STATE_FILE)
     meta = store.meta()
     pending = {kind: list(PendingSet.replay(fields, *store.journal(kind)).rows())      # in order
-               for kind, fields in (("predictions", PREDICTION_FIELDS), ("labels", LABEL_FIELDS))}
+               for kind, fields in (("predictions", PREDICTION_FIELDS), ("labels", LABEL_FIELDS),
+                                    ("joined", JOINED_FIELDS))}
+    chunks = store.window_chunks()
     store.close()
     keys = sorted(r["dedup_key"] for r in Outbox(outbox_path(cfg.runs_path)).rows())
     jsonl = cfg.runs_path / "alerts.jsonl"
     lines = [json.loads(x)["dedup_key"] for x in jsonl.read_text().splitlines()] if jsonl.exists() else []
-    detectors = {k: v["state"] for k, v in meta.get("detectors", {}).items()}
+    detectors = {f"v{v}/{k}": d["state"] for v, lane in meta.get("lanes", {}).items()
+                 for k, d in lane["detectors"].items()}
+    # each version's windows, without the wall-clock times of their summaries
+    lanes = {v: {k: ({f: x for f, x in val.items() if f != "time"} if isinstance(val, dict) else val)
+                 for k, val in lane.items() if k != "detectors"}
+             for v, lane in meta.get("lanes", {}).items()}
     return {"counters": meta["counters"], "detectors": detectors, "alerts": keys, "jsonl": lines,
-            "position": meta["position"], "pending": pending, "meta": meta}
+            "position": meta["position"], "pending": pending, "meta": meta, "lanes": lanes, "chunks": chunks}
 
 
 class AirflowStandIn:
@@ -242,7 +249,7 @@ def test_stopping_at_awkward_points_loses_and_repeats_nothing(tmp_path, first_pu
                                                             airflow_url=airflow.url))
     finally:
         airflow.close()
-    for key in ("counters", "detectors", "alerts", "position", "pending"):
+    for key in ("counters", "detectors", "alerts", "position", "pending", "lanes"):
         assert chunked[key] == reference_run[key], key
     assert sorted(chunked["jsonl"]) == reference_run["alerts"]     # each alert delivered once
     assert len(airflow.requests) == 1        # debounced across restarts (remembered in the state)
@@ -285,7 +292,7 @@ def test_sigkill_mid_log_then_resume_equals_one_uninterrupted_run(tmp_path, firs
     killed_at = outcome(cfg)["counters"]["records"]
     assert 4000 <= killed_at < N_TOTAL
     resumed = run_monitor(cfg_path, scenario / "logs", scenario / "labels.csv")
-    for key in ("detectors", "alerts", "position", "pending"):
+    for key in ("detectors", "alerts", "position", "pending", "lanes"):
         assert resumed[key] == reference_run[key], key
     assert sorted(resumed["jsonl"]) == reference_run["alerts"]
     mine = {k: v for k, v in resumed["counters"].items() if k != "retrain_triggers"}
@@ -302,7 +309,10 @@ def test_tf_serving_logs_without_request_ids(tmp_path, first_push, traffic):
     c = result["counters"]
     assert c["records"] == n and c["log_records"] == n // 3
     assert c["without_id"] == n and c["labels_joined"] == 0 and c["label_windows"] == 0
-    assert {k: len(v) for k, v in result["pending"].items()} == {"predictions": 0, "labels": n}   # labels wait
+    # no logged prediction carries an id: once the log is read to its end, the labels are counted as
+    # labels for unknown ids and dropped (they waited for good before)
+    assert c["labels_unknown_id"] == n
+    assert {k: len(v) for k, v in result["pending"].items()} == {"predictions": 0, "labels": 0, "joined": 0}
     assert any("/feature_psi/fare" in k for k in result["alerts"]), result["alerts"]
     assert not any("metric_drop" in k or "error_rate" in k for k in result["alerts"])
 
@@ -600,3 +610,222 @@ def test_a_change_that_ends_resolves_and_real_sinks_get_each_notification_once_a
     meta = result["meta"]["incidents"]
     assert "taxi/live/error_rate_change/error" not in meta["open"]
     assert meta["totals"]["resolved"] == sum(kinds.count("resolved") for kinds in groups.values())
+
+
+# ---------------------------------------------------------------- two versions, labels and ids left out
+#
+# The first 10,100 (unchanged) records, one per request, answered by version 2 except every 40th
+# (records 39, 79, ...), pinned to version 1 (both versions are the trained model: the registry
+# links "1" and "2" to it). Records 5,000 and 5,001 carry fare = Infinity. Records 6,000-6,009
+# reuse the request ids of records 100-109, record 8,001 that of 8,000 and 8,003 that of 8,002.
+# Labels: one per id (flipped for version 1's records: its accuracy collapses), then again for
+# req ids 0-29 (duplicates), then 20 ids never predicted.
+# Then 5 records answered by version 7, which the registry does not hold.
+
+PIN_EVERY, VWINDOW, N_MIXED = 40, 200, N_CLEAN
+REUSED = {**{6000 + k: 100 + k for k in range(10)}, 8001: 8000, 8003: 8002}
+N_DUP, N_GHOST, N_UNKNOWN_VERSION = 30, 20, 5
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory, traffic):
+    import tensorflow as tf
+
+    from driftguard.serving import predictlog as pl
+
+    root = tmp_path_factory.mktemp("mixed")
+    examples = list(traffic["examples"][:N_MIXED])
+    for i in (5000, 5001):
+        ex = tf.train.Example.FromString(examples[i])
+        ex.features.feature["fare"].float_list.value[:] = [float("inf")]
+        examples[i] = ex.SerializeToString()
+    versions = np.where(np.arange(N_MIXED) % PIN_EVERY == PIN_EVERY - 1, 1, 2)
+    ids = [f"m-{i}" for i in range(N_MIXED)]
+    for i, j in REUSED.items():
+        ids[i] = ids[j]
+    with pl.PredictionLogWriter(root / "logs") as w:
+        for i in range(N_MIXED):
+            prob = np.asarray(traffic["prob"][i:i + 1], np.float32).reshape(-1, 1)
+            w.write(pl.make_predict_log("taxi", int(versions[i]), examples[i:i + 1], {"probabilities": prob},
+                                        ids[i:i + 1], timestamp=1_700_000_000 + i))
+        for k in range(N_UNKNOWN_VERSION):
+            w.write(pl.make_predict_log("taxi", 7, examples[k:k + 1],
+                                        {"probabilities": np.full((1, 1), 0.5, np.float32)}, [f"v7-{k}"],
+                                        timestamp=1_700_100_000 + k))
+    first = sorted(set(range(N_MIXED)) - set(REUSED))
+    label_ids = [ids[i] for i in first] + [ids[i] for i in range(N_DUP)] + [f"ghost-{k}" for k in range(N_GHOST)]
+    truth = np.where(versions == 1, 1 - traffic["labels"][:N_MIXED], traffic["labels"][:N_MIXED])
+    label_values = [truth[i] for i in first] + [truth[i] for i in range(N_DUP)] + [0] * N_GHOST
+    write_labels(root / "labels.csv", label_ids, label_values)
+    return {"root": root, "versions": versions, "first": first}
+
+
+def two_versions(root: pathlib.Path, first_push, name: str, **monitor) -> pathlib.Path:
+    """A runs folder whose registry holds versions 1 and 2 (both the trained model)."""
+    runs = root / name / "runs"
+    registry = runs / "serving" / "taxi"
+    registry.mkdir(parents=True)
+    for v in (1, 2):
+        os.symlink(first_push["registry"] / "1", registry / str(v))
+    return make_config(root / name, "cfg", runs=str(runs), monitor={"window": VWINDOW, "step": 0, **monitor})
+
+
+@pytest.fixture(scope="module")
+def mixed_run(tmp_path_factory, first_push, mixed):
+    """`driftguard monitor --once` on the mixed log (in process), its console and its state."""
+    from click.testing import CliRunner
+
+    from driftguard.cli.main import main
+
+    root = tmp_path_factory.mktemp("mixed-run")
+    cfg_path = two_versions(root, first_push, "a")
+    airflow = AirflowStandIn()
+    try:
+        result = CliRunner().invoke(main, ["--config", str(cfg_path), "monitor", "--once", "--logs",
+                                           str(mixed["root"] / "logs"), "--labels", str(mixed["root"] / "labels.csv"),
+                                           "--retrain", "airflow", "--airflow-url", airflow.url])
+    finally:
+        airflow.close()
+    assert result.exit_code == 0, (result.output, result.exception)
+    return {"output": result.output, "cfg_path": cfg_path, "airflow": airflow.requests, **outcome(load(cfg_path))}
+
+
+def test_pinned_traffic_keeps_each_versions_windows(mixed, mixed_run):
+    c, lanes = mixed_run["counters"], mixed_run["lanes"]
+    n1 = int((mixed["versions"] == 1).sum())
+    n2 = N_MIXED - n1
+    assert (n1, n2) == (252, 9848)
+    # every record went to its own version's windows; nothing was dropped
+    assert c["records"] == N_MIXED and c["discarded"] == 0
+    assert c["skipped"] == {"unknown_version": N_UNKNOWN_VERSION}          # counted, and printed (below)
+    assert lanes["2"]["records"] == n2 and lanes["2"]["windows"] == n2 // VWINDOW == 49
+    assert lanes["1"]["records"] == n1 and lanes["1"]["windows"] == n1 // VWINDOW == 1
+    assert c["windows"] == 50
+    # version 1's window holds its first 200 records only: records 39 .. 39 + 199 * 40
+    w1 = lanes["1"]["last_window"]
+    assert (w1["version"], w1["first"], w1["last"], w1["records"]) == (1, 39, 39 + 199 * PIN_EVERY, VWINDOW)
+    w2 = lanes["2"]["last_window"]
+    assert (w2["version"], w2["records"]) == (2, VWINDOW)
+    # the unfinished windows' rows are in the state, each under its version
+    chunks = {}
+    for version, data in mixed_run["chunks"]:
+        from driftguard.monitoring.store import table_columns
+
+        chunks.setdefault(version, []).extend(table_columns(data)["row"].tolist())
+    assert sorted(chunks) == [1, 2]
+    assert all(r % PIN_EVERY == PIN_EVERY - 1 for r in chunks[1]) and len(chunks[1]) >= n1 - VWINDOW
+    assert not any(r % PIN_EVERY == PIN_EVERY - 1 for r in chunks[2]) and len(chunks[2]) >= n2 % VWINDOW
+    # the serving version is the one answering most of the traffic
+    assert mixed_run["meta"]["serving"]["version"] == 2
+    # labels joined to predictions of either version fill that version's label windows
+    assert c["label_windows"] == n1 // VWINDOW + (c["labels_joined"] - n1) // VWINDOW
+
+
+def test_a_skipped_feature_check_is_said_on_the_console_not_no_drift(mixed_run):
+    out = mixed_run["output"]
+    window_lines = [x for x in out.splitlines() if x.startswith("window w")]
+    assert len(window_lines) == 50, out[-3000:]
+    skipped = [x for x in window_lines if "feature check skipped" in x]
+    assert len(skipped) == 1 and "no feature drift" not in skipped[0], skipped
+    assert "(v2, 200 records): feature check skipped: column 'fare' of the current table holds 2 infinite " \
+           "value(s)" in skipped[0], skipped
+    assert mixed_run["counters"]["window_errors"] == 1
+    assert sum("(v1, 200 records)" in x for x in window_lines) == 1
+
+
+def test_duplicate_unknown_and_reused_ids_are_counted_and_printed(mixed_run, first_push):
+    c, out = mixed_run["counters"], mixed_run["output"]
+    assert c["labels_read"] == N_MIXED - len(REUSED) + N_DUP + N_GHOST
+    assert c["labels_duplicate"] == N_DUP
+    assert c["labels_unknown_id"] == N_GHOST
+    assert c["predictions_reused_id"] == len(REUSED)
+    assert c["labels_joined"] == N_MIXED - len(REUSED)
+    assert {k: len(v) for k, v in mixed_run["pending"].items()} == \
+        {"predictions": 0, "labels": 0, "joined": N_MIXED - len(REUSED)}      # nothing waits for good
+    assert f"left out: {N_DUP} duplicate label(s) dropped" in out, out[-3000:]
+    assert f"left out: {N_GHOST} label(s) for request ids no logged prediction carries" in out
+    assert f"left out: {len(REUSED)} prediction(s) reusing a request id" in out
+    assert f"left out: {N_UNKNOWN_VERSION} record(s) skipped: answered by a model version not in the registry " \
+           f"({N_UNKNOWN_VERSION} in all)" in out
+    assert "per version: v1: 252 records, 1 windows, 52 in the next, v2: 9848 records, 49 windows, 48 in the next" \
+        in out
+    # and in the metrics
+    from driftguard.monitoring import exporter
+
+    text = state_dir_of(mixed_run["cfg_path"]) / exporter.METRICS_FILE
+    samples = exporter.parse_exposition(text.read_text())
+    model = (("model", "taxi"),)
+    assert samples["driftguard_monitor_labels_duplicate_total"][model] == N_DUP
+    assert samples["driftguard_monitor_labels_unknown_id_total"][model] == N_GHOST
+    assert samples["driftguard_monitor_predictions_reused_id_total"][model] == len(REUSED)
+    assert samples["driftguard_monitor_windows_features_skipped_total"][model] == 1
+    assert samples["driftguard_monitor_version_windows_total"][(("model", "taxi"), ("version", "1"))] == 1
+    assert samples["driftguard_monitor_version_records_total"][(("model", "taxi"), ("version", "2"))] == 9848
+    assert samples["driftguard_monitor_serving_version"][model] == 2
+
+
+def state_dir_of(cfg_path) -> pathlib.Path:
+    from driftguard.monitoring.store import state_dir
+
+    return state_dir(load(cfg_path))
+
+
+def test_restarts_keep_each_versions_windows(tmp_path, first_push, mixed, mixed_run):
+    cfg_path = two_versions(tmp_path, first_push, "chunks", batch_records=700)
+    chunked = run_monitor(cfg_path, mixed["root"] / "logs", mixed["root"] / "labels.csv",
+                          chunks=(1, 1234, 3765, 2000, None))
+    for key in ("counters", "detectors", "alerts", "position", "pending", "lanes"):
+        assert chunked[key] == mixed_run[key], key
+
+
+def test_a_format_2_state_is_upgraded_and_resumes_as_one_run(tmp_path, first_push, scenario, reference_run):
+    """A state written in format 2 (one serving version's windows, numbered from its origin) is
+    made by hand from a run stopped mid-window; the upgraded resume ends as the uninterrupted run."""
+    from driftguard.monitoring.store import STATE_FILE, state_dir, table_bytes, table_columns
+
+    cfg_path = runs_folder(tmp_path, first_push, "old", batch_records=700)
+    run_monitor(cfg_path, scenario / "logs", scenario / "labels.csv", chunks=(3765,))
+    db = sqlite3.connect(state_dir(load(cfg_path)) / STATE_FILE)
+    meta = {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM meta")}
+    lane = meta.pop("lanes")["1"]
+    assert lane["records"] == meta["counters"]["records"] and lane["windows"] > 0
+    old = {"format": 2, "serving": {"version": 1, "origin": 0, "next_end": lane["next_end"]},
+           "detectors": lane["detectors"], "budget": lane["budget"], "last_window": lane["last_window"],
+           "last_label_window": lane["last_label_window"], "label_window": {"first": 0}}
+    chunks = [(f, last, table_bytes({k: v for k, v in table_columns(bytes(d)).items() if k != "seq"}))
+              for f, last, d in db.execute("SELECT first_row, last_row, data FROM window_chunks")]
+    assert chunks
+    with db:
+        db.execute("DELETE FROM meta WHERE key = 'lanes'")
+        db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in old.items()])
+        db.execute("UPDATE blobs SET key = 'label_buffer' WHERE key = 'label_buffer/1'")
+        db.execute("DELETE FROM pending_journal WHERE kind = 'joined'")
+        db.execute("DROP TABLE window_chunks")
+        db.execute("CREATE TABLE window_chunks (first_row INTEGER PRIMARY KEY, last_row INTEGER NOT NULL, "
+                   "data BLOB NOT NULL)")
+        db.executemany("INSERT INTO window_chunks VALUES (?, ?, ?)", chunks)
+    db.close()
+    resumed = run_monitor(cfg_path, scenario / "logs", scenario / "labels.csv")
+    assert resumed["meta"]["format"] == 3
+    for key in ("detectors", "alerts", "position", "lanes"):
+        assert resumed[key] == reference_run[key], key
+    mine = {k: v for k, v in resumed["counters"].items() if k != "retrain_triggers"}      # no retrainer here
+    assert mine == {k: v for k, v in reference_run["counters"].items() if k != "retrain_triggers"}
+    for kind in ("predictions", "labels"):
+        assert resumed["pending"][kind] == reference_run["pending"][kind], kind
+
+
+def test_pinned_traffics_critical_alerts_are_raised_but_do_not_retrain(mixed_run):
+    """Version 1's labels are flipped: its error detector and label window alert (critical), in
+    version 1's lane only; version 2 serves and is fine, so nothing is retrained."""
+    jsonl = load(mixed_run["cfg_path"]).runs_path / "alerts.jsonl"
+    sent = [json.loads(x) for x in jsonl.read_text().splitlines()]
+    errors = [a for a in sent if a["rule"] == "error_rate_change"]
+    assert errors and all(a["severity"] == "critical" and a["values"]["version"] == 1 for a in errors), sent
+    # version 1's first label window: its first 200 joined labels, joins 39 .. 7989
+    assert "taxi/live/labels-j39-7989/metric_drop" in mixed_run["alerts"], mixed_run["alerts"]
+    assert mixed_run["lanes"]["1"]["last_label_window"]["version"] == 1
+    assert mixed_run["detectors"]["v1/error"] != mixed_run["detectors"]["v2/error"]
+    assert mixed_run["counters"]["detector_alarms"].get("error", 0) >= 1
+    assert mixed_run["airflow"] == [] and mixed_run["counters"]["retrain_triggers"] == 0
+    assert mixed_run["meta"]["retrain"]["versions"] == {}

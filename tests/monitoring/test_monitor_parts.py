@@ -359,7 +359,7 @@ def test_a_state_file_of_another_format_is_refused_naming_it(tmp_path):
     """)
     db.commit()
     db.close()
-    with pytest.raises(MonitorError, match=r"state\.sqlite: state format 1, this driftguard reads format 2"):
+    with pytest.raises(MonitorError, match=r"state\.sqlite: state format 1, this driftguard reads format 3 \(and upgrades 2\)"):
         _bare_monitor(tmp_path)()
 
 
