@@ -462,6 +462,7 @@ def fit_domain_classifier(reference, current, columns: Optional[Sequence[str]] =
     ref = _columns_of(reference, "reference")
     cur = _columns_of(current, "current")
     names, kinds_ = _resolve_columns(ref, cur, columns, kinds)
+    n_ref_all, n_cur_all = next(iter(ref.values())).values.size, next(iter(cur.values())).values.size
     rng = np.random.default_rng(seed)
     salt = rng.integers(2 ** 63, dtype=np.uint64)
     rows_ref = _canonical_rows(ref, names, int(max_rows), salt)
