@@ -22,10 +22,8 @@ Features
     missing values stay missing.
 
 Cross-fitting
-    At most ``max_rows`` rows per side: those with the smallest keys, a seeded 64-bit
-    hash of each row's values, in key order, so the sample, the folds and the AUC do not
-    depend on the order the rows arrive in (a span read from sharded files comes in a
-    different order each run). Each side is split
+    At most ``max_rows`` rows per side, drawn without replacement by a seeded
+    :class:`numpy.random.Generator` (the Spearman check's rule). Each side is split
     into ``folds`` parts of equal size (stratified by side); fold :math:`k`'s rows are
     scored by a model trained on the other folds only, so every row has a held-out
     score.
@@ -77,7 +75,6 @@ stays cheap (``import driftguard.components.drift`` loads no scikit-learn).
 """
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -302,68 +299,16 @@ def _is_columns(table) -> bool:
     return isinstance(table, Mapping) and bool(table) and all(isinstance(v, Column) for v in table.values())
 
 
-_MIX = (np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))
+def _sample_rows(n: int, max_rows: int, rng: np.random.Generator) -> np.ndarray:
+    if n <= max_rows:
+        return np.arange(n)
+    return np.sort(rng.choice(n, size=max_rows, replace=False))
 
 
-def _mix(h: np.ndarray) -> np.ndarray:
-    """SplitMix64's finalizer, elementwise on uint64 (wrapping arithmetic, meant to overflow)."""
-    with np.errstate(over="ignore"):
-        h = h ^ (h >> np.uint64(30))
-        h = h * _MIX[0]
-        h = h ^ (h >> np.uint64(27))
-        h = h * _MIX[1]
-        return h ^ (h >> np.uint64(31))
-
-
-def _label_hash(label) -> int:
-    if label is None:
-        return 0x9E3779B97F4A7C15
-    return int.from_bytes(hashlib.blake2b(str(label).encode("utf-8"), digest_size=8).digest(), "little")
-
-
-def _column_hash(column: Column) -> np.ndarray:
-    """A 64-bit hash of each value, the same in every process (no ``hash()``: it is salted per process)."""
-    if column.kind == "numeric":
-        v = np.array(column.values, dtype=np.float64)
-        v[np.isnan(v)] = np.nan  # one NaN bit pattern
-        v[v == 0.0] = 0.0  # -0.0 and 0.0 alike
-        return _mix(v.view(np.uint64))
-    known: Dict[Any, int] = {}
-    out = np.empty(column.values.size, dtype=np.uint64)
-    for i, label in enumerate(column.values):
-        h = known.get(label)
-        if h is None:
-            h = known[label] = _label_hash(label)
-        out[i] = h
-    return out
-
-
-def _row_keys(columns: Mapping[str, Column], names: Sequence[str], salt: np.uint64) -> np.ndarray:
-    """A pseudo-random 64-bit key per row that depends only on the row's values and ``salt``."""
-    n = columns[names[0]].values.size
-    keys = np.full(n, salt, dtype=np.uint64)
-    for name in names:
-        keys = _mix(keys ^ _column_hash(columns[name]))
-    return keys
-
-
-def _canonical_rows(columns: Mapping[str, Column], names: Sequence[str], max_rows: int, salt: np.uint64) -> np.ndarray:
-    """At most ``max_rows`` rows, chosen and ordered by their keys (:func:`_row_keys`).
-
-    Why not ``rng.choice`` over row positions: the rows of a span read from sharded files
-    come in an order that changes from run to run, and a sample (and the folds) drawn by
-    position then changed the AUC of the same data (0.7296 / 0.7266 / 0.7302 for three
-    shuffles of the same 3,000 taxi rows per side). Chosen and ordered by a hash of their
-    values, the sample, the folds, the trees and so the AUC are those of the rows as a
-    multiset: identical rows share a key, so which copy comes first changes nothing.
-    """
-    order = np.argsort(_row_keys(columns, names, salt), kind="stable")
-    return order[:max_rows]
-
-
-def _fold_ids(n: int, folds: int) -> np.ndarray:
-    """Rows in key order (:func:`_canonical_rows`) dealt round-robin: equal folds, a pseudo-random split."""
-    return np.arange(n) % folds
+def _fold_ids(n: int, folds: int, rng: np.random.Generator) -> np.ndarray:
+    ids = np.empty(n, dtype=np.intp)
+    ids[rng.permutation(n)] = np.arange(n) % folds
+    return ids
 
 
 def _resolve_columns(ref: Mapping[str, Column], cur: Mapping[str, Column], columns: Optional[Sequence[str]],
@@ -464,9 +409,8 @@ def fit_domain_classifier(reference, current, columns: Optional[Sequence[str]] =
     names, kinds_ = _resolve_columns(ref, cur, columns, kinds)
     n_ref_all, n_cur_all = next(iter(ref.values())).values.size, next(iter(cur.values())).values.size
     rng = np.random.default_rng(seed)
-    salt = rng.integers(2 ** 63, dtype=np.uint64)
-    rows_ref = _canonical_rows(ref, names, int(max_rows), salt)
-    rows_cur = _canonical_rows(cur, names, int(max_rows), _mix(salt))
+    rows_ref = _sample_rows(n_ref_all, int(max_rows), rng)
+    rows_cur = _sample_rows(n_cur_all, int(max_rows), rng)
     n_ref, n_cur = rows_ref.size, rows_cur.size
     k = min(int(folds), min(n_ref, n_cur) // MIN_ROWS_PER_FOLD)
     if k < 2:
@@ -483,7 +427,7 @@ def fit_domain_classifier(reference, current, columns: Optional[Sequence[str]] =
                         for n in names if kinds_[n] == "numeric"})
     x = np.vstack([encoder.encode(ref, rows_ref), encoder.encode(cur, rows_cur)])
     y = np.concatenate([np.zeros(n_ref, dtype=np.int8), np.ones(n_cur, dtype=np.int8)])
-    fold_of = np.concatenate([_fold_ids(n_ref, k), _fold_ids(n_cur, k)])
+    fold_of = np.concatenate([_fold_ids(n_ref, k, rng), _fold_ids(n_cur, k, rng)])
     tree_seed = int(rng.integers(2 ** 31 - 1))
 
     from sklearn.ensemble import HistGradientBoostingClassifier
