@@ -188,6 +188,8 @@ def resolution_edges(values: np.ndarray, bins: int) -> np.ndarray:
     classifier learns; measured: 10% false alarms at 2,000 rows per side). Placing each
     edge in the widest nearby gap keeps it off a sub-resolution move: ``fare * 1.003``
     turns 7.25 into 7.27, and the edge goes between 7.27 and 7.50, not between 7.25 and 7.27.
+    When every nearby gap is that narrow (clustered coordinates), the edge moves out of the
+    cluster as :func:`quantile_edges` moves its own (:func:`_wide_gap_near`).
 
     Examples
     --------
@@ -211,8 +213,33 @@ def resolution_edges(values: np.ndarray, bins: int) -> np.ndarray:
         hi = min(max(hi, lo) + 1, gaps.size - 1)
         widest = np.flatnonzero(gaps[lo:hi + 1] == gaps[lo:hi + 1].max()) + lo
         i = int(widest[np.argmin(np.abs(below[widest] - target))])  # of equal gaps, the one nearest the quantile
+        if CLUSTER_TOLERANCE > 0:
+            i = _wide_gap_near(i, k, bins, below, gaps, distinct)
         edges.append((distinct[i] + distinct[i + 1]) / 2.0)
     return np.unique(np.array(edges))
+
+
+def _wide_gap_near(i: int, k: int, bins: int, below: np.ndarray, gaps: np.ndarray, distinct: np.ndarray) -> int:
+    """The gap for :func:`resolution_edges`' ``k``-th edge: gap ``i``, or, when it is within the cluster
+    tolerance (:data:`CLUSTER_TOLERANCE` of the local bin width), the nearest gap wider than twice it within
+    a bin on either side (the rule of :func:`quantile_edges`, Notes).
+
+    Pooled values of a clustered coordinate moved by one unit hold each address twice, the reference's
+    copy and the current one a metre away; with every nearby gap that narrow, the widest was the one
+    between the copies, and the classifier told 6% of the rows apart by it (Minneapolis stops, every
+    latitude + 1e-5: 13% of 10,000-row samples reported).
+    """
+    lo_at = int(np.searchsorted(below, (k - 1) / bins, side="left"))
+    hi_at = int(np.searchsorted(below, (k + 1) / bins, side="right"))
+    lower, upper = distinct[min(lo_at, distinct.size - 1)], distinct[min(hi_at, distinct.size - 1)]
+    tolerance = CLUSTER_TOLERANCE * (upper - lower) / 2.0
+    if gaps[i] > 2.0 * tolerance or tolerance <= 0:
+        return i
+    window = np.arange(max(lo_at - 1, 0), min(hi_at + 1, gaps.size))
+    wide = window[gaps[window] > 2.0 * tolerance]
+    if not wide.size:
+        return i
+    return int(wide[np.argmin(np.abs(wide - i))])
 
 
 def inverted_cdf_positions(n: int, probabilities: np.ndarray) -> np.ndarray:
