@@ -344,7 +344,8 @@ def run_trial(job):
         cur = change(cur, rng, table)
     report = detect_drift(ref, cur, exclude=exclude, **_KWARGS)
     if part == "cal":
-        causes = list(report.drifted_features) + (["<multivariate>"] if report.multivariate.drifted else [])
+        causes = list(report.drifted_features) + (["<multivariate>"] if report.multivariate.drifted else []) \
+            + (["<classifier>"] if report.classifier is not None and report.classifier.drifted else [])
         return job, report.drift_detected, causes
     _, _, test, feature, category = SMALL[index]
     f = report.features[feature]
@@ -396,7 +397,7 @@ def calibration(tables, sizes, trials, trials_large, kwargs, processes, only=Non
                 row.append(f"**{cell}**" if bad else cell)
             print(f"| {name} | {target} | " + " | ".join(row) + " |")
     if causes:
-        print("\nReports of no-drift and negligible scenarios, by cause (feature or <multivariate>):\n")
+        print("\nReports of no-drift and negligible scenarios, by cause (feature, <multivariate> for the Spearman pairs, <classifier>):\n")
         for (t, s, n), counter in sorted(causes.items()):
             print(f"- {t}, {SCENARIOS[t][s][0]}, n={n:,}: {dict(counter)}")
 
