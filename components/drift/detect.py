@@ -153,6 +153,19 @@ def _numeric_direction(delta: float) -> str:
     return "none"
 
 
+def _two_numbers(a: float, b: float) -> str:
+    """``"a -> b"`` with as many significant digits as it takes to tell them apart (4 to 10):
+    latitudes 41.8977 and 41.8985 both read 41.9 at 4 digits.
+
+    >>> _two_numbers(41.89771, 41.89852), _two_numbers(12.5, 13.75)
+    ('41.898 -> 41.899', '12.5 -> 13.75')
+    """
+    digits = 4
+    while digits < 10 and f"{a:.{digits}g}" == f"{b:.{digits}g}" and a != b:
+        digits += 1
+    return f"{a:.{digits}g} -> {b:.{digits}g}"
+
+
 def _compare_feature(name: str, kind: str, reference: PreparedReference, cur: Column, method_name: str,
                      threshold: float, n_bins: int, test_bins: int, min_category_share: float,
                      missing_threshold: float, unseen_threshold: float, location_threshold: float
@@ -193,7 +206,7 @@ def _compare_feature(name: str, kind: str, reference: PreparedReference, cur: Co
     if "location" in p_values:
         t = comparison.details["winsorized_t_test"]
         checks.append(("location", "mean_shift", abs(t["shift"]), location_threshold, t["p_value"],
-                       f"winsorized mean {t['mean_reference']:.4g} -> {t['mean_current']:.4g} "
+                       f"winsorized mean {_two_numbers(t['mean_reference'], t['mean_current'])} "
                        f"({t['shift']:+.2f} sd)"))
     if kind == "categorical":
         scores["unseen_share"] = comparison.unseen.share
