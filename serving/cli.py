@@ -43,7 +43,7 @@ from driftguard.pipeline.cli_support import DriftguardError, load_config, token_
 def serve(ctx: click.Context, host: str, port: int, poll_seconds: float, max_body_bytes: int,
           log_dir: Optional[pathlib.Path], log_sample_rate: float, log_max_mb: float, log_max_age: float,
           token_env: Optional[str], inference_threads: int, verbose: bool) -> None:
-    """Serve the newest registry version over TF Serving's REST API (see README, "Serving").
+    """Serve the registry's champion version (the newest without labels) over TF Serving's REST API (see README, "Serving").
 
     \b
     POST /v1/models/<model>[/versions/<v>]:predict   GET /v1/models/<model>[/versions/<v>][/metadata]

@@ -34,9 +34,10 @@ write) run in a bounded thread pool of ``inference_threads`` (4) threads; a requ
 every thread busy waits in the pool's queue with its body already read. Status, metadata,
 ``/metrics`` and ``/healthz`` are answered on the loop. See docs/serving.md for why 4.
 
-Versions: the newest version in the registry is served; a background thread polls the registry
-and loads a new version off the request path, then swaps it in with one assignment. The newest
-``keep_versions`` (2) loaded versions answer version-specific requests. A version that fails to
+Versions: the champion (``labels.json``; the newest version without a champion label) is served;
+a background thread polls the registry (versions and labels) and loads a new version off the
+request path, then swaps it in with one assignment. The newest ``keep_versions`` (2) loaded
+versions and every labelled one answer ``/versions/<v>`` and ``/labels/<label>`` requests. A version that fails to
 load is logged and counted, and the versions already loaded keep serving.
 """
 from __future__ import annotations
@@ -341,7 +342,7 @@ async def _serve(service: PredictionService, out, stop: asyncio.Event) -> None:
 
 
 def serve(settings: ServeSettings, *, out=None) -> None:
-    """Load the newest version, print ``serving <model> v<N> at <url>``, serve until SIGTERM or
+    """Load the served version (the champion, else the newest), print ``serving <model> v<N> at <url>``, serve until SIGTERM or
     SIGINT, then stop accepting, finish the requests in flight and close the prediction log."""
     settings.validate()
     service = PredictionService(settings)
