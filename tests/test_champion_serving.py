@@ -74,6 +74,11 @@ def _pick(registry, version, *args, **kwargs):
     raise _Picked(version)
 
 
+def _expect_pick(case):
+    """A corrupt labels file stops the executor with LabelError; otherwise the patched loader says which version."""
+    return pytest.raises(labels_lib.LabelError, match=CORRUPT) if case == "corrupt" else pytest.raises(_Picked)
+
+
 def test_drift_detector_compares_with_the_champion(registry, tmp_path, monkeypatch):
     from driftguard.components.drift_detector import executor as detector_executor
     from driftguard.components.drift_detector import spec as detector_spec
@@ -82,8 +87,7 @@ def test_drift_detector_compares_with_the_champion(registry, tmp_path, monkeypat
     monkeypatch.setattr(detector_executor, "load_baseline", _pick)
     report = detector_spec.DriftReport()
     report.uri = str(tmp_path / "report")
-    expected = (pytest.raises(labels_lib.LabelError, match=CORRUPT) if case == "corrupt"
-                else pytest.raises(_Picked))
+    expected = _expect_pick(case)
     with expected as raised:
         detector_executor.Executor().Do(
             {detector_spec.EXAMPLES_KEY: [_examples(tmp_path, 7)]}, {detector_spec.DRIFT_REPORT_KEY: [report]},
@@ -102,8 +106,7 @@ def test_prediction_monitor_scores_with_the_champion(registry, tmp_path, monkeyp
     monkeypatch.setattr(model_io, "load_baseline", _pick)
     report = monitor_spec.ModelMonitorReport()
     report.uri = str(tmp_path / "monitor")
-    expected = (pytest.raises(labels_lib.LabelError, match=CORRUPT) if case == "corrupt"
-                else pytest.raises(_Picked))
+    expected = _expect_pick(case)
     with expected as raised:
         monitor_executor.Executor().Do(
             {monitor_spec.EXAMPLES_KEY: [_examples(tmp_path, 7)]}, {monitor_spec.MONITOR_KEY: [report]},
