@@ -38,7 +38,7 @@ import pathlib
 import re
 import socket
 import uuid
-from typing import Any, Dict, Iterator, List, Mapping, Optional
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
 
 from driftguard.components.registry_pusher.registry import _fsync_dir, existing_versions
 
@@ -66,7 +66,7 @@ class LabelChange:
     exist; for ``champion``, the newest version that was served by default then)."""
 
     label: str
-    version: int
+    version: Optional[int]      # None: the label was dropped
     previous: Optional[int]
     entry: Dict[str, Any]       # the audit line written
 
@@ -234,14 +234,17 @@ def _repair_audit(registry: pathlib.Path, state: Dict[str, Any]) -> None:
 
 
 def set_labels(registry: pathlib.Path, labels: Mapping[str, int], *, action: str, reason: str,
-               who: Optional[str] = None, expect: Optional[Mapping[str, Optional[int]]] = None) -> List[LabelChange]:
-    """Point each label of ``labels`` at its version in one atomic write, with one audit line per
-    label that moved; return the changes (labels already there are left out).
+               who: Optional[str] = None, expect: Optional[Mapping[str, Optional[int]]] = None,
+               remove: Sequence[str] = (), extra: Optional[Mapping[str, Any]] = None) -> List[LabelChange]:
+    """Point each label of ``labels`` at its version and drop the labels of ``remove`` in one
+    atomic write, with one audit line per label that moved (a dropped one has version None);
+    return the changes (labels already there, or already absent, are left out).
 
     ``expect``: ``{label: version or None}`` each label must hold now (compare-and-swap under the
-    lock; LabelError when another writer moved it first)."""
+    lock; LabelError when another writer moved it first). ``extra``: fields added to each audit
+    line (the monitor's decision id)."""
     registry = pathlib.Path(registry)
-    for label in labels:
+    for label in [*labels, *remove]:
         check_label(label)
     with _locked(registry):
         state = _read_state(registry)
@@ -269,9 +272,17 @@ def set_labels(registry: pathlib.Path, labels: Mapping[str, int], *, action: str
                      "version": version, "previous": previous, "reason": reason, "revision": revision}
             if label == CHAMPION and CHAMPION not in current:
                 entry["previous_implicit"] = True     # the newest version, served by default
+            entry.update(extra or {})
             current[label] = version
             entries.append(entry)
             changes.append(LabelChange(label, version, previous, entry))
+        for label in remove:
+            if label not in current or label in labels:
+                continue
+            entry = {"time": stamp, "who": who or _who(), "action": action, "label": label, "version": None,
+                     "previous": current.pop(label), "reason": reason, "revision": revision, **(extra or {})}
+            entries.append(entry)
+            changes.append(LabelChange(label, None, entry["previous"], entry))
         if not entries:
             return []
         new_state = {"labels": dict(sorted(current.items())), "revision": revision, "last_change": entries}
