@@ -177,6 +177,10 @@ def monitor(ctx: click.Context, logs: Optional[pathlib.Path], labels: Optional[p
             for line in _left_out_lines(counters, seen["counters"]):
                 click.echo(line)
             seen["counters"] = counters
+            for d in (snapshot.get("rollout") or {}).get("step_decisions") or []:
+                if d["id"] not in printed:
+                    click.echo(_decision_line(d))
+                    printed.add(d["id"])
             events = (snapshot.get("incidents") or {}).get("events") or []
             if events != last_events:         # the final snapshot repeats the last step's
                 for kind, incident, title in events:
@@ -205,6 +209,9 @@ def monitor(ctx: click.Context, logs: Optional[pathlib.Path], labels: Optional[p
                       for v, ln in sorted(mon.lanes.items()))
     if lanes:
         click.echo(f"per version: {lanes}")
+    rollout = mon.snapshot()["rollout"]
+    if rollout["active"] or rollout["decisions"]:
+        click.echo(_rollout_line(rollout))
     left = [f"{n} {SKIP_TEXT.get(r, r)}" for r, n in sorted(c["skipped"].items()) if n]
     left += [f"{c.get(k, 0)} {text}" for k, text in LEFT_OUT if c.get(k, 0)]
     if c.get("window_errors"):
@@ -216,3 +223,28 @@ def _incidents_text(mon) -> str:
     t = mon.incidents.summary()["totals"]
     return (f"incidents: {t['opened']} opened, {t['updated']} updates sent, {t['repeated']} repeats recorded, "
             f"{t['resolved']} resolved, {len(mon.incidents.open)} open")
+
+
+def _decision_line(d: dict) -> str:
+    what = "rolled back" if d["action"] == "rollback" else "promoted to champion"
+    return f"rollout decision: challenger version {d['challenger']} {what} ({d['status']}): {d['reason']}"
+
+
+def _rollout_line(rollout: dict) -> str:
+    """The comparison running now, or the last decision."""
+    a = rollout["active"]
+    if a is None:
+        d = rollout["decisions"][-1]
+        return (f"rollout: none running; last: {d['action']} of version {d['challenger']} against version "
+                f"{d['champion']} ({d['status']})")
+    loss = a["loss"]
+    text = (f"rollout {a['mode']}: challenger v{a['challenger']} vs champion v{a['champion']}: labels "
+            f"{a['labels']['challenger']} / {a['labels']['champion']}")
+    if loss["challenger"] is not None and loss["champion"] is not None:
+        text += f", loss {loss['challenger']:.4g} vs {loss['champion']:.4g}"
+    if a["agreement"] is not None:
+        text += f", agreement {100 * a['agreement']:.1f} % on {a['pairs']} shadowed ids"
+    elif a["pairs"]:
+        text += f", mean |difference| {a['mean_abs_difference']:.4g} on {a['pairs']} shadowed ids"
+    d = a["decision"]
+    return text + (f"; decision: {d['action']} ({d['status']})" if d else f"; {a['looks']} look(s), no decision yet")

@@ -43,6 +43,7 @@ class Lane:
     buffer: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     label_buffer: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     persisted_seq: int = -1            # the last buffered seq already in the store
+    parts: List[Dict[str, np.ndarray]] = dataclasses.field(default_factory=list)   # appended, not yet in buffer
 
     def meta(self) -> Dict[str, Any]:
         return {"records": self.records, "next_end": self.next_end, "last_row": self.last_row,
@@ -71,7 +72,10 @@ class Lane:
         new = dict(columns)
         new["row"] = rows
         new["seq"] = np.arange(self.records, self.records + n, dtype=np.int64)
-        self.buffer = {k: np.concatenate([self.buffer[k], new[k]]) for k in new} if self.buffer else new
+        # joined into ``buffer`` when a window closes or the buffer is read: under a shadow rollout
+        # the versions alternate record by record, and joining at every append would copy the
+        # whole unfinished window per record
+        self.parts.append(new)
         self.records += n
         self.last_row = int(rows[-1])
         self._count(rows, block_size)
@@ -79,6 +83,8 @@ class Lane:
     def closing(self, window: int, step: int):
         """Yield (first row, last row, rows) of each window the appended records complete, in
         order, then drop the rows no later window needs."""
+        if self.next_end <= self.records:
+            self.consolidate()
         while self.next_end <= self.records:
             end = self.next_end
             seq = self.buffer["seq"]
@@ -89,7 +95,15 @@ class Lane:
             yield int(part["row"][0]), int(part["row"][-1]), part
         self.trim(window)
 
+    def consolidate(self) -> None:
+        """Join the appended parts into ``buffer``."""
+        if self.parts:
+            parts = ([self.buffer] if self.buffer else []) + self.parts
+            self.buffer = {k: np.concatenate([p[k] for p in parts]) for k in parts[-1]}
+            self.parts = []
+
     def trim(self, window: int) -> None:
+        self.consolidate()
         if self.buffer:
             cut = int(np.searchsorted(self.buffer["seq"], self.next_end - window))
             if cut:
@@ -97,6 +111,7 @@ class Lane:
 
     def unfinished(self) -> int:
         """Records buffered towards the next window."""
+        self.consolidate()
         return len(self.buffer.get("seq", ()))
 
     # -- the serving choice

@@ -62,6 +62,7 @@ import dataclasses
 import fcntl
 import json
 import logging
+import os
 import pathlib
 import signal
 import time
@@ -76,7 +77,8 @@ from driftguard.monitoring.baseline import Baseline, load_baseline
 from driftguard.monitoring.errors import MonitorError
 from driftguard.monitoring.lanes import Lane, serving_version
 from driftguard.monitoring.pending import (JOINED_FIELDS, LABEL_FIELDS, PREDICTION_FIELDS, PendingSet,
-                                           first_occurrences, pick, with_id)
+                                           first_occurrences, pick, version_key, with_id)
+from driftguard.monitoring.rollout import Rollout
 from driftguard.monitoring.store import (STATE_FILE, STATE_FORMAT, UPGRADABLE_FORMATS, StateStore, state_dir,
                                          table_bytes, table_columns)
 from driftguard.monitoring.trigger import Retrainer
@@ -85,6 +87,10 @@ from driftguard.serving import predictlog as pl
 log = logging.getLogger(__name__)
 
 _MAX_LABEL_ROWS_PER_STEP = 1_000_000
+_KEEP_DECISIONS = 100               # rollout decisions kept in the state (the registry's audit keeps all)
+# DRIFTGUARD_FAULT_KILL_IN_ROLLOUT=before_apply|after_apply: SIGKILL this process just before (after)
+# a committed rollout decision changes the registry's labels (tests/monitoring: restart safety)
+FAULT_KILL_ENV = "DRIFTGUARD_FAULT_KILL_IN_ROLLOUT"
 _DECODERS: Dict[Tuple[Any, ...], Any] = {}   # one per process and feature kinds: tracing its graphs takes seconds
 
 
@@ -199,6 +205,12 @@ class Monitor:
         self.pending_labels = PendingSet.replay(LABEL_FIELDS, *self.store.journal("labels"))
         self.recent_joins = PendingSet.replay(JOINED_FIELDS, *self.store.journal("joined"))
         self._restore_incidents(meta.get("incidents"))
+        rollout = meta.get("rollout") or {}
+        self.rollout: Optional[Rollout] = Rollout.from_dict(rollout["active"]) if rollout.get("active") else None
+        self.decisions: List[Dict[str, Any]] = list(rollout.get("decisions", []))
+        self.step_decisions: List[Dict[str, Any]] = []
+        self._direct: List[Any] = []       # this step's rollout notifications (no incident grouping)
+        self._labels_warning: Optional[str] = None
 
     def _upgrade_format_2(self, meta: Mapping[str, Any]) -> Dict[int, int]:
         """A format 2 state (the windows, detectors and label window of one serving version,
@@ -234,6 +246,8 @@ class Monitor:
             "position": self.position.to_dict(), "label_positions": self.label_positions,
             "counters": self.counters, "serving": self.serving, "retrain": self.retrain_state, "lag": self.lag,
             "incidents": self.incidents.state_dict(),
+            "rollout": {"active": self.rollout.to_dict() if self.rollout else None,
+                        "decisions": self.decisions[-_KEEP_DECISIONS:]},
             "lanes": {str(v): lane.meta() for v, lane in self.lanes.items()},
         }
         blobs = {f"label_buffer/{v}": table_bytes(lane.label_buffer) for v, lane in self.lanes.items()}
@@ -312,6 +326,9 @@ class Monitor:
         alerts: List[Any] = []
         self.step_windows = []
         self._alert_versions = {}
+        self.step_decisions, self._direct = [], []
+        self._apply_decisions()            # a decision committed by a run killed before applying it
+        self._sync_rollout()
         before = self._left_out()
         labels_before = int(self.counters["labels_read"])
         if self.labels_path is not None:
@@ -324,7 +341,8 @@ class Monitor:
         if batch is not None and len(batch):
             self._record_bytes = max(64.0, batch.framed_bytes / len(batch))
             baseline = self._current_or_newest()
-            decoded = self._decoder_for(baseline).decode(batch, request_ids=self.labels_path is not None)
+            shadow = self.rollout is not None and self.rollout.mode == "shadow"
+            decoded = self._decoder_for(baseline).decode(batch, request_ids=self.labels_path is not None or shadow)
             for where, why in decoded.skipped:
                 log.warning("skipped %s: %s", where, why)
             if decoded.skipped:
@@ -340,20 +358,22 @@ class Monitor:
             self.position = batch.position
         elif self.labels_path is not None and limit > 0:       # the log is read to its end
             self._drop_unknown_labels(labels_before)
-        self.serving["version"] = serving_version(self.lanes, int(self.counters["records"]), self.settings.window)
+        self.serving["version"] = self._serving_version()
         result.left_out = self._left_out() - before
-        if batch is None and not result.labels and not alerts and not result.left_out and not self._notifications_due():
+        if batch is None and not result.labels and not alerts and not result.left_out and not self._direct \
+                and not self._notifications_due():
             self._update_lag()
             return result
         self._update_lag()
         self._deliver(alerts)
+        result.alerts = len(alerts) + len(self._direct)
         if alerts:
-            result.alerts = len(alerts)
             # retraining answers the serving version's alerts, not those of traffic pinned to another
             serving = self.serving.get("version")
             mine = [a for a in alerts if self._alert_versions.get(a.dedup_key) == serving]
             self.retrainer.maybe_trigger(self, mine)
         self.commit()
+        self._apply_decisions()
         return result
 
     def _of_version(self, lane: Lane, new: List[Any]) -> List[Any]:
@@ -383,6 +403,7 @@ class Monitor:
         if current is None:
             current = self._current_or_newest().version
         versions = np.where(versions < 0, current, versions)
+        self._shadow_pairs(d, versions)
         bounds = np.flatnonzero(np.diff(versions)) + 1
         starts = np.concatenate([[0], bounds])
         ends = np.concatenate([bounds, [versions.size]])
@@ -459,9 +480,14 @@ class Monitor:
             log.info("streaming detector %s of version %d alarmed (%s) at %s%d", stream, lane.version,
                      alarm.direction, scope_prefix, at)
             self._of_version(lane, self._raise(alerts, scope=f"live/{scope_prefix}{at}", alarms=[info],
-                                               source=f"stream:v{lane.version}:{stream}", position=at))
+                                               source=f"stream:v{lane.version}:{stream}", position=at,
+                                               version=lane.version))
+            r = self.rollout
+            if r is not None and lane.version == r.challenger and stream in ("error", "confidence"):
+                self._decided(r.stream_alarm(stream, at))
         # the records fed without an alarm count towards resolving the stream's incidents
-        self._raise(alerts, scope="", source=f"stream:v{lane.version}:{stream}", position=int(rows[-1]), quiet=True)
+        self._raise(alerts, scope="", source=f"stream:v{lane.version}:{stream}", position=int(rows[-1]), quiet=True,
+                    version=lane.version)
 
     # -- labels
 
@@ -482,7 +508,15 @@ class Monitor:
         found, hit = self.pending_predictions.take(ids)
         if found.any():
             self._joined(hit["probability"], values[found], hit["version"], alerts)
-            self._remember_joins(pick(ids, found), hit["version"])
+            self._remember_joins(pick(ids, found), hit["version"], values[found])
+        if len(self.lanes) > 1:     # other versions' predictions for the same ids (a shadow rollout)
+            for version in sorted(self.lanes):
+                keys = [version_key(i, version) for i in ids]
+                more, hit = self.pending_predictions.take(keys)
+                if more.any():
+                    self._joined(hit["probability"], values[more], hit["version"], alerts)
+                    self._remember_joins(pick(keys, more), hit["version"], values[more])
+                    found |= more
         if not found.all():
             ids, values = pick(ids, ~found), values[~found]
             repeat = self.pending_labels.holds(ids) | self.recent_joins.holds(ids)
@@ -516,16 +550,22 @@ class Monitor:
 
     def _join_predictions(self, version: int, prob: np.ndarray, ids: np.ndarray, alerts: List[Any]) -> None:
         """Predictions of ``version``: each joins its waiting label, or waits for it. A request id
-        predicted again (in the batch, already waiting, or joined lately) is reused: counted, and
-        only its first prediction is joinable (a label cannot say which one it is for)."""
+        predicted again by the same version (in the batch, already waiting, or joined lately) is
+        reused: counted, and only its first prediction is joinable (a label cannot say which one
+        it is for). An id another version predicted first (the challenger's copy of a shadowed
+        request) waits under its version's key, or joins the label that id already met."""
         ids_list = ids.tolist()
         has = with_id(ids_list)
         without = int(has.size - has.sum())
         if without:
             self.counters["without_id"] += without
-        fresh = has & first_occurrences(ids_list) & ~self.pending_predictions.holds(ids_list) & \
-            ~self.recent_joins.holds(ids_list)
-        reused = int(has.sum() - fresh.sum())
+        candidates = has & first_occurrences(ids_list)
+        held = self.pending_predictions.holds(ids_list) | self.recent_joins.holds(ids_list)
+        fresh = candidates & ~held
+        taken = 0
+        if (candidates & held).any() and len(self.lanes) > 1:
+            taken = int(self._second_versions(version, prob, ids_list, candidates & held, alerts).sum())
+        reused = int(has.sum() - fresh.sum()) - taken
         if reused:
             self.counters["predictions_reused_id"] += reused
             log.warning("%d prediction(s) of version %d reuse a request id already predicted: counted, not joined "
@@ -537,7 +577,7 @@ class Monitor:
         if found.any():
             versions = np.full(int(found.sum()), version, np.int64)
             self._joined(prob[found], hit["label"], versions, alerts)
-            self._remember_joins(pick(ids_list, found), versions)
+            self._remember_joins(pick(ids_list, found), versions, hit["label"])
         wait = ~found
         if wait.any():
             p = prob[wait]
@@ -545,9 +585,40 @@ class Monitor:
                                          {"probability": p, "version": np.full(p.size, version, np.int64)})
             self.counters["predictions_expired"] += self.pending_predictions.expire(self.settings.label_retention)
 
-    def _remember_joins(self, ids: List[str], versions: np.ndarray) -> None:
-        """Joined ids are remembered (as many as ``label_retention``) to tell repeats from firsts."""
-        self.recent_joins.add(ids, {"version": versions})
+    def _second_versions(self, version: int, prob: np.ndarray, ids: List[Optional[str]], mask: np.ndarray,
+                         alerts: List[Any]) -> np.ndarray:
+        """Of the rows in ``mask`` (ids already waiting or joined), those another version
+        predicted first and ``version`` not yet: each waits under its version's key or joins
+        the label its id met. Returns which rows were taken (the rest are reused ids)."""
+        taken = np.zeros(len(ids), dtype=bool)
+        rows = np.flatnonzero(mask)
+        sub = [ids[i] for i in rows.tolist()]
+        keys = [version_key(i, version) for i in sub]
+        mine = self.pending_predictions.holds(keys) | self.recent_joins.holds(keys)
+        waiting, w = self.pending_predictions.peek(sub)
+        other = np.zeros(len(sub), dtype=bool)
+        other[np.flatnonzero(waiting)[w["version"] != version]] = True
+        joined, j = self.recent_joins.peek(sub)
+        label = np.full(len(sub), np.nan)
+        at = np.flatnonzero(joined)
+        label[at[j["version"] != version]] = j["label"][j["version"] != version]
+        wait = other & ~mine
+        join = ~waiting & np.isfinite(label) & ~mine
+        if wait.any():
+            p = prob[rows[wait]]
+            self.pending_predictions.add(pick(keys, wait), {"probability": p,
+                                                            "version": np.full(p.size, version, np.int64)})
+        if join.any():
+            versions = np.full(int(join.sum()), version, np.int64)
+            self._joined(prob[rows[join]], label[join], versions, alerts)
+            self._remember_joins(pick(keys, join), versions, label[join])
+        taken[rows[wait | join]] = True
+        return taken
+
+    def _remember_joins(self, ids: List[str], versions: np.ndarray, labels: np.ndarray) -> None:
+        """Joined ids are remembered (as many as ``label_retention``) with their label, to tell
+        repeats from firsts and to join another version's prediction of the same id."""
+        self.recent_joins.add(ids, {"version": versions, "label": labels})
         self.recent_joins.expire(self.settings.label_retention)
 
     def _joined(self, prob: np.ndarray, label: np.ndarray, versions: np.ndarray, alerts: List[Any]) -> None:
@@ -558,6 +629,7 @@ class Monitor:
         first = int(self.counters["labels_joined"])
         self.counters["labels_joined"] += prob.size
         index = np.arange(first, first + prob.size, dtype=np.int64)
+        evidence = []
         for version in np.unique(versions).tolist():
             lane = self.lanes.get(int(version))
             mine = (versions == version) & np.isfinite(prob)
@@ -565,7 +637,9 @@ class Monitor:
                 continue
             p, y, at = prob[mine].astype(np.float64), label[mine].astype(np.float64), index[mine]
             baseline = self.baseline(lane.version)
-            self._feed(lane, "error", baseline.errors(p, y), at, alerts, scope_prefix="j")
+            errors = baseline.errors(p, y)
+            evidence.append((at, lane.version, errors))
+            self._feed(lane, "error", errors, at, alerts, scope_prefix="j")
             new = {"probability": p, "label": y, "join": at}
             buf = lane.label_buffer
             buf = {k: np.concatenate([buf[k], new[k]]) for k in new} if buf else new
@@ -575,6 +649,165 @@ class Monitor:
                 buf = {k: v[size:] for k, v in buf.items()}
                 self._evaluate_label_window(lane, baseline, part, alerts)
             lane.label_buffer = buf
+        self._rollout_evidence(evidence)
+
+    # -- rollout: champion against challenger (monitoring/rollout.py)
+
+    def _sync_rollout(self) -> None:
+        """Read the registry's labels: a rollout runs while ``champion`` and ``challenger`` name
+        two versions and the config has ``rollout:``; a new pair starts a new comparison."""
+        from driftguard.components.registry_pusher import labels as registry_labels
+
+        try:
+            self.registry_labels = registry_labels.read_labels(self.cfg.model_registry)
+            self._labels_warning = None
+        except (registry_labels.LabelError, OSError) as e:
+            if str(e) != self._labels_warning:
+                log.error("%s; the rollout and the serving version keep the labels read before", e)
+            self._labels_warning = str(e)
+            return
+        rollout_cfg = self.cfg.rollout
+        champion = self.registry_labels.get(registry_labels.CHAMPION)
+        challenger = self.registry_labels.get(registry_labels.CHALLENGER)
+        r = self.rollout
+        if rollout_cfg is None or champion is None or challenger is None or champion == challenger:
+            if r is not None:
+                log.info("rollout of version %d against version %d ended (labels: %s)", r.challenger, r.champion,
+                         self.registry_labels or "none")
+                if r.decision is None:
+                    self.decisions.append({**r.summary(), "id": r.decision_id, "action": "ended", "status": "ended",
+                                           "reason": "the challenger label was moved or removed outside the monitor"})
+            self.rollout = None
+            return
+        if r is not None and (r.champion, r.challenger) == (champion, challenger) and r.mode == rollout_cfg.mode:
+            return
+        self.rollout = Rollout(champion=champion, challenger=challenger, mode=rollout_cfg.mode,
+                               since=int(self.counters["records"]))
+        log.info("rollout %s: challenger version %d against champion version %d from record %d", rollout_cfg.mode,
+                 challenger, champion, self.rollout.since)
+
+    def _serving_version(self) -> Optional[int]:
+        """The champion label's version once it answered records, else the traffic majority."""
+        from driftguard.components.registry_pusher.labels import CHAMPION
+
+        champion = getattr(self, "registry_labels", {}).get(CHAMPION)
+        if champion in self.lanes:
+            return champion
+        return serving_version(self.lanes, int(self.counters["records"]), self.settings.window)
+
+    def _held_versions(self) -> set:
+        """Versions whose alerts are not paged: the challenger, and challengers rolled back
+        (their last records may still be in the log), unless one became the champion since."""
+        from driftguard.components.registry_pusher.labels import CHAMPION
+
+        held = {d["challenger"] for d in self.decisions if d.get("action") == "rollback"}
+        if self.rollout is not None:
+            held.add(self.rollout.challenger)
+        held.discard(getattr(self, "registry_labels", {}).get(CHAMPION))
+        return held
+
+    def _shadow_pairs(self, d, versions: np.ndarray) -> None:
+        """Shadow: the two versions' predictions for the same request ids in this batch (serve
+        writes the challenger's record right after the champion's), for their agreement."""
+        r = self.rollout
+        if r is None or r.mode != "shadow" or d.request_ids is None:
+            return
+        champion = np.flatnonzero(versions == r.champion)
+        challenger = np.flatnonzero(versions == r.challenger)
+        if not champion.size or not challenger.size:
+            return
+        ids = d.request_ids
+        where = {rid: i for rid, i in zip(ids[champion].tolist(), champion.tolist()) if rid is not None}
+        pairs = [(where[rid], j) for rid, j in zip(ids[challenger].tolist(), challenger.tolist()) if rid in where]
+        if pairs:
+            a, b = np.asarray(pairs, dtype=np.int64).T
+            from driftguard.monitoring.baseline import THRESHOLD
+
+            r.add_pairs(d.probability[a], d.probability[b], self.cfg.task, THRESHOLD)
+
+    def _rollout_evidence(self, evidence: List[Tuple[np.ndarray, int, np.ndarray]]) -> None:
+        """Joined labels' losses of the champion and the challenger, in join order, with a look
+        of the sequential test each time the challenger reaches ``check_every`` more labels (so
+        the looks fall at the same labels however the log and labels are cut into batches)."""
+        r = self.rollout
+        if r is None or r.decision is not None:
+            return
+        parts = [(at, np.full(at.size, v), x) for at, v, x in evidence if v in (r.champion, r.challenger)]
+        if not parts:
+            return
+        at, versions, losses = (np.concatenate(c) for c in zip(*parts))
+        order = np.argsort(at, kind="stable")
+        is_ch, losses = versions[order] == r.challenger, losses[order]
+        settings, lane = self.cfg.rollout, self.lanes[r.challenger] if r.challenger in self.lanes else None
+        start = 0
+        while start < losses.size and r.decision is None:
+            need = max(1, r.next_look - r.losses["challenger"].n)
+            ch_at = np.flatnonzero(is_ch[start:])
+            end = losses.size if ch_at.size < need else start + int(ch_at[need - 1]) + 1
+            seg, ch = losses[start:end], is_ch[start:end]
+            r.add_losses(r.champion, seg[~ch])
+            r.add_losses(r.challenger, seg[ch])
+            start = end
+            if lane is None:
+                continue
+            self._decided(r.decide(alpha=float(lane.budget["alpha"]), margin=float(settings.margin),
+                                   min_labels=int(settings.min_labels), check_every=int(settings.check_every),
+                                   binary=self.cfg.task != "regression", record=int(self.counters["records"])))
+
+    def _decided(self, decision: Optional[Dict[str, Any]]) -> None:
+        """A new rollout decision: journaled (applied to the registry after the commit, by
+        :meth:`_apply_decisions`, when ``rollout.auto``) and notified once."""
+        from driftguard.components.alerts.alert import Alert
+
+        if decision is None:
+            return
+        if not self.cfg.rollout.auto:
+            decision["status"] = "advised"
+        self.decisions.append(decision)
+        self.step_decisions.append(decision)
+        model, action = self.cfg.model_name, decision["action"]
+        ch, cp = decision["challenger"], decision["champion"]
+        done = "" if self.cfg.rollout.auto else " advised (rollout.auto is off: driftguard promote/rollback decides)"
+        title = (f"{model}: challenger version {ch} rolled back, champion version {cp} stays" if action == "rollback"
+                 else f"{model}: challenger version {ch} promoted to champion (was version {cp})") + done
+        log.warning("rollout decision %s: %s: %s", decision["id"], title, decision["reason"])
+        self._direct.append(Alert(
+            rule=f"rollout_{action}", severity="critical" if action == "rollback" else "info", title=title,
+            summary=decision["reason"], dedup_key=f"{model}/live/rollout-{decision['id']}/rollout_{action}",
+            labels={"model": model, "rule": f"rollout_{action}", "scope": f"live/rollout-{decision['id']}",
+                    "champion": str(cp), "challenger": str(ch)},
+            values={"record": decision["record"], **(self.rollout.last_look if self.rollout else {})}))
+        key = f"rollout_{action}/{'critical' if action == 'rollback' else 'info'}"
+        self.counters["alerts"][key] = self.counters["alerts"].get(key, 0) + 1
+
+    def _apply_decisions(self) -> None:
+        """Apply the committed decisions to the registry's labels, each exactly once: the audit
+        trail names the decision it applied, so a run killed after the label change and before
+        its commit finds it there and does not apply it again; a compare-and-swap refuses a
+        decision whose labels someone moved meanwhile (recorded as superseded)."""
+        from driftguard.components.registry_pusher import labels as registry_labels
+
+        registry = self.cfg.model_registry
+        for d in [d for d in self.decisions if d.get("status") == "pending"]:   # called when all is committed
+            _fault("before_apply")
+            applied = any(e.get("decision") == d["id"] for e in registry_labels.read_audit(registry))
+            if not applied:
+                expect = {registry_labels.CHAMPION: d["champion"], registry_labels.CHALLENGER: d["challenger"]}
+                promote = d["action"] == "promote"
+                try:
+                    registry_labels.set_labels(
+                        registry, {registry_labels.CHAMPION: d["challenger"]} if promote else {},
+                        remove=[registry_labels.CHALLENGER], expect=expect, who="driftguard monitor",
+                        action=registry_labels.PROMOTE if promote else registry_labels.ROLLBACK,
+                        reason=f"rollout decision {d['id']}: {d['reason']}", extra={"decision": d["id"]})
+                except registry_labels.LabelError as e:
+                    d["status"], d["error"] = "superseded", str(e)
+                    log.error("rollout decision %s (%s) not applied: %s", d["id"], d["action"], e)
+            if d["status"] == "pending":
+                d["status"] = "applied"
+                log.warning("rollout decision %s applied: %s of version %d", d["id"], d["action"], d["challenger"])
+            _fault("after_apply")
+            self.commit()
 
     # -- windows
 
@@ -589,7 +822,7 @@ class Monitor:
             self.counters["window_errors"] += 1
         new = self._of_version(lane, self._raise(alerts, scope=report.scope, source=f"window:v{lane.version}",
                                                  position=lane.windows, drift_report=report.drift,
-                                                 monitor=report.monitor))
+                                                 monitor=report.monitor, version=lane.version))
         window = report.summary
         window["alerts"] = [a.dedup_key for a in new]
         lane.last_window = window
@@ -603,7 +836,7 @@ class Monitor:
         report = windows.evaluate_label_window(baseline, part, alpha=lane.budget["alpha"])
         new = self._of_version(lane, self._raise(alerts, scope=report.scope, drift_report=None, monitor=report.monitor,
                                                  source=f"labels:v{lane.version}",
-                                                 position=self.counters["label_windows"]))
+                                                 position=self.counters["label_windows"], version=lane.version))
         lane.last_label_window = {**report.summary, "version": lane.version, "alerts": [a.dedup_key for a in new]}
 
     # -- alerts
@@ -616,10 +849,14 @@ class Monitor:
                                          resolve_records=int(self.settings.window), state=state)
 
     def _raise(self, alerts: List[Any], *, scope: str, drift_report=None, monitor=None, alarms=None,
-               source: str, position: int, quiet: bool = False) -> List[Any]:
-        """Evaluate the rules on one window, label window or detector alarm (``source`` at
-        ``position``) and hand what fired to the incident tracker; ``quiet``: no evaluation, the
-        source only moved on (records fed to a detector without an alarm)."""
+               source: str, position: int, version: int, quiet: bool = False) -> List[Any]:
+        """Evaluate the rules on one window, label window or detector alarm of ``version``'s
+        lane (``source`` at ``position``) and hand what fired to the incident tracker; ``quiet``:
+        no evaluation, the source only moved on (records fed to a detector without an alarm).
+
+        A challenger's alerts are counted and shown in its windows but not paged: its
+        performance is the rollout's decision (one notification), and under shadow its feature
+        windows see the champion's traffic again."""
         from driftguard.components.alerts import evaluate
 
         new = [] if quiet else evaluate(self.alerts_config, model=self.cfg.model_name, scope=scope,
@@ -627,6 +864,9 @@ class Monitor:
         for a in new:
             key = f"{a.rule}/{a.severity}"
             self.counters["alerts"][key] = self.counters["alerts"].get(key, 0) + 1
+        if version in self._held_versions():
+            self.counters["challenger_alerts_held"] = self.counters.get("challenger_alerts_held", 0) + len(new)
+            return new
         alerts.extend(new)
         if self.alerts_config.incidents.enabled:
             self.incidents.observe(source, position, new, self.clock())
@@ -639,6 +879,7 @@ class Monitor:
         """Send the incidents still within their ``group_wait`` now and commit (a ``--once`` run
         ends: the next run may be hours away)."""
         if self.alerts_config.incidents.enabled and self.incidents.held:
+            self._direct = []                      # sent by their step already
             self._deliver([], flush=True)
             self.commit()
 
@@ -653,6 +894,7 @@ class Monitor:
                 log.info("incident %s: %s: %s", kind, incident, title)
             self.incident_events = list(self.incidents.events)
             self.incidents.events.clear()
+        alerts = list(alerts) + self._direct       # rollout decisions: one notification each, never grouped
         if not alerts:
             return
         result = send_alerts(self.alerts_config, alerts, self.cfg.runs_path)
@@ -706,6 +948,9 @@ class Monitor:
                 "lanes": lanes, "step_windows": [dict(w) for w in self.step_windows],
                 "incidents": {**self.incidents.summary(), "events": list(getattr(self, "incident_events", []))},
                 "pending": {"labels": len(self.pending_labels), "predictions": len(self.pending_predictions)},
+                "rollout": {"active": self.rollout.summary() if self.rollout else None,
+                            "decisions": [dict(d) for d in self.decisions[-5:]],
+                            "step_decisions": [dict(d) for d in self.step_decisions]},
                 "lag": dict(self.lag)}
 
     def close(self) -> None:
@@ -713,6 +958,12 @@ class Monitor:
         with contextlib.suppress(OSError):
             fcntl.flock(self._lock, fcntl.LOCK_UN)
             self._lock.close()
+
+
+def _fault(point: str) -> None:
+    """The test hook of FAULT_KILL_ENV: SIGKILL this process at ``point``."""
+    if os.environ.get(FAULT_KILL_ENV) == point:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 # ---------------------------------------------------------------- the loop

@@ -2,12 +2,19 @@
 that makes them survive a restart.
 
 A pending prediction is request id -> (probability, version); a pending label is request id ->
-(label, the label's number in read order); a recent join is request id -> version (the ids
-joined lately, so that a second label or a second prediction for one of them is told apart
+(label, the label's number in read order); a recent join is request id -> (version, label) (the
+ids joined lately, so that a second label or a second prediction for one of them is told apart
 from a first: the monitor counts those duplicates and reused ids instead of leaving them to wait
-for a partner that never comes). :class:`PendingSet` keeps the ids in a dict, in arrival order
-(the oldest expires first), each mapped to a slot of parallel numpy arrays, one per field: a batch of joins is one
-``dict.pop`` per id plus one fancy-indexing call per field, with no Python object per value.
+for a partner that never comes; a journal written before the label was kept replays it as NaN).
+
+One id, several versions: under a shadow rollout the champion's and the challenger's
+predictions for a request carry the same id. The first version's prediction waits under the id
+itself, another version's under :func:`version_key` (id and version), and one label joins them
+all.
+
+:class:`PendingSet` keeps the ids in a dict, in arrival order (the oldest expires first), each
+mapped to a slot of parallel numpy arrays, one per field: a batch of joins is one ``dict.pop``
+per id plus one fancy-indexing call per field, with no Python object per value.
 
 Each commit appends one journal entry per set: the batch's operations in order (op 1 = add or
 replace and move to the end, 0 = remove), as an Arrow IPC table (``op``, ``request_id`` and
@@ -30,12 +37,17 @@ from driftguard.monitoring.store import table_bytes, table_columns
 Fields = Tuple[Tuple[str, Any, Any], ...]
 PREDICTION_FIELDS: Fields = (("probability", np.float64, np.nan), ("version", np.int64, -1))
 LABEL_FIELDS: Fields = (("label", np.float64, np.nan), ("read", np.int64, -1))
-JOINED_FIELDS: Fields = (("version", np.int64, -1),)
+JOINED_FIELDS: Fields = (("version", np.int64, -1), ("label", np.float64, np.nan))
 SNAPSHOT_SLACK = 100_000           # journal operations allowed beyond twice the set's size
 _COMPACT_SLACK = 4096              # dead slots allowed beyond the live ones before compacting
 
 # One batch of operations: (1, ids, {field: values}) adds, (0, ids, None) removes.
 Op = Tuple[int, List[str], Optional[Mapping[str, np.ndarray]]]
+
+
+def version_key(request_id: str, version: int) -> str:
+    """The key of a prediction of ``version`` for an id another version predicted first."""
+    return f"{request_id}\x1fv{version}"
 
 
 def pick(items: List[Any], mask: np.ndarray) -> List[Any]:
@@ -112,6 +124,13 @@ class PendingSet:
         """Every field's values, in the ids' order."""
         slots = np.fromiter(self._slots.values(), dtype=np.int64, count=len(self._slots))
         return {name: values[slots] for name, values in self._columns.items()}
+
+    def peek(self, ids: List[Optional[str]]) -> Tuple[np.ndarray, Dict[str, np.ndarray]]:
+        """Like :meth:`take`, without removing anything."""
+        hits = list(map(self._slots.get, ids))
+        found = with_id(hits)
+        slots = np.fromiter(pick(hits, found), dtype=np.int64, count=int(found.sum()))
+        return found, {name: values[slots] for name, values in self._columns.items()}
 
     # -- changes (each recorded in ``ops`` for the next commit)
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import pathlib
 import re
@@ -369,15 +370,24 @@ ROLLOUT_MODES = ("shadow", "canary")
 @dataclasses.dataclass(frozen=True)
 class RolloutConfig:
     """``rollout:`` a blessed candidate becomes the registry's ``challenger`` label while
-    ``champion`` stays where it was (components/registry_pusher/labels.py); ``driftguard promote``
-    makes it the champion. Without the section a blessed candidate is served at once.
+    ``champion`` stays where it was (components/registry_pusher/labels.py).
 
-    ``mode``: shadow (the challenger would see a copy of the traffic, its answers unused) or
-    canary (it would answer ``canary_share`` of the requests). Serving does not split traffic yet:
-    today the mode only decides that the pusher labels instead of replacing."""
+    ``mode``: shadow (``driftguard serve`` sends the challenger a copy of every request and answers
+    with the champion) or canary (the challenger answers ``canary_share`` of the request ids, by a
+    hash of the id). ``driftguard monitor`` compares the two on that traffic
+    (monitoring/rollout.py) and, with ``auto``, promotes the challenger once it has ``min_labels``
+    labelled records and is not worse than the champion by more than ``margin`` (in the loss's
+    unit: error rate for a classifier, absolute error for regression) with confidence, or rolls
+    it back (one critical alert) when it is worse with confidence or its error or confidence
+    stream changes. The test looks every ``check_every`` challenger labels. Without ``auto`` the
+    monitor only reports; ``driftguard promote`` / ``rollback`` decide."""
 
     mode: str = ""
-    canary_share: float = 0.1     # canary only: the share of requests the challenger answers
+    canary_share: float = 0.1     # canary only: the share of request ids the challenger answers
+    auto: bool = True             # the monitor promotes or rolls back by itself
+    min_labels: int = 500         # challenger labels needed before a promotion
+    margin: float = 0.01          # how much worse the challenger may be and still be promoted
+    check_every: int = 100        # challenger labels between two looks of the sequential test
 
     def validate(self, path: str) -> None:
         if self.mode not in ROLLOUT_MODES:
@@ -387,6 +397,13 @@ class RolloutConfig:
                 or not 0 < self.canary_share < 1:
             raise ConfigError(f"{path}.canary_share must be a number between 0 and 1 (exclusive), "
                               f"got {self.canary_share!r}")
+        if not isinstance(self.auto, bool):
+            raise ConfigError(f"{path}.auto must be true or false, got {self.auto!r}")
+        _check_range(f"{path}.min_labels", self.min_labels, 1, 100_000_000)
+        _check_range(f"{path}.check_every", self.check_every, 1, 100_000_000)
+        if isinstance(self.margin, bool) or not isinstance(self.margin, (int, float)) or not self.margin >= 0 \
+                or not math.isfinite(self.margin):
+            raise ConfigError(f"{path}.margin must be a number >= 0, got {self.margin!r}")
 
 
 # ---------------------------------------------------------------- the project's config
