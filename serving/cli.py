@@ -45,6 +45,10 @@ def serve(ctx: click.Context, host: str, port: int, poll_seconds: float, max_bod
           token_env: Optional[str], inference_threads: int, verbose: bool) -> None:
     """Serve the registry's champion version (the newest without labels) over TF Serving's REST API (see README, "Serving").
 
+    With a `rollout:` section in the config and a loaded `challenger` label, requests without
+    /versions/ or /labels/ are split: shadow (the challenger predicts too, logged only) or
+    canary (it answers canary_share of the request ids). docs/serving.md, "Shadow and canary".
+
     \b
     POST /v1/models/<model>[/versions/<v>]:predict   GET /v1/models/<model>[/versions/<v>][/metadata]
     GET /metrics (Prometheus)   GET /healthz
@@ -61,7 +65,9 @@ def serve(ctx: click.Context, host: str, port: int, poll_seconds: float, max_bod
         log_dir=None if log_sample_rate == 0 else (log_dir or cfg.runs_path / "prediction_logs" / cfg.model_name),
         log_sample_rate=log_sample_rate, log_max_bytes=max(1, int(log_max_mb * (1 << 20))),
         log_max_age_seconds=log_max_age, token=token, inference_threads=inference_threads,
-        model_spec=cfg.model_spec())
+        model_spec=cfg.model_spec(),
+        rollout_mode=cfg.rollout.mode if cfg.rollout is not None else None,
+        canary_share=cfg.rollout.canary_share if cfg.rollout is not None else 0.1)
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("tensorflow", "absl", "aiohttp"):

@@ -43,6 +43,20 @@ class Metrics:
                                    ["result"], registry=r)
         self.model_loads = Counter("driftguard_serve_model_loads", "Model version loads (start and reloads)",
                                    ["result"], registry=r)
+        # serving/rollout.py: who answered default-route requests while a rollout was active, and
+        # the shadow predictions (the challenger's, in shadow mode) that succeeded or failed
+        self.rollout_requests = Counter("driftguard_serve_rollout_requests",
+                                        "Default-route predict requests answered while a rollout was "
+                                        "active, by the role that answered (champion, challenger)",
+                                        ["role"], registry=r)
+        self.shadow_predictions = Counter("driftguard_serve_shadow_predictions",
+                                          "Shadow predictions by the challenger (rollout mode shadow): ok or "
+                                          "failed (the champion's answer stands either way)",
+                                          ["result"], registry=r)
+        for role in ("champion", "challenger"):
+            self.rollout_requests.labels(role)
+        for result in ("ok", "failed"):
+            self.shadow_predictions.labels(result)
         for result in ("written", "failed", "sampled_out"):
             self.log_records.labels(result)
         for result in ("ok", "failed"):

@@ -17,6 +17,12 @@ What ``serve`` logs for one request (``make_predict_log``):
 * ``predict_log.response.outputs``: the model's outputs (``probabilities``) and, as an extra
   string tensor ``request_id`` (one per example), the ids delayed labels are joined on. TF
   Serving's own logs have no request id; their records read the same, without ids.
+
+Under a shadow rollout (serving/rollout.py) a request answered by the champion has a second
+record right after it (written together, in the same file, sampled together): the same layout,
+model name, signature, ``timestamp_secs``, examples and ``request_id`` values, with the
+challenger's version in ``model_spec.version`` and the challenger's outputs. Nothing else marks
+it: a record whose ids were already logged under another version is the shadow's.
 """
 from __future__ import annotations
 
@@ -298,8 +304,14 @@ class PredictionLogWriter:
         self._path, self._opened_at, self._size = path, now, 0
 
     def write(self, record) -> None:
-        data = record if isinstance(record, (bytes, bytearray)) else record.SerializeToString()
-        framed = frame(bytes(data))
+        self.write_all([record])
+
+    def write_all(self, records: Sequence) -> None:
+        """Write ``records`` (PredictionLog protos or serialized bytes) one after the other, with
+        no other writer's record between them and in one file (``serve``'s shadow record right
+        after its champion record)."""
+        framed = b"".join(frame(bytes(r if isinstance(r, (bytes, bytearray)) else r.SerializeToString()))
+                          for r in records)
         with self._lock:
             if self._fh is not None and (self._size + len(framed) > self.max_bytes and self._size > 0
                                          or self._clock() - self._opened_at >= self.max_age_seconds):
@@ -321,7 +333,7 @@ class PredictionLogWriter:
                     pass
                 raise
             self._size += len(framed)
-            self.records_written += 1
+            self.records_written += len(records)
 
     def close(self) -> None:
         with self._lock:

@@ -9,7 +9,7 @@ import logging
 import pathlib
 import threading
 import time
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from driftguard.components.registry_pusher import labels as labels_lib
 from driftguard.components.registry_pusher import registry as registry_lib
@@ -99,9 +99,11 @@ class ModelRepository:
     def __init__(self, registry: pathlib.Path, name: str, *, keep: int = 2,
                  loader: Callable[[pathlib.Path, int], ModelVersion] = load_version,
                  on_load: Callable[[bool], None] = lambda ok: None,
-                 on_change: Callable[[Mapping[int, ModelVersion]], None] = lambda loaded: None):
+                 on_change: Callable[[Mapping[int, ModelVersion]], None] = lambda loaded: None,
+                 on_swap: Callable[[], None] = lambda: None):
         self.registry, self.name, self.keep = pathlib.Path(registry), name, keep
         self._loader, self._on_load, self._on_change = loader, on_load, on_change
+        self._on_swap = on_swap      # after every swap (versions or labels changed), on the polling thread
         self._state = _Snapshot({}, {})
         self._polled = False
         self._labels_error: Optional[str] = None
@@ -122,6 +124,16 @@ class ModelRepository:
     @property
     def served(self) -> Optional[ModelVersion]:
         return self._default(self._state)
+
+    def served_and_challenger(self) -> Tuple[Optional[ModelVersion], Optional[ModelVersion]]:
+        """From one snapshot: the served version, and the ``challenger`` label's version when it
+        is loaded and is not the served one (else None: no challenger to route to)."""
+        state = self._state
+        served = self._default(state)
+        v = state.labels.get(labels_lib.CHALLENGER)
+        if served is None or v is None or v == served.version:
+            return served, None
+        return served, state.loaded.get(v)
 
     @staticmethod
     def _default(state: _Snapshot) -> Optional[ModelVersion]:
@@ -201,6 +213,7 @@ class ModelRepository:
             log.info("model %s: serving version %d%s (loaded: %s; labels: %s)", self.name, served.version,
                      " (champion)" if served.version == champion else "", sorted(wanted),
                      ", ".join(f"{k}={v}" for k, v in sorted(labels.items())) or "none")
+            self._on_swap()
             return True
 
     def get(self, version: Optional[str], label: Optional[str] = None) -> ModelVersion:

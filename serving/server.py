@@ -38,7 +38,18 @@ Versions: the champion (``labels.json``; the newest version without a champion l
 a background thread polls the registry (versions and labels) and loads a new version off the
 request path, then swaps it in with one assignment. The newest ``keep_versions`` (2) loaded
 versions and every labelled one answer ``/versions/<v>`` and ``/labels/<label>`` requests. A version that fails to
-load is logged and counted, and the versions already loaded keep serving.
+load is logged and counted, and the versions already loaded keep serving. Every predict
+response names the version that answered in ``X-Model-Version``.
+
+Rollout (``rollout:`` in the config, ``serving/rollout.py``): while the ``challenger`` label's
+version is loaded and is not the champion, a default-route predict request (no ``/versions/``,
+no ``/labels/``: pinned requests are never split) is split. ``shadow``: the champion answers,
+and the challenger predicts on the same serialized examples in the same inference thread
+(twice the model work per request); its outputs are logged as a second record with the same
+instance ids, right after the champion's (both or neither sampled), and a failure of it is
+counted and logged once per error type, never seen by the client. ``canary``: the challenger
+answers the requests whose client request id (before any rewrite) hashes below
+``canary_share`` (``rollout.canary_bucket``), the champion the rest.
 """
 from __future__ import annotations
 
@@ -64,6 +75,7 @@ log = logging.getLogger(__name__)
 SERVER_NAME = "driftguard-serve"       # the Server header (no library or Python version)
 REQUEST_ID_HEADER = "X-Request-Id"
 REWRITTEN_HEADER = "X-Request-Id-Rewritten"
+MODEL_VERSION_HEADER = "X-Model-Version"   # the version that answered a predict request
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _PATH_RE = re.compile(r"^/v1/models/(?P<name>[^/:]+)"
                       r"(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
@@ -181,7 +193,7 @@ class _Handler:
             loop = asyncio.get_running_loop()
             result = await loop.run_in_executor(self.pool, service.predict, parts["name"], parts["version"],
                                                 body, request_id, parts["label"])
-            headers = {REQUEST_ID_HEADER: result.request_id}
+            headers = {REQUEST_ID_HEADER: result.request_id, MODEL_VERSION_HEADER: str(result.version)}
             if result.rewritten_from is not None:
                 headers[REWRITTEN_HEADER] = result.rewritten_from
             return _json(200, result.body, headers)

@@ -10,12 +10,12 @@ import re
 import secrets
 import threading
 import time
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Set
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
 from driftguard.components import model_io
-from driftguard.serving import predictlog
+from driftguard.serving import predictlog, rollout
 from driftguard.serving.metrics import Metrics
 from driftguard.serving.repository import ModelRepository, ModelVersion, Signature
 from driftguard.serving.request import (RequestError, columns_to_instances, format_outputs, instances_to_examples,
@@ -25,6 +25,7 @@ from driftguard.serving.settings import ServeError, ServeSettings
 log = logging.getLogger(__name__)
 
 _SHUTDOWN_WAIT_SECONDS = 10.0
+_UNSET = object()
 
 
 def _model_error_message(error: Exception, sig: Signature, examples: Sequence[bytes]) -> str:
@@ -103,12 +104,14 @@ class IssuedIds:
 
 @dataclasses.dataclass
 class Prediction:
-    """A predict answer: the response body, and the request id its instances were logged under
-    (``rewritten_from``: the client's id when it had been used before, else None)."""
+    """A predict answer: the response body, the request id its instances were logged under
+    (``rewritten_from``: the client's id when it had been used before, else None) and the model
+    version that answered (the ``X-Model-Version`` response header)."""
 
     body: Dict[str, Any]
     request_id: str
     rewritten_from: Optional[str] = None
+    version: Optional[int] = None
 
 
 class PredictionService:
@@ -120,7 +123,7 @@ class PredictionService:
         self.repository = repository or ModelRepository(
             settings.registry, settings.model_name, keep=settings.keep_versions,
             on_load=lambda ok: self.metrics.model_loads.labels("ok" if ok else "failed").inc(),
-            on_change=self.metrics.set_versions)
+            on_change=self.metrics.set_versions, on_swap=self._rollout_changed)
         self.writer: Optional[predictlog.PredictionLogWriter] = None
         if settings.log_dir is not None:
             self.writer = predictlog.PredictionLogWriter(
@@ -133,6 +136,10 @@ class PredictionService:
         self._spec = settings.model_spec or model_io.ModelSpec()
         self._warned = False
         self.ids = IssuedIds(settings.remembered_ids)
+        # (champion, challenger) while a rollout is active, None while not; _UNSET before the first poll
+        self._rollout_state: Any = _UNSET
+        self._shadow_errors: Set[Tuple[int, str]] = set()       # (version, error type) logged once
+        self._shadow_lock = threading.Lock()
 
     # -- lifecycle
     def start(self) -> None:
@@ -166,6 +173,67 @@ class PredictionService:
         with self._idle:
             self._inflight -= 1
             self._idle.notify_all()
+
+    # -- rollout (serving/rollout.py)
+    def _rollout_changed(self) -> None:
+        """After a registry poll changed the versions or labels: log (once, not per request)
+        whether a configured rollout is active at start, and when it becomes active, changes
+        versions or becomes inactive."""
+        mode = self.settings.rollout_mode
+        if mode is None:
+            return
+        champion, challenger = self.repository.served_and_challenger()
+        state = (champion.version, challenger.version) if champion and challenger else None
+        if state == self._rollout_state:
+            return
+        if state is not None:
+            what = (f"challenger version {state[1]} predicts every default-route request in the shadow "
+                    f"(prediction log only); champion version {state[0]} answers" if mode == rollout.SHADOW else
+                    f"challenger version {state[1]} answers {self.settings.canary_share:.0%} of the default-route "
+                    f"requests (by request id), champion version {state[0]} the rest")
+            log.info("rollout %s active: %s", mode, what)
+        else:
+            labels = self.repository.labels
+            v = labels.get(rollout.CHALLENGER)
+            why = ("no challenger label" if v is None else
+                   f"the challenger label is the served version {v}" if champion and v == champion.version else
+                   f"challenger version {v} is not loaded"
+                   + (f" ({self.repository.failed[v]})" if v in self.repository.failed else ""))
+            log.info("rollout %s inactive: %s; version %s answers every request", mode, why,
+                     champion.version if champion else "none")
+        self._rollout_state = state
+
+    def _shadow(self, mv: ModelVersion, signature: str, examples: Sequence[bytes]) -> Optional[Dict[str, Any]]:
+        """The challenger's outputs on the champion's examples, or None when it failed: counted,
+        and logged once per (version, error type); the champion's answer stands either way."""
+        import tensorflow as tf
+
+        sig = mv.signatures.get(signature)
+        try:
+            if sig is None or sig.input_name is None:
+                raise LookupError(f"no signature {signature!r} taking serialized tf.Examples "
+                                  f"(signatures: {', '.join(mv.signatures)})")
+            result = sig.fn(**{sig.input_name: tf.constant(examples, dtype=tf.string)})
+            outputs = {k: v.numpy() for k, v in result.items()}
+        except Exception as e:  # noqa: BLE001 - a shadow failure never reaches the client
+            self.metrics.shadow_predictions.labels("failed").inc()
+            key = (mv.version, type(e).__name__)
+            with self._shadow_lock:
+                first = key not in self._shadow_errors
+                self._shadow_errors.add(key)
+            if first:
+                try:
+                    text = (_model_error_message(e, sig, examples) if isinstance(e, tf.errors.InvalidArgumentError)
+                            else f"{e}")[:500]
+                except Exception:  # noqa: BLE001 - the message only: never fail the answered request
+                    text = f"{e}"[:500]
+                log.warning("shadow prediction by challenger version %d failed: %s: %s (the champion's answers "
+                            "stand; further %s failures of version %d are only counted, in "
+                            "driftguard_serve_shadow_predictions_total{result=\"failed\"})",
+                            mv.version, type(e).__name__, text, type(e).__name__, mv.version)
+            return None
+        self.metrics.shadow_predictions.labels("ok").inc()
+        return outputs
 
     # -- auth
     def check_token(self, header: Optional[str]) -> None:
@@ -211,7 +279,14 @@ class PredictionService:
 
         self._check_name(name)
         req = parse_predict_body(body)
-        mv = self.repository.get(version, label=label)
+        route = None
+        if version is None and label is None and self.settings.rollout_mode is not None:
+            champion, challenger = self.repository.served_and_challenger()
+            if champion is not None:
+                # the client's id (or the one made for it), before any rewrite: sticky per client id
+                route = rollout.route(self.settings.rollout_mode, self.settings.canary_share, request_id,
+                                      champion, challenger)
+        mv = route.answer if route is not None else self.repository.get(version, label=label)
         sig = mv.signatures.get(req.signature_name)
         if sig is None:
             raise RequestError(400, f"signature_name {shorten(req.signature_name)} not found in "
@@ -230,12 +305,20 @@ class PredictionService:
         self.metrics.instances.labels(str(mv.version)).inc(n)
         if sig.name == self._spec.signature:
             self._observe(outputs, n)
+        if route is not None and route.role is not None:
+            self.metrics.rollout_requests.labels(route.role).inc()
+        records = [(mv, outputs)]
+        if route is not None and route.shadow is not None:
+            # synchronously, in this inference thread: shadow mode doubles the model work per request
+            shadow_outputs = self._shadow(route.shadow, sig.name, examples)
+            if shadow_outputs is not None:
+                records.append((route.shadow, shadow_outputs))
         used = self.ids.issue(request_id, n)
         if used != request_id:
             log.info("request id %s was issued before: its %d instance(s) are logged as %s", request_id, n, used)
-        self._log(mv, sig.name, examples, outputs, instance_ids(used, n), used)
+        self._log(records, sig.name, examples, instance_ids(used, n), used)
         return Prediction(format_outputs(outputs, req.columnar), used,
-                          request_id if used != request_id else None)
+                          request_id if used != request_id else None, version=mv.version)
 
     def _observe(self, outputs: Mapping[str, Any], n: int) -> None:
         """The predictions of a request in /metrics, read per task by model_io (a model whose
@@ -258,22 +341,28 @@ class PredictionService:
             for v in p.value[np.isfinite(p.value)]:
                 self.metrics.prediction_value.observe(float(v))
 
-    def _log(self, mv: ModelVersion, signature: str, examples, outputs, ids, request_id: str) -> None:
+    def _log(self, records: Sequence[Tuple[ModelVersion, Mapping[str, Any]]], signature: str, examples,
+             ids, request_id: str) -> None:
+        """One record per (version, outputs): the answer's, then the shadow's when there is one,
+        written together (adjacent in one file) and sampled together (one decision per request)."""
         if self.writer is None:
             return
         rate = self.settings.log_sample_rate
         if rate < 1.0 and self._rng.random() >= rate:
-            self.metrics.log_records.labels("sampled_out").inc()
+            self.metrics.log_records.labels("sampled_out").inc(len(records))
             return
+        now = time.time()
         try:
-            record = predictlog.make_predict_log(self.settings.model_name, mv.version, examples, outputs,
-                                                 ids, signature=signature, sampling_rate=rate)
-            self.writer.write(record)
+            self.writer.write_all([
+                predictlog.make_predict_log(self.settings.model_name, mv.version, examples, outputs, ids,
+                                            signature=signature, timestamp=now, sampling_rate=rate)
+                for mv, outputs in records])
         except Exception as e:  # noqa: BLE001 - the answer stands; the loss is counted and logged
-            self.metrics.log_records.labels("failed").inc()
-            log.error("prediction log write failed for request %s (%d instance(s), model %s version %d); "
+            self.metrics.log_records.labels("failed").inc(len(records))
+            log.error("prediction log write failed for request %s (%d instance(s), model %s version %s); "
                       "the request was answered but is NOT in the prediction log: %s: %s",
-                      request_id, len(ids), self.settings.model_name, mv.version, type(e).__name__, e)
+                      request_id, len(ids), self.settings.model_name,
+                      " and ".join(str(mv.version) for mv, _ in records), type(e).__name__, e)
             return
-        self.metrics.log_records.labels("written").inc()
+        self.metrics.log_records.labels("written").inc(len(records))
 

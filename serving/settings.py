@@ -10,6 +10,7 @@ import socket
 from typing import Optional
 
 from driftguard.components import model_io
+from driftguard.serving import rollout
 
 DEFAULT_PORT = 8501                    # TF Serving's REST port
 DEFAULT_MAX_BODY_BYTES = 10 << 20      # 10 MiB
@@ -41,6 +42,9 @@ class ServeSettings:
     remembered_ids: int = 1_000_000            # request/instance ids checked for reuse (service.IssuedIds)
     # what the model's output means (task, classes, output name): model_io reads it for /metrics
     model_spec: Optional[model_io.ModelSpec] = None
+    # the config's `rollout:` (serving/rollout.py): None (no split), "shadow" or "canary"
+    rollout_mode: Optional[str] = None
+    canary_share: float = 0.1                  # canary: the share of default-route requests the challenger answers
 
     def validate(self) -> "ServeSettings":
         checks = [("poll_seconds", self.poll_seconds > 0, "must be > 0"),
@@ -56,6 +60,12 @@ class ServeSettings:
         for name, ok, rule in checks:
             if not ok:
                 raise ServeError(f"{name} {rule}, got {getattr(self, name)!r}")
+        if self.rollout_mode is not None and self.rollout_mode not in rollout.MODES:
+            raise ServeError(f"rollout_mode must be one of {', '.join(rollout.MODES)} (or None: no rollout), "
+                             f"got {self.rollout_mode!r}")
+        share = self.canary_share
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share < 1:
+            raise ServeError(f"canary_share must be a number between 0 and 1 (exclusive), got {share!r}")
         if self.token is not None and not self.token:
             raise ServeError("the bearer token is empty")
         if not self.token and not is_loopback(self.host):

@@ -11,57 +11,19 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import json
-import os
-import queue
 import re
 import socket
-import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
-from helpers import REPO, write_config
+from helpers import ServeProcess, post_json, save_small_model, write_config
+from helpers import raw_http as raw
+from helpers import read_response as _read_response
 from driftguard.serving import predictlog
 
 P = "/v1/models/taxi:predict"
-SCHEMA = """
-default_environment: "TRAINING"
-default_environment: "SERVING"
-feature { name: "fare" type: FLOAT value_count { min: 1 max: 1 } }
-feature { name: "trip_start_hour" type: INT value_count { min: 1 max: 1 } }
-feature { name: "payment_type" type: BYTES value_count { min: 1 max: 1 } }
-feature { name: "tips" type: FLOAT not_in_environment: "SERVING" }
-"""
-
-
-def _save_model(path):
-    import tensorflow as tf
-
-    spec = {"fare": tf.io.FixedLenFeature([1], tf.float32, default_value=[0.0]),
-            "trip_start_hour": tf.io.FixedLenFeature([1], tf.int64, default_value=[0]),
-            "payment_type": tf.io.FixedLenFeature([1], tf.string, default_value=[""])}
-
-    class Model(tf.Module):
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
-        def serve(self, examples):
-            f = tf.io.parse_example(examples, spec)
-            cash = tf.cast(tf.equal(f["payment_type"], "Cash"), tf.float32)
-            z = 0.01 * f["fare"] + 0.05 * tf.cast(f["trip_start_hour"], tf.float32) - cash
-            return {"probabilities": tf.sigmoid(z)}
-
-    model = Model()
-    tf.saved_model.save(model, str(path), signatures={"serving_default": model.serve})
-    (path / "profile").mkdir()
-    (path / "profile" / "schema.pbtxt").write_text(SCHEMA)
-
-
-class Server:
-    def __init__(self, proc, url, log_dir, stderr_path):
-        self.proc, self.url, self.log_dir, self.stderr_path = proc, url, log_dir, stderr_path
-        self.host, port = url.split("//")[1].rsplit(":", 1)
-        self.port = int(port)
 
 
 @pytest.fixture(scope="module")
@@ -69,71 +31,17 @@ def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("serve-http")
     registry = root / "runs" / "serving" / "taxi"
     registry.mkdir(parents=True)
-    _save_model(registry / "1")
+    save_small_model(registry / "1")
     cfg = write_config(root / "serve.json", runs=str(root / "runs"))
-    stderr_path = root / "serve.stderr"
-    with open(stderr_path, "w") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "driftguard.cli", "--config", str(cfg), "serve", "--port", "0",
-             "--max-body-bytes", str(1 << 20)],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=err, text=True, env=dict(os.environ))
-    lines = queue.Queue()
-    threading.Thread(target=lambda: lines.put(proc.stdout.readline()), daemon=True).start()
+    srv = ServeProcess(root, cfg, "--max-body-bytes", str(1 << 20)).start()
     try:
-        line = lines.get(timeout=600)
-    except queue.Empty:
-        proc.kill()
-        pytest.fail(f"serve did not start; stderr:\n{stderr_path.read_text()[-3000:]}")
-    m = re.match(r"serving taxi v1 at (http://127\.0\.0\.1:\d+)$", line.strip())
-    assert m, f"{line!r}; stderr:\n{stderr_path.read_text()[-3000:]}"
-    try:
-        yield Server(proc, m.group(1), root / "runs" / "prediction_logs" / "taxi", stderr_path)
+        yield srv.wait_ready()
     finally:
-        proc.terminate()
-        try:
-            assert proc.wait(timeout=120) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.stdout.close()
-
-
-def _read_response(sock):
-    """(status, headers with lower-case names, body) of one HTTP/1.1 response on ``sock``."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError(f"connection closed after {data!r}")
-        data += chunk
-    head, body = data.split(b"\r\n\r\n", 1)
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = {}
-    for ln in lines[1:]:
-        k, _, v = ln.partition(":")
-        headers[k.strip().lower()] = v.strip()
-    n = int(headers.get("content-length", "0"))
-    while len(body) < n:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        body += chunk
-    return status, headers, body[:n]
-
-
-def raw(srv, data: bytes, timeout=60):
-    """Send ``data`` as is on a fresh connection; (status, headers, body) of the answer."""
-    with socket.create_connection((srv.host, srv.port), timeout=timeout) as sock:
-        sock.sendall(data)
-        return _read_response(sock)
+        srv.stop()
 
 
 def post(srv, body, headers=None, path=P):
-    data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
-    return raw(srv, f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                    f"Content-Length: {len(data)}\r\n{extra}\r\n".encode() + data)
+    return post_json(srv, path, body, headers)
 
 
 def metrics(srv):
