@@ -38,6 +38,10 @@ What is measured
     1.25) and measures, for each drifted window, the time from writing (and flushing) its last
     record to the window's ``feature_psi`` alert line appearing in ``alerts.jsonl``.
 
+    Shadow: the same traffic under a shadow rollout (half the records, each logged twice: by the
+    version and by a challenger that is the same model, with the same request id), so the
+    versions alternate record by record and one label joins two predictions.
+
     Serve: ``bench_serve`` from ``benchmarks/serve_throughput.py`` (a real ``driftguard serve``
     subprocess), then the monitor over the prediction logs serve wrote, checking it read as
     many predictions as serve answered.
@@ -126,13 +130,16 @@ def log_record(model: str, version: int, example: bytes, prob: float, rid: Optio
 
 
 def write_traffic(directory: pathlib.Path, examples, prob, index: np.ndarray, *, version: int, start: int = 0,
-                  model="taxi", writer=None) -> None:
+                  model="taxi", writer=None, shadow: Optional[int] = None) -> None:
+    """``shadow``: every record is followed by the same one from that version, with the same id
+    (what serve writes under a shadow rollout)."""
     from driftguard.serving import predictlog as pl
 
     own = writer is None
     writer = writer or pl.PredictionLogWriter(directory)
     for k, i in enumerate(index.tolist()):
-        writer.write(log_record(model, version, examples[i], float(prob[i]), f"q{start + k}", 1_700_000_000 + start + k))
+        for v in (version,) if shadow is None else (version, shadow):
+            writer.write(log_record(model, v, examples[i], float(prob[i]), f"q{start + k}", 1_700_000_000 + start + k))
     if own:
         writer.close()
 
@@ -176,7 +183,7 @@ def monitor_config(runs: pathlib.Path, **monitor):
 
 
 def throughput(root: pathlib.Path, registry: pathlib.Path, logs: pathlib.Path, labels: Optional[List[str]],
-               name: str, arrival: str = "late", **monitor) -> Dict[str, object]:
+               name: str, arrival: str = "late", shadow: Optional[int] = None, **monitor) -> Dict[str, object]:
     """The monitor over the whole log. ``labels``: each record's ``request_id,label`` line, in
     log order; they arrive one batch after their predictions (``arrival="late"``: written to
     the labels file after each step, as delayed labels do, so every prediction waits in the
@@ -187,8 +194,20 @@ def throughput(root: pathlib.Path, registry: pathlib.Path, logs: pathlib.Path, l
 
     runs = root / name / "runs"
     (runs / "serving").mkdir(parents=True)
-    os.symlink(registry, runs / "serving" / "taxi")
-    cfg = monitor_config(runs, **monitor)
+    if shadow is None:
+        os.symlink(registry, runs / "serving" / "taxi")
+        cfg = monitor_config(runs, **monitor)
+    else:    # a shadow rollout: version `shadow` is the newest version again, labelled challenger
+        from driftguard.components.registry_pusher import labels as labels_lib
+        from driftguard.pipeline.config import RolloutConfig
+
+        own = runs / "serving" / "taxi"
+        own.mkdir()
+        champion = shadow - 1
+        for v in (champion, shadow):
+            os.symlink(registry / str(champion), own / str(v))
+        labels_lib.set_labels(own, {"champion": champion, "challenger": shadow}, action="push", reason="bench")
+        cfg = monitor_config(runs, **monitor).replace(rollout=RolloutConfig(mode="shadow"))
     labels_file = None
     if labels is not None:
         labels_file = root / name / "labels.csv"
@@ -404,6 +423,10 @@ def main(argv=None) -> None:
                        multivariate=False),
             throughput(root, registry, logs, label_lines, "100k tumbling, labels late", window=100_000),
         ]
+        shadow_logs = root / "shadow-logs"       # half the records, each twice: the same record count
+        write_traffic(shadow_logs, examples, prob, index[:args.records // 2], version=version, shadow=version + 1)
+        results.append(throughput(root, registry, shadow_logs, label_lines[:args.records // 2],
+                                  "shadow rollout (2 versions), labels late", shadow=version + 1))
         print_throughput(results)
         rates = sorted(r["rate"] for r in results[:args.repeat])
         print(f"\ndefault setting over {args.repeat} run(s): median {np.median(rates):,.0f} records/s "

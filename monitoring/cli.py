@@ -242,6 +242,9 @@ def _rollout_line(rollout: dict) -> str:
             f"{a['labels']['challenger']} / {a['labels']['champion']}")
     if loss["challenger"] is not None and loss["champion"] is not None:
         text += f", loss {loss['challenger']:.4g} vs {loss['champion']:.4g}"
+    est = a.get("estimated") or {}
+    if est.get("challenger") is not None and est.get("champion") is not None:
+        text += f", estimated metric {est['challenger']:.4g} vs {est['champion']:.4g}"
     if a["agreement"] is not None:
         text += f", agreement {100 * a['agreement']:.1f} % on {a['pairs']} shadowed ids"
     elif a["pairs"]:

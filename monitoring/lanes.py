@@ -40,6 +40,7 @@ class Lane:
     last_window: Dict[str, Any] = dataclasses.field(default_factory=dict)
     last_label_window: Dict[str, Any] = dataclasses.field(default_factory=dict)
     windows: int = 0
+    label_windows: int = 0             # its windows of joined labels (the incidents' positions)
     buffer: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     label_buffer: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     persisted_seq: int = -1            # the last buffered seq already in the store
@@ -50,7 +51,7 @@ class Lane:
                 "block": list(self.block), "budget": self.budget, "detectors_off": self.detectors_off,
                 "detectors": {name: d.state_dict() for name, d in self.detectors.items()},
                 "last_window": self.last_window, "last_label_window": self.last_label_window,
-                "windows": self.windows}
+                "windows": self.windows, "label_windows": self.label_windows}
 
     @classmethod
     def from_meta(cls, version: int, m: Mapping[str, Any]) -> "Lane":
@@ -61,7 +62,7 @@ class Lane:
                    budget=dict(m.get("budget", {})), detectors_off=dict(m.get("detectors_off", {})),
                    detectors={name: StreamDetector.from_state(name, d) for name, d in m.get("detectors", {}).items()},
                    last_window=dict(m.get("last_window", {})), last_label_window=dict(m.get("last_label_window", {})),
-                   windows=int(m.get("windows", 0)))
+                   windows=int(m.get("windows", 0)), label_windows=int(m.get("label_windows", -1)))
 
     # -- records
 

@@ -196,6 +196,8 @@ class Monitor:
             lane.trim(self.settings.window)
             lane.persisted_seq = int(lane.buffer["seq"][-1]) if lane.unfinished() else lane.records - 1
             lane.label_buffer = table_columns(self.store.blob(f"label_buffer/{version}")) or lane.label_buffer
+            if lane.label_windows < 0:     # a state from before lanes counted their own: the global count is
+                lane.label_windows = int(self.counters["label_windows"])    # at least every recorded position
         self.serving: Dict[str, Any] = {"version": serving_version(self.lanes, int(self.counters["records"]),
                                                                    self.settings.window)}
         self.step_windows: List[Dict[str, Any]] = []      # the summaries of the windows the last step closed
@@ -208,6 +210,9 @@ class Monitor:
         rollout = meta.get("rollout") or {}
         self.rollout: Optional[Rollout] = Rollout.from_dict(rollout["active"]) if rollout.get("active") else None
         self.decisions: List[Dict[str, Any]] = list(rollout.get("decisions", []))
+        if self.rollout is not None and self.rollout.decision is not None:     # one record of it, updated in place
+            self.rollout.decision = next((d for d in self.decisions if d["id"] == self.rollout.decision["id"]),
+                                         self.rollout.decision)
         self.step_decisions: List[Dict[str, Any]] = []
         self._direct: List[Any] = []       # this step's rollout notifications (no incident grouping)
         self._labels_warning: Optional[str] = None
@@ -226,6 +231,7 @@ class Monitor:
         next_end, step = int(old["next_end"]) - origin, self.step_records
         lane = Lane(version=version, records=records - origin, next_end=next_end, last_row=records - 1,
                     windows=max(0, (next_end - self.settings.window) // step), budget=dict(meta.get("budget", {})),
+                    label_windows=int(self.counters["label_windows"]),     # the one version's label windows
                     detectors={name: StreamDetector.from_state(name, d)
                                for name, d in meta.get("detectors", {}).items()},
                     last_window=dict(meta.get("last_window", {})),
@@ -479,15 +485,16 @@ class Monitor:
             info.update(detector="CUSUM", transform=det.design.transform, version=lane.version, record=at)
             log.info("streaming detector %s of version %d alarmed (%s) at %s%d", stream, lane.version,
                      alarm.direction, scope_prefix, at)
+            # incidents count this stream's own values (not other versions' records in between)
             self._of_version(lane, self._raise(alerts, scope=f"live/{scope_prefix}{at}", alarms=[info],
-                                               source=f"stream:v{lane.version}:{stream}", position=at,
-                                               version=lane.version))
+                                               source=f"stream:v{lane.version}:{stream}",
+                                               position=int(alarm.index_in_stream), version=lane.version))
             r = self.rollout
             if r is not None and lane.version == r.challenger and stream in ("error", "confidence"):
                 self._decided(r.stream_alarm(stream, at))
         # the records fed without an alarm count towards resolving the stream's incidents
-        self._raise(alerts, scope="", source=f"stream:v{lane.version}:{stream}", position=int(rows[-1]), quiet=True,
-                    version=lane.version)
+        self._raise(alerts, scope="", source=f"stream:v{lane.version}:{stream}", position=int(det.n_records),
+                    quiet=True, version=lane.version)
 
     # -- labels
 
@@ -795,7 +802,7 @@ class Monitor:
                 expect = {registry_labels.CHAMPION: d["champion"], registry_labels.CHALLENGER: d["challenger"]}
                 promote = d["action"] == "promote"
                 try:
-                    registry_labels.set_labels(
+                    changes = registry_labels.set_labels(
                         registry, {registry_labels.CHAMPION: d["challenger"]} if promote else {},
                         remove=[registry_labels.CHALLENGER], expect=expect, who="driftguard monitor",
                         action=registry_labels.PROMOTE if promote else registry_labels.ROLLBACK,
@@ -803,11 +810,26 @@ class Monitor:
                 except registry_labels.LabelError as e:
                     d["status"], d["error"] = "superseded", str(e)
                     log.error("rollout decision %s (%s) not applied: %s", d["id"], d["action"], e)
+                else:
+                    self._record_in_mlmd(changes)
             if d["status"] == "pending":
                 d["status"] = "applied"
                 log.warning("rollout decision %s applied: %s of version %d", d["id"], d["action"], d["challenger"])
             _fault("after_apply")
             self.commit()
+
+    def _record_in_mlmd(self, changes) -> None:
+        """The label changes in the project's MLMD store, as ``driftguard promote`` records them
+        (best effort: they are in the audit trail whatever MLMD says)."""
+        from driftguard.components.registry_pusher import labels as registry_labels
+        from driftguard.components.registry_pusher import mlmd_record
+
+        try:
+            mlmd_record.record_label_changes(self.cfg.metadata_path, self.cfg.model_registry, self.cfg.model_name,
+                                             changes, registry_labels.read_labels(self.cfg.model_registry))
+        except Exception as e:  # noqa: BLE001 - e.g. the store locked by a running pipeline
+            log.warning("rollout label change is in the audit trail but not in MLMD (%s): %s: %s",
+                        self.cfg.metadata_path, type(e).__name__, e)
 
     # -- windows
 
@@ -833,10 +855,11 @@ class Monitor:
     def _evaluate_label_window(self, lane: Lane, baseline: Baseline, part: Mapping[str, np.ndarray],
                                alerts: List[Any]) -> None:
         self.counters["label_windows"] += 1
+        lane.label_windows += 1
         report = windows.evaluate_label_window(baseline, part, alpha=lane.budget["alpha"])
         new = self._of_version(lane, self._raise(alerts, scope=report.scope, drift_report=None, monitor=report.monitor,
                                                  source=f"labels:v{lane.version}",
-                                                 position=self.counters["label_windows"], version=lane.version))
+                                                 position=lane.label_windows, version=lane.version))
         lane.last_label_window = {**report.summary, "version": lane.version, "alerts": [a.dedup_key for a in new]}
 
     # -- alerts
@@ -948,10 +971,19 @@ class Monitor:
                 "lanes": lanes, "step_windows": [dict(w) for w in self.step_windows],
                 "incidents": {**self.incidents.summary(), "events": list(getattr(self, "incident_events", []))},
                 "pending": {"labels": len(self.pending_labels), "predictions": len(self.pending_predictions)},
-                "rollout": {"active": self.rollout.summary() if self.rollout else None,
+                "rollout": {"active": self._rollout_summary(),
                             "decisions": [dict(d) for d in self.decisions[-5:]],
                             "step_decisions": [dict(d) for d in self.step_decisions]},
                 "lag": dict(self.lag)}
+
+    def _rollout_summary(self) -> Optional[Dict[str, Any]]:
+        """The running comparison, with each version's last window's estimated metric."""
+        r = self.rollout
+        if r is None:
+            return None
+        lanes = {role: self.lanes.get(v) for role, v in (("champion", r.champion), ("challenger", r.challenger))}
+        return {**r.summary(), "estimated": {role: lane.last_window.get("estimated") if lane else None
+                                             for role, lane in lanes.items()}}
 
     def close(self) -> None:
         self.store.close()

@@ -114,6 +114,35 @@ def test_promote_records_an_execution_in_the_projects_mlmd_store(project):
     assert [e.id for e in store.get_executions_by_context(context.id)] == [execution.id]
 
 
+def test_a_dropped_label_and_its_decision_are_recorded_in_mlmd(project):
+    """What the monitor's rollback writes: the challenger label dropped, tagged with its decision."""
+    from ml_metadata import metadata_store
+    from ml_metadata.proto import metadata_store_pb2 as pb
+
+    from driftguard.components.registry_pusher import mlmd_record
+
+    cfg, registry = project
+    db = cfg.parent / "runs" / "metadata.sqlite"
+    conn = pb.ConnectionConfig()
+    conn.sqlite.filename_uri = str(db)
+    conn.sqlite.connection_mode = pb.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    metadata_store.MetadataStore(conn)
+    labels_lib.set_labels(registry, {"champion": 2, "challenger": 3}, action="push", reason="t", who="t@h")
+    with pytest.raises(labels_lib.LabelError, match="moved meanwhile"):
+        labels_lib.set_labels(registry, {}, remove=["challenger"], action="rollback", reason="r",
+                              expect={"challenger": 1})
+    changes = labels_lib.set_labels(registry, {}, remove=["challenger", "canary"], action="rollback", reason="worse",
+                                    who="driftguard monitor", expect={"champion": 2, "challenger": 3},
+                                    extra={"decision": "v2-v3-r0"})
+    assert [(c.label, c.version, c.previous) for c in changes] == [("challenger", None, 3)]
+    assert labels_lib.read_labels(registry) == {"champion": 2}
+    assert labels_lib.read_audit(registry)[-1]["decision"] == "v2-v3-r0"
+    mlmd_record.record_label_changes(db, registry, "taxi", changes, labels_lib.read_labels(registry))
+    [execution] = metadata_store.MetadataStore(conn).get_executions_by_type("driftguard.VersionLabelChange")
+    assert execution.properties["version"].int_value == -1 and execution.properties["previous_version"].int_value == 3
+    assert execution.custom_properties["decision"].string_value == "v2-v3-r0"
+
+
 def test_without_a_metadata_store_nothing_is_recorded_in_mlmd(project):
     cfg, registry = project
     r = _cli(cfg, "promote", "1", "--reason", "x")

@@ -75,11 +75,13 @@ def record_label_changes(metadata_path: pathlib.Path, registry: pathlib.Path, mo
         for key in ("action", "label", "who", "reason"):
             execution.properties[key].string_value = str(e.get(key) or "")
         execution.properties["registry"].string_value = str(pathlib.Path(registry).resolve())
-        execution.properties["version"].int_value = int(change.version)
+        execution.properties["version"].int_value = -1 if change.version is None else int(change.version)  # -1: dropped
         execution.properties["previous_version"].int_value = -1 if change.previous is None else int(change.previous)
         execution.properties["revision"].int_value = int(e.get("revision", 0))
+        if e.get("decision"):            # the monitor's rollout decision that made the change
+            execution.custom_properties["decision"].string_value = str(e["decision"])
         artifact_and_events = []
-        model = _model_artifact(store, registry, change.version)
+        model = _model_artifact(store, registry, change.previous if change.version is None else change.version)
         if model is not None:
             artifact_and_events.append((model, pb.Event(type=pb.Event.INPUT)))
         execution_id, _, _ = store.put_execution(execution, artifact_and_events, [context])
@@ -87,7 +89,9 @@ def record_label_changes(metadata_path: pathlib.Path, registry: pathlib.Path, mo
     return ids
 
 
-def _model_artifact(store, registry: pathlib.Path, version: int):
+def _model_artifact(store, registry: pathlib.Path, version: Optional[int]):
+    if version is None:
+        return None
     try:
         artifact_id = registry_lib.read_profile(pathlib.Path(registry), version).get("model_artifact", {}).get("id")
     except (OSError, ValueError):

@@ -159,6 +159,15 @@ def test_the_shadow_comparison_reports_agreement_before_deciding(tmp_path, first
         mon.close()
     assert summary["pairs"] == N_SHADOW and summary["decision"] is None
     assert summary["agreement"] == pytest.approx(1 - shadow["flipped"] / N_SHADOW, abs=0.005)
+    # each version's own windows estimate its accuracy: the champion's flipped outputs look as
+    # confident as before, so estimates agree although the realized accuracy will not
+    assert set(summary["estimated"]) == {"champion", "challenger"}
+    assert all(0.5 < v <= 1 for v in summary["estimated"].values()), summary["estimated"]
+    from driftguard.monitoring.cli import _rollout_line
+
+    line = _rollout_line({"active": summary, "decisions": []})
+    assert line.startswith("rollout shadow: challenger v2 vs champion v1: labels 0 / 0, estimated metric ")
+    assert f"agreement {100 * summary['agreement']:.1f} % on {N_SHADOW} shadowed ids; 0 look(s)" in line
 
 
 @pytest.mark.parametrize("point, mode", [("before_apply", "canary"), ("after_apply", "shadow")])
