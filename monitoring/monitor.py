@@ -489,9 +489,8 @@ class Monitor:
             self._of_version(lane, self._raise(alerts, scope=f"live/{scope_prefix}{at}", alarms=[info],
                                                source=f"stream:v{lane.version}:{stream}",
                                                position=int(alarm.index_in_stream), version=lane.version))
-            r = self.rollout
-            if r is not None and lane.version == r.challenger and stream in ("error", "confidence"):
-                self._decided(r.stream_alarm(stream, at))
+            if self.rollout is not None and stream in ("error", "confidence"):
+                self._decided(self.rollout.stream_alarm(lane.version, stream, alarm.direction, at))
         # the records fed without an alarm count towards resolving the stream's incidents
         self._raise(alerts, scope="", source=f"stream:v{lane.version}:{stream}", position=int(det.n_records),
                     quiet=True, version=lane.version)

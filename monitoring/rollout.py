@@ -12,7 +12,9 @@ share of them (canary), and the monitor compares the two versions here:
   every ``check_every`` new challenger labels:
 
   - **rollback** when the challenger is worse with confidence (the lower bound of ``d`` > 0),
-    or when the challenger's own error or confidence stream detector alarms;
+    or when the challenger's own error stream detector alarms upwards or its confidence stream
+    alarms, and the champion's same stream has not alarmed in that direction during the
+    rollout (then the traffic changed, for both);
   - **promote** when it has ``min_labels`` labels and is not worse by more than ``margin`` with
     confidence (the upper bound of ``d`` < ``margin``).
 
@@ -39,7 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 from scipy import stats
@@ -116,6 +118,7 @@ class Rollout:
     agree: int = 0
     abs_difference: float = 0.0
     decision: Optional[Dict[str, Any]] = None    # {"id", "action", "reason", "record", "status", ...}
+    champion_alarms: Dict[str, List[str]] = dataclasses.field(default_factory=dict)   # stream -> directions
 
     def role(self, version: int) -> Optional[str]:
         return "challenger" if version == self.challenger else "champion" if version == self.champion else None
@@ -164,12 +167,23 @@ class Rollout:
             return self._decide(PROMOTE, f"challenger not worse by {margin:g}: {facts}", record)
         return None
 
-    def stream_alarm(self, stream: str, record: int) -> Optional[Dict[str, Any]]:
-        """The challenger's ``stream`` detector alarmed at ``record``: roll back."""
-        if self.decision is not None:
+    def stream_alarm(self, version: int, stream: str, direction: str, record: int) -> Optional[Dict[str, Any]]:
+        """``version``'s ``stream`` detector (error or confidence) alarmed at ``record``.
+
+        The challenger's alarm rolls it back, unless it says nothing against the challenger: an
+        error rate going down, or a change the champion's same stream alarmed on first in the
+        same direction during this rollout (the traffic changed, not the challenger; its loss
+        against the champion's is the sequential test's to judge)."""
+        if version == self.champion:
+            self.champion_alarms.setdefault(stream, []).append(direction)
             return None
-        return self._decide(ROLLBACK, f"challenger's {stream} stream changed (its CUSUM detector alarmed at "
-                                      f"record {record})", record)
+        if version != self.challenger or self.decision is not None:
+            return None
+        if (stream == "error" and direction != "up") or direction in self.champion_alarms.get(stream, ()):
+            return None
+        what = "error rate rose" if stream == "error" else f"{stream} went {direction}"
+        return self._decide(ROLLBACK, f"challenger's {what} (its CUSUM detector alarmed at record {record}; the "
+                                      f"champion's did not)", record)
 
     @property
     def decision_id(self) -> str:

@@ -95,5 +95,16 @@ def test_no_look_before_each_version_has_enough_labels_and_one_decision_only():
     assert d["action"] == ROLLBACK and d["id"] == "v1-v2-r5" and "error rate 1 (v2, 30 labels)" in d["reason"]
     r.add_losses(2, np.ones(100))
     assert r.losses["challenger"].n == MIN_PER_VERSION          # decided: no more evidence
-    assert r.stream_alarm("error", 10) is None
+    assert r.stream_alarm(2, "error", "up", 10) is None
     assert Rollout.from_dict(r.to_dict()) == r
+
+
+def test_a_stream_alarm_rolls_back_only_what_speaks_against_the_challenger():
+    r = Rollout(champion=1, challenger=2, mode="shadow", since=0)
+    assert r.stream_alarm(2, "error", "down", 5) is None                 # fewer errors: no reason
+    assert r.stream_alarm(1, "confidence", "down", 6) is None            # the champion's: noted
+    assert r.stream_alarm(2, "confidence", "down", 7) is None            # the traffic changed, for both
+    d = r.stream_alarm(2, "error", "up", 8)
+    assert d["action"] == ROLLBACK and "error rate rose" in d["reason"] and d["record"] == 8
+    r2 = Rollout(champion=1, challenger=2, mode="canary", since=0)
+    assert r2.stream_alarm(2, "confidence", "up", 9)["action"] == ROLLBACK
