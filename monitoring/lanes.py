@@ -10,7 +10,8 @@ numbers of its first and last records (each record is in one lane only, so two w
 share a scope).
 
 The *serving* version (the snapshot's ``version``, the metrics' ``serving_version``, the retrain
-trigger's debounce key) is the one that answered most records in the last complete block of
+trigger's debounce key) is the registry's ``champion`` once it has a lane (``Monitor._serving_version``:
+under a shadow rollout both versions answer every request), else the one that answered most records in the last complete block of
 ``window`` records (record numbers ``k * window`` .. ``(k+1) * window - 1``; before the first
 block completes, so far); ties go to the newer version. Counting by fixed blocks makes the
 choice the same however the log is cut into batches and restarts.
