@@ -139,6 +139,25 @@ class MonitorCollector:
             out.append(m)
 
         gauge("serving_version", "Model version whose predictions are being monitored.", s.get("version"))
+        rollout = s.get("rollout") or {}
+        active = rollout.get("active") or {}
+        gauge("rollout_challenger_version", "The challenger version compared with the champion (0: no rollout).",
+              active.get("challenger", 0))
+        for name, doc, key in (("rollout_labels", "Joined labels of each version in the running rollout.", "labels"),
+                               ("rollout_loss", "Mean loss on joined labels in the running rollout (error rate; "
+                                "absolute error for regression), by role.", "loss")):
+            m = _gauge(name, doc, ["model", "role"])
+            for role, value in sorted((active.get(key) or {}).items()):
+                if _num(value) is not None:
+                    m.add_metric([model, role], float(value))
+            out.append(m)
+        gauge("rollout_agreement", "Share of shadowed request ids both versions predicted the same way.",
+              active.get("agreement"))
+        decisions = _counter("rollout_decisions", "Rollout decisions, by action (promote, rollback).",
+                             ["model", "action"])
+        for action in ("promote", "rollback"):
+            decisions.add_metric([model, action], float((c.get("rollout_decisions") or {}).get(action, 0)))
+        out.append(decisions)
         budget = s.get("budget") or {}
         gauge("window_alpha", "Level of each window test (from the false-alarm budget).", budget.get("alpha"))
         gauge("detector_arl0_records", "In-control average run length of each streaming detector (records).",
@@ -229,7 +248,8 @@ METRIC_NAMES = (
     "labels_read_total", "labels_joined_total", "labels_expired_total",
     "predictions_expired_total", "predictions_without_id_total", "alerts_total", "incident_events_total",
     "incidents_open", "detector_alarms_total",
-    "retrain_triggers_total", "serving_version", "window_alpha", "detector_arl0_records",
+    "retrain_triggers_total", "serving_version", "rollout_challenger_version", "rollout_labels", "rollout_loss",
+    "rollout_agreement", "rollout_decisions_total", "window_alpha", "detector_arl0_records",
     "false_alarm_budget_per_100k", "feature_psi", "feature_drifted", "feature_p_value", "dataset_drifted",
     "multivariate_drifted", "prediction_psi", "confidence_psi", "prediction_drifted", "prediction_quantile",
     "positive_rate", "mean_probability", "mean_prediction", "class_share", "mean_confidence",

@@ -771,6 +771,8 @@ class Monitor:
             decision["status"] = "advised"
         self.decisions.append(decision)
         self.step_decisions.append(decision)
+        counts = self.counters.setdefault("rollout_decisions", {})
+        counts[decision["action"]] = counts.get(decision["action"], 0) + 1
         model, action = self.cfg.model_name, decision["action"]
         ch, cp = decision["challenger"], decision["champion"]
         done = "" if self.cfg.rollout.auto else " advised (rollout.auto is off: driftguard promote/rollback decides)"

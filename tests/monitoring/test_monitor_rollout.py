@@ -122,6 +122,13 @@ def test_a_flipped_canary_is_rolled_back_with_one_critical_alert(tmp_path, first
     assert meta["counters"]["challenger_alerts_held"] >= 1
     # it decided early: a flipped model is told apart within a few hundred labels
     assert decision["record"] < N_CANARY
+    from driftguard.monitoring import exporter
+
+    samples = exporter.parse_exposition((state_dir_of(cfg_path) / exporter.METRICS_FILE).read_text())
+    model = (("model", "taxi"),)
+    assert samples["driftguard_monitor_rollout_decisions_total"][model + (("action", "rollback"),)] == 1
+    assert samples["driftguard_monitor_rollout_decisions_total"][model + (("action", "promote"),)] == 0
+    assert samples["driftguard_monitor_rollout_challenger_version"][model] == 0        # the rollout ended
 
 
 def test_a_better_shadow_challenger_is_promoted_and_both_versions_are_joined(tmp_path, first_push, shadow):
@@ -154,7 +161,8 @@ def test_the_shadow_comparison_reports_agreement_before_deciding(tmp_path, first
     mon = monitor_lib.Monitor(load(cfg_path), logs=shadow["root"] / "logs")
     try:
         monitor_lib.run(mon, once=True)
-        summary = mon.snapshot()["rollout"]["active"]
+        snapshot = mon.snapshot()
+        summary = snapshot["rollout"]["active"]
     finally:
         mon.close()
     assert summary["pairs"] == N_SHADOW and summary["decision"] is None
@@ -168,6 +176,19 @@ def test_the_shadow_comparison_reports_agreement_before_deciding(tmp_path, first
     line = _rollout_line({"active": summary, "decisions": []})
     assert line.startswith("rollout shadow: challenger v2 vs champion v1: labels 0 / 0, estimated metric ")
     assert f"agreement {100 * summary['agreement']:.1f} % on {N_SHADOW} shadowed ids; 0 look(s)" in line
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from driftguard.monitoring import exporter
+
+    metrics = CollectorRegistry()
+    collector = exporter.MonitorCollector()
+    collector.snapshot = snapshot
+    metrics.register(collector)
+    samples = exporter.parse_exposition(generate_latest(metrics).decode())
+    model = (("model", "taxi"),)
+    assert samples["driftguard_monitor_rollout_agreement"][model] == pytest.approx(summary["agreement"])
+    assert samples["driftguard_monitor_rollout_challenger_version"][model] == 2
+    assert samples.get("driftguard_monitor_rollout_loss", {}) == {}          # no labels yet
 
 
 @pytest.mark.parametrize("point, mode", [("before_apply", "canary"), ("after_apply", "shadow")])
