@@ -126,8 +126,8 @@ def test_a_flipped_canary_is_rolled_back_with_one_critical_alert(tmp_path, first
 
     samples = exporter.parse_exposition((state_dir_of(cfg_path) / exporter.METRICS_FILE).read_text())
     model = (("model", "taxi"),)
-    assert samples["driftguard_monitor_rollout_decisions_total"][model + (("action", "rollback"),)] == 1
-    assert samples["driftguard_monitor_rollout_decisions_total"][model + (("action", "promote"),)] == 0
+    assert samples["driftguard_monitor_rollout_decisions_total"][(("action", "rollback"),) + model] == 1
+    assert samples["driftguard_monitor_rollout_decisions_total"][(("action", "promote"),) + model] == 0
     assert samples["driftguard_monitor_rollout_challenger_version"][model] == 0        # the rollout ended
 
 
