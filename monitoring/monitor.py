@@ -512,16 +512,21 @@ class Monitor:
         ids, values = pick(rows.ids, first), rows.values[first]
         duplicates = n - len(ids)
         found, hit = self.pending_predictions.take(ids)
+        first_hit = {"version": np.full(len(ids), -1, np.int64), "probability": np.full(len(ids), np.nan)}
         if found.any():
+            for k in first_hit:
+                first_hit[k][found] = hit[k]
             self._joined(hit["probability"], values[found], hit["version"], alerts)
-            self._remember_joins(pick(ids, found), hit["version"], values[found])
+            self._remember_joins(pick(ids, found), hit["version"], values[found], hit["probability"])
         if len(self.lanes) > 1:     # other versions' predictions for the same ids (a shadow rollout)
             for version in sorted(self.lanes):
                 keys = [version_key(i, version) for i in ids]
                 more, hit = self.pending_predictions.take(keys)
                 if more.any():
+                    self._rollout_pairs(first_hit["version"][more], first_hit["probability"][more], version,
+                                        hit["probability"], values[more])
                     self._joined(hit["probability"], values[more], hit["version"], alerts)
-                    self._remember_joins(pick(keys, more), hit["version"], values[more])
+                    self._remember_joins(pick(keys, more), hit["version"], values[more], hit["probability"])
                     found |= more
         if not found.all():
             ids, values = pick(ids, ~found), values[~found]
@@ -583,7 +588,7 @@ class Monitor:
         if found.any():
             versions = np.full(int(found.sum()), version, np.int64)
             self._joined(prob[found], hit["label"], versions, alerts)
-            self._remember_joins(pick(ids_list, found), versions, hit["label"])
+            self._remember_joins(pick(ids_list, found), versions, hit["label"], prob[found])
         wait = ~found
         if wait.any():
             p = prob[wait]
@@ -605,9 +610,13 @@ class Monitor:
         other = np.zeros(len(sub), dtype=bool)
         other[np.flatnonzero(waiting)[w["version"] != version]] = True
         joined, j = self.recent_joins.peek(sub)
-        label = np.full(len(sub), np.nan)
+        label, first_prob = np.full(len(sub), np.nan), np.full(len(sub), np.nan)
+        first_version = np.full(len(sub), -1, np.int64)
         at = np.flatnonzero(joined)
-        label[at[j["version"] != version]] = j["label"][j["version"] != version]
+        other_joined = j["version"] != version
+        label[at[other_joined]] = j["label"][other_joined]
+        first_prob[at[other_joined]] = j["probability"][other_joined]
+        first_version[at[other_joined]] = j["version"][other_joined]
         wait = other & ~mine
         join = ~waiting & np.isfinite(label) & ~mine
         if wait.any():
@@ -616,15 +625,17 @@ class Monitor:
                                                             "version": np.full(p.size, version, np.int64)})
         if join.any():
             versions = np.full(int(join.sum()), version, np.int64)
+            self._rollout_pairs(first_version[join], first_prob[join], version, prob[rows[join]], label[join])
             self._joined(prob[rows[join]], label[join], versions, alerts)
-            self._remember_joins(pick(keys, join), versions, label[join])
+            self._remember_joins(pick(keys, join), versions, label[join], prob[rows[join]])
         taken[rows[wait | join]] = True
         return taken
 
-    def _remember_joins(self, ids: List[str], versions: np.ndarray, labels: np.ndarray) -> None:
-        """Joined ids are remembered (as many as ``label_retention``) with their label, to tell
-        repeats from firsts and to join another version's prediction of the same id."""
-        self.recent_joins.add(ids, {"version": versions, "label": labels})
+    def _remember_joins(self, ids: List[str], versions: np.ndarray, labels: np.ndarray, probs: np.ndarray) -> None:
+        """Joined ids are remembered (as many as ``label_retention``) with their label and
+        prediction, to tell repeats from firsts and to join (and pair) another version's
+        prediction of the same id."""
+        self.recent_joins.add(ids, {"version": versions, "label": labels, "probability": probs})
         self.recent_joins.expire(self.settings.label_retention)
 
     def _joined(self, prob: np.ndarray, label: np.ndarray, versions: np.ndarray, alerts: List[Any]) -> None:
@@ -730,6 +741,23 @@ class Monitor:
             from driftguard.monitoring.baseline import THRESHOLD
 
             r.add_pairs(d.probability[a], d.probability[b], self.cfg.task, THRESHOLD)
+
+    def _rollout_pairs(self, first_versions: np.ndarray, first: np.ndarray, version: int, second: np.ndarray,
+                       label: np.ndarray) -> None:
+        """Two versions' predictions of the same labelled ids (shadow): the champion's and the
+        challenger's losses side by side, for the paired test."""
+        r = self.rollout
+        if r is None or version not in (r.champion, r.challenger):
+            return
+        other = r.champion if version == r.challenger else r.challenger
+        mine = (first_versions == other) & np.isfinite(first) & np.isfinite(second) & np.isfinite(label)
+        if not mine.any():
+            return
+        y = label[mine].astype(np.float64)
+        loss_first = self.baseline(other).errors(first[mine].astype(np.float64), y)
+        loss_second = self.baseline(version).errors(second[mine].astype(np.float64), y)
+        champion, challenger = (loss_first, loss_second) if version == r.challenger else (loss_second, loss_first)
+        r.add_paired_losses(champion, challenger)
 
     def _rollout_evidence(self, evidence: List[Tuple[np.ndarray, int, np.ndarray]]) -> None:
         """Joined labels' losses of the champion and the challenger, in join order, with a look

@@ -2,7 +2,7 @@
 that makes them survive a restart.
 
 A pending prediction is request id -> (probability, version); a pending label is request id ->
-(label, the label's number in read order); a recent join is request id -> (version, label) (the
+(label, the label's number in read order); a recent join is request id -> (version, label, prediction) (the
 ids joined lately, so that a second label or a second prediction for one of them is told apart
 from a first: the monitor counts those duplicates and reused ids instead of leaving them to wait
 for a partner that never comes; a journal written before the label was kept replays it as NaN).
@@ -37,7 +37,7 @@ from driftguard.monitoring.store import table_bytes, table_columns
 Fields = Tuple[Tuple[str, Any, Any], ...]
 PREDICTION_FIELDS: Fields = (("probability", np.float64, np.nan), ("version", np.int64, -1))
 LABEL_FIELDS: Fields = (("label", np.float64, np.nan), ("read", np.int64, -1))
-JOINED_FIELDS: Fields = (("version", np.int64, -1), ("label", np.float64, np.nan))
+JOINED_FIELDS: Fields = (("version", np.int64, -1), ("label", np.float64, np.nan), ("probability", np.float64, np.nan))
 SNAPSHOT_SLACK = 100_000           # journal operations allowed beyond twice the set's size
 _COMPACT_SLACK = 4096              # dead slots allowed beyond the live ones before compacting
 

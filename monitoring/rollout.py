@@ -29,7 +29,10 @@ window test. Why hand-written: scipy has no sequential (group-sequential or anyt
 tests, and the confidence-sequence libraries are not in the lock; the spending rule is three
 lines and its guarantee needs no asymptotics beyond each look's interval.
 
-Each look's interval: for 0/1 losses Newcombe's hybrid score interval for a difference of
+Under shadow both versions predict the same ids, and once 30 labelled ids have both
+predictions the test is paired (:func:`paired_interval` on the per-id loss differences): the
+two versions' errors are mostly on the same ids, so the difference is known much sooner.
+Otherwise (canary), each look's interval: for 0/1 losses Newcombe's hybrid score interval for a difference of
 proportions (built from each version's Wilson interval; it keeps
 its level at small counts and with no errors yet, where the normal interval does not), else
 Welch's normal interval on the two means.
@@ -104,6 +107,47 @@ def difference_interval(challenger: Losses, champion: Losses, level: float, bina
 
 
 @dataclasses.dataclass
+class Paired:
+    """Running sums of per-id loss differences (challenger - champion) of shadowed, labelled ids;
+    for 0/1 losses also the discordant counts: ``worse`` (only the challenger wrong) and
+    ``better`` (only the champion wrong)."""
+
+    n: int = 0
+    total: float = 0.0
+    squares: float = 0.0
+    worse: int = 0
+    better: int = 0
+
+    def add(self, differences: np.ndarray) -> None:
+        self.n += int(differences.size)
+        self.total += float(differences.sum())
+        self.squares += float(np.square(differences).sum())
+        self.worse += int(np.count_nonzero(differences > 0.5))
+        self.better += int(np.count_nonzero(differences < -0.5))
+
+
+def paired_interval(p: Paired, level: float, binary: bool) -> Tuple[float, float, float]:
+    """(estimate, lower, upper) of the mean per-id loss difference, each bound one-sided at
+    ``level``. For 0/1 losses ``d = r (2 pi - 1)``, with ``r`` the discordant share and ``pi``
+    the share of discordant ids where the challenger is the wrong one: each gets a Wilson
+    interval at ``level / 2`` (Bonferroni), and the bounds of ``d`` are the extremes over both
+    (no discordant id yet: ``pi`` is anywhere in [0, 1]). Else a normal interval on the
+    differences."""
+    d = p.total / p.n
+    if binary:
+        z = float(stats.norm.isf(level / 2))
+        m = p.worse + p.better
+        r_low, r_high = _wilson(m, p.n, z)
+        pi_low, pi_high = _wilson(p.worse, m, z) if m else (0.0, 1.0)
+        low, high = 2 * pi_low - 1, 2 * pi_high - 1
+        return d, low * (r_high if low < 0 else r_low), high * (r_high if high > 0 else r_low)
+    z = float(stats.norm.isf(level))
+    var = max(0.0, (p.squares - p.total * p.total / p.n) / (p.n - 1)) if p.n > 1 else float("inf")
+    se = math.sqrt(var / p.n)
+    return d, d - z * se, d + z * se
+
+
+@dataclasses.dataclass
 class Rollout:
     """One rollout: ``challenger`` against ``champion`` since record ``since``, and its decision."""
 
@@ -120,6 +164,7 @@ class Rollout:
     abs_difference: float = 0.0
     decision: Optional[Dict[str, Any]] = None    # {"id", "action", "reason", "record", "status", ...}
     champion_alarms: Dict[str, List[str]] = dataclasses.field(default_factory=dict)   # stream -> directions
+    paired: Paired = dataclasses.field(default_factory=Paired)     # shadow: both versions' losses per id
 
     def role(self, version: int) -> Optional[str]:
         return "challenger" if version == self.challenger else "champion" if version == self.champion else None
@@ -130,6 +175,11 @@ class Rollout:
         role = self.role(version)
         if role is not None and self.decision is None and losses.size:
             self.losses[role].add(np.asarray(losses, dtype=np.float64))
+
+    def add_paired_losses(self, champion: np.ndarray, challenger: np.ndarray) -> None:
+        """Both versions' losses on the same labelled ids (shadow)."""
+        if self.decision is None and champion.size:
+            self.paired.add(np.asarray(challenger, np.float64) - np.asarray(champion, np.float64))
 
     def add_pairs(self, champion: np.ndarray, challenger: np.ndarray, task: str, threshold: float) -> None:
         """Predictions of the two versions for the same request ids (shadow)."""
@@ -157,13 +207,16 @@ class Rollout:
         # like log(n), so the level spent on each (alpha / k^2) shrinks slowly on a long rollout
         self.next_look = max(ch.n + check_every, int(ch.n * LOOK_GROWTH))
         level = look_alpha(alpha, self.looks)
-        d, lower, upper = difference_interval(ch, cp, level, binary)
+        paired = self.paired.n >= MIN_PER_VERSION
+        d, lower, upper = paired_interval(self.paired, level, binary) if paired else \
+            difference_interval(ch, cp, level, binary)
         self.last_look = {"look": self.looks, "level": level, "difference": d, "lower": lower, "upper": upper,
+                          "paired": self.paired.n if paired else 0,
                           "challenger_loss": ch.mean, "champion_loss": cp.mean, "labels": [cp.n, ch.n]}
         what = "error rate" if binary else "mean absolute error"
         facts = (f"{what} {ch.mean:.4g} (v{self.challenger}, {ch.n} labels) vs {cp.mean:.4g} (v{self.champion}, "
-                 f"{cp.n} labels): difference {d:+.4g}, one-sided bounds [{lower:+.4g}, {upper:+.4g}] at level "
-                 f"{level:.2g} (look {self.looks})")
+                 f"{cp.n} labels): difference {d:+.4g}{f' paired on {self.paired.n} ids' if paired else ''}, "
+                 f"one-sided bounds [{lower:+.4g}, {upper:+.4g}] at level {level:.2g} (look {self.looks})")
         if lower > 0:
             return self._decide(ROLLBACK, f"challenger worse: {facts}", record)
         if ch.n >= min_labels and upper < margin:
@@ -206,6 +259,7 @@ class Rollout:
                "labels": {r: x.n for r, x in self.losses.items()},
                "loss": {r: (x.mean if x.n else None) for r, x in self.losses.items()},
                "looks": self.looks, "last_look": dict(self.last_look), "pairs": self.pairs,
+               "paired_labels": self.paired.n,
                "agreement": self.agree / self.pairs if self.pairs else None,
                "mean_abs_difference": self.abs_difference / self.pairs if self.pairs else None,
                "decision": dict(self.decision) if self.decision else None}
@@ -217,4 +271,5 @@ class Rollout:
     def from_dict(cls, d: Mapping[str, Any]) -> "Rollout":
         d = dict(d)
         d["losses"] = {r: Losses(**x) for r, x in d["losses"].items()}
+        d["paired"] = Paired(**d.get("paired", {}))
         return cls(**d)

@@ -149,6 +149,7 @@ def test_a_better_shadow_challenger_is_promoted_and_both_versions_are_joined(tmp
     [decision] = state["meta"]["rollout"]["decisions"]
     assert decision["action"] == "promote" and decision["status"] == "applied"
     assert "challenger not worse by 0.02" in decision["reason"]
+    assert " paired on " in decision["reason"]          # both versions' losses on the same ids
     assert "rollout decision: challenger version 2 promoted to champion (applied)" in out
     assert "rollout: none running; last: promote of version 2 against version 1 (applied)" in out
 
