@@ -154,6 +154,30 @@ def test_a_better_shadow_challenger_is_promoted_and_both_versions_are_joined(tmp
     assert "rollout: none running; last: promote of version 2 against version 1 (applied)" in out
 
 
+def test_labels_arriving_after_both_predictions_join_both_and_pair_them(tmp_path, first_push, shadow):
+    """The other order: the log is read first (both versions' predictions wait), the labels come
+    in a later run; each label takes the champion's prediction and the challenger's."""
+    import shutil
+
+    from driftguard.components.registry_pusher import labels as labels_lib
+
+    cfg_path, registry = _project(tmp_path, first_push, "a", "shadow")
+    labels = tmp_path / "late" / "labels.csv"
+    labels.parent.mkdir()
+    labels.write_text("request_id,label\n")
+    (tmp_path / "late" / "logs").symlink_to(shadow["root"] / "logs")
+    _monitor_in_process(cfg_path, tmp_path / "late")
+    c = outcome(load(cfg_path))["counters"]
+    assert c["labels_joined"] == 0 and c["records"] == 2 * N_SHADOW and c["predictions_reused_id"] == 0
+    shutil.copyfile(shadow["root"] / "labels.csv", labels)
+    _monitor_in_process(cfg_path, tmp_path / "late")
+    state = outcome(load(cfg_path))
+    assert state["counters"]["labels_joined"] == 2 * N_SHADOW and state["counters"]["labels_duplicate"] == 0
+    [decision] = state["meta"]["rollout"]["decisions"]
+    assert decision["action"] == "promote" and " paired on " in decision["reason"]
+    assert labels_lib.read_labels(registry) == {"champion": 2}
+
+
 def test_the_shadow_comparison_reports_agreement_before_deciding(tmp_path, first_push, shadow):
     """Without labels nothing is decided, and the two versions' agreement is what flipping 30 % gives."""
     from driftguard.monitoring import monitor as monitor_lib
