@@ -63,12 +63,21 @@ def _password(cfg: Config) -> str:
     return value
 
 
+def _quiet_driver_log() -> None:
+    """ml-metadata's server drivers log two INFO lines to stderr per connection (glog, which reads
+    its level from the environment when the library loads: this takes effect when it is called
+    before ml_metadata is first imported, as the commands' preflight does); errors still show."""
+    os.environ.setdefault("GLOG_minloglevel", "1")
+
+
 def connection_config(cfg: Config, readonly: bool = False):
     """ml-metadata's ``ConnectionConfig`` for the project's store. ``readonly`` applies to sqlite
     (the file opened read-only); a server connection is the same either way."""
     from ml_metadata.proto import metadata_store_pb2 as pb
 
     m = cfg.metadata
+    if m.is_server:
+        _quiet_driver_log()
     conn = pb.ConnectionConfig()
     if m.kind == "sqlite":
         conn.sqlite.filename_uri = str(cfg.metadata_path)
@@ -154,6 +163,7 @@ def preflight(cfg: Config, timeout: float = 5.0) -> None:
     m = cfg.metadata
     if not m.is_server:
         return
+    _quiet_driver_log()
     where = describe(cfg)
     password = _password(cfg)          # raises for an unset variable
     try:
@@ -181,9 +191,10 @@ def preflight(cfg: Config, timeout: float = 5.0) -> None:
     low = text.lower()
     if "password authentication failed" in low or "access denied" in low or "no password supplied" in low \
             or "authentication failed" in low:
-        setting = "metadata.password_env" if m.password_env else "metadata.password_env (not set in the config)"
-        raise MetadataError(f"{setting} / metadata.user: the server refused user {m.user!r} (wrong password or "
-                            f"user) for {where}") from None
+        given = (f"with the password in ${m.password_env}" if m.password_env
+                 else "without a password (metadata.password_env is not set in the config)")
+        raise MetadataError(f"metadata.password_env / metadata.user: the server refused user {m.user!r} {given} "
+                            f"(wrong password or user) for {where}") from None
     if ("database" in low and "does not exist" in low) or "unknown database" in low:
         raise MetadataError(f"metadata.database: database {m.database!r} does not exist on {m.host}:{m.server_port} "
                             f"(create it first; driftguard does not create it) for {where}") from None
