@@ -52,6 +52,11 @@ def from_location(value: Mapping[str, Any]) -> Location:
     return Location(MetadataConfig(**value["metadata"]), pathlib.Path(value["metadata_path"]))
 
 
+def sqlite_location(path: os.PathLike) -> Location:
+    """The sqlite store at ``path`` (what tools and tests that hold only the file pass on)."""
+    return Location(MetadataConfig(), pathlib.Path(path))
+
+
 def _password(cfg: Config) -> str:
     m = cfg.metadata
     if not m.password_env:

@@ -67,13 +67,20 @@ def open_store(config: Config):
     return metadata.open_store(config, readonly=True)
 
 
-def _max_execution_id(config: Config) -> int:
+def _pipeline_executions(store, pipeline_name: str) -> list:
+    """The executions of one pipeline (its ``pipeline`` context): a shared store holds other
+    projects' too, and reading only these keeps the cost independent of them."""
+    ctx = store.get_context_by_type_and_name("pipeline", pipeline_name)
+    return [] if ctx is None else store.get_executions_by_context(ctx.id)
+
+
+def _max_execution_id(config: Config, pipeline_name: str) -> int:
     from driftguard.pipeline import metadata
 
     if not metadata.store_exists(config):
         return 0
     store = open_store(config)
-    return max((e.id for e in store.get_executions()), default=0)
+    return max((e.id for e in _pipeline_executions(store, pipeline_name)), default=0)
 
 
 def error_message(execution) -> Optional[str]:
@@ -113,10 +120,7 @@ def interrupted_nodes(config: Config, pipeline_name: str) -> List[NodeResult]:
     if not metadata.store_exists(config):
         return []
     store = open_store(config)
-    pipeline_ctx = store.get_context_by_type_and_name("pipeline", pipeline_name)
-    if pipeline_ctx is None:
-        return []
-    executions = store.get_executions_by_context(pipeline_ctx.id)
+    executions = _pipeline_executions(store, pipeline_name)
     if not executions:
         return []
     newest = max(executions, key=lambda e: e.id)
@@ -141,8 +145,8 @@ def collect_results(pipeline, config: Config, after_execution_id: int) -> RunRes
     """Execution state of every node of ``pipeline`` among executions newer than the given id."""
     store = open_store(config)
     by_node: Dict[str, NodeResult] = {}
-    new = [e for e in store.get_executions() if e.id > after_execution_id]
     name = pipeline.pipeline_info.pipeline_name
+    new = [e for e in _pipeline_executions(store, name) if e.id > after_execution_id]
     for execution in sorted(new, key=lambda e: e.id):
         for ctx in store.get_contexts_by_execution(execution.id):
             ctx_type = store.get_context_types_by_id([ctx.type_id])[0].name
@@ -180,7 +184,7 @@ def run(pipeline, config: Config, runner: Optional[str] = None) -> RunResult:
     config.runs_path.mkdir(parents=True, exist_ok=True)
     if runner not in ("local", "beam"):
         raise ValueError(f"runner must be 'local' or 'beam', got {runner!r}")
-    before = _max_execution_id(config)
+    before = _max_execution_id(config, pipeline.pipeline_info.pipeline_name)
     raised: Optional[BaseException] = None
     try:
         if runner == "local":

@@ -98,3 +98,12 @@ def test_an_unset_password_variable_names_the_setting_not_the_value(tmp_path, mo
 
 def test_the_example_configs_say_nothing_of_metadata():
     assert "metadata" not in taxi_config()
+
+
+def test_the_postgres_fixture_fails_rather_than_skips_without_the_binaries(monkeypatch, tmp_path):
+    import postgres_fixture
+
+    monkeypatch.setenv("DRIFTGUARD_PG_BIN", str(tmp_path))
+    monkeypatch.setattr(postgres_fixture.glob, "glob", lambda pattern: [])
+    with pytest.raises(pytest.fail.Exception, match="apt-get install -y postgresql"):
+        postgres_fixture._bin_dir()

@@ -190,7 +190,8 @@ def _should_train(location: Dict[str, Any], pipeline_name: str, **context) -> bo
     if payload is None:
         from driftguard.pipeline import metadata
 
-        raise RuntimeError(f"no RetrainGate decision in MLMD ({metadata.describe(metadata.from_location(location))}) for run {run_id} of "
+        where = metadata.describe(metadata.from_location(location))
+        raise RuntimeError(f"no RetrainGate decision in MLMD ({where}) for run {run_id} of "
                            f"{pipeline_name}: did the RetrainGate task succeed?")
     d = payload["decision"]
     logging.info("span %s: retrain=%s (%s)", payload.get("span"), d["retrain"], d.get("reason"))
