@@ -55,12 +55,18 @@ demo-flights: setup
 	@test -f demo/flights/driftguard.yaml || $(VENV)/bin/driftguard init demo/flights --example flights
 	cd demo/flights && ../../$(VENV)/bin/driftguard run
 
-# Headless Chromium renders the HTML reports in the tests (Debian's package; root or sudo).
+# Headless Chromium renders the HTML reports in the tests; a PostgreSQL server (its binaries:
+# tests/postgres_fixture.py starts its own on 127.0.0.1) holds MLMD in tests/test_metadata_postgres.py.
+# Debian's packages, installed only when missing (root or sudo).
 system-deps:
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
 	  echo "installing Debian's chromium (the report tests open the pages in headless Chromium)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "installing Debian's postgresql (the MLMD-on-PostgreSQL tests start a server on 127.0.0.1)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 
 test: setup system-deps
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)

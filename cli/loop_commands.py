@@ -56,10 +56,17 @@ def _verbose_option(f):
                         help="Stream TFX's full log to stderr instead of a progress list.")(f)
 
 
-def _config(ctx: click.Context, beam_args=()) -> config_lib.Config:
+def _config(ctx: click.Context, beam_args=(), preflight: bool = False) -> config_lib.Config:
+    """The project's config; with ``preflight``, the metadata database (a server's) is reached
+    once first, so a wrong host, password or database name exits 2 before any component runs."""
+    from driftguard.pipeline import metadata
+
     cfg = load_config(ctx)
     if beam_args:
         cfg = cfg.replace(beam_args=tuple(cfg.beam_args) + tuple(beam_args))
+    if preflight:
+        with user_errors(metadata.MetadataError):
+            metadata.preflight(cfg)
     return cfg
 
 
@@ -80,7 +87,7 @@ def run(ctx: click.Context, spans_text: Optional[str], runner: Optional[str], be
        says so the training pipeline, which pushes only a candidate TFMA blesses.
     Spans already replayed (runs/state.json) are not checked again.
     """
-    cfg = _config(ctx, beam_args)
+    cfg = _config(ctx, beam_args, preflight=True)
     spans = parse_spans(cfg, spans_text) if spans_text else None
     with user_errors(loop.LoopError):
         loop.replay(cfg, spans, runner=runner, reporter=EchoReporter(cfg.runs_path, verbose, one_log=True))
@@ -98,7 +105,7 @@ def run(ctx: click.Context, spans_text: Optional[str], runner: Optional[str], be
 def train(ctx: click.Context, spans_text: str, data_root: Optional[pathlib.Path],
           runner: Optional[str], beam_args, verbose: bool) -> None:
     """Run the training pipeline on SPANS; push the model only if TFMA blesses it."""
-    cfg = _config(ctx, beam_args)
+    cfg = _config(ctx, beam_args, preflight=True)
     spans = parse_spans(cfg, spans_text)
     if len(spans) > cfg.training.window_spans:
         raise DriftguardError(
@@ -127,7 +134,7 @@ def check(ctx: click.Context, span_text: str, data_root: Optional[pathlib.Path],
 
     Exit status: 0 nothing found, 1 drift or schema anomalies, 2 error.
     """
-    cfg = _config(ctx, beam_args)
+    cfg = _config(ctx, beam_args, preflight=True)
     try:
         span = cfg.spans.number(span_text)
     except ValueError as e:

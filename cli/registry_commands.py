@@ -17,18 +17,21 @@ def _record(cfg, changes) -> None:
     whether or not MLMD takes it)."""
     from driftguard.components.registry_pusher import labels as labels_lib
     from driftguard.components.registry_pusher import mlmd_record
+    from driftguard.pipeline import metadata
 
     if not changes:
         return
+    where = metadata.describe(cfg)
     try:
-        ids = mlmd_record.record_label_changes(cfg.metadata_path, cfg.model_registry, cfg.model_name, changes,
+        connection = metadata.connection_config(cfg) if metadata.store_exists(cfg) else None
+        ids = mlmd_record.record_label_changes(connection, cfg.model_registry, cfg.model_name, changes,
                                                labels_lib.read_labels(cfg.model_registry))
     except Exception as e:  # noqa: BLE001 - e.g. the store locked by a running pipeline
         click.echo(f"warning: the change is in {cfg.model_registry / labels_lib.AUDIT_FILE} but could not be "
-                   f"recorded in MLMD ({cfg.metadata_path}): {type(e).__name__}: {e}", err=True)
+                   f"recorded in MLMD ({where}): {type(e).__name__}: {e}", err=True)
         return
     if ids:
-        click.echo(f"recorded in MLMD ({cfg.metadata_path}): execution {', '.join(map(str, ids))}")
+        click.echo(f"recorded in MLMD ({where}): execution {', '.join(map(str, ids))}")
 
 
 def _reason_option(f):

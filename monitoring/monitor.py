@@ -853,12 +853,15 @@ class Monitor:
         from driftguard.components.registry_pusher import labels as registry_labels
         from driftguard.components.registry_pusher import mlmd_record
 
+        from driftguard.pipeline import metadata
+
         try:
-            mlmd_record.record_label_changes(self.cfg.metadata_path, self.cfg.model_registry, self.cfg.model_name,
+            connection = metadata.connection_config(self.cfg) if metadata.store_exists(self.cfg) else None
+            mlmd_record.record_label_changes(connection, self.cfg.model_registry, self.cfg.model_name,
                                              changes, registry_labels.read_labels(self.cfg.model_registry))
         except Exception as e:  # noqa: BLE001 - e.g. the store locked by a running pipeline
             log.warning("rollout label change is in the audit trail but not in MLMD (%s): %s: %s",
-                        self.cfg.metadata_path, type(e).__name__, e)
+                        metadata.describe(self.cfg), type(e).__name__, e)
 
     # -- windows
 

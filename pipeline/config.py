@@ -406,6 +406,59 @@ class RolloutConfig:
             raise ConfigError(f"{path}.margin must be a number >= 0, got {self.margin!r}")
 
 
+METADATA_KINDS = ("sqlite", "postgresql", "mysql")
+METADATA_PORTS = {"postgresql": 5432, "mysql": 3306}
+
+
+@dataclasses.dataclass(frozen=True)
+class MetadataConfig:
+    """``metadata:`` where ML Metadata (MLMD) keeps the pipelines' executions and artifacts.
+
+    ``kind: sqlite`` (the default): the file ``<runs>/metadata.sqlite``, one per project.
+    ``postgresql`` or ``mysql``: a database server that several projects (and machines) share,
+    at ``host``:``port`` (defaults 5432 / 3306), database ``database`` (it must exist: MLMD
+    does not create it, so a typo fails instead of starting an empty store), as ``user``, with
+    the password read from the environment variable named by ``password_env`` (never from this
+    file). ``pipeline/metadata.py`` turns this into ml-metadata's ``ConnectionConfig``."""
+
+    kind: str = "sqlite"
+    host: str = "127.0.0.1"
+    port: int = 0                 # 0: the kind's default (5432 postgresql, 3306 mysql)
+    database: str = ""
+    user: str = ""
+    password_env: str = ""        # the NAME of the environment variable holding the password
+
+    @property
+    def is_server(self) -> bool:
+        return self.kind != "sqlite"
+
+    @property
+    def server_port(self) -> int:
+        return self.port or METADATA_PORTS.get(self.kind, 0)
+
+    def validate(self, path: str) -> None:
+        if self.kind not in METADATA_KINDS:
+            raise ConfigError(f"{path}.kind must be one of {', '.join(METADATA_KINDS)}, got {self.kind!r}")
+        if not self.is_server:
+            given = [k for k in ("host", "port", "database", "user", "password_env")
+                     if getattr(self, k) != getattr(MetadataConfig, k)]
+            if given:
+                raise ConfigError(f"{path}.{given[0]} applies to kind postgresql or mysql; kind is sqlite "
+                                  f"(the file <runs>/metadata.sqlite)")
+            return
+        if not self.host or not re.fullmatch(r"[A-Za-z0-9_.:%-]+", self.host):
+            raise ConfigError(f"{path}.host must be a host name or IP address, got {self.host!r}")
+        _check_range(f"{path}.port", self.port, 0, 65535)
+        for key in ("database", "user"):
+            value = getattr(self, key)
+            if not value or not re.fullmatch(r"[A-Za-z0-9_$.-]{1,63}", value):
+                raise ConfigError(f"{path}.{key} is required for kind {self.kind}: a {key} name "
+                                  f"(letters, digits, _ $ . -), got {value!r}")
+        if self.password_env and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.password_env):
+            raise ConfigError(f"{path}.password_env must be the NAME of an environment variable "
+                              f"(e.g. DRIFTGUARD_MLMD_PASSWORD), not the password itself")
+
+
 # ---------------------------------------------------------------- the project's config
 
 
@@ -434,6 +487,8 @@ class Config:
     monitor: MonitorConfig = MonitorConfig()
     # A blessed candidate becomes the `challenger` label instead of being served (None: no rollout).
     rollout: Optional[RolloutConfig] = None
+    # Where MLMD lives: the sqlite file <runs>/metadata.sqlite, or a PostgreSQL / MySQL server.
+    metadata: MetadataConfig = MetadataConfig()
     # The project folder (where driftguard.yaml is): set by the loader, not read from the file.
     project_dir: str = ""
 
@@ -475,6 +530,7 @@ class Config:
 
     @property
     def metadata_path(self) -> pathlib.Path:
+        """The sqlite store's file (``metadata.kind: sqlite``); pipeline/metadata.py connects."""
         return self.runs_path / "metadata.sqlite"
 
     @property
@@ -548,6 +604,7 @@ class Config:
         self.monitor.validate("monitor")
         if self.rollout is not None:
             self.rollout.validate("rollout")
+        self.metadata.validate("metadata")
         pattern = self.spans
         for key in ("first_spans", "replay_spans"):
             for i, label in enumerate(getattr(self, key)):
@@ -640,6 +697,9 @@ def _coerce(path: str, field: dataclasses.Field, value: Any) -> Any:
     default = field.default
     if field.name == "rollout" and path == "rollout":
         return _rollout(path, value)
+    if field.name == "metadata" and path == "metadata" and isinstance(value, Mapping) and "password" in value:
+        raise ConfigError("metadata.password: a password is never read from the config file; put it in an "
+                          "environment variable and name that variable in metadata.password_env")
     if dataclasses.is_dataclass(default):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{path} must be a mapping, got {type(value).__name__}")

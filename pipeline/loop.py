@@ -24,6 +24,7 @@ import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from driftguard.pipeline import config as config_lib
+from driftguard.pipeline import metadata as metadata_lib
 from driftguard.pipeline import state
 
 log = logging.getLogger(__name__)
@@ -154,7 +155,7 @@ def train_spans(cfg: config_lib.Config, spans: Sequence[int], *, runner: Optiona
     # A killed run (SIGKILL, OOM) leaves its node RUNNING in MLMD. Resume it: with the cache on,
     # the completed steps are reused, so the Pusher gets the same model artifact and finds the
     # version a killed push already published instead of pushing a retrained copy.
-    interrupted = runner_lib.interrupted_nodes(str(cfg.metadata_path), cfg.training_pipeline_name())
+    interrupted = runner_lib.interrupted_nodes(cfg, cfg.training_pipeline_name())
     if interrupted:
         reporter.note("the previous training run was interrupted in "
                       f"{', '.join(n.node_id for n in interrupted)}; resuming it (completed steps "
@@ -221,7 +222,7 @@ def pushed_version(cfg: config_lib.Config, result) -> Optional[int]:
     from driftguard.pipeline import runner as runner_lib
 
     pusher = result.node("RegistryPusher")
-    artifact = runner_lib.output_artifact(str(cfg.metadata_path), pusher.execution_id,
+    artifact = runner_lib.output_artifact(cfg, pusher.execution_id,
                                           "pushed_model")
     if artifact is None or artifact.custom_properties["pushed"].int_value != 1:
         return None
@@ -233,7 +234,7 @@ def pending_candidate(cfg: config_lib.Config, result) -> Optional[str]:
     from driftguard.pipeline import runner as runner_lib
 
     pusher = result.node("RegistryPusher")
-    artifact = runner_lib.output_artifact(str(cfg.metadata_path), pusher.execution_id, "pushed_model")
+    artifact = runner_lib.output_artifact(cfg, pusher.execution_id, "pushed_model")
     if artifact is None or "pending_candidate" not in artifact.custom_properties:
         return None
     return artifact.custom_properties["pending_candidate"].string_value
@@ -247,7 +248,7 @@ def evaluation_text(cfg: config_lib.Config, result) -> str:
     from driftguard.pipeline import runner as runner_lib
 
     node = result.node("Evaluator")
-    artifact = runner_lib.output_artifact(str(cfg.metadata_path), node.execution_id,
+    artifact = runner_lib.output_artifact(cfg, node.execution_id,
                                           "evaluation")
     if artifact is None:
         return "no evaluation was recorded"
@@ -394,7 +395,7 @@ def check_span(cfg: config_lib.Config, span: int, *, runner: Optional[str] = Non
 
     def output_json(node_id: str, key: str, name: str):
         node = result.node(node_id)
-        artifact = runner_lib.output_artifact(str(cfg.metadata_path), node.execution_id, key)
+        artifact = runner_lib.output_artifact(cfg, node.execution_id, key)
         return json.loads((pathlib.Path(artifact.uri) / name).read_text()), pathlib.Path(artifact.uri)
 
     report, report_dir = output_json("DriftDetector", "drift_report", detector_spec.REPORT_JSON)
@@ -527,7 +528,7 @@ def replay(cfg: config_lib.Config, spans: Optional[Sequence[int]] = None, *, run
                  f"reports:   {cfg.runs_path / 'reports'} (rebuild: driftguard report)\n"
                  f"alerts:    {cfg.runs_path / 'alerts.jsonl'} (outbox {outbox_path(cfg.runs_path)}; "
                  f"driftguard alerts list)\n"
-                 f"state:     {cfg.runs_path / state.STATE_FILE}; MLMD: {cfg.metadata_path}")
+                 f"state:     {cfg.runs_path / state.STATE_FILE}; MLMD: {metadata_lib.describe(cfg)}")
     from driftguard.components.reports import build_reports
 
     try:

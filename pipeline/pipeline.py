@@ -157,9 +157,10 @@ def example_gen(config: Config, spans: Optional[Sequence[int]] = None, data_root
 
 
 def metadata_connection(config: Config):
-    from tfx import v1 as tfx
+    """The pipeline's MLMD connection (the config's ``metadata:``; pipeline/metadata.py)."""
+    from driftguard.pipeline import metadata
 
-    return tfx.orchestration.metadata.sqlite_metadata_connection_config(str(config.metadata_path))
+    return metadata.pipeline_connection_config(config)
 
 
 def create_pipeline(config: Config, spans: Optional[Sequence[int]] = None, *, data_root: Optional[str] = None,

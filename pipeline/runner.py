@@ -60,22 +60,27 @@ class RunResult:
         return self.failed[0] if self.failed else None
 
 
-def open_store(metadata_path: str):
-    """A read-only MLMD store over the sqlite file at ``metadata_path``."""
-    from ml_metadata import metadata_store
-    from ml_metadata.proto import metadata_store_pb2
+def open_store(config: Config):
+    """A read-only MLMD store over the project's store (``metadata:``; pipeline/metadata.py)."""
+    from driftguard.pipeline import metadata
 
-    cfg = metadata_store_pb2.ConnectionConfig()
-    cfg.sqlite.filename_uri = metadata_path
-    cfg.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    return metadata_store.MetadataStore(cfg)
+    return metadata.open_store(config, readonly=True)
 
 
-def _max_execution_id(metadata_path: str) -> int:
-    if not os.path.exists(metadata_path):
+def _pipeline_executions(store, pipeline_name: str) -> list:
+    """The executions of one pipeline (its ``pipeline`` context): a shared store holds other
+    projects' too, and reading only these keeps the cost independent of them."""
+    ctx = store.get_context_by_type_and_name("pipeline", pipeline_name)
+    return [] if ctx is None else store.get_executions_by_context(ctx.id)
+
+
+def _max_execution_id(config: Config, pipeline_name: str) -> int:
+    from driftguard.pipeline import metadata
+
+    if not metadata.store_exists(config):
         return 0
-    store = open_store(metadata_path)
-    return max((e.id for e in store.get_executions()), default=0)
+    store = open_store(config)
+    return max((e.id for e in _pipeline_executions(store, pipeline_name)), default=0)
 
 
 def error_message(execution) -> Optional[str]:
@@ -102,7 +107,7 @@ def short_error(message: Optional[str]) -> str:
     return lines[-1]
 
 
-def interrupted_nodes(metadata_path: str, pipeline_name: str) -> List[NodeResult]:
+def interrupted_nodes(config: Config, pipeline_name: str) -> List[NodeResult]:
     """Nodes the latest run of ``pipeline_name`` left NEW or RUNNING: the run was killed.
 
     TFX marks an execution COMPLETE, CACHED or FAILED when its node ends, even on an exception;
@@ -110,13 +115,12 @@ def interrupted_nodes(metadata_path: str, pipeline_name: str) -> List[NodeResult
     run is the ``pipeline_run`` context of the pipeline's newest execution. Older interrupted
     runs do not count: once a run after them finished, there is nothing left to resume.
     """
-    if not os.path.exists(metadata_path):
+    from driftguard.pipeline import metadata
+
+    if not metadata.store_exists(config):
         return []
-    store = open_store(metadata_path)
-    pipeline_ctx = store.get_context_by_type_and_name("pipeline", pipeline_name)
-    if pipeline_ctx is None:
-        return []
-    executions = store.get_executions_by_context(pipeline_ctx.id)
+    store = open_store(config)
+    executions = _pipeline_executions(store, pipeline_name)
     if not executions:
         return []
     newest = max(executions, key=lambda e: e.id)
@@ -137,12 +141,12 @@ def interrupted_nodes(metadata_path: str, pipeline_name: str) -> List[NodeResult
     return active
 
 
-def collect_results(pipeline, metadata_path: str, after_execution_id: int) -> RunResult:
+def collect_results(pipeline, config: Config, after_execution_id: int) -> RunResult:
     """Execution state of every node of ``pipeline`` among executions newer than the given id."""
-    store = open_store(metadata_path)
+    store = open_store(config)
     by_node: Dict[str, NodeResult] = {}
-    new = [e for e in store.get_executions() if e.id > after_execution_id]
     name = pipeline.pipeline_info.pipeline_name
+    new = [e for e in _pipeline_executions(store, name) if e.id > after_execution_id]
     for execution in sorted(new, key=lambda e: e.id):
         for ctx in store.get_contexts_by_execution(execution.id):
             ctx_type = store.get_context_types_by_id([ctx.type_id])[0].name
@@ -177,11 +181,10 @@ def run(pipeline, config: Config, runner: Optional[str] = None) -> RunResult:
 
     beam_staging.install()
     runner = runner or config.runner
-    metadata_path = str(config.metadata_path)
     config.runs_path.mkdir(parents=True, exist_ok=True)
     if runner not in ("local", "beam"):
         raise ValueError(f"runner must be 'local' or 'beam', got {runner!r}")
-    before = _max_execution_id(metadata_path)
+    before = _max_execution_id(config, pipeline.pipeline_info.pipeline_name)
     raised: Optional[BaseException] = None
     try:
         if runner == "local":
@@ -194,7 +197,7 @@ def run(pipeline, config: Config, runner: Optional[str] = None) -> RunResult:
         # the executor's exception; either way the node states in MLMD say what happened.
         logging.exception("the %s runner raised", runner)
         raised = e
-    result = collect_results(pipeline, metadata_path, before)
+    result = collect_results(pipeline, config, before)
     if raised is not None:
         result.runner_error = f"{type(raised).__name__}: {raised}"
         failed = result.first_error()
@@ -211,13 +214,13 @@ def run(pipeline, config: Config, runner: Optional[str] = None) -> RunResult:
     return result
 
 
-def output_artifact(metadata_path: str, execution_id: Optional[int], output_key: str):
+def output_artifact(config: Config, execution_id: Optional[int], output_key: str):
     """The MLMD artifact an execution published under ``output_key`` (or None)."""
     if execution_id is None:
         return None
     from ml_metadata.proto import metadata_store_pb2
 
-    store = open_store(metadata_path)
+    store = open_store(config)
     for event in store.get_events_by_execution_ids([execution_id]):
         if event.type != metadata_store_pb2.Event.OUTPUT:
             continue

@@ -84,3 +84,4 @@ def first_push(workspace, tmp_path_factory):
 
 
 from project_fixtures import flights, penguins  # noqa: E402,F401  (session fixtures of the other projects)
+from postgres_fixture import postgres  # noqa: E402,F401  (a real PostgreSQL server, for metadata: postgresql)

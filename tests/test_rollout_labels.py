@@ -137,7 +137,7 @@ def test_a_dropped_label_and_its_decision_are_recorded_in_mlmd(project):
     assert [(c.label, c.version, c.previous) for c in changes] == [("challenger", None, 3)]
     assert labels_lib.read_labels(registry) == {"champion": 2}
     assert labels_lib.read_audit(registry)[-1]["decision"] == "v2-v3-r0"
-    mlmd_record.record_label_changes(db, registry, "taxi", changes, labels_lib.read_labels(registry))
+    mlmd_record.record_label_changes(conn, registry, "taxi", changes, labels_lib.read_labels(registry))
     [execution] = metadata_store.MetadataStore(conn).get_executions_by_type("driftguard.VersionLabelChange")
     assert execution.properties["version"].int_value == -1 and execution.properties["previous_version"].int_value == 3
     assert execution.custom_properties["decision"].string_value == "v2-v3-r0"

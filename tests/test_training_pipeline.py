@@ -13,9 +13,10 @@ pytestmark = pytest.mark.tfx
 
 def node_executions(metadata: pathlib.Path, node_id: str, pipeline: str = "taxi-training"):
     """MLMD executions of one pipeline node, oldest first."""
+    from driftguard.pipeline.metadata import sqlite_location
     from driftguard.pipeline.runner import open_store
 
-    store = open_store(str(metadata))
+    store = open_store(sqlite_location(metadata))
     ctx = store.get_context_by_type_and_name("node", f"{pipeline}.{node_id}")
     if ctx is None:
         return []
@@ -126,16 +127,17 @@ def test_worse_candidate_is_not_pushed(first_push, workspace):
     evals = node_executions(metadata, "Evaluator")
     assert len(evals) == 2
     from driftguard.components.registry_pusher.executor import overall_metrics
+    from driftguard.pipeline.metadata import sqlite_location
     from driftguard.pipeline.runner import output_artifact
 
-    evaluation = output_artifact(str(metadata), evals[-1].id, "evaluation")
+    evaluation = output_artifact(sqlite_location(metadata), evals[-1].id, "evaluation")
     metrics = overall_metrics(evaluation.uri)
     assert "baseline" in metrics, "the candidate was not compared with the blessed model"
     # The gate's numbers are TFMA's, one per name: candidate - baseline is the recorded diff.
     assert metrics["candidate_diff"]["auc"] == pytest.approx(
         metrics["candidate"]["auc"] - metrics["baseline"]["auc"], abs=1e-6)
     assert metrics["candidate"]["auc"] < 0.7
-    blessing = output_artifact(str(metadata), evals[-1].id, "blessing")
+    blessing = output_artifact(sqlite_location(metadata), evals[-1].id, "blessing")
     assert blessing.custom_properties["blessed"].int_value == 0
 
 

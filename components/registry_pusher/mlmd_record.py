@@ -1,8 +1,10 @@
 """Label changes recorded in the project's MLMD store, beside the pipelines' executions.
 
 ``driftguard promote`` and ``rollback`` run outside any pipeline, so they write with
-ml_metadata's Python API to the project's sqlite store (``Config.metadata_path``,
-``runs/metadata.sqlite``), when it exists (a registry no pipeline ever pushed to has none):
+ml_metadata's Python API to the project's store (the config's ``metadata:``: the sqlite file
+``runs/metadata.sqlite`` or a server database; the caller passes its ``ConnectionConfig`` from
+``driftguard.pipeline.metadata``, or None when there is no store yet: a sqlite registry no
+pipeline ever pushed to has none):
 
 - one ``Execution`` of type ``driftguard.VersionLabelChange`` per label change, COMPLETE, with
   the properties ``action``, ``label``, ``version``, ``previous_version`` (-1: none), ``who``,
@@ -32,26 +34,17 @@ def context_name(model_name: str, registry: pathlib.Path) -> str:
     return f"{model_name}@{pathlib.Path(registry).resolve()}"
 
 
-def _store(metadata_path: pathlib.Path):
-    from ml_metadata import metadata_store
-    from ml_metadata.proto import metadata_store_pb2
-
-    cfg = metadata_store_pb2.ConnectionConfig()
-    cfg.sqlite.filename_uri = str(metadata_path)
-    cfg.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE
-    return metadata_store.MetadataStore(cfg)
-
-
-def record_label_changes(metadata_path: pathlib.Path, registry: pathlib.Path, model_name: str,
+def record_label_changes(connection, registry: pathlib.Path, model_name: str,
                          changes: Iterable, labels: Mapping[str, int]) -> Optional[list]:
-    """Record ``changes`` (``labels.LabelChange``) in the MLMD store at ``metadata_path``; return
-    the new execution ids, or None when there is no store there."""
+    """Record ``changes`` (``labels.LabelChange``) in the MLMD store ``connection`` (ml-metadata's
+    ``ConnectionConfig``); return the new execution ids, or None when ``connection`` is None (no
+    store)."""
+    from ml_metadata import metadata_store
     from ml_metadata.proto import metadata_store_pb2 as pb
 
-    metadata_path = pathlib.Path(metadata_path)
-    if not metadata_path.is_file():
+    if connection is None:
         return None
-    store = _store(metadata_path)
+    store = metadata_store.MetadataStore(connection)
     exec_type = pb.ExecutionType(name=EXECUTION_TYPE)
     for key in ("action", "label", "who", "reason", "registry"):
         exec_type.properties[key] = pb.STRING

@@ -114,12 +114,13 @@ def span_to_check(config: config_lib.Config) -> int:
     return spans[-1]
 
 
-def _open_store(metadata_path: pathlib.Path):
-    if not metadata_path.is_file():
-        return None
-    from driftguard.pipeline import runner
+def _open_store(config):
+    """The project's MLMD store (a Config, or a ``metadata.Location``), None when there is none yet."""
+    from driftguard.pipeline import metadata, runner
 
-    return runner.open_store(str(metadata_path))
+    if not metadata.store_exists(config):
+        return None
+    return runner.open_store(config)
 
 
 def _decision_payload(artifact) -> Dict[str, Any]:
@@ -130,7 +131,7 @@ def _decision_payload(artifact) -> Dict[str, Any]:
 
 def latest_retrain_decision(config: config_lib.Config) -> Optional[Dict[str, Any]]:
     """The newest RetrainGate decision.json (of any orchestrator) that said "retrain"."""
-    store = _open_store(config.metadata_path)
+    store = _open_store(config)
     if store is None:
         return None
     try:
@@ -163,9 +164,12 @@ def training_plan(config: config_lib.Config) -> Dict[str, Any]:
 
 # ---- task callables (module-level: Airflow pickles nothing, workers import this module) ---
 
-def gate_decision_for_run(metadata_path: str, pipeline_name: str, run_id: str) -> Optional[Dict[str, Any]]:
-    """The RetrainGate decision.json published in the TFX run ``run_id`` (None if none)."""
-    store = _open_store(pathlib.Path(metadata_path))
+def gate_decision_for_run(location: Dict[str, Any], pipeline_name: str, run_id: str) -> Optional[Dict[str, Any]]:
+    """The RetrainGate decision.json published in the TFX run ``run_id`` (None if none);
+    ``location``: the store's ``driftguard.pipeline.metadata.location(config)``."""
+    from driftguard.pipeline import metadata
+
+    store = _open_store(metadata.from_location(location))
     if store is None:
         return None
     context = store.get_context_by_type_and_name("run", f"{pipeline_name}.{run_id}")
@@ -178,13 +182,16 @@ def gate_decision_for_run(metadata_path: str, pipeline_name: str, run_id: str) -
     return _decision_payload(max(decisions, key=lambda a: a.id))
 
 
-def _should_train(metadata_path: str, pipeline_name: str, **context) -> bool:
+def _should_train(location: Dict[str, Any], pipeline_name: str, **context) -> bool:
     """ShortCircuit: True (go on and trigger training) when this run's gate said retrain."""
     ti = context["ti"]
     run_id = ti.get_dagrun().run_id
-    payload = gate_decision_for_run(metadata_path, pipeline_name, run_id)
+    payload = gate_decision_for_run(location, pipeline_name, run_id)
     if payload is None:
-        raise RuntimeError(f"no RetrainGate decision in MLMD ({metadata_path}) for run {run_id} of "
+        from driftguard.pipeline import metadata
+
+        where = metadata.describe(metadata.from_location(location))
+        raise RuntimeError(f"no RetrainGate decision in MLMD ({where}) for run {run_id} of "
                            f"{pipeline_name}: did the RetrainGate task succeed?")
     d = payload["decision"]
     logging.info("span %s: retrain=%s (%s)", payload.get("span"), d["retrain"], d.get("reason"))
@@ -365,6 +372,7 @@ def _tfx_roots(dag, exclude=()) -> list:
 def build_check_dag(config: config_lib.Config, span: Optional[int] = None, *, schedule: Optional[str] = "@daily"):
     from airflow.operators.python import ShortCircuitOperator
     from airflow.operators.trigger_dagrun import TriggerDagRunOperator
+    from driftguard.pipeline import metadata
     from driftguard.pipeline import pipeline as pipeline_lib
     from driftguard.pipeline import state
 
@@ -379,7 +387,7 @@ def build_check_dag(config: config_lib.Config, span: Optional[int] = None, *, sc
     gate_task = dag.get_task(GATE_NODE_ID)
     decision = ShortCircuitOperator(
         task_id=DECISION_TASK_ID, dag=dag, python_callable=_should_train,
-        op_kwargs={"metadata_path": str(config.metadata_path), "pipeline_name": config.check_pipeline_name()},
+        op_kwargs={"location": metadata.location(config), "pipeline_name": config.check_pipeline_name()},
         ignore_downstream_trigger_rules=True)
     xcom = "ti.xcom_pull(task_ids='" + DECISION_TASK_ID + "', key='{}')"
     trigger = TriggerDagRunOperator(

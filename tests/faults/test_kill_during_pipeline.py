@@ -47,11 +47,12 @@ def run_states(metadata: pathlib.Path) -> Dict[str, Dict[str, object]]:
     """{node id: {"state", "id"}} for the newest pipeline run of the training pipeline."""
     from ml_metadata.proto import metadata_store_pb2
 
+    from driftguard.pipeline.metadata import sqlite_location
     from driftguard.pipeline.runner import open_store
 
     if not metadata.exists():
         return {}
-    store = open_store(str(metadata))
+    store = open_store(sqlite_location(metadata))
     pipeline_ctx = store.get_context_by_type_and_name("pipeline", PIPELINE)
     if pipeline_ctx is None:
         return {}
@@ -73,9 +74,10 @@ def run_states(metadata: pathlib.Path) -> Dict[str, Dict[str, object]]:
 
 
 def output_uri(metadata: pathlib.Path, execution_id: int, key: str) -> Optional[str]:
+    from driftguard.pipeline.metadata import sqlite_location
     from driftguard.pipeline.runner import output_artifact
 
-    artifact = output_artifact(str(metadata), execution_id, key)
+    artifact = output_artifact(sqlite_location(metadata), execution_id, key)
     return None if artifact is None else artifact.uri
 
 
@@ -340,7 +342,10 @@ def test_final_rerun_completes_and_the_model_is_pushed_exactly_once(chain):
     pusher_id = states["RegistryPusher"]["id"]
     from driftguard.pipeline.runner import output_artifact
 
-    pushed = output_artifact(str(chain.metadata), pusher_id, "pushed_model")
+    from driftguard.pipeline.metadata import sqlite_location
+
+    store = sqlite_location(chain.metadata)
+    pushed = output_artifact(store, pusher_id, "pushed_model")
     assert pushed.custom_properties["pushed"].int_value == 1
     assert pushed.custom_properties["pushed_version"].int_value == 1
 
@@ -354,5 +359,5 @@ def test_final_rerun_completes_and_the_model_is_pushed_exactly_once(chain):
     # Nothing is left to resume: the next run would start afresh.
     from driftguard.pipeline.runner import interrupted_nodes
 
-    assert interrupted_nodes(str(chain.metadata), PIPELINE) == []
+    assert interrupted_nodes(store, PIPELINE) == []
     assert json.loads((chain.registry / "1" / "profile" / "profile.json").read_text())["spans"] == [1, 2]

@@ -47,11 +47,11 @@ def received(hook) -> list:
     return out
 
 
-def run_artifacts(metadata_path, pipeline_name: str, run_id: str, type_name: str, file_name: str) -> list:
+def run_artifacts(cfg, pipeline_name: str, run_id: str, type_name: str, file_name: str) -> list:
     """Every artifact of ``type_name`` published in the TFX run ``run_id``: int properties + file."""
     from driftguard.pipeline import runner
 
-    store = runner.open_store(str(metadata_path))
+    store = runner.open_store(cfg)
     context = store.get_context_by_type_and_name("run", f"{pipeline_name}.{run_id}")
     try:
         type_id = store.get_artifact_type(type_name).id
@@ -66,11 +66,11 @@ def run_artifacts(metadata_path, pipeline_name: str, run_id: str, type_name: str
     return out
 
 
-def node_executions(metadata_path, pipeline_name: str, run_id: str, node_id: str) -> list:
+def node_executions(cfg, pipeline_name: str, run_id: str, node_id: str) -> list:
     """[{"id", "state"}] of the executions of ``node_id`` in the TFX run ``run_id``."""
     from driftguard.pipeline import runner
 
-    store = runner.open_store(str(metadata_path))
+    store = runner.open_store(cfg)
     context = store.get_context_by_type_and_name("run", f"{pipeline_name}.{run_id}")
     return [{"id": e.id, "state": e.properties["state"].string_value}
             for e in store.get_executions_by_context(context.id)
@@ -129,6 +129,7 @@ def main(config_path: str, data_root: str, span8_csv: str, result_path: str, hoo
     from driftguard.components.registry_pusher.registry import existing_versions
     from driftguard.pipeline import config as config_lib
     from driftguard.pipeline.orchestrate import airflow_dags
+    from driftguard.pipeline import metadata as metadata_lib
 
     cfg = config_lib.load(config_path)
     dag_file = airflow_dags.write_airflow_dags(config_path, dags_folder, schedule="@daily")
@@ -147,9 +148,9 @@ def main(config_path: str, data_root: str, span8_csv: str, result_path: str, hoo
 
     def alerts_of(dagrun):
         """The run's RetrainGate alerts and AlertDelivery artifacts, read from MLMD."""
-        decision = airflow_dags.gate_decision_for_run(str(cfg.metadata_path), check_id, dagrun.run_id)
-        deliveries = run_artifacts(cfg.metadata_path, check_id, dagrun.run_id, DELIVERY_TYPE, "delivery.json")
-        executions = node_executions(cfg.metadata_path, check_id, dagrun.run_id, airflow_dags.DELIVERY_TASK_ID)
+        decision = airflow_dags.gate_decision_for_run(metadata_lib.location(cfg), check_id, dagrun.run_id)
+        deliveries = run_artifacts(cfg, check_id, dagrun.run_id, DELIVERY_TYPE, "delivery.json")
+        executions = node_executions(cfg, check_id, dagrun.run_id, airflow_dags.DELIVERY_TASK_ID)
         return {"alerts": (decision or {}).get("alerts", []), "deliveries": deliveries,
                 "delivery_executions": executions}
 
