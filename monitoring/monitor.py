@@ -919,7 +919,7 @@ class Monitor:
         for a in new:
             key = f"{a.rule}/{a.severity}"
             self.counters["alerts"][key] = self.counters["alerts"].get(key, 0) + 1
-        if version in self._held_versions():
+        if new and version in self._held_versions():
             self.counters["challenger_alerts_held"] = self.counters.get("challenger_alerts_held", 0) + len(new)
             return new
         alerts.extend(new)

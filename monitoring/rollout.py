@@ -107,21 +107,16 @@ def difference_interval(challenger: Losses, champion: Losses, level: float, bina
 
 
 @dataclasses.dataclass
-class Paired:
+class Paired(Losses):
     """Running sums of per-id loss differences (challenger - champion) of shadowed, labelled ids;
     for 0/1 losses also the discordant counts: ``worse`` (only the challenger wrong) and
     ``better`` (only the champion wrong)."""
 
-    n: int = 0
-    total: float = 0.0
-    squares: float = 0.0
     worse: int = 0
     better: int = 0
 
     def add(self, differences: np.ndarray) -> None:
-        self.n += int(differences.size)
-        self.total += float(differences.sum())
-        self.squares += float(np.square(differences).sum())
+        super().add(differences)
         self.worse += int(np.count_nonzero(differences > 0.5))
         self.better += int(np.count_nonzero(differences < -0.5))
 
@@ -133,7 +128,7 @@ def paired_interval(p: Paired, level: float, binary: bool) -> Tuple[float, float
     interval at ``level / 2`` (Bonferroni), and the bounds of ``d`` are the extremes over both
     (no discordant id yet: ``pi`` is anywhere in [0, 1]). Else a normal interval on the
     differences."""
-    d = p.total / p.n
+    d = p.mean
     if binary:
         z = float(stats.norm.isf(level / 2))
         m = p.worse + p.better
@@ -142,8 +137,7 @@ def paired_interval(p: Paired, level: float, binary: bool) -> Tuple[float, float
         low, high = 2 * pi_low - 1, 2 * pi_high - 1
         return d, low * (r_high if low < 0 else r_low), high * (r_high if high > 0 else r_low)
     z = float(stats.norm.isf(level))
-    var = max(0.0, (p.squares - p.total * p.total / p.n) / (p.n - 1)) if p.n > 1 else float("inf")
-    se = math.sqrt(var / p.n)
+    se = math.sqrt(p.variance / p.n)
     return d, d - z * se, d + z * se
 
 

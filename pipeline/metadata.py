@@ -88,24 +88,17 @@ def connection_config(cfg: Config, readonly: bool = False):
         conn.sqlite.filename_uri = str(cfg.metadata_path)
         conn.sqlite.connection_mode = (pb.SqliteMetadataSourceConfig.READONLY if readonly
                                        else pb.SqliteMetadataSourceConfig.READWRITE_OPENCREATE)
-    elif m.kind == "postgresql":
-        conn.postgresql.host = m.host
-        conn.postgresql.port = str(m.server_port)
-        conn.postgresql.dbname = m.database
-        conn.postgresql.user = m.user
+    elif m.kind in ("postgresql", "mysql"):
+        server = getattr(conn, m.kind)      # the two messages differ in the port's type and the database's name
+        if m.kind == "postgresql":
+            server.port, server.dbname = str(m.server_port), m.database
+        else:
+            server.port, server.database = m.server_port, m.database
+        server.host, server.user = m.host, m.user
         password = _password(cfg)
         if password:
-            conn.postgresql.password = password
-        conn.postgresql.skip_db_creation = True
-    elif m.kind == "mysql":
-        conn.mysql.host = m.host
-        conn.mysql.port = m.server_port
-        conn.mysql.database = m.database
-        conn.mysql.user = m.user
-        password = _password(cfg)
-        if password:
-            conn.mysql.password = password
-        conn.mysql.skip_db_creation = True
+            server.password = password
+        server.skip_db_creation = True
     else:  # validated by MetadataConfig.validate
         raise MetadataError(f"metadata.kind {m.kind!r} is not supported")
     return conn

@@ -85,15 +85,22 @@ def test_bad_input_exits_2_naming_the_version_label_or_file(project):
     assert not (registry / "audit.jsonl").exists()
 
 
+def _sqlite_store(cfg):
+    """The ConnectionConfig of the project's sqlite MLMD file, created on first open."""
+    from ml_metadata.proto import metadata_store_pb2 as pb
+
+    conn = pb.ConnectionConfig()
+    conn.sqlite.filename_uri = str(cfg.parent / "runs" / "metadata.sqlite")
+    conn.sqlite.connection_mode = pb.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    return conn
+
+
 def test_promote_records_an_execution_in_the_projects_mlmd_store(project):
     from ml_metadata import metadata_store
     from ml_metadata.proto import metadata_store_pb2 as pb
 
     cfg, registry = project
-    db = cfg.parent / "runs" / "metadata.sqlite"
-    conn = pb.ConnectionConfig()
-    conn.sqlite.filename_uri = str(db)
-    conn.sqlite.connection_mode = pb.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    conn = _sqlite_store(cfg)
     store = metadata_store.MetadataStore(conn)
     model_type = store.put_artifact_type(pb.ArtifactType(name="Model"))
     [model_id] = store.put_artifacts([pb.Artifact(type_id=model_type, uri="/models/2")])
@@ -117,15 +124,11 @@ def test_promote_records_an_execution_in_the_projects_mlmd_store(project):
 def test_a_dropped_label_and_its_decision_are_recorded_in_mlmd(project):
     """What the monitor's rollback writes: the challenger label dropped, tagged with its decision."""
     from ml_metadata import metadata_store
-    from ml_metadata.proto import metadata_store_pb2 as pb
 
     from driftguard.components.registry_pusher import mlmd_record
 
     cfg, registry = project
-    db = cfg.parent / "runs" / "metadata.sqlite"
-    conn = pb.ConnectionConfig()
-    conn.sqlite.filename_uri = str(db)
-    conn.sqlite.connection_mode = pb.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    conn = _sqlite_store(cfg)
     metadata_store.MetadataStore(conn)
     labels_lib.set_labels(registry, {"champion": 2, "challenger": 3}, action="push", reason="t", who="t@h")
     with pytest.raises(labels_lib.LabelError, match="moved meanwhile"):
