@@ -13,7 +13,7 @@
 # project with --image-project-dir /project (the default).
 #
 # The TFX version must match requirements.lock (tfx==1.16.0); tests/orchestrate checks it.
-FROM gcr.io/tfx-oss-public/tfx:1.16.0
+FROM gcr.io/tfx-oss-public/tfx:1.16.0 AS driftguard
 
 # Keras 2 (tf_keras) for Transform/Trainer, as in pipeline/cli_support.py; quiet TF start-up.
 ENV TF_USE_LEGACY_KERAS=1 \
@@ -50,3 +50,20 @@ WORKDIR /project
 # .kubeflow_v2_run_executor); run by hand the image is the driftguard CLI.
 ENTRYPOINT ["driftguard"]
 CMD ["--help"]
+
+# ---- beam-worker: the same image as a Beam SDK worker, for runners whose workers run elsewhere
+# (docs/distributed.md): Dataflow's --sdk_container_image, Flink's / Spark's --environment_config
+# with --environment_type=DOCKER. Beam starts its workers through the SDK's boot program, so that
+# is the entrypoint here; it must come from the Beam release the image holds.
+#
+#   docker build --target beam-worker -t REGISTRY/driftguard-worker:tfx-1.16.0 .
+FROM apache/beam_python3.10_sdk:2.59.0 AS beam-sdk
+FROM driftguard AS beam-worker
+ARG BEAM_VERSION=2.59.0
+RUN python -c "import apache_beam, sys; v = apache_beam.__version__; \
+sys.exit(0 if v == '${BEAM_VERSION}' else 'the image holds apache-beam ' + v + ': build with --build-arg BEAM_VERSION=' + v + ' and the beam-sdk stage of that version')"
+COPY --from=beam-sdk /opt/apache/beam /opt/apache/beam
+ENTRYPOINT ["/opt/apache/beam/boot"]
+
+# The default target (`docker build .`, the Kubeflow image): driftguard's image above.
+FROM driftguard

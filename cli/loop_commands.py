@@ -58,8 +58,9 @@ def _verbose_option(f):
 
 def _config(ctx: click.Context, beam_args=(), preflight: bool = False) -> config_lib.Config:
     """The project's config; with ``preflight``, the metadata database (a server's) is reached
-    once first, so a wrong host, password or database name exits 2 before any component runs."""
-    from driftguard.pipeline import metadata
+    once first, so a wrong host, password or database name exits 2 before any component runs,
+    and so does a Beam runner whose remote workers could not run driftguard."""
+    from driftguard.pipeline import beam_staging, metadata
 
     cfg = load_config(ctx)
     if beam_args:
@@ -67,6 +68,8 @@ def _config(ctx: click.Context, beam_args=(), preflight: bool = False) -> config
     if preflight:
         with user_errors(metadata.MetadataError):
             metadata.preflight(cfg)
+        with user_errors(beam_staging.RunnerError):
+            beam_staging.preflight(cfg.beam_args, {"data.root": str(cfg.data_path), "runs": str(cfg.pipeline_root)})
     return cfg
 
 
