@@ -5,11 +5,16 @@ from __future__ import annotations
 import json
 import pathlib
 import re
+import shutil
 import sqlite3
+import subprocess
+import sys
+import time
 
 import pytest
 
-from helpers import make_config, run_cli, runs_of
+from helpers import REPO, make_config, run_cli, runs_of
+from postgres_fixture import free_port
 
 pytestmark = pytest.mark.tfx
 
@@ -208,7 +213,6 @@ def test_previous_span_reference_and_slices_in_a_real_check(first_push, workspac
     holds a copy of the registry `first_push` filled (no training here; the shared runs
     folder's state is left alone)."""
     assert first_push["proc"].returncode == 0, first_push["proc"].stderr[-3000:]
-    import shutil
 
     runs = tmp_path / "runs"
     shutil.copytree(runs_of(first_push["config"]) / "serving", runs / "serving")
@@ -236,3 +240,48 @@ def test_previous_span_reference_and_slices_in_a_real_check(first_push, workspac
     ps = monitor["performance_slices"]
     assert ps["metric"] == "accuracy" and ps["tested"] + len(ps["skipped"]) >= 2
     assert all(0 <= s["realized"] <= 1 and s["rows"]["current"] >= 200 for s in ps["slices"])
+
+
+# ---- Beam's portable runner protocol, the path Flink and Spark take: every Beam component is
+# submitted as a job over gRPC to a job service (Beam's own local one here: Flink's and Spark's
+# job-server jars cannot be fetched on this machine), with LOOPBACK workers.
+
+
+@pytest.fixture
+def job_service(tmp_path):
+    port = free_port()
+    log = tmp_path / "job_service.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main",
+                                 "--port", str(port)], stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+    try:
+        deadline = time.monotonic() + 120
+        while "Listening for beam jobs" not in log.read_text():
+            assert proc.poll() is None, log.read_text()[-2000:]
+            assert time.monotonic() < deadline, "the job service did not start in 120 s"
+            time.sleep(0.5)
+        yield {"endpoint": f"localhost:{port}", "log": log}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_a_check_through_the_portable_runner_gives_the_direct_runners_verdict(checks, first_push, workspace,
+                                                                               job_service, tmp_path):
+    runs = tmp_path / "runs"
+    shutil.copytree(runs_of(first_push["config"]) / "serving", runs / "serving")
+    cfg = make_config(workspace, "portable", runs=str(runs))
+    proc = run_cli("check", "--span", 8, "--beam-arg=--runner=PortableRunner",
+                   f"--beam-arg=--job_endpoint={job_service['endpoint']}", "--beam-arg=--environment_type=LOOPBACK",
+                   config=cfg)
+    assert proc.returncode == 1, proc.stderr[-3000:]          # span 8: fares 25 % higher, drift
+    jobs = re.findall(r"Completed job in [0-9.]+ seconds with state (\w+)", job_service["log"].read_text())
+    # ExampleGen, StatisticsGen, DriftDetector (its sample), PredictionMonitor (inference): each
+    # at least one job, every one done
+    assert len(jobs) >= 4 and set(jobs) == {"DONE"}, job_service["log"].read_text()[-3000:]
+    [line] = [x for x in proc.stdout.splitlines() if x.startswith("report: ")]
+    report = json.loads((pathlib.Path(line[len("report: "):]).parent / "report.json").read_text())
+    direct = checks[8][1]
+    assert report["drifted_features"] == direct["drifted_features"]
+    assert {f: round(v["score"], 9) for f, v in report["features"].items()} == \
+        {f: round(v["score"], 9) for f, v in direct["features"].items()}
