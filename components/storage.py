@@ -140,13 +140,16 @@ def preflight(setting: str, uri: str) -> None:
     from botocore import exceptions as bx
 
     bucket, endpoint = bucket_of(uri), _endpoint()
-    fs = filesystem(uri, quick=True)
     try:
+        fs = filesystem(uri, quick=True)
         fs.call_s3("head_bucket", Bucket=bucket)
         fs.call_s3("list_objects_v2", Bucket=bucket, Prefix=_strip(uri).partition("/")[2], MaxKeys=1)
     except bx.NoCredentialsError:
         raise StorageError(f"{setting}: no S3 credentials for {uri} (set AWS_ACCESS_KEY_ID and "
                            f"AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, in the environment)") from None
+    except bx.ProfileNotFound as e:
+        raise StorageError(f"{setting}: the AWS profile {e.kwargs.get('profile')!r} (AWS_PROFILE) does not "
+                           f"exist, so there are no credentials for {uri}") from None
     except (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError) as e:
         raise StorageError(f"{setting}: cannot reach the S3 endpoint {endpoint} for {uri} "
                            f"({type(e).__name__}; AWS_ENDPOINT_URL_S3 sets the endpoint)") from None
@@ -160,6 +163,8 @@ def preflight(setting: str, uri: str) -> None:
             raise StorageError(f"{setting}: {endpoint} refused the credentials for bucket {bucket!r} "
                                f"(wrong AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or no permission)") from None
         raise StorageError(f"{setting}: {uri}: S3 error {code or status}") from None
+    except bx.BotoCoreError as e:     # any other client-side failure: its class names it, no secret
+        raise StorageError(f"{setting}: cannot use {uri} at {endpoint}: {type(e).__name__}") from None
     except FileNotFoundError:     # s3fs's translation of S3's 404 / NoSuchBucket
         raise StorageError(f"{setting}: bucket {bucket!r} does not exist at {endpoint} (create it first; "
                            f"driftguard does not create buckets)") from None

@@ -71,9 +71,29 @@ def load_config(ctx: click.Context, overrides: Optional[dict] = None) -> config_
         cfg = project.load(obj.get("project"), obj.get("config_file"), overrides)
     except config_lib.ConfigError as e:
         raise DriftguardError(str(e)) from None
+    if cfg.registry_uri:
+        prepare_registry(cfg)
     obj["config_path"] = str(pathlib.Path(obj.get("config_file") or
                                           pathlib.Path(cfg.project_dir) / project.PROJECT_FILE).resolve())
     return cfg
+
+
+def prepare_registry(cfg: config_lib.Config) -> None:
+    """An object-storage registry: reach the bucket (exit 2 naming ``registry`` when the scheme,
+    the endpoint, the credentials or the bucket is wrong), then bring the local mirror every
+    reader reads up to date; before any component runs."""
+    from driftguard.components import storage
+
+    try:
+        storage.preflight("registry", cfg.registry_uri)
+        new = storage.sync(cfg.registry_uri, cfg.model_registry)
+    except storage.StorageError as e:
+        raise DriftguardError(str(e)) from None
+    except OSError as e:
+        raise DriftguardError(f"registry: cannot copy {cfg.registry_uri} into {cfg.model_registry}: "
+                              f"{type(e).__name__}: {e}") from None
+    if new:
+        logging.getLogger(__name__).info("fetched versions %s of %s", new, cfg.registry_uri)
 
 
 def parse_spans(cfg: config_lib.Config, text: str) -> List[int]:

@@ -472,6 +472,9 @@ class Config:
     schemas: str = "schemas"              # <schemas>/<model_name>/v<N>/schema.pbtxt
     schema_version: int = 1
     runs: str = "runs"                    # MLMD, pipeline outputs, registry, reports, outbox, state
+    # Where the model registries live (<registry>/<model_name>/<version>/): "" = <runs>/serving,
+    # a folder, or an object-storage URI s3://bucket/prefix (components/storage.py, docs/storage.md)
+    registry: str = ""
     first_spans: Tuple[str, ...] = ()     # `driftguard run` trains version 1 on these
     replay_spans: Tuple[str, ...] = ()    # then checks these in time order
     runner: str = "local"                 # local | beam
@@ -538,8 +541,21 @@ class Config:
         return self.runs_path / "pipelines"
 
     @property
+    def registry_is_remote(self) -> bool:
+        return "://" in self.registry
+
+    @property
+    def registry_uri(self) -> str:
+        """The model's registry in object storage (``<registry>/<model_name>``); "" when local."""
+        return f"{self.registry}/{self.model_name}" if self.registry_is_remote else ""
+
+    @property
     def serving_root(self) -> pathlib.Path:
-        return self.runs_path / "serving"
+        """The local folder of the registries: ``<runs>/serving`` (or ``registry``); with an
+        object-storage registry, the local mirror every reader reads (``<runs>/registry-cache``)."""
+        if self.registry_is_remote:
+            return self.runs_path / "registry-cache"
+        return self._abs(self.registry) if self.registry else self.runs_path / "serving"
 
     @property
     def model_registry(self) -> pathlib.Path:
@@ -590,6 +606,19 @@ class Config:
         _check_range("schema_version", self.schema_version, 1, 100_000)
         for key in ("schemas", "runs"):
             _check_folder(key, getattr(self, key))
+        if self.registry_is_remote:
+            from driftguard.components import storage
+
+            try:
+                storage.check_uri("registry", self.registry)
+            except storage.StorageError as e:
+                raise ConfigError(str(e)) from None
+            if self.retrain.require_approval:
+                raise ConfigError("retrain.require_approval is not supported with an object-storage registry "
+                                  f"(registry: {self.registry}): pending candidates are held by a local rename; "
+                                  "see docs/storage.md")
+        elif self.registry:
+            _check_folder("registry", self.registry)
         if self.runner not in ("local", "beam"):
             raise ConfigError(f"runner must be 'local' or 'beam', got {self.runner!r}")
         self.data.validate("data")
@@ -680,6 +709,9 @@ _MOVED = {
 def _check_folder(key: str, value: str) -> None:
     if not isinstance(value, str) or not value.strip() or "\0" in value:
         raise ConfigError(f"{key} must be a folder path (not empty, no NUL byte), got {value!r}")
+    if "://" in value:
+        raise ConfigError(f"{key}: {value!r}: an object-storage URI is not supported for {key} (only `registry` "
+                          f"may be s3://bucket/prefix; {key} must be a local or mounted folder; see docs/storage.md)")
 
 
 def _check_range(path: str, value: Any, lo: float, hi: float) -> None:

@@ -1,0 +1,111 @@
+"""``registry: s3://bucket/prefix`` through the real CLI, against moto's S3 server on 127.0.0.1
+(tests/s3_fixture.py): bad settings exit 2 naming the setting before anything runs, and (tfx)
+a training pushes into the bucket and a span check in another project folder reads its profile
+from there."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from helpers import REPO, run_cli, write_config
+from s3_fixture import free_port
+
+
+def _project(tmp_path, name: str, **values):
+    folder = tmp_path / name
+    folder.mkdir()
+    shutil.copytree(REPO / "schemas" / "taxi", folder / "schemas" / "taxi")
+    return write_config(folder / "driftguard.json", **{"runs": "runs", "schemas": "schemas", **values})
+
+
+# the variables of the developer's machine must not decide the outcome
+_ISOLATE = {"AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent",
+            "AWS_EC2_METADATA_DISABLED": "true"}
+
+
+@pytest.mark.parametrize("case", ["wrong secret", "missing bucket", "unreachable endpoint", "no credentials",
+                                  "gs scheme", "unknown scheme", "data root uri", "runs uri"])
+def test_bad_object_storage_settings_exit_2_naming_the_setting_before_anything_runs(s3_server, tmp_path, case):
+    env = {**s3_server.env(), **_ISOLATE}
+    registry, values, setting = s3_server.prefix_uri(), {}, "registry"
+    if case == "wrong secret":
+        env["AWS_SECRET_ACCESS_KEY"] = "wrong-secret-value"
+    elif case == "missing bucket":
+        registry = "s3://no-such-bucket/models"
+    elif case == "unreachable endpoint":
+        env["AWS_ENDPOINT_URL_S3"] = f"http://127.0.0.1:{free_port()}"
+    elif case == "no credentials":
+        env["AWS_ACCESS_KEY_ID"] = env["AWS_SECRET_ACCESS_KEY"] = ""
+    elif case == "gs scheme":
+        registry = "gs://bucket/models"
+    elif case == "unknown scheme":
+        registry = "hdfs://namenode/models"
+    elif case == "data root uri":
+        values, setting = {"data": {"root": f"s3://{s3_server.bucket}/data"}}, "data.root"
+    elif case == "runs uri":
+        values, setting = {"runs": f"s3://{s3_server.bucket}/runs"}, "runs"
+    config = _project(tmp_path, "p", registry=registry, **values)
+    for command in (["train", "--spans", "1,2"], ["check", "--span", "3"]):
+        proc = run_cli(*command, config=config, env=env, timeout=180)
+        assert proc.returncode == 2, (proc.stdout, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+        assert setting in lines[0], lines[0]
+        assert s3_server.secret_key not in proc.stderr + proc.stdout
+        assert "wrong-secret-value" not in proc.stderr + proc.stdout
+        runs = config.parent / "runs"
+        assert not (runs / "serving").exists() and not (runs / "registry-cache").exists() \
+            and not (runs / "metadata.sqlite").exists(), sorted(str(p) for p in runs.rglob("*"))
+    if registry.startswith(f"s3://{s3_server.bucket}/"):
+        assert s3_server.keys(registry.split("/", 3)[3]) == []     # nothing half-written in the bucket
+
+
+@pytest.fixture(scope="module")
+def s3_runs(s3_server, tmp_path_factory):
+    """Project ``a`` trains on spans 1, 2 into ``registry: s3://...``; project ``b`` (another
+    folder, its own runs and MLMD: another machine) checks span 3 against that registry."""
+    tmp = tmp_path_factory.mktemp("s3-projects")
+    registry = s3_server.prefix_uri()
+    env = {**s3_server.env(), **_ISOLATE}
+    a = _project(tmp, "a", registry=registry)
+    b = _project(tmp, "b", registry=registry)
+    train = run_cli("train", "--spans", "1,2", config=a, env=env)
+    check = run_cli("check", "--span", "3", "--json", config=b, env=env)
+    return {"a": a, "b": b, "registry": registry, "train": train, "check": check}
+
+
+@pytest.mark.tfx
+def test_a_training_pushes_into_the_bucket_and_a_check_elsewhere_reads_its_profile(s3_server, s3_runs):
+    train, check = s3_runs["train"], s3_runs["check"]
+    assert train.returncode == 0, train.stderr[-3000:]
+    prefix = s3_runs["registry"].split("/", 3)[3] + "/taxi"
+    keys = s3_server.keys(prefix)
+    for key in (".published/1", ".claims/1", "1/saved_model.pb", "1/profile/profile.json",
+                "1/profile/reference_sample/sample.parquet", "labels.json", "audit.jsonl"):
+        assert f"{prefix}/{key}" in keys, (key, keys)
+    labels = json.loads(s3_server.client().get_object(Bucket=s3_server.bucket, Key=f"{prefix}/labels.json")["Body"].read())
+    assert labels["labels"] == {"champion": 1}
+    for project in ("a", "b"):      # no local registry: the local copies are the mirror's only
+        runs = s3_runs[project].parent / "runs"
+        assert not (runs / "serving").exists(), sorted(str(p) for p in (runs / "serving").rglob("*"))
+    assert check.returncode in (0, 1), check.stderr[-3000:]
+    report = json.loads(check.stdout)
+    assert report["context"]["baseline_version"] == 1 and report["context"]["baseline_spans"] == [1, 2]
+    assert report["context"]["registry"] == f"{s3_runs['registry']}/taxi"
+    mirror = s3_runs["b"].parent / "runs" / "registry-cache" / "taxi"
+    assert (mirror / "1" / "profile" / "profile.json").is_file()
+    assert (mirror / ".source").read_text().strip() == f"{s3_runs['registry']}/taxi"
+
+
+@pytest.mark.tfx
+def test_a_second_training_of_the_same_model_publishes_nothing_new(s3_server, s3_runs):
+    """Re-running the same training (TFX caches the model) finds version 1 in the bucket by its
+    model URI and claims no version 2."""
+    env = {**s3_server.env(), **_ISOLATE}
+    again = run_cli("train", "--spans", "1,2", config=s3_runs["a"], env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    prefix = s3_runs["registry"].split("/", 3)[3] + "/taxi"
+    keys = s3_server.keys(prefix)
+    assert not any(k.startswith(f"{prefix}/.claims/2") or k.startswith(f"{prefix}/2/") for k in keys), keys
