@@ -473,7 +473,7 @@ class Config:
     schema_version: int = 1
     runs: str = "runs"                    # MLMD, pipeline outputs, registry, reports, outbox, state
     # Where the model registries live (<registry>/<model_name>/<version>/): "" = <runs>/serving,
-    # a folder, or an object-storage URI s3://bucket/prefix (components/storage.py, docs/storage.md)
+    # or an object-storage URI s3://bucket/prefix (components/storage.py, docs/storage.md)
     registry: str = ""
     first_spans: Tuple[str, ...] = ()     # `driftguard run` trains version 1 on these
     replay_spans: Tuple[str, ...] = ()    # then checks these in time order
@@ -551,11 +551,11 @@ class Config:
 
     @property
     def serving_root(self) -> pathlib.Path:
-        """The local folder of the registries: ``<runs>/serving`` (or ``registry``); with an
-        object-storage registry, the local mirror every reader reads (``<runs>/registry-cache``)."""
+        """The local folder of the registries: ``<runs>/serving``; with an object-storage
+        registry, the local mirror every reader reads (``<runs>/registry-cache``)."""
         if self.registry_is_remote:
             return self.runs_path / "registry-cache"
-        return self._abs(self.registry) if self.registry else self.runs_path / "serving"
+        return self.runs_path / "serving"
 
     @property
     def model_registry(self) -> pathlib.Path:
@@ -618,7 +618,8 @@ class Config:
                                   f"(registry: {self.registry}): pending candidates are held by a local rename; "
                                   "see docs/storage.md")
         elif self.registry:
-            _check_folder("registry", self.registry)
+            raise ConfigError(f"registry must be an object-storage URI (s3://bucket/prefix), got {self.registry!r}; "
+                              f"leave it out for the local registry <runs>/serving (docs/storage.md)")
         if self.runner not in ("local", "beam"):
             raise ConfigError(f"runner must be 'local' or 'beam', got {self.runner!r}")
         self.data.validate("data")

@@ -83,10 +83,10 @@ def test_a_training_pushes_into_the_bucket_and_a_check_elsewhere_reads_its_profi
     prefix = s3_runs["registry"].split("/", 3)[3] + "/taxi"
     keys = s3_server.keys(prefix)
     for key in (".published/1", ".claims/1", "1/saved_model.pb", "1/profile/profile.json",
-                "1/profile/reference_sample/sample.parquet", "labels.json", "audit.jsonl"):
+                "1/profile/reference_sample/sample.parquet"):
         assert f"{prefix}/{key}" in keys, (key, keys)
-    labels = json.loads(s3_server.client().get_object(Bucket=s3_server.bucket, Key=f"{prefix}/labels.json")["Body"].read())
-    assert labels["labels"] == {"champion": 1}
+    # no rollout and a first version: no label is written (the newest version is served), as locally
+    assert f"{prefix}/labels.json" not in keys
     for project in ("a", "b"):      # no local registry: the local copies are the mirror's only
         runs = s3_runs[project].parent / "runs"
         assert not (runs / "serving").exists(), sorted(str(p) for p in (runs / "serving").rglob("*"))
@@ -100,12 +100,15 @@ def test_a_training_pushes_into_the_bucket_and_a_check_elsewhere_reads_its_profi
 
 
 @pytest.mark.tfx
-def test_a_second_training_of_the_same_model_publishes_nothing_new(s3_server, s3_runs):
-    """Re-running the same training (TFX caches the model) finds version 1 in the bucket by its
-    model URI and claims no version 2."""
+def test_a_label_set_on_one_machine_is_in_the_bucket_and_seen_by_the_other(s3_server, s3_runs):
     env = {**s3_server.env(), **_ISOLATE}
-    again = run_cli("train", "--spans", "1,2", config=s3_runs["a"], env=env)
-    assert again.returncode == 0, again.stderr[-3000:]
+    promote = run_cli("promote", "1", "--label", "canary", "--reason", "e2e", config=s3_runs["b"], env=env, timeout=300)
+    assert promote.returncode == 0, promote.stderr[-3000:]
     prefix = s3_runs["registry"].split("/", 3)[3] + "/taxi"
-    keys = s3_server.keys(prefix)
-    assert not any(k.startswith(f"{prefix}/.claims/2") or k.startswith(f"{prefix}/2/") for k in keys), keys
+    body = s3_server.client().get_object(Bucket=s3_server.bucket, Key=f"{prefix}/labels.json")["Body"].read()
+    assert json.loads(body)["labels"] == {"canary": 1}
+    status = run_cli("status", "--json", config=s3_runs["a"], env=env, timeout=300)
+    assert status.returncode == 0, status.stderr[-3000:]
+    mirror_a = s3_runs["a"].parent / "runs" / "registry-cache" / "taxi"
+    assert json.loads((mirror_a / "labels.json").read_text())["labels"] == {"canary": 1}
+    assert [e["label"] for e in map(json.loads, (mirror_a / "audit.jsonl").read_text().splitlines())] == ["canary"]

@@ -158,3 +158,40 @@ def _closed_port() -> int:
 
 def test_preflight_passes(s3_env):
     storage.preflight("registry", s3_env.prefix_uri())
+
+
+def test_the_dashboard_lists_the_versions_of_the_mirror(s3_env, tmp_path):
+    from driftguard.components.reports.runs import load_versions
+
+    uri = s3_env.prefix_uri() + "/taxi"
+    storage.publish_version(uri, _staged(tmp_path, "a", "m1"))
+    storage.sync(uri, tmp_path / "runs" / "registry-cache" / "taxi")
+    assert [(v.model, v.version, v.status) for v in load_versions(tmp_path / "runs")] == [("taxi", "1", "serving")]
+
+
+@pytest.mark.parametrize("values, words", [
+    ({"registry": "/srv/models"}, "registry must be an object-storage URI"),
+    ({"registry": "s3://bucket-one/m", "retrain": {"require_approval": True}}, "retrain.require_approval"),
+    ({"registry": "gs://bucket-one/m"}, "gcsfs"),
+    ({"data": {"root": "s3://bucket-one/data"}}, "data.root"),
+    ({"schemas": "gs://bucket-one/schemas"}, "schemas"),
+])
+def test_config_refuses_what_object_storage_does_not_support(tmp_path, values, words):
+    from helpers import taxi_config
+
+    from driftguard.pipeline import config as config_lib
+
+    with pytest.raises(config_lib.ConfigError, match=words.replace(".", r"\.")):
+        config_lib.from_dict(taxi_config(**values), tmp_path)
+
+
+def test_config_paths_of_an_s3_registry(tmp_path):
+    from helpers import taxi_config
+
+    from driftguard.pipeline import config as config_lib
+
+    cfg = config_lib.from_dict(taxi_config(registry="s3://bucket-one/models", runs="runs"), tmp_path)
+    assert cfg.registry_uri == "s3://bucket-one/models/taxi"
+    assert cfg.model_registry == tmp_path.resolve() / "runs" / "registry-cache" / "taxi"
+    local = config_lib.from_dict(taxi_config(runs="runs"), tmp_path)
+    assert local.registry_uri == "" and local.model_registry == tmp_path.resolve() / "runs" / "serving" / "taxi"
