@@ -227,6 +227,18 @@ def publish_version(uri: str, staged: os.PathLike, before_marker=None) -> int:
     return version
 
 
+def upload_tree(folder: os.PathLike, uri: str, last: str = "index.html") -> int:
+    """Copy every file under ``folder`` to ``uri`` (overwriting), ``last`` after all the others
+    (the dashboard: it links to the span pages, which are there when it is); return the count.
+    For derived files (reports), rebuilt from the runs folder at will: not atomic as a whole."""
+    fs = filesystem(uri)
+    folder = pathlib.Path(folder)
+    files = sorted((p for p in folder.rglob("*") if p.is_file()), key=lambda p: (p.name == last, str(p)))
+    for path in files:
+        fs.put_file(str(path), f"{_strip(uri)}/{path.relative_to(folder).as_posix()}")
+    return len(files)
+
+
 # ---------------------------------------------------------------- the local mirror
 
 

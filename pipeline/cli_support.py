@@ -73,6 +73,11 @@ def load_config(ctx: click.Context, overrides: Optional[dict] = None) -> config_
         raise DriftguardError(str(e)) from None
     if cfg.registry_uri:
         prepare_registry(cfg)
+    if cfg.reports_uri:
+        from driftguard.components import storage
+
+        with user_errors(storage.StorageError):
+            storage.preflight("reports", cfg.reports_uri)
     obj["config_path"] = str(pathlib.Path(obj.get("config_file") or
                                           pathlib.Path(cfg.project_dir) / project.PROJECT_FILE).resolve())
     return cfg

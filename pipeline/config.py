@@ -475,6 +475,9 @@ class Config:
     # Where the model registries live (<registry>/<model_name>/<version>/): "" = <runs>/serving,
     # or an object-storage URI s3://bucket/prefix (components/storage.py, docs/storage.md)
     registry: str = ""
+    # Also copy the HTML reports (dashboard, span pages) to s3://bucket/prefix/<model_name>/ after
+    # every build; "" = only <runs>/reports (docs/storage.md)
+    reports: str = ""
     first_spans: Tuple[str, ...] = ()     # `driftguard run` trains version 1 on these
     replay_spans: Tuple[str, ...] = ()    # then checks these in time order
     runner: str = "local"                 # local | beam
@@ -550,6 +553,11 @@ class Config:
         return f"{self.registry}/{self.model_name}" if self.registry_is_remote else ""
 
     @property
+    def reports_uri(self) -> str:
+        """Where the HTML reports are copied (``<reports>/<model_name>``); "" when only local."""
+        return f"{self.reports}/{self.model_name}" if self.reports else ""
+
+    @property
     def serving_root(self) -> pathlib.Path:
         """The local folder of the registries: ``<runs>/serving``; with an object-storage
         registry, the local mirror every reader reads (``<runs>/registry-cache``)."""
@@ -617,7 +625,15 @@ class Config:
                 raise ConfigError("retrain.require_approval is not supported with an object-storage registry "
                                   f"(registry: {self.registry}): pending candidates are held by a local rename; "
                                   "see docs/storage.md")
-        elif self.registry:
+        if self.reports:
+            from driftguard.components import storage
+
+            try:
+                storage.check_uri("reports", self.reports)
+            except storage.StorageError as e:
+                raise ConfigError(f"{e} (reports names where the HTML reports are copied; they are always "
+                                  f"built in <runs>/reports)") from None
+        if self.registry and not self.registry_is_remote:
             raise ConfigError(f"registry must be an object-storage URI (s3://bucket/prefix), got {self.registry!r}; "
                               f"leave it out for the local registry <runs>/serving (docs/storage.md)")
         if self.runner not in ("local", "beam"):

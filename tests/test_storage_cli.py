@@ -112,3 +112,41 @@ def test_a_label_set_on_one_machine_is_in_the_bucket_and_seen_by_the_other(s3_se
     mirror_a = s3_runs["a"].parent / "runs" / "registry-cache" / "taxi"
     assert json.loads((mirror_a / "labels.json").read_text())["labels"] == {"canary": 1}
     assert [e["label"] for e in map(json.loads, (mirror_a / "audit.jsonl").read_text().splitlines())] == ["canary"]
+
+
+def test_report_copies_the_dashboard_to_the_reports_uri(s3_server, tmp_path):
+    env = {**s3_server.env(), **_ISOLATE}
+    reports = s3_server.prefix_uri()
+    config = _project(tmp_path, "p", reports=reports)
+    (config.parent / "runs").mkdir()
+    proc = run_cli("report", config=config, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"copied to {reports}/taxi/" in proc.stdout, proc.stdout
+    keys = s3_server.keys(reports.split("/", 3)[3])
+    local = sorted(p.relative_to(config.parent / "runs" / "reports").as_posix()
+                   for p in (config.parent / "runs" / "reports").rglob("*") if p.is_file())
+    assert "index.html" in local
+    assert keys == sorted(f"{reports.split('/', 3)[3]}/taxi/{name}" for name in local)
+
+
+def test_a_missing_reports_bucket_exits_2_naming_reports(s3_server, tmp_path):
+    env = {**s3_server.env(), **_ISOLATE}
+    config = _project(tmp_path, "p", reports="s3://no-such-bucket/reports")
+    proc = run_cli("check", "--span", "3", config=config, env=env, timeout=300)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert proc.stderr.strip().startswith("error: reports: bucket 'no-such-bucket' does not exist"), proc.stderr
+
+
+@pytest.mark.tfx
+def test_the_dashboard_of_a_check_against_the_bucket_is_copied_to_the_bucket(s3_server, s3_runs):
+    env = {**s3_server.env(), **_ISOLATE}
+    config = s3_runs["b"]
+    data = json.loads(config.read_text())
+    data["reports"] = reports = s3_server.prefix_uri()
+    config.write_text(json.dumps(data))
+    proc = run_cli("report", config=config, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    key = f"{reports.split('/', 3)[3]}/taxi/index.html"
+    assert key in s3_server.keys(reports.split("/", 3)[3])
+    html = s3_server.client().get_object(Bucket=s3_server.bucket, Key=key)["Body"].read().decode()
+    assert html == (config.parent / "runs" / "reports" / "index.html").read_text()
