@@ -195,3 +195,22 @@ def test_config_paths_of_an_s3_registry(tmp_path):
     assert cfg.model_registry == tmp_path.resolve() / "runs" / "registry-cache" / "taxi"
     local = config_lib.from_dict(taxi_config(runs="runs"), tmp_path)
     assert local.registry_uri == "" and local.model_registry == tmp_path.resolve() / "runs" / "serving" / "taxi"
+
+
+def test_serve_picks_up_a_version_published_to_the_bucket_at_its_next_poll(s3_env, tmp_path):
+    from helpers import save_small_model
+
+    from driftguard.serving.repository import ModelRepository
+
+    uri = s3_env.prefix_uri() + "/taxi"
+    for i in (1, 2):
+        save_small_model(tmp_path / f"m{i}", flipped=i == 2)
+    storage.publish_version(uri, tmp_path / "m1")
+    mirror = tmp_path / "runs" / "registry-cache" / "taxi"
+    storage.sync(uri, mirror)
+    repo = ModelRepository(mirror, "taxi", keep=2)
+    repo.poll()
+    assert sorted(repo.loaded) == [1] and repo.served.version == 1
+    storage.publish_version(uri, tmp_path / "m2")       # pushed by another machine
+    assert repo.poll()
+    assert sorted(repo.loaded) == [1, 2] and repo.served.version == 2
