@@ -289,6 +289,15 @@ def sync(uri: str, mirror: os.PathLike) -> List[int]:
     return new
 
 
+def refresh(registry: os.PathLike) -> None:
+    """A component reading a registry folder: when it is the mirror of a bucket, bring it up to
+    date first (the command that started the pipeline did, but an Airflow or KFP task may run on
+    a machine whose mirror is older); a plain local registry: nothing."""
+    uri = mirror_source(registry)
+    if uri:
+        sync(uri, registry)
+
+
 def add_to_mirror(mirror: os.PathLike, version: int, staged: os.PathLike) -> None:
     """A version this process just published: move its staged copy into the mirror."""
     target = pathlib.Path(mirror) / str(version)

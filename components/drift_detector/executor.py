@@ -86,6 +86,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     def Do(self, input_dict, output_dict, exec_properties) -> None:
         report_artifact = artifact_utils.get_single_instance(output_dict[spec.DRIFT_REPORT_KEY])
         registry = pathlib.Path(exec_properties[spec.REGISTRY_DIR_KEY])
+        storage.refresh(registry)      # the mirror of an s3:// registry: up to date first
         read = example_spans(input_dict[spec.EXAMPLES_KEY])     # resolved when the ExampleGen ran
         span = read.span
         # an object-storage registry is read through its local mirror: the report names the bucket
