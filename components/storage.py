@@ -239,6 +239,56 @@ def upload_tree(folder: os.PathLike, uri: str, last: str = "index.html") -> int:
     return len(files)
 
 
+SYNC_MANIFEST = ".driftguard-sync.json"    # in a local copy of a bucket prefix: {file: ETag}
+
+
+def sync_tree(uri: str, folder: os.PathLike) -> Tuple[int, int]:
+    """Make ``folder`` a copy of every object under ``uri`` (the spans of ``data.root``): download
+    the objects that are new or whose ETag changed (each into a temporary file, then renamed),
+    delete the files this copy made whose object is gone; return (downloaded, deleted). Spans are
+    written once, so after the first run a sync is one listing."""
+    fs = filesystem(uri)
+    folder = pathlib.Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest_path = folder / SYNC_MANIFEST
+    try:
+        had = json.loads(manifest_path.read_text())
+    except (FileNotFoundError, ValueError):
+        had = {}
+    root = _strip(uri).rstrip("/")
+    found = fs.find(root, detail=True)
+    now: Dict[str, str] = {}
+    downloaded = 0
+    for key, info in sorted(found.items()):
+        if info.get("type") == "directory" or key.endswith("/"):
+            continue
+        rel = key[len(root) + 1:]
+        if not rel or any(part in ("", ".", "..") for part in rel.split("/")):
+            continue
+        etag = str(info.get("ETag") or info.get("size"))
+        now[rel] = etag
+        target = folder / rel
+        if had.get(rel) == etag and target.is_file():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
+        try:
+            fs.get_file(key, str(tmp))
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        downloaded += 1
+    deleted = 0
+    for rel in set(had) - set(now):
+        with contextlib.suppress(FileNotFoundError):
+            (folder / rel).unlink()
+            deleted += 1
+    tmp = folder / f".{SYNC_MANIFEST}.{uuid.uuid4().hex}"
+    tmp.write_text(json.dumps(now, sort_keys=True))
+    os.replace(tmp, manifest_path)
+    return downloaded, deleted
+
+
 # ---------------------------------------------------------------- the local mirror
 
 

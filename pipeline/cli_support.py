@@ -71,34 +71,36 @@ def load_config(ctx: click.Context, overrides: Optional[dict] = None) -> config_
         cfg = project.load(obj.get("project"), obj.get("config_file"), overrides)
     except config_lib.ConfigError as e:
         raise DriftguardError(str(e)) from None
-    if cfg.registry_uri:
-        prepare_registry(cfg)
-    if cfg.reports_uri:
-        from driftguard.components import storage
-
-        with user_errors(storage.StorageError):
-            storage.preflight("reports", cfg.reports_uri)
+    if cfg.registry_uri or cfg.reports_uri or cfg.data_uri:
+        prepare_storage(cfg)
     obj["config_path"] = str(pathlib.Path(obj.get("config_file") or
                                           pathlib.Path(cfg.project_dir) / project.PROJECT_FILE).resolve())
     return cfg
 
 
-def prepare_registry(cfg: config_lib.Config) -> None:
-    """An object-storage registry: reach the bucket (exit 2 naming ``registry`` when the scheme,
-    the endpoint, the credentials or the bucket is wrong), then bring the local mirror every
-    reader reads up to date; before any component runs."""
+def prepare_storage(cfg: config_lib.Config) -> None:
+    """The config's object-storage settings (``registry``, ``reports``, ``data.root``): reach each
+    bucket first (exit 2 naming the setting when the scheme, the endpoint, the credentials or the
+    bucket is wrong; nothing is written then), then bring the local copies the pipelines read up
+    to date (the registry's mirror, the spans' copy); before any component runs."""
     from driftguard.components import storage
 
-    try:
-        storage.preflight("registry", cfg.registry_uri)
-        new = storage.sync(cfg.registry_uri, cfg.model_registry)
-    except storage.StorageError as e:
-        raise DriftguardError(str(e)) from None
-    except OSError as e:
-        raise DriftguardError(f"registry: cannot copy {cfg.registry_uri} into {cfg.model_registry}: "
-                              f"{type(e).__name__}: {e}") from None
-    if new:
-        logging.getLogger(__name__).info("fetched versions %s of %s", new, cfg.registry_uri)
+    log = logging.getLogger(__name__)
+    with user_errors(storage.StorageError):
+        for setting, uri in (("registry", cfg.registry_uri), ("reports", cfg.reports_uri),
+                             ("data.root", cfg.data_uri)):
+            if uri:
+                storage.preflight(setting, uri)
+    for setting, uri, local, sync in (("registry", cfg.registry_uri, cfg.model_registry, storage.sync),
+                                      ("data.root", cfg.data_uri, cfg.data_path, storage.sync_tree)):
+        if not uri:
+            continue
+        try:
+            log.info("%s %s -> %s: %s", setting, uri, local, sync(uri, local))
+        except storage.StorageError as e:
+            raise DriftguardError(str(e)) from None
+        except OSError as e:
+            raise DriftguardError(f"{setting}: cannot copy {uri} into {local}: {type(e).__name__}: {e}") from None
 
 
 def parse_spans(cfg: config_lib.Config, text: str) -> List[int]:

@@ -50,7 +50,7 @@ class DataConfig:
     """Where the spans are and how to read them (TFX ExampleGen's input)."""
 
     format: str = "csv"                  # csv | parquet | tfrecord (serialized tf.Example, gzip or not)
-    root: str = "data"                   # the folder the pattern is relative to
+    root: str = "data"                   # the folder the pattern is relative to (or s3://bucket/prefix)
     pattern: str = "span-{SPAN}/*"       # the files of one span: {SPAN} or {YYYY}[-{MM}[-{DD}]]
     # Input already split: {split name: pattern}, e.g. {train: "span-{SPAN}/train/*", eval: ...}.
     # Empty: one pattern, split by ExampleGen by hash into `hash_buckets`.
@@ -62,7 +62,15 @@ class DataConfig:
 
         if self.format not in FORMATS:
             raise ConfigError(f"{path}.format must be one of {', '.join(FORMATS)}, got {self.format!r}")
-        _check_folder(f"{path}.root", self.root)
+        if isinstance(self.root, str) and "://" in self.root:
+            from driftguard.components import storage
+
+            try:
+                storage.check_uri(f"{path}.root", self.root)
+            except storage.StorageError as e:
+                raise ConfigError(str(e)) from None
+        else:
+            _check_folder(f"{path}.root", self.root)
         patterns = {"pattern": self.pattern}
         if self.splits is not None:
             if not isinstance(self.splits, Mapping) or not self.splits:
@@ -513,7 +521,16 @@ class Config:
         return pathlib.Path(self.project_dir)
 
     @property
+    def data_uri(self) -> str:
+        """``data.root`` when it is in object storage (s3://...); "" when it is a folder."""
+        return self.data.root if "://" in self.data.root else ""
+
+    @property
     def data_path(self) -> pathlib.Path:
+        """The spans' folder: ``data.root``; for an s3:// ``data.root``, its local copy
+        ``<runs>/data-cache`` (brought up to date by every command: components/storage.py)."""
+        if self.data_uri:
+            return self.runs_path / "data-cache"
         return self._abs(self.data.root)
 
     @property
@@ -727,8 +744,9 @@ def _check_folder(key: str, value: str) -> None:
     if not isinstance(value, str) or not value.strip() or "\0" in value:
         raise ConfigError(f"{key} must be a folder path (not empty, no NUL byte), got {value!r}")
     if "://" in value:
-        raise ConfigError(f"{key}: {value!r}: an object-storage URI is not supported for {key} (only `registry` "
-                          f"may be s3://bucket/prefix; {key} must be a local or mounted folder; see docs/storage.md)")
+        raise ConfigError(f"{key}: {value!r}: an object-storage URI is not supported for {key} (registry, "
+                          f"reports and data.root may be s3://bucket/prefix; {key} must be a local or mounted "
+                          f"folder; see docs/storage.md)")
 
 
 def _check_range(path: str, value: Any, lo: float, hi: float) -> None:

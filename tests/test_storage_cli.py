@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from helpers import REPO, run_cli, write_config
+from helpers import DATA, REPO, run_cli, write_config
 from s3_fixture import free_port
 
 
@@ -26,7 +26,8 @@ _ISOLATE = {"AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/
 
 
 @pytest.mark.parametrize("case", ["wrong secret", "missing bucket", "unreachable endpoint", "no credentials",
-                                  "gs scheme", "unknown scheme", "data root uri", "runs uri"])
+                                  "gs scheme", "unknown scheme", "data root bucket missing",
+                                  "data root gs", "runs uri"])
 def test_bad_object_storage_settings_exit_2_naming_the_setting_before_anything_runs(s3_server, tmp_path, case):
     env = {**s3_server.env(), **_ISOLATE}
     registry, values, setting = s3_server.prefix_uri(), {}, "registry"
@@ -42,8 +43,10 @@ def test_bad_object_storage_settings_exit_2_naming_the_setting_before_anything_r
         registry = "gs://bucket/models"
     elif case == "unknown scheme":
         registry = "hdfs://namenode/models"
-    elif case == "data root uri":
-        values, setting = {"data": {"root": f"s3://{s3_server.bucket}/data"}}, "data.root"
+    elif case == "data root bucket missing":
+        values, setting = {"data": {"root": "s3://no-such-bucket/data"}}, "data.root: bucket 'no-such-bucket'"
+    elif case == "data root gs":
+        values, setting = {"data": {"root": "gs://bucket/data"}}, "data.root"
     elif case == "runs uri":
         values, setting = {"runs": f"s3://{s3_server.bucket}/runs"}, "runs"
     config = _project(tmp_path, "p", registry=registry, **values)
@@ -57,7 +60,8 @@ def test_bad_object_storage_settings_exit_2_naming_the_setting_before_anything_r
         assert "wrong-secret-value" not in proc.stderr + proc.stdout
         runs = config.parent / "runs"
         assert not (runs / "serving").exists() and not (runs / "registry-cache").exists() \
-            and not (runs / "metadata.sqlite").exists(), sorted(str(p) for p in runs.rglob("*"))
+            and not (runs / "data-cache").exists() and not (runs / "metadata.sqlite").exists(), \
+            sorted(str(p) for p in runs.rglob("*"))
     if registry.startswith(f"s3://{s3_server.bucket}/"):
         assert s3_server.keys(registry.split("/", 3)[3]) == []     # nothing half-written in the bucket
 
@@ -65,12 +69,17 @@ def test_bad_object_storage_settings_exit_2_naming_the_setting_before_anything_r
 @pytest.fixture(scope="module")
 def s3_runs(s3_server, tmp_path_factory):
     """Project ``a`` trains on spans 1, 2 into ``registry: s3://...``; project ``b`` (another
-    folder, its own runs and MLMD: another machine) checks span 3 against that registry."""
+    folder, its own runs and MLMD: another machine) checks span 3 against that registry, its
+    spans read from ``data.root: s3://...`` (the taxi spans 1-3 uploaded there)."""
     tmp = tmp_path_factory.mktemp("s3-projects")
-    registry = s3_server.prefix_uri()
+    registry, data = s3_server.prefix_uri(), s3_server.prefix_uri() + "/taxi-data"
+    client = s3_server.client()
+    for span in (1, 2, 3):
+        client.upload_file(str(DATA / f"span-{span}" / "data.csv"), s3_server.bucket,
+                           f"{data.split('/', 3)[3]}/span-{span}/data.csv")
     env = {**s3_server.env(), **_ISOLATE}
     a = _project(tmp, "a", registry=registry)
-    b = _project(tmp, "b", registry=registry)
+    b = _project(tmp, "b", registry=registry, data={"root": data})
     train = run_cli("train", "--spans", "1,2", config=a, env=env)
     check = run_cli("check", "--span", "3", "--json", config=b, env=env)
     return {"a": a, "b": b, "registry": registry, "train": train, "check": check}
@@ -97,6 +106,9 @@ def test_a_training_pushes_into_the_bucket_and_a_check_elsewhere_reads_its_profi
     mirror = s3_runs["b"].parent / "runs" / "registry-cache" / "taxi"
     assert (mirror / "1" / "profile" / "profile.json").is_file()
     assert (mirror / ".source").read_text().strip() == f"{s3_runs['registry']}/taxi"
+    # project b's spans came from its s3:// data.root, through its local copy
+    copy = s3_runs["b"].parent / "runs" / "data-cache"
+    assert (copy / "span-3" / "data.csv").read_bytes() == (DATA / "span-3" / "data.csv").read_bytes()
 
 
 @pytest.mark.tfx

@@ -173,7 +173,8 @@ def test_the_dashboard_lists_the_versions_of_the_mirror(s3_env, tmp_path):
     ({"registry": "/srv/models"}, "registry must be an object-storage URI"),
     ({"registry": "s3://bucket-one/m", "retrain": {"require_approval": True}}, "retrain.require_approval"),
     ({"registry": "gs://bucket-one/m"}, "gcsfs"),
-    ({"data": {"root": "s3://bucket-one/data"}}, "data.root"),
+    ({"data": {"root": "gs://bucket-one/data"}}, "data.root"),
+    ({"runs": "s3://bucket-one/runs"}, "runs"),
     ({"schemas": "gs://bucket-one/schemas"}, "schemas"),
 ])
 def test_config_refuses_what_object_storage_does_not_support(tmp_path, values, words):
@@ -183,6 +184,24 @@ def test_config_refuses_what_object_storage_does_not_support(tmp_path, values, w
 
     with pytest.raises(config_lib.ConfigError, match=words.replace(".", r"\.")):
         config_lib.from_dict(taxi_config(**values), tmp_path)
+
+
+def test_sync_tree_copies_new_and_changed_objects_and_drops_deleted_ones(s3_env, tmp_path):
+    uri = s3_env.prefix_uri()
+    prefix = uri.split("/", 3)[3]
+    client = s3_env.client()
+    for key, body in (("span-1/data.csv", b"a,b\n1,2\n"), ("span-2/data.csv", b"a,b\n3,4\n")):
+        client.put_object(Bucket=s3_env.bucket, Key=f"{prefix}/{key}", Body=body)
+    copy = tmp_path / "data-cache"
+    assert storage.sync_tree(uri, copy) == (2, 0)
+    assert storage.sync_tree(uri, copy) == (0, 0)          # unchanged: a listing only
+    client.put_object(Bucket=s3_env.bucket, Key=f"{prefix}/span-2/data.csv", Body=b"a,b\n5,6\n")
+    client.put_object(Bucket=s3_env.bucket, Key=f"{prefix}/span-3/data.csv", Body=b"a,b\n7,8\n")
+    client.delete_object(Bucket=s3_env.bucket, Key=f"{prefix}/span-1/data.csv")
+    assert storage.sync_tree(uri, copy) == (2, 1)
+    files = sorted(p.relative_to(copy).as_posix() for p in copy.rglob("*.csv"))
+    assert files == ["span-2/data.csv", "span-3/data.csv"]
+    assert (copy / "span-2" / "data.csv").read_bytes() == b"a,b\n5,6\n"
 
 
 def test_config_paths_of_an_s3_registry(tmp_path):
@@ -195,6 +214,8 @@ def test_config_paths_of_an_s3_registry(tmp_path):
     assert cfg.model_registry == tmp_path.resolve() / "runs" / "registry-cache" / "taxi"
     local = config_lib.from_dict(taxi_config(runs="runs"), tmp_path)
     assert local.registry_uri == "" and local.model_registry == tmp_path.resolve() / "runs" / "serving" / "taxi"
+    data = config_lib.from_dict(taxi_config(data={"root": "s3://bucket-one/spans"}, runs="runs"), tmp_path)
+    assert data.data_uri == "s3://bucket-one/spans" and data.data_path == tmp_path.resolve() / "runs" / "data-cache"
 
 
 def test_serve_picks_up_a_version_published_to_the_bucket_at_its_next_poll(s3_env, tmp_path):
