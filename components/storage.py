@@ -132,10 +132,12 @@ def _endpoint() -> str:
     return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or "AWS S3"
 
 
-def preflight(setting: str, uri: str) -> None:
+def preflight(setting: str, uri: str, write: bool = False) -> None:
     """Reach the bucket once before any component runs: StorageError naming ``setting`` for an
     unsupported scheme, no credentials, an unreachable endpoint, a missing bucket, wrong
-    credentials (the secret is never part of the message)."""
+    credentials (the secret is never part of the message). ``write``: also create (and delete) a
+    probe object under ``<uri>/.driftguard-preflight/``, so a key allowed to read but not to write
+    fails here rather than at the push."""
     check_uri(setting, uri)
     from botocore import exceptions as bx
 
@@ -144,6 +146,11 @@ def preflight(setting: str, uri: str) -> None:
         fs = filesystem(uri, quick=True)
         fs.call_s3("head_bucket", Bucket=bucket)
         fs.call_s3("list_objects_v2", Bucket=bucket, Prefix=_strip(uri).partition("/")[2], MaxKeys=1)
+        if write:
+            probe = f"{_strip(uri)}/.driftguard-preflight/{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex}"
+            fs.pipe_file(probe, b"", mode="create")
+            with contextlib.suppress(OSError):     # a bucket that forbids deletes keeps an empty probe
+                fs.rm_file(probe)
     except bx.NoCredentialsError:
         raise StorageError(f"{setting}: no S3 credentials for {uri} (set AWS_ACCESS_KEY_ID and "
                            f"AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, in the environment)") from None
@@ -170,7 +177,8 @@ def preflight(setting: str, uri: str) -> None:
                            f"driftguard does not create buckets)") from None
     except PermissionError:       # s3fs's translation of S3's 403 (InvalidAccessKeyId, SignatureDoesNotMatch...)
         raise StorageError(f"{setting}: {endpoint} refused the credentials for bucket {bucket!r} "
-                           f"(wrong AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or no permission)") from None
+                           f"(wrong AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or no permission"
+                           f"{' to write under ' + uri if write else ''})") from None
     except OSError as e:   # aiohttp/botocore errors s3fs passes on as OSError
         raise StorageError(f"{setting}: cannot use {uri} at {endpoint}: {type(e).__name__}") from None
 

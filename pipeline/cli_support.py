@@ -87,10 +87,10 @@ def prepare_storage(cfg: config_lib.Config) -> None:
 
     log = logging.getLogger(__name__)
     with user_errors(storage.StorageError):
-        for setting, uri in (("registry", cfg.registry_uri), ("reports", cfg.reports_uri),
-                             ("data.root", cfg.data_uri)):
+        for setting, uri, write in (("registry", cfg.registry_uri, True), ("reports", cfg.reports_uri, True),
+                                    ("data.root", cfg.data_uri, False)):
             if uri:
-                storage.preflight(setting, uri)
+                storage.preflight(setting, uri, write=write)
     for setting, uri, local, sync in (("registry", cfg.registry_uri, cfg.model_registry, storage.sync),
                                       ("data.root", cfg.data_uri, cfg.data_path, storage.sync_tree)):
         if not uri:

@@ -235,3 +235,27 @@ def test_serve_picks_up_a_version_published_to_the_bucket_at_its_next_poll(s3_en
     storage.publish_version(uri, tmp_path / "m2")       # pushed by another machine
     assert repo.poll()
     assert sorted(repo.loaded) == [1, 2] and repo.served.version == 2
+
+
+def test_a_read_only_key_fails_the_registry_preflight_but_may_read_data(s3_server, monkeypatch):
+    import boto3
+
+    iam = boto3.client("iam", endpoint_url=s3_server.url, region_name=s3_server.region,
+                       aws_access_key_id=s3_server.access_key, aws_secret_access_key=s3_server.secret_key)
+    iam.create_user(UserName="reader")
+    key = iam.create_access_key(UserName="reader")["AccessKey"]
+    iam.put_user_policy(UserName="reader", PolicyName="read", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:Get*", "s3:List*", "s3:Head*"],
+                                                 "Resource": "*"}]}))
+    for k, v in s3_server.env(AWS_ACCESS_KEY_ID=key["AccessKeyId"], AWS_SECRET_ACCESS_KEY=key["SecretAccessKey"]).items():
+        monkeypatch.setenv(k, v)
+    storage.clear_cache()
+    try:
+        uri = s3_server.prefix_uri()
+        storage.preflight("data.root", uri)                  # reading is allowed
+        with pytest.raises(storage.StorageError, match="no permission to write under") as e:
+            storage.preflight("registry", uri, write=True)
+        assert key["SecretAccessKey"] not in str(e.value) and str(e.value).startswith("registry: ")
+        assert s3_server.keys(uri.split("/", 3)[3]) == []
+    finally:
+        storage.clear_cache()
