@@ -63,6 +63,7 @@ class _AlertsSettings:
         self.alerts = cfg.alerts_settings
         self.runs_path = cfg.runs_path
         self.model_name = cfg.model_name
+        self.reports_uri = cfg.reports_uri
 
 
 for _command in (*loop_commands.COMMANDS, *registry_commands.COMMANDS, *schema_commands.COMMANDS,

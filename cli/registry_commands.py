@@ -15,6 +15,7 @@ from driftguard.pipeline.cli_support import DriftguardError, load_config, user_e
 def _record(cfg, changes) -> None:
     """The changes in MLMD (best effort: the label change stands, and is in the audit trail,
     whether or not MLMD takes it)."""
+    from driftguard.components import storage
     from driftguard.components.registry_pusher import labels as labels_lib
     from driftguard.components.registry_pusher import mlmd_record
     from driftguard.pipeline import metadata
@@ -51,11 +52,12 @@ def promote(ctx: click.Context, version: str, label: str, reason: str) -> None:
 
     VERSION is a version number or a label: `driftguard promote challenger --reason ...` makes
     the challenger's version the champion."""
+    from driftguard.components import storage
     from driftguard.components.registry_pusher import labels as labels_lib
 
     cfg = load_config(ctx)
     registry = cfg.model_registry
-    with user_errors(labels_lib.LabelError):
+    with user_errors(labels_lib.LabelError, storage.StorageError):
         number = labels_lib.resolve(registry, version)
         change = labels_lib.promote(registry, number, label=label, reason=reason)
     if change is None:
@@ -74,13 +76,14 @@ def promote(ctx: click.Context, version: str, label: str, reason: str) -> None:
 @click.pass_context
 def rollback(ctx: click.Context, reason: str) -> None:
     """Put the previous champion back (from the registry's audit trail)."""
+    from driftguard.components import storage
     from driftguard.components.registry_pusher import labels as labels_lib
 
     cfg = load_config(ctx)
     registry = cfg.model_registry
     if not registry.is_dir():
         raise DriftguardError(f"no registry at {registry}: nothing was ever pushed, nothing to roll back")
-    with user_errors(labels_lib.LabelError):
+    with user_errors(labels_lib.LabelError, storage.StorageError):
         change = labels_lib.rollback(registry, reason=reason)
     click.echo(f"{cfg.model_name}: champion -> version {change.version} (rolled back from version "
                f"{change.previous}); audit: {registry / labels_lib.AUDIT_FILE}")

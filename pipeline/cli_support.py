@@ -71,9 +71,36 @@ def load_config(ctx: click.Context, overrides: Optional[dict] = None) -> config_
         cfg = project.load(obj.get("project"), obj.get("config_file"), overrides)
     except config_lib.ConfigError as e:
         raise DriftguardError(str(e)) from None
+    if cfg.registry_uri or cfg.reports_uri or cfg.data_uri:
+        prepare_storage(cfg)
     obj["config_path"] = str(pathlib.Path(obj.get("config_file") or
                                           pathlib.Path(cfg.project_dir) / project.PROJECT_FILE).resolve())
     return cfg
+
+
+def prepare_storage(cfg: config_lib.Config) -> None:
+    """The config's object-storage settings (``registry``, ``reports``, ``data.root``): reach each
+    bucket first (exit 2 naming the setting when the scheme, the endpoint, the credentials or the
+    bucket is wrong; nothing is written then), then bring the local copies the pipelines read up
+    to date (the registry's mirror, the spans' copy); before any component runs."""
+    from driftguard.components import storage
+
+    log = logging.getLogger(__name__)
+    with user_errors(storage.StorageError):
+        for setting, uri, write in (("registry", cfg.registry_uri, True), ("reports", cfg.reports_uri, True),
+                                    ("data.root", cfg.data_uri, False)):
+            if uri:
+                storage.preflight(setting, uri, write=write)
+    for setting, uri, local, sync in (("registry", cfg.registry_uri, cfg.model_registry, storage.sync),
+                                      ("data.root", cfg.data_uri, cfg.data_path, storage.sync_tree)):
+        if not uri:
+            continue
+        try:
+            log.info("%s %s -> %s: %s", setting, uri, local, sync(uri, local))
+        except storage.StorageError as e:
+            raise DriftguardError(str(e)) from None
+        except OSError as e:
+            raise DriftguardError(f"{setting}: cannot copy {uri} into {local}: {type(e).__name__}: {e}") from None
 
 
 def parse_spans(cfg: config_lib.Config, text: str) -> List[int]:

@@ -50,7 +50,7 @@ class DataConfig:
     """Where the spans are and how to read them (TFX ExampleGen's input)."""
 
     format: str = "csv"                  # csv | parquet | tfrecord (serialized tf.Example, gzip or not)
-    root: str = "data"                   # the folder the pattern is relative to
+    root: str = "data"                   # the folder the pattern is relative to (or s3://bucket/prefix)
     pattern: str = "span-{SPAN}/*"       # the files of one span: {SPAN} or {YYYY}[-{MM}[-{DD}]]
     # Input already split: {split name: pattern}, e.g. {train: "span-{SPAN}/train/*", eval: ...}.
     # Empty: one pattern, split by ExampleGen by hash into `hash_buckets`.
@@ -62,7 +62,15 @@ class DataConfig:
 
         if self.format not in FORMATS:
             raise ConfigError(f"{path}.format must be one of {', '.join(FORMATS)}, got {self.format!r}")
-        _check_folder(f"{path}.root", self.root)
+        if isinstance(self.root, str) and "://" in self.root:
+            from driftguard.components import storage
+
+            try:
+                storage.check_uri(f"{path}.root", self.root)
+            except storage.StorageError as e:
+                raise ConfigError(str(e)) from None
+        else:
+            _check_folder(f"{path}.root", self.root)
         patterns = {"pattern": self.pattern}
         if self.splits is not None:
             if not isinstance(self.splits, Mapping) or not self.splits:
@@ -472,6 +480,12 @@ class Config:
     schemas: str = "schemas"              # <schemas>/<model_name>/v<N>/schema.pbtxt
     schema_version: int = 1
     runs: str = "runs"                    # MLMD, pipeline outputs, registry, reports, outbox, state
+    # Where the model registries live (<registry>/<model_name>/<version>/): "" = <runs>/serving,
+    # or an object-storage URI s3://bucket/prefix (components/storage.py, docs/storage.md)
+    registry: str = ""
+    # Also copy the HTML reports (dashboard, span pages) to s3://bucket/prefix/<model_name>/ after
+    # every build; "" = only <runs>/reports (docs/storage.md)
+    reports: str = ""
     first_spans: Tuple[str, ...] = ()     # `driftguard run` trains version 1 on these
     replay_spans: Tuple[str, ...] = ()    # then checks these in time order
     runner: str = "local"                 # local | beam
@@ -507,7 +521,16 @@ class Config:
         return pathlib.Path(self.project_dir)
 
     @property
+    def data_uri(self) -> str:
+        """``data.root`` when it is in object storage (s3://...); "" when it is a folder."""
+        return self.data.root if "://" in self.data.root else ""
+
+    @property
     def data_path(self) -> pathlib.Path:
+        """The spans' folder: ``data.root``; for an s3:// ``data.root``, its local copy
+        ``<runs>/data-cache`` (brought up to date by every command: components/storage.py)."""
+        if self.data_uri:
+            return self.runs_path / "data-cache"
         return self._abs(self.data.root)
 
     @property
@@ -538,7 +561,25 @@ class Config:
         return self.runs_path / "pipelines"
 
     @property
+    def registry_is_remote(self) -> bool:
+        return "://" in self.registry
+
+    @property
+    def registry_uri(self) -> str:
+        """The model's registry in object storage (``<registry>/<model_name>``); "" when local."""
+        return f"{self.registry}/{self.model_name}" if self.registry_is_remote else ""
+
+    @property
+    def reports_uri(self) -> str:
+        """Where the HTML reports are copied (``<reports>/<model_name>``); "" when only local."""
+        return f"{self.reports}/{self.model_name}" if self.reports else ""
+
+    @property
     def serving_root(self) -> pathlib.Path:
+        """The local folder of the registries: ``<runs>/serving``; with an object-storage
+        registry, the local mirror every reader reads (``<runs>/registry-cache``)."""
+        if self.registry_is_remote:
+            return self.runs_path / "registry-cache"
         return self.runs_path / "serving"
 
     @property
@@ -590,6 +631,28 @@ class Config:
         _check_range("schema_version", self.schema_version, 1, 100_000)
         for key in ("schemas", "runs"):
             _check_folder(key, getattr(self, key))
+        if self.registry_is_remote:
+            from driftguard.components import storage
+
+            try:
+                storage.check_uri("registry", self.registry)
+            except storage.StorageError as e:
+                raise ConfigError(str(e)) from None
+            if self.retrain.require_approval:
+                raise ConfigError("retrain.require_approval is not supported with an object-storage registry "
+                                  f"(registry: {self.registry}): pending candidates are held by a local rename; "
+                                  "see docs/storage.md")
+        if self.reports:
+            from driftguard.components import storage
+
+            try:
+                storage.check_uri("reports", self.reports)
+            except storage.StorageError as e:
+                raise ConfigError(f"{e} (reports names where the HTML reports are copied; they are always "
+                                  f"built in <runs>/reports)") from None
+        if self.registry and not self.registry_is_remote:
+            raise ConfigError(f"registry must be an object-storage URI (s3://bucket/prefix), got {self.registry!r}; "
+                              f"leave it out for the local registry <runs>/serving (docs/storage.md)")
         if self.runner not in ("local", "beam"):
             raise ConfigError(f"runner must be 'local' or 'beam', got {self.runner!r}")
         self.data.validate("data")
@@ -680,6 +743,10 @@ _MOVED = {
 def _check_folder(key: str, value: str) -> None:
     if not isinstance(value, str) or not value.strip() or "\0" in value:
         raise ConfigError(f"{key} must be a folder path (not empty, no NUL byte), got {value!r}")
+    if "://" in value:
+        raise ConfigError(f"{key}: {value!r}: an object-storage URI is not supported for {key} (registry, "
+                          f"reports and data.root may be s3://bucket/prefix; {key} must be a local or mounted "
+                          f"folder; see docs/storage.md)")
 
 
 def _check_range(path: str, value: Any, lo: float, hi: float) -> None:

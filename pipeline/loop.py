@@ -532,9 +532,15 @@ def replay(cfg: config_lib.Config, spans: Optional[Sequence[int]] = None, *, run
     from driftguard.components.reports import build_reports
 
     try:
-        reporter.say(f"dashboard: {build_reports(cfg.runs_path)}  (per-span pages beside it)")
+        dashboard = build_reports(cfg.runs_path)
+        reporter.say(f"dashboard: {dashboard}  (per-span pages beside it)")
+        if cfg.reports_uri:
+            from driftguard.components import storage
+
+            count = storage.upload_tree(dashboard.parent, cfg.reports_uri)
+            reporter.say(f"reports copied to {cfg.reports_uri}/ ({count} files)")
     except Exception as e:  # noqa: BLE001 -- a report must never fail a completed replay
-        reporter.note(f"reports not built: {e} (retry: driftguard report)")
+        reporter.note(f"reports not built or not copied: {e} (retry: driftguard report)")
     return rows
 
 

@@ -240,6 +240,7 @@ def create_pipeline(config: Config, spans: Optional[Sequence[int]] = None, *, da
         evaluation=evaluator.outputs["evaluation"],
         examples=examples,
         registry_dir=str(config.model_registry),
+        registry_uri=config.registry_uri or None,    # object storage: registry_dir is its local mirror
         schema_version=config.schema_version,
         profile_extra={"model_name": config.model_name, "task": config.task, "classes": list(config.classes),
                        "metric": config.metric},

@@ -29,7 +29,7 @@ class RegistryPusher(base_beam_component.BaseBeamComponent):
                  registry_dir: str, schema_version: int,
                  profile_extra: Optional[Dict[str, Any]] = None,
                  reference_max_rows: int = 100_000, require_approval: bool = False, model_spec=None,
-                 rollout_mode: Optional[str] = None):
+                 rollout_mode: Optional[str] = None, registry_uri: Optional[str] = None):
         super().__init__(spec=RegistryPusherSpec(
             model=model, model_blessing=model_blessing, schema=schema, statistics=statistics,
             evaluation=evaluation, examples=examples, registry_dir=str(registry_dir),
@@ -39,4 +39,5 @@ class RegistryPusher(base_beam_component.BaseBeamComponent):
             require_approval=int(bool(require_approval)),
             model_spec_json=model_spec.to_json() if model_spec is not None else None,
             rollout_mode=rollout_mode or None,
+            registry_uri=registry_uri or None,
             pushed_model=types.Channel(type=standard_artifacts.PushedModel)))

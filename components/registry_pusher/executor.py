@@ -34,7 +34,7 @@ from tfx.utils import path_utils
 from driftguard.components.artifacts import example_spans
 from driftguard.components.registry_pusher import spec
 
-from driftguard.components import model_io
+from driftguard.components import model_io, storage
 from driftguard.components.examples_io import examples_split_patterns, read_sample, sample_examples, write_sample
 from driftguard.components.registry_pusher.registry import (
     IMPORTANCE_FILE, PROFILE_DIR, PROFILE_FILE, REFERENCE_SAMPLE_DIR, STATS_FILE, find_pending_of_model,
@@ -144,6 +144,11 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         blessing = artifact_utils.get_single_instance(input_dict[spec.MODEL_BLESSING_KEY])
         pushed = artifact_utils.get_single_instance(output_dict[spec.PUSHED_MODEL_KEY])
         registry = pathlib.Path(exec_properties[spec.REGISTRY_DIR_KEY])
+        remote = exec_properties.get(spec.REGISTRY_URI_KEY) or None
+        if remote:
+            # an object-storage registry: registry_dir is its local mirror; bring it up to date so
+            # a model already published (by this run before a kill, or elsewhere) is found below
+            storage.sync(remote, registry)
 
         if not is_blessed(blessing):
             logging.warning("model %s is not blessed by the Evaluator; nothing is pushed",
@@ -159,7 +164,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         if existing is not None:
             logging.info("model %s is already version %d; not pushing it again", model.uri,
                          existing)
-            self._mark_pushed(pushed, registry, existing)
+            self._mark_pushed(pushed, registry, existing, remote or "")
             return
 
         approval = bool(int(exec_properties.get(spec.REQUIRE_APPROVAL_KEY) or 0))
@@ -186,13 +191,18 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 logging.info("model %s waits for approval as candidate %s", model.uri, candidate)
                 self._mark_pending(pushed, candidate)
                 return
-            version = publish_version(registry, staged)
+            if remote:
+                # no rename in object storage: claim a number, upload, write the marker last
+                version = storage.publish_version(remote, staged)
+                storage.add_to_mirror(registry, version, staged)
+            else:
+                version = publish_version(registry, staged)
         except BaseException:
             shutil.rmtree(staged, ignore_errors=True)
             raise
         # The version number is the folder name, decided by the rename; the profile does not
         # repeat it, so nothing has to be rewritten after the rename.
-        logging.info("pushed model %s as %s", model.uri, registry / str(version))
+        logging.info("pushed model %s as %s", model.uri, f"{remote}/{version}" if remote else registry / str(version))
         # Killed from here on, the version is published but MLMD says the push is RUNNING: the
         # resumed run reuses the same model artifact and find_version_of_model finds it.
         fault_pause("published", f"after publishing {registry / str(version)}")
@@ -202,7 +212,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         if version_labels:
             logging.info("version %d is labelled %s", version, ", ".join(version_labels))
             pushed.set_string_custom_property("version_labels", ",".join(version_labels))
-        self._mark_pushed(pushed, registry, version)
+        self._mark_pushed(pushed, registry, version, remote or "")
 
     @staticmethod
     def _mark_pending(pushed, candidate: str) -> None:
@@ -210,9 +220,10 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         pushed.set_string_custom_property("pending_candidate", candidate)
 
     @staticmethod
-    def _mark_pushed(pushed, registry: pathlib.Path, version: int) -> None:
+    def _mark_pushed(pushed, registry: pathlib.Path, version: int, remote: str = "") -> None:
         pushed.set_int_custom_property("pushed", 1)
-        pushed.set_string_custom_property("pushed_destination", str(registry / str(version)))
+        pushed.set_string_custom_property("pushed_destination", f"{remote}/{version}" if remote
+                                          else str(registry / str(version)))
         pushed.set_int_custom_property("pushed_version", version)
 
     def _write_profile(self, profile_dir: pathlib.Path, input_dict, exec_properties, model,

@@ -40,6 +40,7 @@ import socket
 import uuid
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
 
+from driftguard.components import storage
 from driftguard.components.registry_pusher.registry import _fsync_dir, existing_versions
 
 log = logging.getLogger(__name__)
@@ -246,49 +247,59 @@ def set_labels(registry: pathlib.Path, labels: Mapping[str, int], *, action: str
     registry = pathlib.Path(registry)
     for label in [*labels, *remove]:
         check_label(label)
+    args = (registry, labels, action, reason, who, expect, remove, extra)
     with _locked(registry):
-        state = _read_state(registry)
-        _repair_audit(registry, state)
-        current = dict(state["labels"])
-        versions = existing_versions(registry)
-        for label, version in (expect or {}).items():
-            if current.get(label) != version:
-                raise LabelError(f"label {label!r} of {registry} moved meanwhile (now "
-                                 f"{current.get(label)}, expected {version}); nothing was changed")
-        for label, version in labels.items():
-            if isinstance(version, bool) or not isinstance(version, int) or version not in versions:
-                have = ", ".join(map(str, versions)) or "none"
-                raise LabelError(f"version {version} does not exist in {registry} (versions: {have}); "
-                                 f"label {label!r} must point to an existing version")
-        default = versions[-1] if versions else None
-        revision = state.get("revision", 0) + 1
-        stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-        changes, entries = [], []
-        for label, version in labels.items():
-            previous = current.get(label, default if label == CHAMPION else None)
-            if current.get(label) == version:
-                continue
-            entry = {"time": stamp, "who": who or _who(), "action": action, "label": label,
-                     "version": version, "previous": previous, "reason": reason, "revision": revision}
-            if label == CHAMPION and CHAMPION not in current:
-                entry["previous_implicit"] = True     # the newest version, served by default
-            entry.update(extra or {})
-            current[label] = version
-            entries.append(entry)
-            changes.append(LabelChange(label, version, previous, entry))
-        for label in remove:
-            if label not in current or label in labels:
-                continue
-            entry = {"time": stamp, "who": who or _who(), "action": action, "label": label, "version": None,
-                     "previous": current.pop(label), "reason": reason, "revision": revision, **(extra or {})}
-            entries.append(entry)
-            changes.append(LabelChange(label, None, entry["previous"], entry))
-        if not entries:
-            return []
-        new_state = {"labels": dict(sorted(current.items())), "revision": revision, "last_change": entries}
-        _write_atomically(registry / LABELS_FILE, json.dumps(new_state, indent=1, sort_keys=True) + "\n")
-        _append_audit(registry, entries)
-        return changes
+        if storage.mirror_source(registry):
+            # a local mirror of an object-storage registry: the change is made on the bucket's
+            # current labels and written back with If-Match, retried when another writer won
+            with storage.labels_transaction(registry) as attempt:
+                return attempt(lambda: _set_labels_locked(*args))
+        return _set_labels_locked(*args)
+
+
+def _set_labels_locked(registry, labels, action, reason, who, expect, remove, extra) -> List[LabelChange]:
+    state = _read_state(registry)
+    _repair_audit(registry, state)
+    current = dict(state["labels"])
+    versions = existing_versions(registry)
+    for label, version in (expect or {}).items():
+        if current.get(label) != version:
+            raise LabelError(f"label {label!r} of {registry} moved meanwhile (now "
+                             f"{current.get(label)}, expected {version}); nothing was changed")
+    for label, version in labels.items():
+        if isinstance(version, bool) or not isinstance(version, int) or version not in versions:
+            have = ", ".join(map(str, versions)) or "none"
+            raise LabelError(f"version {version} does not exist in {registry} (versions: {have}); "
+                             f"label {label!r} must point to an existing version")
+    default = versions[-1] if versions else None
+    revision = state.get("revision", 0) + 1
+    stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    changes, entries = [], []
+    for label, version in labels.items():
+        previous = current.get(label, default if label == CHAMPION else None)
+        if current.get(label) == version:
+            continue
+        entry = {"time": stamp, "who": who or _who(), "action": action, "label": label,
+                 "version": version, "previous": previous, "reason": reason, "revision": revision}
+        if label == CHAMPION and CHAMPION not in current:
+            entry["previous_implicit"] = True     # the newest version, served by default
+        entry.update(extra or {})
+        current[label] = version
+        entries.append(entry)
+        changes.append(LabelChange(label, version, previous, entry))
+    for label in remove:
+        if label not in current or label in labels:
+            continue
+        entry = {"time": stamp, "who": who or _who(), "action": action, "label": label, "version": None,
+                 "previous": current.pop(label), "reason": reason, "revision": revision, **(extra or {})}
+        entries.append(entry)
+        changes.append(LabelChange(label, None, entry["previous"], entry))
+    if not entries:
+        return []
+    new_state = {"labels": dict(sorted(current.items())), "revision": revision, "last_change": entries}
+    _write_atomically(registry / LABELS_FILE, json.dumps(new_state, indent=1, sort_keys=True) + "\n")
+    _append_audit(registry, entries)
+    return changes
 
 
 def promote(registry: pathlib.Path, version: int, *, label: str = CHAMPION, reason: str,

@@ -16,6 +16,7 @@ PROFILE_EXTRA_KEY = "profile_extra_json"
 REFERENCE_MAX_ROWS_KEY = "reference_max_rows"
 REQUIRE_APPROVAL_KEY = "require_approval"
 ROLLOUT_MODE_KEY = "rollout_mode"    # config `rollout.mode`: the new version becomes the `challenger` label
+REGISTRY_URI_KEY = "registry_uri"    # config `registry` in object storage: registry_dir is then its local mirror
 MODEL_SPEC_KEY = "model_spec_json"   # driftguard.components.model_io.ModelSpec: to score the reference sample
 
 
@@ -31,6 +32,8 @@ class RegistryPusherSpec(types.ComponentSpec):
         MODEL_SPEC_KEY: ExecutionParameter(type=str, optional=True),
         # shadow | canary: label a new version `challenger` and leave `champion` where it was
         ROLLOUT_MODE_KEY: ExecutionParameter(type=str, optional=True),
+        # s3://bucket/prefix/<model_name>: publish there (components/storage.py); unset: registry_dir
+        REGISTRY_URI_KEY: ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {
         MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),

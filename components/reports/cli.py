@@ -27,9 +27,12 @@ def report(ctx: click.Context, runs_dir: Optional[pathlib.Path], force: bool) ->
     """
     from driftguard.components.reports.build import build_reports
 
+    reports_uri = ""
     if runs_dir is None:
         load = (ctx.obj or {}).get("load_config")
-        runs_dir = load().runs_path if load else pathlib.Path("runs")
+        settings = load() if load else None
+        runs_dir = settings.runs_path if settings else pathlib.Path("runs")
+        reports_uri = getattr(settings, "reports_uri", "")
     try:
         index = build_reports(runs_dir, force=force)
     except FileNotFoundError as e:
@@ -38,4 +41,14 @@ def report(ctx: click.Context, runs_dir: Optional[pathlib.Path], force: bool) ->
         raise ReportError(e.strerror or str(e)) from None
     except ValueError as e:   # a state.json or report.json that is not what driftguard wrote
         raise ReportError(f"cannot build the reports of {runs_dir}: {e}") from None
+    if reports_uri:     # the config's `reports`: a copy in object storage (components/storage.py)
+        from driftguard.components import storage
+
+        try:
+            count = storage.upload_tree(index.parent, reports_uri)
+        except (OSError, storage.StorageError) as e:
+            raise ReportError(f"reports: built {index} but could not copy it to {reports_uri}: "
+                              f"{type(e).__name__}: {e}") from None
+        click.echo(f"{index} (copied to {reports_uri}/, {count} files)")
+        return
     click.echo(str(index))

@@ -204,8 +204,9 @@ def load_versions(runs_dir: pathlib.Path) -> List[ModelVersion]:
     from driftguard.components.registry_pusher import labels as labels_lib
 
     out: List[ModelVersion] = []
-    serving_root = pathlib.Path(runs_dir) / "serving"
-    for model_dir in sorted(p for p in serving_root.glob("*") if p.is_dir()):
+    # <runs>/serving, or the local mirror of an object-storage registry (components/storage.py)
+    model_dirs = [p for root in ("serving", "registry-cache") for p in (pathlib.Path(runs_dir) / root).glob("*")]
+    for model_dir in sorted((p for p in model_dirs if p.is_dir()), key=lambda p: p.name):
         published = sorted((p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()),
                            key=lambda p: int(p.name))
         labels = labels_lib.read_labels(model_dir)
