@@ -69,7 +69,8 @@ def _config(ctx: click.Context, beam_args=(), preflight: bool = False) -> config
         with user_errors(metadata.MetadataError):
             metadata.preflight(cfg)
         with user_errors(beam_staging.RunnerError):
-            beam_staging.preflight(cfg.beam_args, {"data.root": str(cfg.data_path), "runs": str(cfg.pipeline_root)})
+            beam_staging.preflight(cfg.beam_args, {"data.root": cfg.data_uri or str(cfg.data_path),
+                                                     "runs": str(cfg.pipeline_root)})
     return cfg
 
 

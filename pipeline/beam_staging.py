@@ -78,8 +78,8 @@ def remote_worker_problem(beam_args: Sequence[str], paths: Mapping[str, str]) ->
                     f"--beam-arg=--extra_package=<driftguard sdist> ({how})")
         local = [setting for setting, where in paths.items() if "://" not in str(where)]
         if local:
-            return (f"{', '.join(local)}: --runner={runner} workers cannot read this machine's disk; "
-                    f"use gs:// locations ({how})")
+            return (f"{', '.join(local)}: --runner={runner} workers cannot reach this machine's disk, and the "
+                    f"pipeline root (under runs) cannot be on object storage yet ({how})")
         return None
     environment = (_flag(beam_args, "environment_type") or "DOCKER").upper()
     if environment in _LOCAL_WORKER_ENVIRONMENTS or _flag(beam_args, "environment_config"):

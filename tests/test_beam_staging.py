@@ -54,7 +54,7 @@ def test_dataflow_needs_workers_that_import_driftguard_then_bucket_paths():
     assert beam_staging.remote_worker_problem(["--runner", "DataflowRunner", "--extra_package", "dg.tar.gz"],
                                               BUCKETS) is None
     problem = beam_staging.remote_worker_problem(image, {**BUCKETS, "runs": "/proj/runs/pipelines"})
-    assert problem.startswith("runs: ") and "gs://" in problem
+    assert problem.startswith("runs: ") and "cannot be on object storage yet" in problem
 
 
 def test_portable_runners_need_a_container_or_loopback():
@@ -88,5 +88,5 @@ def test_the_cli_refuses_a_runner_its_workers_could_not_run_before_any_component
     assert "beam_args: --runner=DataflowRunner" in result.stderr and "--sdk_container_image" in result.stderr
     result = run_cli("check", "--span", "3", "--beam-arg=--runner=DataflowRunner",
                      "--beam-arg=--sdk_container_image=r/dg-worker:1", config=config, timeout=300)
-    assert result.returncode == 2 and "data.root, runs: --runner=DataflowRunner workers cannot read" in result.stderr
+    assert result.returncode == 2 and "data.root, runs: --runner=DataflowRunner workers cannot reach" in result.stderr
     assert not (tmp_path / "runs" / "pipelines").exists()      # nothing ran
