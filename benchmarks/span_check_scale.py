@@ -46,6 +46,7 @@ class TreeRss:
 
     def __init__(self, every: float = 0.2):
         self.every, self.peak, self._stop = every, 0, threading.Event()
+        self.samples: List[tuple] = []       # (epoch seconds, bytes)
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     @staticmethod
@@ -76,7 +77,9 @@ class TreeRss:
     def _run(self):
         me = os.getpid()
         while not self._stop.is_set():
-            self.peak = max(self.peak, self._tree_bytes(me))
+            rss = self._tree_bytes(me)
+            self.samples.append((time.time(), rss))
+            self.peak = max(self.peak, rss)
             self._stop.wait(self.every)
 
     def __enter__(self):
@@ -87,6 +90,9 @@ class TreeRss:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
+
+    def peak_between(self, start: float, end: float) -> int:
+        return max((rss for t, rss in self.samples if start <= t <= end), default=0)
 
 
 def taxi_rows():
@@ -172,7 +178,13 @@ def check(workdir: pathlib.Path, rows: int, data_format: str, beam_args: List[st
     if not result.ok:
         sys.exit(f"check did not complete: {[n.node_id for n in result.failed + result.not_run]}")
     seconds = {n.node_id: n.seconds for n in result.nodes}
-    return wall, seconds, rss.peak
+    store = runner_lib.open_store(cfg)
+    peaks = {}
+    for n in result.nodes:
+        if n.execution_id is not None:
+            [e] = store.get_executions_by_id([n.execution_id])
+            peaks[n.node_id] = rss.peak_between(e.create_time_since_epoch / 1000, e.last_update_time_since_epoch / 1000)
+    return wall, seconds, rss.peak, peaks
 
 
 def main() -> None:
@@ -211,10 +223,14 @@ def main() -> None:
         f" {'rows/s':>8} {'peak RSS':>9}"
     print(head)
     print("-" * len(head))
-    for n, wall, seconds, peak in results:
+    for n, wall, seconds, peak, _ in results:
         cells = " ".join(f"{seconds.get(c):10.1f}" if seconds.get(c) is not None else f"{'-':>10}"
                          for c in COMPONENTS)
         print(f"{n:>10,} {wall:7.0f} {cells} {n / wall:8,.0f} {peak / 2**30:7.2f} GB")
+    print("# peak RSS (GB) of the process tree while each component ran")
+    for n, _, _, _, peaks in results:
+        cells = " ".join(f"{peaks[c] / 2**30:10.2f}" if peaks.get(c) else f"{'-':>10}" for c in COMPONENTS)
+        print(f"{n:>10,} {'':7} {cells}")
 
 
 if __name__ == "__main__":

@@ -178,6 +178,40 @@ def _tag_split(table: pa.Table, split: str) -> pa.Table:
     return table.append_column(SPLIT_COLUMN, pa.array([split] * table.num_rows, pa.string()))
 
 
+class ReadRecordBatchesFn(beam.DoFn):
+    """A TFRecord file name -> its serialized records, ``batch_rows`` at a time (lists of bytes).
+
+    Hand-written instead of ``beam.io.ReadFromTFRecord`` + ``BatchElements``: Beam's reader
+    unframes and un-gzips every record in Python (~2.5 s per 100k taxi rows); tf.data's C++
+    reader does it in a fraction of that. The unit of parallelism is a file (ExampleGen writes
+    one or more per split).
+    """
+
+    def __init__(self, batch_rows: int):
+        self._batch_rows = int(batch_rows)
+
+    def process(self, path: str):
+        import tensorflow as tf
+
+        compression = "GZIP" if path.endswith(".gz") else ""
+        for batch in tf.data.TFRecordDataset(path, compression_type=compression).batch(self._batch_rows):
+            yield list(batch.numpy())
+
+
+def read_record_batches(pipeline: beam.Pipeline, file_patterns: Sequence[str], batch_rows: int,
+                        label: str = "ReadRecordBatches"):
+    """PCollection of lists of at most ``batch_rows`` serialized records of the files matching
+    ``file_patterns`` (gzip when a name ends in .gz, as ExampleGen writes them)."""
+    import tensorflow as tf
+
+    files = sorted({f for pattern in file_patterns for f in tf.io.gfile.glob(pattern)})
+    if not files:
+        raise ValueError(f"no examples to read: nothing matches {', '.join(file_patterns)}")
+    return (pipeline
+            | f"{label}Files" >> beam.Create(files)
+            | f"{label}Read" >> beam.ParDo(ReadRecordBatchesFn(batch_rows)))
+
+
 def sample_examples(pipeline: beam.Pipeline, file_patterns: Sequence, max_rows: int = DEFAULT_MAX_ROWS,
                     label: str = "SampleExamples"):
     """PCollection holding one :class:`SpanSample` of the gzipped tf.Example files.
