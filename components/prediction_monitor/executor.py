@@ -20,7 +20,7 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 
 from driftguard.components import model_io
-from driftguard.components.examples_io import (SampleSpanFn, column_floats, examples_file_patterns, flatten_batch,
+from driftguard.components.examples_io import (SampleSpanFn, column_floats, decode_batch, examples_file_patterns,
                                                read_record_batches, read_sample, write_sample)
 from driftguard.components.artifacts import example_spans
 from driftguard.components.prediction_monitor import spec
@@ -37,10 +37,7 @@ INFERENCE_BATCH_ROWS = 4096      # rows per call of the signature: the taxi mode
 def sample_rows(records: List[bytes], predictions: model_io.Predictions, model_spec: model_io.ModelSpec) -> pa.Table:
     """Serialized tf.Examples and their predictions -> Arrow table: the raw features of each
     example and the prediction columns, for the bounded sample."""
-    from tfx_bsl.coders import example_coder
-
-    table = flatten_batch(example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(records))
-    table = table.append_column(VALUE_COLUMN, pa.array(predictions.value, pa.float64()))
+    table = decode_batch(records).append_column(VALUE_COLUMN, pa.array(predictions.value, pa.float64()))
     if predictions.confidence is not None:
         table = table.append_column(CONFIDENCE_COLUMN, pa.array(predictions.confidence, pa.float64()))
     if predictions.probabilities is not None and model_spec.task == "multiclass":
