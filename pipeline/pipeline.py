@@ -143,17 +143,17 @@ def _threshold(tfma, class_name: str, settings) -> Optional[object]:
 
 
 def example_gen(config: Config, spans: Optional[Sequence[int]] = None, data_root: Optional[str] = None, *,
-                window_spans: int = 1, decision=None):
+                window_spans: int = 1, decision=None, shuffle: bool = True):
     """driftguard's SpanExampleGen over the project's data: ``spans`` if given, else the window
     of ``decision`` (a RetrainGate output channel), else the newest ``window_spans`` spans the
-    data holds when it runs."""
+    data holds when it runs. ``shuffle``: TFX's shuffle of the rows before writing (training)."""
     from driftguard.components.example_gen.component import SpanExampleGen
 
     d = config.data
     return SpanExampleGen(data_root=str(data_root or config.data_path), pattern=d.pattern, data_format=d.format,
                           splits=dict(d.splits) if d.splits else None, buckets=dict(d.buckets),
                           spans=[int(s) for s in spans] if spans else None, window_spans=window_spans,
-                          decision=decision).with_id("ExampleGen")
+                          decision=decision, shuffle=shuffle).with_id("ExampleGen")
 
 
 def metadata_connection(config: Config):
@@ -281,7 +281,8 @@ def create_check_pipeline(config: Config, span: Optional[int] = None, *, data_ro
     from driftguard.components.retrain_gate.component import RetrainGate
 
     schema_gen = tfx.components.ImportSchemaGen(schema_file=str(config.schema_file))
-    eg = example_gen(config, [int(span)] if span is not None else None, data_root, window_spans=1)
+    # no shuffle: the check only aggregates the span, and a shuffle holds it in memory whole
+    eg = example_gen(config, [int(span)] if span is not None else None, data_root, window_spans=1, shuffle=False)
     examples = eg.outputs["examples"]
     stats = tfx.components.StatisticsGen(examples=examples)
     validator = tfx.components.ExampleValidator(statistics=stats.outputs["statistics"],

@@ -61,3 +61,50 @@ def test_csv_files_with_different_headers_are_read_in_the_union_of_their_columns
     assert by_fare[3.25] == {"fare": [3.25], "company": ["Flash"], "tips": [1]}
     assert by_fare[1.5]["company"] == ["Flash"] and by_fare[1.5].get("tips", []) == []
     assert by_fare[4.0].get("company", []) == [] and by_fare[2.0]["company"] == ["Blue"]
+
+
+def _run_span_example_gen(tmp_path, name: str, shuffle: int):
+    import json
+
+    from tfx.types import standard_artifacts
+
+    from driftguard.components.example_gen import executor, spec
+    from driftguard.components.example_gen.component import SpanExampleGen
+
+    component = SpanExampleGen(data_root=str(tmp_path / "data"), pattern="span-{SPAN}/*", data_format="csv",
+                               spans=[3], shuffle=bool(shuffle))
+    properties = dict(component.exec_properties)
+    examples = standard_artifacts.Examples()
+    examples.uri = str(tmp_path / name)
+    executor.Executor().Do({}, {spec.EXAMPLES_KEY: [examples]}, properties)
+    assert properties[spec.SHUFFLE_KEY] == shuffle and json.loads(properties[spec.SPANS_KEY]) == [3]
+    return examples
+
+
+def test_a_span_written_without_shuffle_holds_the_same_splits_and_rows(tmp_path):
+    import tensorflow as tf
+    from tfx.components.util import examples_utils
+    from tfx.types import artifact_utils
+
+    span = tmp_path / "data" / "span-3"
+    span.mkdir(parents=True)
+    lines = ["trip_id,fare,company"] + [f"{i},{i * 0.5},{'Flash' if i % 2 else ''}" for i in range(3000)]
+    (span / "a.csv").write_text("\n".join(lines[:1500]) + "\n")
+    (span / "b.csv").write_text("\n".join(lines[:1] + lines[1500:]) + "\n")
+
+    def rows(examples):
+        out = {}
+        for split in artifact_utils.decode_split_names(examples.split_names):
+            files = [str(p) for p in (tmp_path / examples.uri / f"Split-{split}").iterdir()]
+            assert files and all(f.endswith(".gz") for f in files)
+            out[split] = sorted(tf.train.Example.FromString(r.numpy()).features.feature["trip_id"].int64_list.value[0]
+                                for r in tf.data.TFRecordDataset(files, compression_type="GZIP"))
+        return out
+
+    shuffled, in_order = _run_span_example_gen(tmp_path, "shuffled", 1), _run_span_example_gen(tmp_path, "ordered", 0)
+    assert in_order.split_names == shuffled.split_names == '["train", "eval"]'
+    assert rows(in_order) == rows(shuffled)          # the same hash split, row for row
+    assert sorted(rows(in_order)["train"] + rows(in_order)["eval"]) == list(range(3000))
+    for examples in (in_order, shuffled):
+        assert examples_utils.get_payload_format(examples) == examples_utils.get_payload_format(shuffled)
+        assert examples.get_string_custom_property("file_format") == "tfrecords_gzip"

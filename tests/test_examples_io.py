@@ -80,3 +80,28 @@ def test_runs_under_multi_processing_direct_runner(example_files, tmp_path):
                           beam_args=["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
     assert summary["rows"] == 3500 and table.num_rows == 2000
     assert summary["missing"]["payment"] == 800
+
+
+def test_the_sample_accumulator_stays_bounded_over_a_long_span():
+    import numpy as np
+    import pyarrow as pa
+
+    from driftguard.components.examples_io import SampleSpanFn
+
+    fn, max_rows, batch = SampleSpanFn(500), 500, 1000
+    acc, others = fn.create_accumulator(), fn.create_accumulator()
+    held = []
+    for i in range(200):                       # 200,000 rows, 1 in 3 without "x"
+        ids = np.arange(i * batch, (i + 1) * batch)
+        table = pa.table({"id": ids, "x": pa.array(ids.astype(float), mask=ids % 3 == 0)})
+        target = acc if i % 2 else others      # two workers' accumulators, merged at the end
+        target = fn.add_input(target, table)
+        held.append(sum(t.num_rows for _, t in target.pending) + (target.sample.num_rows if target.sample else 0))
+    assert max(held) <= 2 * max_rows + batch
+    result = fn.extract_output(fn.merge_accumulators([acc, others]))
+    assert result.rows == 200_000 and result.sample.num_rows == max_rows
+    assert result.missing == {"id": 0, "x": len(range(0, 200_000, 3))}
+    ids = result.sample.column("id").to_numpy()
+    assert len(set(ids)) == max_rows
+    assert abs(ids.mean() - 100_000) < 10_000      # uniform over the span, not its first rows
+    assert not result.pending and len(result.keys) == max_rows

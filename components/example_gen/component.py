@@ -20,7 +20,10 @@ class SpanExampleGen(base_component.BaseComponent):
     ``spans``: read these; else the window of ``decision`` (a RetrainGate's output); else the
     newest ``window_spans`` spans the data holds when it runs. ``pattern``: driftguard.yaml's
     ``data.pattern``; ``splits``: ``data.splits`` (input already split: {name: pattern}); else
-    the rows are hash-split by ``buckets`` ({"train": 2, "eval": 1}).
+    the rows are hash-split by ``buckets`` ({"train": 2, "eval": 1}). ``shuffle``: shuffle the
+    rows before writing them, as TFX's ExampleGen does (what a Trainer reading the files in order
+    wants); off, the rows are written in the order read, with no step holding the whole span
+    (the span check, which only aggregates).
     """
 
     SPEC_CLASS = SpanExampleGenSpec
@@ -29,7 +32,7 @@ class SpanExampleGen(base_component.BaseComponent):
     def __init__(self, *, data_root: str, pattern: str, data_format: str,
                  splits: Optional[Dict[str, str]] = None, buckets: Optional[Dict[str, int]] = None,
                  spans: Optional[Sequence[int]] = None, window_spans: int = 1,
-                 decision: Optional[types.BaseChannel] = None):
+                 decision: Optional[types.BaseChannel] = None, shuffle: bool = True):
         input_config = example_gen_pb2.Input(splits=[
             example_gen_pb2.Input.Split(name=name, pattern=p)
             for name, p in (sorted(splits.items()) if splits else [("single_split", pattern)])])
@@ -48,6 +51,7 @@ class SpanExampleGen(base_component.BaseComponent):
             data_format=data_format,
             spans_json=json.dumps([int(s) for s in spans]) if spans else "",
             window_spans=int(window_spans),
+            shuffle=int(bool(shuffle)),
             decision=decision,
             examples=types.Channel(type=standard_artifacts.Examples),
         ))

@@ -64,22 +64,29 @@ class CsvFilesToExamples(_FilesTransform):
         column_names: List[str] = []
         for header in by_header:
             column_names += [c for c in header if c not in column_names]
-        groups = []
-        for i, (header, files) in enumerate(by_header.items()):
-            rows = (pipeline
-                    | f"CreateFilenames{i}" >> beam.Create(files)
-                    | f"ReadFromText{i}" >> beam.ParDo(_ReadCsvRecordsFromTextFile())
-                    | f"ParseCSVLine{i}" >> beam.ParDo(csv_decoder.ParseCSVLine(delimiter=","))
-                    | f"ExtractParsedCSVLines{i}" >> beam.Keys())
-            if list(header) != column_names:          # only files whose header is not the union's
-                where = [header.index(c) if c in header else None for c in column_names]
-                rows = rows | f"InUnionColumns{i}" >> beam.Map(_in_columns, where, len(header))
-            groups.append(rows)
-        lines = groups | "Flatten" >> beam.Flatten()
+
+        def parsed_lines(label: str):
+            groups = []
+            for i, (header, files) in enumerate(by_header.items()):
+                rows = (pipeline
+                        | f"{label}CreateFilenames{i}" >> beam.Create(files)
+                        | f"{label}ReadFromText{i}" >> beam.ParDo(_ReadCsvRecordsFromTextFile())
+                        | f"{label}ParseCSVLine{i}" >> beam.ParDo(csv_decoder.ParseCSVLine(delimiter=","))
+                        | f"{label}ExtractParsedCSVLines{i}" >> beam.Keys())
+                if list(header) != column_names:          # only files whose header is not the union's
+                    where = [header.index(c) if c in header else None for c in column_names]
+                    rows = rows | f"{label}InUnionColumns{i}" >> beam.Map(_in_columns, where, len(header))
+                groups.append(rows)
+            return groups | f"{label}Flatten" >> beam.Flatten()
+
+        # The files are read twice: once to infer the column types, once to convert the rows
+        # with those types (a side input). One read feeding both would make the runner hold
+        # every parsed line until the types are known: the span in memory.
         column_infos = beam.pvalue.AsSingleton(
-            lines | "InferColumnTypes" >> beam.CombineGlobally(
+            parsed_lines("Infer")
+            | "InferColumnTypes" >> beam.CombineGlobally(
                 csv_decoder.ColumnTypeInferrer(column_names, skip_blank_lines=True)))
-        return lines | "ToTFExample" >> beam.ParDo(_ParsedCsvToTfExample(), column_infos)
+        return parsed_lines("") | "ToTFExample" >> beam.ParDo(_ParsedCsvToTfExample(), column_infos)
 
 
 def _in_columns(row: Sequence[bytes], where: Sequence[Optional[int]], width: int) -> Sequence[bytes]:

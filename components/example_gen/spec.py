@@ -16,6 +16,7 @@ DATA_FORMAT_KEY = "data_format"         # csv | parquet | tfrecord
 SPANS_KEY = "spans_json"                # explicit spans (JSON list); empty: resolved when it runs
 WINDOW_SPANS_KEY = "window_spans"       # without explicit spans: the newest N spans the data holds
 DECISION_KEY = "decision"               # optional: a RetrainGate decision; its window is read
+SHUFFLE_KEY = "shuffle"                 # 1 (default): TFX's Reshuffle before writing; 0: rows in read order
 
 # Custom properties of the Examples artifact (besides TFX's span, split_names, formats).
 SPANS = "spans"                         # JSON list of the span numbers read, oldest first
@@ -39,6 +40,7 @@ class SpanExampleGenSpec(types.ComponentSpec):
         DATA_FORMAT_KEY: ExecutionParameter(type=str),
         SPANS_KEY: ExecutionParameter(type=str, optional=True),
         WINDOW_SPANS_KEY: ExecutionParameter(type=int),
+        SHUFFLE_KEY: ExecutionParameter(type=int, optional=True),
     }
     INPUTS = {
         DECISION_KEY: ChannelParameter(type=RetrainDecision, optional=True),

@@ -12,8 +12,9 @@ from driftguard.components.prediction_monitor.spec import ModelMonitorReport, Pr
 class PredictionMonitor(base_beam_component.BaseBeamComponent):
     """Runs the serving model (newest registry version) on a span and reports on its predictions.
 
-    Inference is tfx-bsl's RunInference (what BulkInferrer runs), in Beam; the predictions are
-    kept as ``PredictionLog`` TFRecords, the format TF Serving's request logging writes. The
+    Inference is the serving signature on 4096-row batches, in Beam (``executor.score_examples``);
+    the predictions are kept as ``PredictionLog`` TFRecords, the format TF Serving's request
+    logging writes (one log per batch). The
     model is found on disk next to its profile, like the DriftDetector's baseline. What the
     output means (a probability, class probabilities, a value) and where the label is come
     from ``model_spec`` (``driftguard.components.model_io.ModelSpec``). ``slices``
