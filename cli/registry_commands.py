@@ -15,7 +15,6 @@ from driftguard.pipeline.cli_support import DriftguardError, load_config, user_e
 def _record(cfg, changes) -> None:
     """The changes in MLMD (best effort: the label change stands, and is in the audit trail,
     whether or not MLMD takes it)."""
-    from driftguard.components import storage
     from driftguard.components.registry_pusher import labels as labels_lib
     from driftguard.components.registry_pusher import mlmd_record
     from driftguard.pipeline import metadata

@@ -84,6 +84,7 @@ def prepare_storage(cfg: config_lib.Config) -> None:
     bucket is wrong; nothing is written then), then bring the local copies the pipelines read up
     to date (the registry's mirror, the spans' copy); before any component runs."""
     from driftguard.components import storage
+    from driftguard.components.registry_pusher import remote
 
     log = logging.getLogger(__name__)
     with user_errors(storage.StorageError):
@@ -91,7 +92,7 @@ def prepare_storage(cfg: config_lib.Config) -> None:
                                     ("data.root", cfg.data_uri, False)):
             if uri:
                 storage.preflight(setting, uri, write=write)
-    for setting, uri, local, sync in (("registry", cfg.registry_uri, cfg.model_registry, storage.sync),
+    for setting, uri, local, sync in (("registry", cfg.registry_uri, cfg.model_registry, remote.sync),
                                       ("data.root", cfg.data_uri, cfg.data_path, storage.sync_tree)):
         if not uri:
             continue

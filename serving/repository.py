@@ -11,7 +11,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
-from driftguard.components import storage
+from driftguard.components.registry_pusher import remote
 from driftguard.components.registry_pusher import labels as labels_lib
 from driftguard.components.registry_pusher import registry as registry_lib
 from driftguard.serving.request import DEFAULT_SIGNATURE, FeatureType, RequestError, read_feature_types, shorten
@@ -164,11 +164,11 @@ class ModelRepository:
         """Load new versions, drop old ones, read the labels; True when the loaded versions or
         the labels changed."""
         with self._poll_lock:
-            source = storage.mirror_source(self.registry)
+            source = remote.mirror_source(self.registry)
             if source:
                 # the local mirror of an s3:// registry: fetch what was published or labelled there
-                # since (on the polling thread, off the request path; components/storage.py)
-                storage.sync(source, self.registry)
+                # since (on the polling thread, off the request path; components/registry_pusher/remote.py)
+                remote.sync(source, self.registry)
             current = self._state
             labels = self._read_labels(current.labels)
             self._polled = True

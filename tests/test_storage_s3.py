@@ -1,4 +1,4 @@
-"""The object-storage registry (components/storage.py) against moto's S3 server on 127.0.0.1
+"""The object-storage registry (components/storage.py, components/registry_pusher/remote.py) against moto's S3 server on 127.0.0.1
 (tests/s3_fixture.py): publish-once without rename, what a crash leaves, the local mirror, the
 labels' compare-and-swap, the preflight's messages."""
 from __future__ import annotations
@@ -10,6 +10,7 @@ import threading
 import pytest
 
 from driftguard.components import storage
+from driftguard.components.registry_pusher import remote
 from driftguard.components.registry_pusher import labels as labels_lib
 from driftguard.components.registry_pusher.registry import existing_versions
 
@@ -24,10 +25,10 @@ def _staged(tmp_path: pathlib.Path, name: str, payload: str) -> pathlib.Path:
 
 def test_publish_claims_numbers_and_marks_last(s3_env, tmp_path):
     uri = s3_env.prefix_uri()
-    assert storage.published_versions(uri) == []
-    assert storage.publish_version(uri, _staged(tmp_path, "a", "m1")) == 1
-    assert storage.publish_version(uri, _staged(tmp_path, "b", "m2")) == 2
-    assert storage.published_versions(uri) == [1, 2]
+    assert remote.published_versions(uri) == []
+    assert remote.publish_version(uri, _staged(tmp_path, "a", "m1")) == 1
+    assert remote.publish_version(uri, _staged(tmp_path, "b", "m2")) == 2
+    assert remote.published_versions(uri) == [1, 2]
     prefix = uri.split("/", 3)[3]
     keys = s3_env.keys(prefix)
     assert f"{prefix}/.published/2" in keys and f"{prefix}/2/saved_model.pb" in keys
@@ -44,7 +45,7 @@ def test_racing_publishers_get_distinct_versions_and_overwrite_nothing(s3_env, t
     def push(d):
         try:
             barrier.wait()
-            got.append((storage.publish_version(uri, d), d.name))
+            got.append((remote.publish_version(uri, d), d.name))
         except BaseException as e:  # noqa: BLE001
             errors.append(e)
 
@@ -54,7 +55,7 @@ def test_racing_publishers_get_distinct_versions_and_overwrite_nothing(s3_env, t
     assert not errors
     assert sorted(v for v, _ in got) == [1, 2, 3, 4, 5, 6]
     mirror = tmp_path / "mirror"
-    storage.sync(uri, mirror)
+    remote.sync(uri, mirror)
     for version, name in got:   # each version holds exactly its own publisher's files
         assert (mirror / str(version) / "saved_model.pb").read_text() == f"model-{name[1:]}"
 
@@ -66,12 +67,12 @@ def test_crash_before_the_marker_leaves_no_version_and_its_number_is_not_reused(
         raise KeyboardInterrupt(f"killed after uploading {version}")
 
     with pytest.raises(KeyboardInterrupt):
-        storage.publish_version(uri, _staged(tmp_path, "a", "m1"), before_marker=die)
-    assert storage.published_versions(uri) == []
+        remote.publish_version(uri, _staged(tmp_path, "a", "m1"), before_marker=die)
+    assert remote.published_versions(uri) == []
     mirror = tmp_path / "mirror"
-    assert storage.sync(uri, mirror) == [] and existing_versions(mirror) == []
-    assert storage.publish_version(uri, _staged(tmp_path, "b", "m2")) == 2
-    assert storage.sync(uri, mirror) == [2]
+    assert remote.sync(uri, mirror) == [] and existing_versions(mirror) == []
+    assert remote.publish_version(uri, _staged(tmp_path, "b", "m2")) == 2
+    assert remote.sync(uri, mirror) == [2]
     assert existing_versions(mirror) == [2]
     assert (mirror / "2" / "saved_model.pb").read_text() == "m2"
 
@@ -79,14 +80,14 @@ def test_crash_before_the_marker_leaves_no_version_and_its_number_is_not_reused(
 def test_labels_on_a_mirror_are_written_through_with_compare_and_swap(s3_env, tmp_path):
     uri = s3_env.prefix_uri()
     for i in range(3):
-        storage.publish_version(uri, _staged(tmp_path, f"s{i}", f"m{i}"))
+        remote.publish_version(uri, _staged(tmp_path, f"s{i}", f"m{i}"))
     one, two = tmp_path / "host1", tmp_path / "host2"    # two mirrors: two machines
-    storage.sync(uri, one)
-    storage.sync(uri, two)
+    remote.sync(uri, one)
+    remote.sync(uri, two)
     labels_lib.promote(one, 2, reason="test")
     # host2's mirror is stale; its write still starts from the bucket's labels (CAS), so nothing is lost
     labels_lib.promote(two, 3, label="challenger", reason="test")
-    storage.sync(uri, one)
+    remote.sync(uri, one)
     assert labels_lib.read_labels(one) == {"champion": 2, "challenger": 3}
     assert [e["label"] for e in labels_lib.read_audit(one)] == ["champion", "challenger"]
 
@@ -94,10 +95,10 @@ def test_labels_on_a_mirror_are_written_through_with_compare_and_swap(s3_env, tm
 def test_concurrent_label_writers_lose_no_update(s3_env, tmp_path):
     uri = s3_env.prefix_uri()
     for i in range(4):
-        storage.publish_version(uri, _staged(tmp_path, f"s{i}", f"m{i}"))
+        remote.publish_version(uri, _staged(tmp_path, f"s{i}", f"m{i}"))
     mirrors = [tmp_path / f"host{i}" for i in range(4)]
     for m in mirrors:
-        storage.sync(uri, m)
+        remote.sync(uri, m)
     errors = []
 
     def label(i):
@@ -110,7 +111,7 @@ def test_concurrent_label_writers_lose_no_update(s3_env, tmp_path):
     [t.start() for t in threads]
     [t.join() for t in threads]
     assert not errors
-    storage.sync(uri, mirrors[0])
+    remote.sync(uri, mirrors[0])
     assert labels_lib.read_labels(mirrors[0]) == {f"l{i}": i + 1 for i in range(4)}
 
 
@@ -164,8 +165,8 @@ def test_the_dashboard_lists_the_versions_of_the_mirror(s3_env, tmp_path):
     from driftguard.components.reports.runs import load_versions
 
     uri = s3_env.prefix_uri() + "/taxi"
-    storage.publish_version(uri, _staged(tmp_path, "a", "m1"))
-    storage.sync(uri, tmp_path / "runs" / "registry-cache" / "taxi")
+    remote.publish_version(uri, _staged(tmp_path, "a", "m1"))
+    remote.sync(uri, tmp_path / "runs" / "registry-cache" / "taxi")
     assert [(v.model, v.version, v.status) for v in load_versions(tmp_path / "runs")] == [("taxi", "1", "serving")]
 
 
@@ -226,13 +227,13 @@ def test_serve_picks_up_a_version_published_to_the_bucket_at_its_next_poll(s3_en
     uri = s3_env.prefix_uri() + "/taxi"
     for i in (1, 2):
         save_small_model(tmp_path / f"m{i}", flipped=i == 2)
-    storage.publish_version(uri, tmp_path / "m1")
+    remote.publish_version(uri, tmp_path / "m1")
     mirror = tmp_path / "runs" / "registry-cache" / "taxi"
-    storage.sync(uri, mirror)
+    remote.sync(uri, mirror)
     repo = ModelRepository(mirror, "taxi", keep=2)
     repo.poll()
     assert sorted(repo.loaded) == [1] and repo.served.version == 1
-    storage.publish_version(uri, tmp_path / "m2")       # pushed by another machine
+    remote.publish_version(uri, tmp_path / "m2")       # pushed by another machine
     assert repo.poll()
     assert sorted(repo.loaded) == [1, 2] and repo.served.version == 2
 

@@ -10,7 +10,7 @@ from typing import Any, Dict
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 
-from driftguard.components import storage
+from driftguard.components.registry_pusher import remote
 from driftguard.components.artifacts import example_spans
 from driftguard.components.drift_detector import spec
 from driftguard.components.drift_detector.compare import compare_span, no_baseline_report
@@ -86,12 +86,12 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     def Do(self, input_dict, output_dict, exec_properties) -> None:
         report_artifact = artifact_utils.get_single_instance(output_dict[spec.DRIFT_REPORT_KEY])
         registry = pathlib.Path(exec_properties[spec.REGISTRY_DIR_KEY])
-        storage.refresh(registry)      # the mirror of an s3:// registry: up to date first
+        remote.refresh(registry)      # the mirror of an s3:// registry: up to date first
         read = example_spans(input_dict[spec.EXAMPLES_KEY])     # resolved when the ExampleGen ran
         span = read.span
         # an object-storage registry is read through its local mirror: the report names the bucket
         context: Dict[str, Any] = {"span": span, "span_label": read.label(span),
-                                   "registry": storage.mirror_source(registry) or str(registry)}
+                                   "registry": remote.mirror_source(registry) or str(registry)}
         # the baseline is the serving version: the champion label's, else the newest (labels.py).
         # Under a rollout the challenger is not compared with the span (not built yet).
         version = champion_version(registry) if registry.is_dir() else None

@@ -19,7 +19,8 @@ import pyarrow as pa
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 
-from driftguard.components import model_io, storage
+from driftguard.components import model_io
+from driftguard.components.registry_pusher import remote
 from driftguard.components.examples_io import (SampleSpanFn, column_floats, decode_batch, examples_file_patterns,
                                                read_record_batches, read_sample, write_sample)
 from driftguard.components.artifacts import example_spans
@@ -175,7 +176,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         out = pathlib.Path(report_artifact.uri)
         out.mkdir(parents=True, exist_ok=True)
         registry = pathlib.Path(exec_properties[spec.REGISTRY_DIR_KEY])
-        storage.refresh(registry)      # the mirror of an s3:// registry: up to date first
+        remote.refresh(registry)      # the mirror of an s3:// registry: up to date first
         read = example_spans(input_dict[spec.EXAMPLES_KEY])     # resolved when the ExampleGen ran
         span = read.span
         model_spec = model_io.ModelSpec.from_json(exec_properties[spec.MODEL_SPEC_KEY])

@@ -34,7 +34,8 @@ from tfx.utils import path_utils
 from driftguard.components.artifacts import example_spans
 from driftguard.components.registry_pusher import spec
 
-from driftguard.components import model_io, storage
+from driftguard.components import model_io
+from driftguard.components.registry_pusher import remote
 from driftguard.components.examples_io import examples_split_patterns, read_sample, sample_examples, write_sample
 from driftguard.components.registry_pusher.registry import (
     IMPORTANCE_FILE, PROFILE_DIR, PROFILE_FILE, REFERENCE_SAMPLE_DIR, STATS_FILE, find_pending_of_model,
@@ -144,11 +145,11 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         blessing = artifact_utils.get_single_instance(input_dict[spec.MODEL_BLESSING_KEY])
         pushed = artifact_utils.get_single_instance(output_dict[spec.PUSHED_MODEL_KEY])
         registry = pathlib.Path(exec_properties[spec.REGISTRY_DIR_KEY])
-        remote = exec_properties.get(spec.REGISTRY_URI_KEY) or None
-        if remote:
+        bucket = exec_properties.get(spec.REGISTRY_URI_KEY) or None
+        if bucket:
             # an object-storage registry: registry_dir is its local mirror; bring it up to date so
             # a model already published (by this run before a kill, or elsewhere) is found below
-            storage.sync(remote, registry)
+            remote.sync(bucket, registry)
 
         if not is_blessed(blessing):
             logging.warning("model %s is not blessed by the Evaluator; nothing is pushed",
@@ -164,7 +165,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         if existing is not None:
             logging.info("model %s is already version %d; not pushing it again", model.uri,
                          existing)
-            self._mark_pushed(pushed, registry, existing, remote or "")
+            self._mark_pushed(pushed, registry, existing, bucket or "")
             return
 
         approval = bool(int(exec_properties.get(spec.REQUIRE_APPROVAL_KEY) or 0))
@@ -191,10 +192,10 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 logging.info("model %s waits for approval as candidate %s", model.uri, candidate)
                 self._mark_pending(pushed, candidate)
                 return
-            if remote:
+            if bucket:
                 # no rename in object storage: claim a number, upload, write the marker last
-                version = storage.publish_version(remote, staged)
-                storage.add_to_mirror(registry, version, staged)
+                version = remote.publish_version(bucket, staged)
+                remote.add_to_mirror(registry, version, staged)
             else:
                 version = publish_version(registry, staged)
         except BaseException:
@@ -202,7 +203,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             raise
         # The version number is the folder name, decided by the rename; the profile does not
         # repeat it, so nothing has to be rewritten after the rename.
-        logging.info("pushed model %s as %s", model.uri, f"{remote}/{version}" if remote else registry / str(version))
+        logging.info("pushed model %s as %s", model.uri, f"{bucket}/{version}" if bucket else registry / str(version))
         # Killed from here on, the version is published but MLMD says the push is RUNNING: the
         # resumed run reuses the same model artifact and find_version_of_model finds it.
         fault_pause("published", f"after publishing {registry / str(version)}")
@@ -212,7 +213,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         if version_labels:
             logging.info("version %d is labelled %s", version, ", ".join(version_labels))
             pushed.set_string_custom_property("version_labels", ",".join(version_labels))
-        self._mark_pushed(pushed, registry, version, remote or "")
+        self._mark_pushed(pushed, registry, version, bucket or "")
 
     @staticmethod
     def _mark_pending(pushed, candidate: str) -> None:
@@ -220,9 +221,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         pushed.set_string_custom_property("pending_candidate", candidate)
 
     @staticmethod
-    def _mark_pushed(pushed, registry: pathlib.Path, version: int, remote: str = "") -> None:
+    def _mark_pushed(pushed, registry: pathlib.Path, version: int, bucket: str = "") -> None:
         pushed.set_int_custom_property("pushed", 1)
-        pushed.set_string_custom_property("pushed_destination", f"{remote}/{version}" if remote
+        pushed.set_string_custom_property("pushed_destination", f"{bucket}/{version}" if bucket
                                           else str(registry / str(version)))
         pushed.set_int_custom_property("pushed_version", version)
 

@@ -40,7 +40,7 @@ import socket
 import uuid
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
 
-from driftguard.components import storage
+from driftguard.components.registry_pusher import remote
 from driftguard.components.registry_pusher.registry import _fsync_dir, existing_versions
 
 log = logging.getLogger(__name__)
@@ -249,10 +249,10 @@ def set_labels(registry: pathlib.Path, labels: Mapping[str, int], *, action: str
         check_label(label)
     args = (registry, labels, action, reason, who, expect, remove, extra)
     with _locked(registry):
-        if storage.mirror_source(registry):
+        if remote.mirror_source(registry):
             # a local mirror of an object-storage registry: the change is made on the bucket's
             # current labels and written back with If-Match, retried when another writer won
-            with storage.labels_transaction(registry) as attempt:
+            with remote.labels_transaction(registry) as attempt:
                 return attempt(lambda: _set_labels_locked(*args))
         return _set_labels_locked(*args)
 

@@ -32,7 +32,7 @@ class RegistryPusherSpec(types.ComponentSpec):
         MODEL_SPEC_KEY: ExecutionParameter(type=str, optional=True),
         # shadow | canary: label a new version `challenger` and leave `champion` where it was
         ROLLOUT_MODE_KEY: ExecutionParameter(type=str, optional=True),
-        # s3://bucket/prefix/<model_name>: publish there (components/storage.py); unset: registry_dir
+        # s3://bucket/prefix/<model_name>: publish there (components/registry_pusher/remote.py); unset: registry_dir
         REGISTRY_URI_KEY: ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {

@@ -204,7 +204,7 @@ def load_versions(runs_dir: pathlib.Path) -> List[ModelVersion]:
     from driftguard.components.registry_pusher import labels as labels_lib
 
     out: List[ModelVersion] = []
-    # <runs>/serving, or the local mirror of an object-storage registry (components/storage.py)
+    # <runs>/serving, or the local mirror of an object-storage registry (components/registry_pusher/remote.py)
     model_dirs = [p for root in ("serving", "registry-cache") for p in (pathlib.Path(runs_dir) / root).glob("*")]
     for model_dir in sorted((p for p in model_dirs if p.is_dir()), key=lambda p: p.name):
         published = sorted((p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()),

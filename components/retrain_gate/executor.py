@@ -7,7 +7,7 @@ import pathlib
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
-from driftguard.components import storage
+from driftguard.components.registry_pusher import remote
 from driftguard.components.alerts.config import parse_alerts_config
 from driftguard.components.alerts.rules import evaluate
 from driftguard.components.artifacts import example_spans
@@ -30,7 +30,7 @@ class Executor(base_executor.BaseExecutor):
         span = read.span
         model = exec_properties[spec.MODEL_NAME_KEY]
         registry = pathlib.Path(exec_properties[spec.REGISTRY_DIR_KEY])
-        storage.refresh(registry)      # the mirror of an s3:// registry: up to date first
+        remote.refresh(registry)      # the mirror of an s3:// registry: up to date first
         policy = json.loads(exec_properties[spec.POLICY_KEY])
         report = _read_json(input_dict.get(spec.DRIFT_REPORT_KEY), "report.json")
         monitor = _read_json(input_dict.get(spec.MONITOR_KEY), "monitor.json")
