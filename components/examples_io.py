@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 DEFAULT_MAX_ROWS = 100_000
+READ_BATCH_ROWS = 4096          # records per batch read from a span's TFRecord files
 
 
 def flatten_batch(batch: pa.RecordBatch) -> pa.Table:
@@ -170,10 +171,6 @@ class SampleSpanFn(beam.CombineFn):
         self._compact(merged)
         return merged
 
-    def compact(self, accumulator: SpanSample) -> SpanSample:
-        self._compact(accumulator)
-        return accumulator
-
     def extract_output(self, accumulator: SpanSample) -> SpanSample:
         self._compact(accumulator)
         accumulator.threshold = None
@@ -241,9 +238,6 @@ def read_record_batches(pipeline: beam.Pipeline, file_patterns: Sequence[str], b
     return (pipeline
             | f"{label}Files" >> beam.Create(files)
             | f"{label}Read" >> beam.ParDo(ReadRecordBatchesFn(batch_rows)))
-
-
-READ_BATCH_ROWS = 4096
 
 
 def decode_batch(records: List[bytes]) -> pa.Table:

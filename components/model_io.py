@@ -436,6 +436,29 @@ def read_outputs(values, n: int, spec: ModelSpec, where: str = "the model") -> P
     return Predictions(task, value, conf, probs)
 
 
+def predict_log(examples: Sequence[bytes], outputs: Mapping[str, np.ndarray], *, input_name: str,
+                signature: str):
+    """A ``PredictionLog`` of one Predict call, as TF Serving logs it: the request holding the
+    serialized tf.Examples (a [n] string tensor under ``input_name``) and the response with every
+    output ([n, ...]). ``driftguard serve`` adds its metadata and request ids; the PredictionMonitor
+    logs one per scored batch."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    log = prediction_log_pb2.PredictionLog()
+    request = log.predict_log.request
+    request.model_spec.signature_name = signature
+    tensor = request.inputs[input_name]
+    tensor.dtype = tf.string.as_datatype_enum
+    tensor.tensor_shape.dim.add().size = len(examples)
+    tensor.string_val.extend(examples)
+    response = log.predict_log.response
+    response.model_spec.signature_name = signature
+    for name, values in outputs.items():
+        response.outputs[name].CopyFrom(tf.make_tensor_proto(np.asarray(values)))
+    return log
+
+
 class Predictor:
     """A SavedModel's serving signature on serialized ``tf.Example`` s, read per task."""
 

@@ -240,26 +240,18 @@ def make_predict_log(model: str, version: int, examples: Sequence[bytes], output
                      request_ids: Sequence[str], *, signature: str = "serving_default",
                      timestamp: Optional[float] = None, sampling_rate: float = 1.0):
     """The ``PredictionLog`` serve writes for one request (see the module docstring)."""
-    import tensorflow as tf
-    from tensorflow_serving.apis import prediction_log_pb2
+    from driftguard.components import model_io
 
-    pl = prediction_log_pb2.PredictionLog()
+    pl = model_io.predict_log(examples, outputs, input_name=EXAMPLES_INPUT, signature=signature)
     md = pl.log_metadata
     md.model_spec.name = model
     md.model_spec.version.value = int(version)
     md.model_spec.signature_name = signature
     md.timestamp_secs = int(time.time() if timestamp is None else timestamp)
     md.sampling_config.sampling_rate = float(sampling_rate)
-    req = pl.predict_log.request
-    req.model_spec.CopyFrom(md.model_spec)
-    t = req.inputs[EXAMPLES_INPUT]
-    t.dtype = 7  # DT_STRING
-    t.tensor_shape.dim.add().size = len(examples)
-    t.string_val.extend(examples)
+    pl.predict_log.request.model_spec.CopyFrom(md.model_spec)
     resp = pl.predict_log.response
     resp.model_spec.CopyFrom(md.model_spec)
-    for name, value in outputs.items():
-        resp.outputs[name].CopyFrom(tf.make_tensor_proto(np.asarray(value)))
     ids = resp.outputs[REQUEST_ID_OUTPUT]
     ids.dtype = 7
     ids.tensor_shape.dim.add().size = len(request_ids)

@@ -30,6 +30,22 @@ def run_cli(*args, config=None, project=None, env=None, timeout=1800, cwd=None):
                           env={**os.environ, **(env or {})})
 
 
+def assert_refused_before_work(config, env, setting: str, secrets, absent, timeout: int = 180) -> None:
+    """`train` and `check` with a bad setting: exit 2 with one ``error:`` line naming ``setting``,
+    none of ``secrets`` printed, and none of ``absent`` (paths under the project's runs folder)
+    created: the refusal came before any work."""
+    runs = pathlib.Path(config).parent / "runs"
+    for command in (["train", "--spans", "1,2"], ["check", "--span", "3"]):
+        proc = run_cli(*command, config=config, env=env, timeout=timeout)
+        assert proc.returncode == 2, (proc.stdout, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+        assert setting in lines[0], lines[0]
+        for secret in secrets:
+            assert secret not in proc.stderr + proc.stdout
+        assert not any((runs / p).exists() for p in absent), sorted(str(p) for p in runs.rglob("*"))
+
+
 def tree_digest(root: pathlib.Path) -> dict:
     """{relative path: sha256} of every file under root (empty dict if root is missing)."""
     out = {}

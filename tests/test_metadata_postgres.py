@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from helpers import REPO, run_cli, write_config
+from helpers import REPO, assert_refused_before_work, run_cli, write_config
 from postgres_fixture import PASSWORD_ENV, free_port
 
 
@@ -104,14 +104,5 @@ def test_bad_database_settings_exit_2_naming_the_setting_before_anything_runs(po
     elif case == "unknown user":
         meta["user"], setting = "nobody_here", "metadata."
     config = _project(tmp_path, "p", "taxi", meta)
-    for command in (["train", "--spans", "1,2"], ["check", "--span", "3"]):
-        proc = run_cli(*command, config=config, env=env, timeout=120)
-        assert proc.returncode == 2, (proc.stdout, proc.stderr)
-        lines = proc.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-        assert setting in lines[0], lines[0]
-        assert postgres.password not in proc.stderr + proc.stdout
-        assert env[PASSWORD_ENV] not in proc.stderr + proc.stdout
-        runs = config.parent / "runs"
-        assert not (runs / "serving").exists() and not (runs / "metadata.sqlite").exists(), \
-            sorted(str(p) for p in runs.rglob("*"))
+    assert_refused_before_work(config, env, setting, [postgres.password, env[PASSWORD_ENV]],
+                               ["serving", "metadata.sqlite"], timeout=120)

@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from helpers import DATA, REPO, run_cli, write_config
+from helpers import DATA, REPO, assert_refused_before_work, run_cli, write_config
 from s3_fixture import free_port
 
 
@@ -50,18 +50,8 @@ def test_bad_object_storage_settings_exit_2_naming_the_setting_before_anything_r
     elif case == "runs uri":
         values, setting = {"runs": f"s3://{s3_server.bucket}/runs"}, "runs"
     config = _project(tmp_path, "p", registry=registry, **values)
-    for command in (["train", "--spans", "1,2"], ["check", "--span", "3"]):
-        proc = run_cli(*command, config=config, env=env, timeout=180)
-        assert proc.returncode == 2, (proc.stdout, proc.stderr)
-        lines = proc.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-        assert setting in lines[0], lines[0]
-        assert s3_server.secret_key not in proc.stderr + proc.stdout
-        assert "wrong-secret-value" not in proc.stderr + proc.stdout
-        runs = config.parent / "runs"
-        assert not (runs / "serving").exists() and not (runs / "registry-cache").exists() \
-            and not (runs / "data-cache").exists() and not (runs / "metadata.sqlite").exists(), \
-            sorted(str(p) for p in runs.rglob("*"))
+    assert_refused_before_work(config, env, setting, [s3_server.secret_key, "wrong-secret-value"],
+                               ["serving", "registry-cache", "data-cache", "metadata.sqlite"])
     if registry.startswith(f"s3://{s3_server.bucket}/"):
         assert s3_server.keys(registry.split("/", 3)[3]) == []     # nothing half-written in the bucket
 

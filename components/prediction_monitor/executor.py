@@ -48,27 +48,6 @@ def sample_rows(records: List[bytes], predictions: model_io.Predictions, model_s
     return table
 
 
-def prediction_log(records: List[bytes], outputs: Dict[str, np.ndarray], input_name: str, signature: str) -> bytes:
-    """One serialized PredictionLog for a batch: the Predict request holding the batch's examples
-    (a [n] string tensor) and the response with every output of the signature ([n, ...]), as TF
-    Serving logs a batched request."""
-    import tensorflow as tf
-    from tensorflow_serving.apis import prediction_log_pb2
-
-    log = prediction_log_pb2.PredictionLog()
-    request = log.predict_log.request
-    request.model_spec.signature_name = signature
-    examples = request.inputs[input_name]
-    examples.dtype = tf.string.as_datatype_enum
-    examples.tensor_shape.dim.add().size = len(records)
-    examples.string_val.extend(records)
-    response = log.predict_log.response
-    response.model_spec.signature_name = signature
-    for name, values in outputs.items():
-        response.outputs[name].CopyFrom(tf.make_tensor_proto(values))
-    return log.SerializeToString()
-
-
 class PredictBatchFn(beam.DoFn):
     """Batches of serialized tf.Examples -> (sample rows, tagged ``logs``: a PredictionLog per batch).
 
@@ -94,8 +73,9 @@ class PredictBatchFn(beam.DoFn):
         outputs = predictor.outputs(records)
         predictions = model_io.read_outputs(outputs[predictor.output_name], len(records), predictor.spec,
                                             where=f"output {predictor.output_name!r}")
-        yield beam.pvalue.TaggedOutput(self.LOGS, prediction_log(records, outputs, predictor.input_name,
-                                                                 predictor.spec.signature))
+        log = model_io.predict_log(records, outputs, input_name=predictor.input_name,
+                                   signature=predictor.spec.signature)
+        yield beam.pvalue.TaggedOutput(self.LOGS, log.SerializeToString())
         yield sample_rows(records, predictions, predictor.spec)
 
 
