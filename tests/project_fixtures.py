@@ -43,6 +43,18 @@ def make_penguins(root: pathlib.Path, fmt: str = "csv", **changes) -> pathlib.Pa
     return root
 
 
+def make_penguins_package(root: pathlib.Path, fmt: str = "csv", **changes) -> pathlib.Path:
+    """:func:`make_penguins` with ``model.module`` given as an import path instead of a file:
+    model.py moved to ``penguin_models/species.py`` (a package of the team's, found from the
+    project folder)."""
+    root = make_penguins(root, fmt, model={"module": "penguin_models.species",
+                                           "label": {"key": "species_xf", "column": "species"}}, **changes)
+    (root / "penguin_models").mkdir()
+    (root / "penguin_models" / "__init__.py").write_text("")
+    (root / "model.py").rename(root / "penguin_models" / "species.py")
+    return root
+
+
 def monitor_of(runs: pathlib.Path, span: int) -> dict:
     found = [json.loads(p.read_text()) for p in runs.glob("pipelines/*-check/PredictionMonitor/*/*/monitor.json")]
     [monitor] = [m for m in found if m["span"] == span]
@@ -51,8 +63,11 @@ def monitor_of(runs: pathlib.Path, span: int) -> dict:
 
 @pytest.fixture(scope="session")
 def penguins(tmp_path_factory):
-    """`driftguard run` in the penguins project: version 1 on 2007-2008, then 2009 checked."""
-    root = make_penguins(tmp_path_factory.mktemp("penguins") / "project")
+    """`driftguard run` in the penguins project: version 1 on 2007-2008, then 2009 checked. Its
+    model module is given as an import path (:func:`make_penguins_package`), so this one training
+    also covers that form of ``model.module``; the file form (``model.py``) trains in the taxi,
+    flights and template projects."""
+    root = make_penguins_package(tmp_path_factory.mktemp("penguins") / "project")
     proc = run_cli("run", cwd=root)
     return {"root": root, "proc": proc, "runs": root / "runs"}
 

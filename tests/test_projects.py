@@ -96,18 +96,20 @@ def test_a_run_fn_that_raises_is_named_by_its_line_and_nothing_is_stored(tmp_pat
 
 
 
-def test_a_model_module_given_as_an_import_path_trains(tmp_path):
+def test_a_model_module_given_as_an_import_path_trains(penguins):
     """model.module may name a module (a package of the team's, found from the project folder)
-    instead of a file: Transform and Trainer get its functions by import path."""
-    root = make_penguins(tmp_path / "pkg", model={"module": "penguin_models.species",
-                                                   "label": {"key": "species_xf", "column": "species"}})
-    (root / "penguin_models").mkdir()
-    (root / "penguin_models" / "__init__.py").write_text("")
-    (root / "model.py").rename(root / "penguin_models" / "species.py")
-    proc = run_cli("train", "--spans", "1,2", cwd=root)
+    instead of a file: Transform and Trainer get its functions by import path. The session's
+    penguins project is made that way (project_fixtures.make_penguins_package): its training is
+    this one."""
+    root, proc = penguins["root"], penguins["proc"]
+    settings = yaml.safe_load((root / "driftguard.yaml").read_text())
+    assert settings["model"]["module"] == "penguin_models.species"
+    assert not (root / "model.py").exists() and (root / "penguin_models" / "species.py").is_file()
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "training penguins (multiclass) on span(s) 1, 2" in proc.stderr
     assert "candidate blessed: SparseCategoricalAccuracy" in proc.stdout, proc.stdout
     assert "pushed penguins version 1" in proc.stdout
+    assert (penguins["runs"] / "serving" / "penguins" / "1" / "saved_model.pb").is_file()
 
 # ---------------------------------------------------------------- regression: NYC flights 2013
 
