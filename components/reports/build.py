@@ -221,7 +221,7 @@ def dashboard_context(runs: Runs, pages: Optional[Dict[int, str]] = None) -> dic
                      "no_baseline": (s.report or {}).get("status") == "no_baseline",
                      "compared": s.compared_version, "anomalies": len((s.report or {}).get("anomalies") or []),
                      "realized": _performance(s).get("realized"),
-                     "estimated": _performance(s).get("estimated"),
+                     "estimated": _performance(s).get("estimated"), **{f"estimated_{k}": v for k, v in _estimates(s).items()},
                      "alerts": len(alerts), "critical": sum(a.get("severity") == "critical" for a in alerts),
                      "decision": row.get("outcome") or (("retrain: " if d.get("retrain") else "no retraining: ") + d.get("reason", "")),
                      "serving_after": row.get("serving")})

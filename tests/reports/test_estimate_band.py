@@ -37,7 +37,8 @@ def _metric_chart(html):
 def test_dashboard_draws_band_estimate_shift_aware_and_realized(tmp_path):
     from driftguard.components.reports import build_reports
 
-    chart = _metric_chart(build_reports(_runs_with_intervals(tmp_path)).read_text(encoding="utf-8"))
+    html = build_reports(_runs_with_intervals(tmp_path)).read_text(encoding="utf-8")
+    chart = _metric_chart(html)
     # spans 3-4 (artifacts 16, 23) are consecutive: one band polygon; span 7 (57) alone: a short bar
     bands = re.findall(r'<polygon class="band" points="([^"]+)"', chart)
     assert len(bands) == 2
@@ -48,6 +49,8 @@ def test_dashboard_draws_band_estimate_shift_aware_and_realized(tmp_path):
     assert "estimated (no labels) · 3: 90.9% (95 % interval 88.0% – 92.5%)" in chart
     assert "shift-aware estimate · 4: 88.4%" in chart
     assert ">span</text>" in chart                                    # the x axis says what it counts
+    spans = html.split('id="spans"', 1)[1].split("</table>", 1)[0]
+    assert "88.0–92.5%" in spans and "shift-aware 88.4%" in spans     # the span table too
 
 
 def test_dashboard_without_intervals_has_no_band(tmp_path):
