@@ -49,6 +49,7 @@ def test_dashboard_draws_band_estimate_shift_aware_and_realized(tmp_path):
     assert "estimated (no labels) · 3: 90.9% (95 % interval 88.0% – 92.5%)" in chart
     assert "shift-aware estimate · 4: 88.4%" in chart
     assert ">span</text>" in chart                                    # the x axis says what it counts
+    assert re.findall(r'fill="#6b7580">(\d+%)</text>', chart) == ["86%", "88%", "90%", "92%", "94%"]  # round ticks
     spans = html.split('id="spans"', 1)[1].split("</table>", 1)[0]
     assert "88.0–92.5%" in spans and "shift-aware 88.4%" in spans     # the span table too
 
