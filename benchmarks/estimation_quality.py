@@ -32,6 +32,10 @@ Per span (the rows of ``runs/state.json``, spans with both an estimate and a rea
 - the shift-aware (PAPE-like) estimate ``estimated_shift_aware`` and its interval, when the state
   has them; its change is taken against the realized baseline, ``(shift_aware - baseline) / |baseline|``
   (the state records no reference value for it);
+- the impact section's density-ratio estimate when the row has one (``impact.density_ratio``: the
+  held-out rows' realized metric re-weighted by the domain classifier, ``estimated +- half_width_95``,
+  ``relative_change`` against the realized baseline), a shift-aware estimate that today's replays
+  already record;
 - **se**: the realized value's own sampling error, with ``n = labelled_rows``: accuracy
   ``sqrt(p (1 - p) / n)``; MAE ``sqrt(RMSE^2 - MAE^2) / sqrt(n)`` (the standard deviation of the
   absolute errors, from the realized RMSE of the PredictionMonitor report); other metrics (AUC,
@@ -114,25 +118,36 @@ def span_rows(records: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:
         baseline = _num(rec.get("baseline"))
         r_chg, e_chg = _num(rec.get("realized_change")), _num(rec.get("estimated_change"))
         sa_chg = (sa - baseline) / abs(baseline) if sa is not None and baseline else None
+        dr = (rec.get("impact") or {}).get("density_ratio") or {}
+        dr_ok = (rec.get("impact") or {}).get("metric") in (None, metric)
+        dr_est, half = (_num(dr.get("estimated")), _num(dr.get("half_width_95"))) if dr_ok else (None, None)
         n = rec.get("labelled_rows")
         rmse = _num((perf.get("realized") or {}).get("rmse"))
         out.append({
             "span": rec.get("span_label") or str(rec.get("span")), "version": _version_text(version),
-            "metric": metric, "estimated": est, "low": low, "high": high, "realized": real,
-            "error": abs(est - real), "baseline": baseline, "realized_change": r_chg, "estimated_change": e_chg,
+            "metric": metric, "realized": real, "baseline": baseline, "realized_change": r_chg,
             "naive_error": abs(r_chg) if r_chg is not None else None,
-            "change_error": abs(e_chg - r_chg) if e_chg is not None and r_chg is not None else None,
-            "sign_agrees": _sign(e_chg) == _sign(r_chg) if e_chg is not None and r_chg is not None else None,
-            "covered": low <= real <= high if low is not None and high is not None else None,
-            "shift_aware": sa, "sa_low": sa_low, "sa_high": sa_high,
-            "sa_error": abs(sa - real) if sa is not None else None,
-            "sa_change": sa_chg,
-            "sa_change_error": abs(sa_chg - r_chg) if sa_chg is not None and r_chg is not None else None,
-            "sa_sign_agrees": _sign(sa_chg) == _sign(r_chg) if sa_chg is not None and r_chg is not None else None,
-            "sa_covered": sa_low <= real <= sa_high if sa_low is not None and sa_high is not None else None,
+            **_scored("", est, low, high, e_chg, real, r_chg), "estimated": est, "estimated_change": e_chg,
+            **_scored("sa_", sa, sa_low, sa_high, sa_chg, real, r_chg), "shift_aware": sa,
+            **_scored("dr_", dr_est, None if dr_est is None or half is None else dr_est - half,
+                      None if dr_est is None or half is None else dr_est + half,
+                      _num(dr.get("relative_change")) if dr_ok else None, real, r_chg),
             "labelled_rows": n, "se": sampling_error(metric, real, n, rmse),
         })
     return out
+
+
+def _scored(prefix: str, value: Optional[float], low: Optional[float], high: Optional[float],
+            change: Optional[float], realized: float, realized_change: Optional[float]) -> Dict[str, Any]:
+    """One estimator's numbers of a span, keys prefixed: its value, interval, level error, change,
+    change error, sign agreement with the realized change, whether the interval holds the realized value."""
+    both = change is not None and realized_change is not None
+    return {f"{prefix}value": value, f"{prefix}low": low, f"{prefix}high": high,
+            f"{prefix}error": abs(value - realized) if value is not None else None,
+            f"{prefix}change": change,
+            f"{prefix}change_error": abs(change - realized_change) if both else None,
+            f"{prefix}sign_agrees": _sign(change) == _sign(realized_change) if both else None,
+            f"{prefix}covered": low <= realized <= high if low is not None and high is not None else None}
 
 
 def _version_text(version: Any) -> str:
@@ -154,18 +169,20 @@ def _share(flags: Sequence[Optional[bool]]) -> Optional[float]:
     return sum(vals) / len(vals) if vals else None
 
 
-ESTIMATORS = {   # name: (level error, change error, sign, covered) keys of a span row
-    "CBPE/DLE": ("error", "change_error", "sign_agrees", "covered"),
-    "shift-aware": ("sa_error", "sa_change_error", "sa_sign_agrees", "sa_covered"),
+ESTIMATORS = {   # name: key prefix of its numbers in a span row (:func:`_scored`)
+    "CBPE/DLE": "",
+    "shift-aware": "sa_",
+    "density ratio (impact)": "dr_",
 }
 
 
 def summarize(rows: Sequence[Mapping[str, Any]], estimator: str = "CBPE/DLE") -> Dict[str, Any]:
     """Issue 20's summary of one estimator over ``rows`` (from :func:`span_rows`), targets included."""
-    err, chg, sign, cov = ESTIMATORS[estimator]
+    p = ESTIMATORS[estimator]
+    err, chg, sign, cov = f"{p}error", f"{p}change_error", f"{p}sign_agrees", f"{p}covered"
     used = [r for r in rows if r.get(err) is not None]
     with_change = [r for r in used if r.get(chg) is not None]
-    s = {"estimator": estimator, "spans": len(used),
+    s = {"estimator": estimator, "spans": len(used), "metric": used[0]["metric"] if used else None,
          "level_mae": _mean([r[err] for r in used]),
          "change_mae": _mean([r[chg] for r in with_change]),
          "naive_mae": _mean([r["naive_error"] for r in with_change]),
@@ -184,7 +201,9 @@ def targets(s: Mapping[str, Any]) -> Dict[str, str]:
         if s["level_mae"] is None or s["sampling_error"] is None:
             return "n/a (no sampling error)"
         gap = s["level_mae"] - s["sampling_error"]
-        return "met" if gap <= 0 else f"missed by {gap:.4g}"
+        if gap <= 0:
+            return "met"
+        return f"missed by {gap * 100:.1f} pts" if s.get("metric") in PERCENT_METRICS else f"missed by {gap:.3g}"
 
     def change():
         if s["change_mae"] is None or s["naive_mae"] is None:
@@ -205,8 +224,8 @@ def summaries(rows: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:
     """Every estimator present, over all spans and then per scoring version (when there are several)."""
     out = []
     versions = sorted({r["version"] for r in rows})
-    for est, (err, *_rest) in ESTIMATORS.items():
-        if not any(r.get(err) is not None for r in rows):
+    for est, prefix in ESTIMATORS.items():
+        if not any(r.get(f"{prefix}error") is not None for r in rows):
             continue
         out.append({**summarize(rows, est), "scope": "all spans"})
         if len(versions) > 1:
@@ -238,14 +257,14 @@ def _interval(lo, hi, metric) -> str:
 
 
 def span_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    """The per-span table (Markdown)."""
+    """The per-span table (Markdown): CBPE/DLE, then 4 columns per other estimator present."""
     metric = rows[0]["metric"] if rows else None
     unit = "points of %" if metric in PERCENT_METRICS else "metric units"
-    shift = any(r["shift_aware"] is not None for r in rows)
+    others = [(name, p) for name, p in ESTIMATORS.items() if p and any(r.get(f"{p}value") is not None for r in rows)]
     head = ["span", "ver", "estimated", "95 % interval", "realized", "error", "se",
             "est. change %", "real. change %", "naive err", "change err"]
-    if shift:
-        head += ["shift-aware", "its interval", "its error", "its change err"]
+    for name, _p in others:
+        head += [name, "its interval", "its error", "its change err"]
     lines = [f"levels and errors in {unit} ({metric}); changes relative to the reference, in %",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -253,9 +272,9 @@ def span_table(rows: Sequence[Mapping[str, Any]]) -> str:
                  _fmt_level(r["realized"], metric), _fmt_level(r["error"], metric), _fmt_level(r["se"], metric),
                  _fmt_pct(r["estimated_change"]), _fmt_pct(r["realized_change"]),
                  _fmt_abs_pct(r["naive_error"]), _fmt_abs_pct(r["change_error"])]
-        if shift:
-            cells += [_fmt_level(r["shift_aware"], metric), _interval(r["sa_low"], r["sa_high"], metric),
-                      _fmt_level(r["sa_error"], metric), _fmt_abs_pct(r["sa_change_error"])]
+        for _name, p in others:
+            cells += [_fmt_level(r[f"{p}value"], metric), _interval(r[f"{p}low"], r[f"{p}high"], metric),
+                      _fmt_level(r[f"{p}error"], metric), _fmt_abs_pct(r[f"{p}change_error"])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

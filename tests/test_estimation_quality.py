@@ -63,7 +63,7 @@ def test_summary_and_targets():
     se = [math.sqrt(p * (1 - p) / 400) for p in (0.80, 0.75, 0.90)]
     assert s["sampling_error"] == pytest.approx(sum(se) / 3)
     t = s["targets"]
-    assert t["level MAE <= sampling error"] == f"missed by {s['level_mae'] - s['sampling_error']:.4g}"
+    assert t["level MAE <= sampling error"] == f"missed by {(s['level_mae'] - s['sampling_error']) * 100:.1f} pts"
     assert t["change MAE < naive"] == "missed by 1.67 (% of ref.)"
     assert t["coverage >= 90 %"] == "missed by 40 pts"
 
@@ -103,3 +103,18 @@ def test_tables_print_every_span_and_estimator():
     summary = eq.summary_table(eq.summaries(rows), "accuracy")
     assert "CBPE/DLE (all spans)" in summary and "shift-aware (scored by v1)" in summary
     assert "50% of 2" in summary
+
+
+def test_density_ratio_of_the_impact_section_is_a_third_estimator():
+    impact = {"metric": "accuracy", "density_ratio": {"estimated": 0.77, "half_width_95": 0.02,
+                                                      "relative_change": -0.0375, "reference": 0.8}}
+    rows = eq.span_rows([_row(1, 0.78, 0.80, -0.02, -0.01, impact=impact),
+                         _row(2, 0.70, 0.75, -0.05, 0.01, impact={"metric": "auc", "density_ratio": {"estimated": 0.6}})])
+    r1, r2 = rows
+    assert (r1["dr_value"], r1["dr_low"], r1["dr_high"]) == (0.77, pytest.approx(0.75), pytest.approx(0.79))
+    assert r1["dr_error"] == pytest.approx(0.03) and r1["dr_covered"] is False
+    assert r1["dr_change_error"] == pytest.approx(0.0275) and r1["dr_sign_agrees"] is True
+    assert r2["dr_value"] is None                      # another metric's impact is not this estimate
+    s = eq.summarize(rows, "density ratio (impact)")
+    assert s["spans"] == 1 and s["coverage"] == 0.0 and s["targets"]["coverage >= 90 %"] == "missed by 90 pts"
+    assert "density ratio (impact)" in eq.span_table(rows)
