@@ -59,7 +59,6 @@ import tempfile
 import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 EXAMPLES = ("taxi", "flights")
 COVERAGE_TARGET = 0.90
 PERCENT_METRICS = ("accuracy", "auc", "macro_f1")
