@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import pathlib
 import re
@@ -127,6 +128,27 @@ def _performance(rec: SpanRecord) -> dict:
     return headline(perf) if perf else {}
 
 
+def _estimates(rec: SpanRecord) -> dict:
+    """The watched metric's estimate interval and shift-aware estimate of a span: the
+    PredictionMonitor's ``estimated_interval`` / ``estimated_shift_aware`` ({metric: ...}), else the
+    state row's ``estimated_low`` / ``estimated_high`` / ``estimated_shift_aware``; None when missing."""
+    perf = (rec.monitor or {}).get("performance") or {}
+    row = rec.row or {}
+    metric = perf.get("metric") or row.get("metric")
+
+    def num(x):
+        return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else None
+    interval = (perf.get("estimated_interval") or {}).get(metric)
+    low, high = (interval[0], interval[1]) if isinstance(interval, (list, tuple)) and len(interval) == 2 else \
+        (row.get("estimated_low"), row.get("estimated_high"))
+    low, high = num(low), num(high)
+    if low is None or high is None:
+        low = high = None
+    shift = (perf.get("estimated_shift_aware") or {}).get(metric)
+    return {"low": low, "high": high,
+            "shift_aware": num(shift if shift is not None else row.get("estimated_shift_aware"))}
+
+
 def _metric_title(runs: Runs) -> Tuple[str, bool]:
     """(the watched metric's name, whether it is a share shown in percent)."""
     from driftguard.components import tasks as tasks_lib
@@ -168,10 +190,16 @@ def dashboard_context(runs: Runs, pages: Optional[Dict[int, str]] = None) -> dic
         return out
 
     name, percent = _metric_title(runs)
-    accuracy = charts.line_chart(cols, {"realized": metric("realized"), "estimated (no labels)": metric("estimated"),
-                                        "held-out reference": metric("baseline")},
-                                 title=f"{name} of the serving model per span", percent=percent,
-                                 dashed=("held-out reference",))
+    estimates = [_estimates(s) for s in spans]
+    series = {"realized": metric("realized"), "estimated (no labels)": metric("estimated"),
+              "held-out reference": metric("baseline")}
+    shift_aware = [e["shift_aware"] for e in estimates]
+    if any(v is not None for v in shift_aware):
+        series["shift-aware estimate"] = shift_aware
+    accuracy = charts.line_chart(cols, series, title=f"{name} of the serving model per span", percent=percent,
+                                 dashed=("held-out reference",), x_title="span",
+                                 bands={"estimated (no labels)": ([e["low"] for e in estimates],
+                                                                  [e["high"] for e in estimates])})
     lines = {"prediction PSI": [((s.monitor or {}).get("prediction") or {}).get("psi") for s in spans],
              "confidence PSI": [((s.monitor or {}).get("confidence") or {}).get("psi") for s in spans]}
     if not any(v is not None for v in lines["confidence PSI"]):      # a regression model has none
@@ -193,7 +221,7 @@ def dashboard_context(runs: Runs, pages: Optional[Dict[int, str]] = None) -> dic
                      "no_baseline": (s.report or {}).get("status") == "no_baseline",
                      "compared": s.compared_version, "anomalies": len((s.report or {}).get("anomalies") or []),
                      "realized": _performance(s).get("realized"),
-                     "estimated": _performance(s).get("estimated"),
+                     "estimated": _performance(s).get("estimated"), **{f"estimated_{k}": v for k, v in _estimates(s).items()},
                      "alerts": len(alerts), "critical": sum(a.get("severity") == "critical" for a in alerts),
                      "decision": row.get("outcome") or (("retrain: " if d.get("retrain") else "no retraining: ") + d.get("reason", "")),
                      "serving_after": row.get("serving")})

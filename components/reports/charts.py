@@ -8,7 +8,7 @@ Why SVG rather than a JS library: components/reports/README.md.
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from markupsafe import Markup, escape
 
@@ -226,20 +226,74 @@ def _x_label(x: float, y: float, text: str, slanted: bool) -> str:
     return f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="middle" fill="#394049">{escape(text)}</text>'
 
 
+def _nice_ticks(lo: float, hi: float, percent: bool = False, target: int = 4):
+    """Round axis ticks covering [lo, hi] (a step of 1, 2, 2.5 or 5 x 10^k, about ``target``
+    intervals) and how to print them: 88%, 89.5%; 0.02, 0.04; 20, 22.5."""
+    span = (hi - lo) or abs(hi) or 1.0
+    raw = span / target
+    power = 10 ** math.floor(math.log10(raw))
+    step = next((m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw * 0.999), 10 * power)
+    first, last = math.floor(lo / step + 1e-9), math.ceil(hi / step - 1e-9)
+    if last == first:
+        last += 1
+    ticks = [k * step for k in range(first, last + 1)]
+    scale = 100 if percent else 1
+    decimals = max(0, -math.floor(math.log10(step * scale) + 1e-9))
+    if round(step * scale / 10 ** -decimals, 6) % 1:      # 2.5 x 10^k: one digit more
+        decimals += 1
+
+    def text(v: float) -> str:
+        if not percent and (abs(v) >= 1e6 or decimals > 4):
+            return _fmt(v)
+        return f"{v * scale:.{decimals}f}" + ("%" if percent else "")
+    return ticks, text
+
+
+Band = Tuple[Sequence[Optional[float]], Sequence[Optional[float]]]
+
+
+def _band_segments(lows: Sequence[Optional[float]], highs: Sequence[Optional[float]]) -> List[List[int]]:
+    """Runs of consecutive indices where both ends of the interval are known."""
+    runs: List[List[int]] = []
+    last = None
+    for i, (lo, hi) in enumerate(zip(lows, highs)):
+        if lo is None or hi is None:
+            last = None
+            continue
+        if last is None or i != last + 1:
+            runs.append([])
+        runs[-1].append(i)
+        last = i
+    return runs
+
+
 def line_chart(xs: Sequence[str], series: Mapping[str, Sequence[Optional[float]]], *, title: str = "",
                percent: bool = False, width: int = 640, height: int = 220,
-               dashed: Sequence[str] = ()) -> Markup:
-    """One line per series over categorical x (spans); gaps where a value is None."""
+               dashed: Sequence[str] = (), bands: Optional[Mapping[str, Band]] = None,
+               band_label: str = "95 % interval", x_title: str = "") -> Markup:
+    """One line per series over categorical x (spans); gaps where a value is None.
+
+    ``bands`` = {series name: (lows, highs)} shades an interval around that series in its colour
+    (a gap where either end is None; a lone span's interval is a short bar); the legend names it
+    ``band_label``, and hovering a point of the series shows its interval too.
+    """
+    bands = {name: band for name, band in (bands or {}).items() if name in series}
     left, right, head, foot = 48, 165, 24, 28
     slanted = _slanted(xs, (width - left - right) / max(len(xs), 1))
     if slanted:
         foot, height = foot + 22, height + 22
+    if x_title:
+        foot, height = foot + 14, height + 14
     plot_w, plot_h = width - left - right, height - head - foot
     vals = [v for s in series.values() for v in s if v is not None]
+    vals += [v for lows, highs in bands.values() for lo, hi in zip(lows, highs)
+             if lo is not None and hi is not None for v in (lo, hi)]
     lo, hi = (min(vals), max(vals)) if vals else (0.0, 1.0)
     pad = (hi - lo) * 0.15 or 0.02
     # scores, errors and rates are never negative: no axis below 0 for them
     lo, hi = (lo - pad if lo < 0 else max(lo - pad, 0.0)), hi + pad
+    ticks, tick_text = _nice_ticks(lo, hi, percent)
+    lo, hi = ticks[0], ticks[-1]
     n = max(len(xs), 1)
 
     def px(i):
@@ -248,16 +302,35 @@ def line_chart(xs: Sequence[str], series: Mapping[str, Sequence[Optional[float]]
     def py(v):
         return head + plot_h - plot_h * (v - lo) / (hi - lo)
 
+    def shown(v):
+        return f"{v:.1%}" if percent else _fmt(v)
+
     body = [f'<text x="0" y="14" font-weight="600" font-size="12">{escape(title)}</text>']
-    for k in range(5):
-        v = lo + (hi - lo) * k / 4
+    for v in ticks:
         body.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{py(v):.1f}" y2="{py(v):.1f}" stroke="#e3e6ea"/>'
                     f'<text x="{left - 4}" y="{py(v) + 4:.1f}" text-anchor="end" fill="#6b7580">'
-                    f'{f"{v:.1%}" if percent else _fmt(v)}</text>')
+                    f'{tick_text(v)}</text>')
     for i, x in enumerate(xs):
         body.append(_x_label(px(i), head + plot_h + 16, x, slanted))
-    for k, (name, ys) in enumerate(series.items()):
-        color = SERIES[k % len(SERIES)]
+    if x_title:
+        body.append(f'<text x="{left + plot_w / 2:.1f}" y="{height - 4}" text-anchor="middle" '
+                    f'fill="#6b7580">{escape(x_title)}</text>')
+    colors = {name: SERIES[k % len(SERIES)] for k, name in enumerate(series)}
+    for name, (lows, highs) in bands.items():      # under the lines
+        half = min(plot_w / n * 0.18, 8)
+        for run in _band_segments(lows, highs):
+            if len(run) == 1:
+                i = run[0]
+                xs_band = [px(i) - half, px(i) + half]
+                points = [(xs_band[0], highs[i]), (xs_band[1], highs[i]), (xs_band[1], lows[i]), (xs_band[0], lows[i])]
+            else:
+                points = [(px(i), highs[i]) for i in run] + [(px(i), lows[i]) for i in reversed(run)]
+            body.append(f'<polygon class="band" points="{" ".join(f"{x:.1f},{py(v):.1f}" for x, v in points)}" '
+                        f'fill="{colors[name]}" fill-opacity="0.18" stroke="none">'
+                        f'<title>{escape(name)}: {escape(band_label)}</title></polygon>')
+    legend = []
+    for name, ys in series.items():
+        color = colors[name]
         dash = ' stroke-dasharray="5,3"' if name in dashed else ""
         path, pen = [], "M"
         for i, v in enumerate(ys):
@@ -268,14 +341,23 @@ def line_chart(xs: Sequence[str], series: Mapping[str, Sequence[Optional[float]]
             pen = "L"
         if path:
             body.append(f'<path d="{" ".join(path)}" fill="none" stroke="{color}" stroke-width="2"{dash}/>')
+        lows, highs = bands.get(name, ((), ()))
         for i, v in enumerate(ys):
             if v is not None:
-                shown = f"{v:.1%}" if percent else _fmt(v)
+                tip = f"{name} · {xs[i]}: {shown(v)}"
+                if i < len(lows) and i < len(highs) and lows[i] is not None and highs[i] is not None:
+                    tip += f" ({band_label} {shown(lows[i])} – {shown(highs[i])})"
                 body.append(f'<circle cx="{px(i):.1f}" cy="{py(v):.1f}" r="3.5" fill="{color}">'
-                            f'<title>{escape(name)} · {escape(xs[i])}: {shown}</title></circle>')
+                            f'<title>{escape(tip)}</title></circle>')
+        legend.append((name, color, dash, False))
+        if name in bands and any(_band_segments(*bands[name])):
+            legend.append((band_label, color, "", True))
+    x1 = left + plot_w + 12
+    for k, (text, color, dash, band) in enumerate(legend):
         ly = head + 10 + 16 * k
-        body.append(f'<line x1="{left + plot_w + 12}" x2="{left + plot_w + 30}" y1="{ly}" y2="{ly}" '
-                    f'stroke="{color}" stroke-width="2"{dash}/><text x="{left + plot_w + 34}" y="{ly + 4}">{escape(name)}</text>')
+        mark = (f'<rect x="{x1}" y="{ly - 5}" width="18" height="10" fill="{color}" fill-opacity="0.18"/>' if band else
+                f'<line x1="{x1}" x2="{x1 + 18}" y1="{ly}" y2="{ly}" stroke="{color}" stroke-width="2"{dash}/>')
+        body.append(f'{mark}<text x="{x1 + 22}" y="{ly + 4}">{escape(text)}</text>')
     return _svg(width, height, body, title or "line chart")
 
 
