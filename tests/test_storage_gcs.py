@@ -328,3 +328,17 @@ def test_config_paths_of_gs_settings(tmp_path):
     assert cfg.registry_uri == "gs://bucket-one/models/taxi"
     assert cfg.model_registry == tmp_path.resolve() / "runs" / "registry-cache" / "taxi"
     assert cfg.data_uri == "gs://bucket-one/spans" and cfg.data_path == tmp_path.resolve() / "runs" / "data-cache"
+
+
+def test_a_file_over_8_mb_goes_up_and_down_whole(gcs_env, tmp_path):
+    """google-cloud-storage uploads files over 8 MiB in resumable sessions (a SavedModel's
+    variables can be that large): publish and the mirror's fetch carry one whole."""
+    staged = _staged(tmp_path, "big", "m1")
+    blob = staged / "variables" / "variables.data-00000-of-00001"
+    blob.parent.mkdir()
+    blob.write_bytes(bytes(range(256)) * (9 * 4096))       # 9 MiB
+    uri = gcs_env.prefix_uri()
+    assert remote.publish_version(uri, staged) == 1
+    mirror = tmp_path / "mirror"
+    assert remote.sync(uri, mirror) == [1]
+    assert (mirror / "1" / "variables" / "variables.data-00000-of-00001").read_bytes() == blob.read_bytes()
