@@ -144,6 +144,7 @@ class _Rule:
     status: int
     times: int
     method: str = "POST"
+    forward: bool = False      # write it through first, then answer ``status`` (a lost answer)
     hits: List[Request] = field(default_factory=list)
 
 
@@ -182,8 +183,11 @@ class RecordingProxy:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
-    def refuse(self, name_suffix: str, status: int = 412, times: int = 1, method: str = "POST") -> _Rule:
-        rule = _Rule(name_suffix, status, times, method)
+    def refuse(self, name_suffix: str, status: int = 412, times: int = 1, method: str = "POST",
+               forward: bool = False) -> _Rule:
+        """``forward``: pass the request on (the store applies it) and still answer ``status``, as
+        a client sees it when the first answer was lost and its retry got 412."""
+        rule = _Rule(name_suffix, status, times, method, forward)
         with self.lock:
             self.rules.append(rule)
         return rule
@@ -196,6 +200,19 @@ class RecordingProxy:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+    def _forward(self, handler, body: bytes):
+        conn = http.client.HTTPConnection(self.target.hostname, self.target.port, timeout=60)
+        try:
+            headers_out = {k: v for k, v in handler.headers.items()
+                           if k.lower() not in ("host", "connection", "transfer-encoding")}
+            conn.request(handler.command, handler.path, body=body, headers=headers_out)
+            response = conn.getresponse()
+            headers = {k: v for k, v in response.getheaders()
+                       if k.lower() not in ("connection", "transfer-encoding", "content-length")}
+            return response.status, response.read(), headers
+        finally:
+            conn.close()
 
     def _handle(self, handler) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
@@ -217,23 +234,15 @@ class RecordingProxy:
             if rule is not None:
                 rule.times -= 1
                 rule.hits.append(request)
+        if rule is not None and rule.forward:
+            self._forward(handler, body)
         if rule is not None:
             status = rule.status
             payload = json.dumps({"error": {"code": status, "message": _ERRORS.get(status, "refused"),
                                             "errors": [{"message": _ERRORS.get(status, "refused")}]}}).encode()
             headers = {"Content-Type": "application/json; charset=UTF-8"}
         else:
-            conn = http.client.HTTPConnection(self.target.hostname, self.target.port, timeout=60)
-            try:
-                headers_out = {k: v for k, v in handler.headers.items()
-                               if k.lower() not in ("host", "connection", "transfer-encoding")}
-                conn.request(handler.command, handler.path, body=body, headers=headers_out)
-                response = conn.getresponse()
-                status, payload = response.status, response.read()
-                headers = {k: v for k, v in response.getheaders()
-                           if k.lower() not in ("connection", "transfer-encoding", "content-length")}
-            finally:
-                conn.close()
+            status, payload, headers = self._forward(handler, body)
         request.status = status
         handler.send_response(status)
         for k, v in headers.items():

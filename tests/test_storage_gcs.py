@@ -105,6 +105,15 @@ def test_a_marker_answered_412_is_an_error_not_a_silent_overwrite(gcs_proxy, gcs
     assert remote.published_versions(uri) == []
 
 
+def test_a_marker_written_but_answered_412_is_recognized_as_ours(gcs_proxy, gcs_server, tmp_path):
+    """A retried create whose first answer was lost gets 412 from its own first write: the
+    marker there is this publisher's (same manifest), so the version is published."""
+    uri = gcs_server.prefix_uri()
+    gcs_proxy.refuse("/.published/1", status=412, forward=True)
+    assert remote.publish_version(uri, _staged(tmp_path, "a", "m1")) == 1
+    assert remote.published_versions(uri) == [1]
+
+
 def test_crash_before_the_marker_leaves_no_version_and_its_number_is_not_reused(gcs_env, tmp_path):
     uri = gcs_env.prefix_uri()
 

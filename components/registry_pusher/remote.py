@@ -91,8 +91,19 @@ def publish_version(uri: str, staged: os.PathLike, before_marker=None) -> int:
         manifest.append({"path": rel, "size": path.stat().st_size})
     if before_marker is not None:
         before_marker(version)
-    conditional_writes(uri).create(f"{key_of(uri)}/{PUBLISHED}/{version}",
-                                   json.dumps({"version": version, "files": manifest}).encode())
+    marker = f"{key_of(uri)}/{PUBLISHED}/{version}"
+    body = json.dumps({"version": version, "files": manifest}).encode()
+    try:
+        conditional_writes(uri).create(marker, body)
+    except Conflict:
+        # the client retried a create whose first answer was lost: the marker there is ours.
+        # Anything else is a protocol violation (N was claimed by this publisher): raise.
+        try:
+            ours = fs.cat_file(marker) == body
+        except FileNotFoundError:
+            ours = False
+        if not ours:
+            raise
     log.info("published %s/%d (%d files)", uri, version, len(files))
     return version
 
