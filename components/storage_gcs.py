@@ -61,13 +61,22 @@ class GCSFileSystem:
         return self.client.bucket(bucket).blob(key)
 
     @contextlib.contextmanager
-    def _not_found(self, path: str):
+    def _errors(self, path: str):
+        """GCS's errors as the OSErrors fsspec raises (the callers handle OSError, as for s3fs):
+        404 FileNotFoundError, 401/403 PermissionError, any other answer OSError."""
         from google.api_core import exceptions as gx
+        from google.auth import exceptions as ax
 
         try:
             yield
         except gx.NotFound:
             raise FileNotFoundError(path) from None
+        except (gx.Unauthorized, gx.Forbidden) as e:
+            raise PermissionError(f"{path}: GCS answered {e.code} (credentials or permission)") from None
+        except gx.GoogleAPICallError as e:
+            raise OSError(f"{path}: GCS answered {e.code}") from None
+        except ax.GoogleAuthError as e:    # no credentials, or a token refused
+            raise PermissionError(f"{path}: {type(e).__name__} (Google credentials)") from None
 
     def _list(self, path: str, delimiter: Optional[str] = None, max_results: Optional[int] = None):
         bucket, key = _split(path)
@@ -77,7 +86,7 @@ class GCSFileSystem:
     def ls(self, path: str, detail: bool = False) -> List[str]:
         """The names right below ``path`` (objects and "folders"), as ``bucket/key``."""
         bucket, _ = _split(path)
-        with self._not_found(path):
+        with self._errors(path):
             pages = self._list(path, delimiter="/")
             names = [f"{bucket}/{blob.name}" for blob in pages]
             names += [f"{bucket}/{prefix.rstrip('/')}" for prefix in pages.prefixes]
@@ -86,35 +95,37 @@ class GCSFileSystem:
     def find(self, path: str, detail: bool = True) -> Dict[str, Dict[str, Any]]:
         """Every object below ``path``, ``bucket/key`` -> {type, size, version}."""
         bucket, _ = _split(path)
-        with self._not_found(path):
+        with self._errors(path):
             return {f"{bucket}/{blob.name}": {"type": "file", "size": blob.size, "version": str(blob.generation)}
                     for blob in self._list(path)}
 
     def info(self, path: str) -> Dict[str, Any]:
         blob = self._blob(path)
-        with self._not_found(path):
+        with self._errors(path):
             blob.reload(timeout=self.timeout, retry=self.retry)
         return {"type": "file", "size": blob.size, "version": str(blob.generation)}
 
     def cat_file(self, path: str) -> bytes:
-        with self._not_found(path):
+        with self._errors(path):
             return self._blob(path).download_as_bytes(timeout=self.timeout, retry=self.retry)
 
     def get_file(self, path: str, local: str) -> None:
-        with self._not_found(path):
+        with self._errors(path):
             self._blob(path).download_to_filename(local, timeout=self.timeout, retry=self.retry)
 
     def put_file(self, local: str, path: str) -> None:
-        self._blob(path).upload_from_filename(local, timeout=self.timeout, retry=self.retry)
+        with self._errors(path):
+            self._blob(path).upload_from_filename(local, timeout=self.timeout, retry=self.retry)
 
     def pipe_file(self, path: str, data: bytes, mode: str = "overwrite") -> None:
         if mode == "create":
             self.create(path, data)
         else:
-            self._blob(path).upload_from_string(data, timeout=self.timeout, retry=self.retry)
+            with self._errors(path):
+                self._blob(path).upload_from_string(data, timeout=self.timeout, retry=self.retry)
 
     def rm_file(self, path: str) -> None:
-        with self._not_found(path):
+        with self._errors(path):
             self._blob(path).delete(timeout=self.timeout, retry=self.retry)
 
     # ---- conditional writes (GCS's preconditions: ifGenerationMatch)
@@ -122,11 +133,12 @@ class GCSFileSystem:
     def _conditional(self, path: str, data: bytes, generation: int) -> None:
         from google.api_core import exceptions as gx
 
-        try:
-            self._blob(path).upload_from_string(data, if_generation_match=generation,
-                                                timeout=self.timeout, retry=self.retry)
-        except gx.PreconditionFailed:     # 412: the object exists / is not that generation any more
-            raise Conflict(path) from None
+        with self._errors(path):
+            try:
+                self._blob(path).upload_from_string(data, if_generation_match=generation,
+                                                    timeout=self.timeout, retry=self.retry)
+            except gx.PreconditionFailed:     # 412: the object exists / is not that generation any more
+                raise Conflict(path) from None
 
     def create(self, path: str, data: bytes) -> None:
         """Write ``path`` only if no object is there (``ifGenerationMatch=0``): Conflict otherwise."""
@@ -165,10 +177,10 @@ def preflight(setting: str, uri: str, prefix: str, probe: Optional[str]) -> None
     except (ax.TransportError, requests.exceptions.ConnectionError, requests.exceptions.Timeout) as e:
         raise StorageError(f"{setting}: cannot reach the GCS endpoint {where} for {uri} ({type(e).__name__}; "
                            f"STORAGE_EMULATOR_HOST sets an emulator's address)") from None
-    except gx.NotFound:
+    except (gx.NotFound, FileNotFoundError):
         raise StorageError(f"{setting}: bucket {bucket!r} does not exist at {where} (create it first; "
                            f"driftguard does not create buckets)") from None
-    except (gx.Unauthorized, gx.Forbidden):
+    except (gx.Unauthorized, gx.Forbidden, PermissionError):
         raise StorageError(f"{setting}: {where} refused the credentials for bucket {bucket!r} (wrong "
                            f"GOOGLE_APPLICATION_CREDENTIALS / ADC, or no permission"
                            f"{' to write under ' + uri if probe else ''})") from None

@@ -351,3 +351,18 @@ def test_a_file_over_8_mb_goes_up_and_down_whole(gcs_env, tmp_path):
     mirror = tmp_path / "mirror"
     assert remote.sync(uri, mirror) == [1]
     assert (mirror / "1" / "variables" / "variables.data-00000-of-00001").read_bytes() == blob.read_bytes()
+
+
+def test_errors_after_the_preflight_are_oserrors_the_commands_report(gcs_proxy, gcs_server, tmp_path):
+    """A read refused during a sync (403) or a store error (503) surfaces as the OSError the
+    commands turn into exit 2 (as s3fs's errors do), not as a library traceback."""
+    uri = gcs_server.prefix_uri()
+    gcs_server.write(f"{_prefix(uri)}/span-1/data.csv", b"a\n1\n")
+    gcs_proxy.refuse("/span-1/data.csv", status=403, method="GET")
+    with pytest.raises(PermissionError, match="403"):
+        storage.sync_tree(uri, tmp_path / "copy")
+    gcs_proxy.refuse("/labels.json", status=503, method="POST", times=100)   # retried, then given up
+    fs = storage.filesystem(uri)
+    fs.retry = None      # the library retries 503 for a minute by default; once is enough here
+    with pytest.raises(OSError, match="503"):
+        fs.pipe_file(f"{storage.key_of(uri)}/labels.json", b"{}")
