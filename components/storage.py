@@ -1,8 +1,8 @@
 """Object storage (``s3://``, ``gs://``), in one place: which URIs are supported, the file system,
 the preflight that reaches a bucket before any component runs, the conditional writes, and
-copying a folder to or from a bucket prefix (reports out, spans in). The model registry's protocol on top of it (publish once
-without rename, the local mirror, labels by compare-and-swap) is
-``driftguard.components.registry_pusher.remote``.
+copying a folder to or from a bucket prefix (reports out, spans in). The model registry's
+protocol on top of it (publish once without rename, the local mirror, labels by
+compare-and-swap) is ``driftguard.components.registry_pusher.remote``.
 
 Why fsspec (s3fs) and not ``tf.io.gfile`` or Beam's file systems: TF 2.16's ``tf.io.gfile`` has
 no ``s3://`` without tensorflow-io (whose 0.37.1 crashed this interpreter at exit here) and
