@@ -57,8 +57,9 @@ demo-flights: setup
 
 # Headless Chromium renders the HTML reports in the tests; a PostgreSQL server (its binaries:
 # tests/postgres_fixture.py starts its own on 127.0.0.1) holds MLMD in tests/test_metadata_postgres.py.
-# (The S3-compatible server of the object-storage tests, moto_server, comes from requirements.lock:
-# tests/s3_fixture.py starts it on 127.0.0.1; nothing to install here.)
+# (The object-storage tests' servers, moto_server (S3) and gcp-storage-emulator (GCS), come from
+# requirements.lock: tests/s3_fixture.py and tests/gcs_fixture.py start them on 127.0.0.1; nothing
+# to install here.)
 # Debian's packages, installed only when missing (root or sudo).
 system-deps:
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \

@@ -1,8 +1,8 @@
-"""Object storage (``s3://``), in one place: which URIs are supported, the file system, the
-preflight that reaches a bucket before any component runs, and copying a folder to or from a
-bucket prefix (reports out, spans in). The model registry's protocol on top of it (publish once
-without rename, the local mirror, labels by compare-and-swap) is
-``driftguard.components.registry_pusher.remote``.
+"""Object storage (``s3://``, ``gs://``), in one place: which URIs are supported, the file system,
+the preflight that reaches a bucket before any component runs, the conditional writes, and
+copying a folder to or from a bucket prefix (reports out, spans in). The model registry's
+protocol on top of it (publish once without rename, the local mirror, labels by
+compare-and-swap) is ``driftguard.components.registry_pusher.remote``.
 
 Why fsspec (s3fs) and not ``tf.io.gfile`` or Beam's file systems: TF 2.16's ``tf.io.gfile`` has
 no ``s3://`` without tensorflow-io (whose 0.37.1 crashed this interpreter at exit here) and
@@ -10,9 +10,16 @@ neither it nor Beam's ``FileSystems`` can make a *conditional* write; s3fs's
 ``pipe_file(mode="create")`` is S3's ``If-None-Match: *`` PUT and it passes ``IfMatch`` through,
 which is what publish-once and the labels' compare-and-swap need on a store without rename.
 
-Credentials and the endpoint come from botocore's standard environment (``AWS_ACCESS_KEY_ID``,
-``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE``, ``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT_URL_S3``),
-never from driftguard.yaml. See docs/storage.md.
+``gs://`` goes through google-cloud-storage instead (``storage_gcs``: gcsfs does not fit the
+lock), behind the same few fsspec method names; :func:`conditional_writes` is the one place the
+two stores differ for the registry's protocol (S3's ``If-None-Match``/``If-Match`` on an ETag,
+GCS's ``ifGenerationMatch`` on a generation).
+
+Credentials and the endpoint come from each store's standard environment, never from
+driftguard.yaml: botocore's (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE``,
+``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT_URL_S3``) and Google's (``GOOGLE_APPLICATION_CREDENTIALS``
+or application-default credentials; ``STORAGE_EMULATOR_HOST`` for an emulator). See
+docs/storage.md.
 """
 from __future__ import annotations
 
@@ -27,16 +34,19 @@ from typing import Any, Dict, Tuple
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_SCHEMES = ("s3",)
+SUPPORTED_SCHEMES = ("s3", "gs")
 # Schemes people write that driftguard does not support, and why (the message of exit 2).
 _UNSUPPORTED = {
-    "gs": "gs:// would need gcsfs, which is not in requirements.lock and was not tested here",
-    "gcs": "gs:// would need gcsfs, which is not in requirements.lock and was not tested here",
+    "gcs": "write Google Cloud Storage URIs as gs://bucket/prefix",
 }
 
 
 class StorageError(ValueError):
     """Object storage cannot be used; the message names the setting (never a secret)."""
+
+
+class Conflict(Exception):
+    """A conditional write lost (the store answered 412): someone else wrote the object first."""
 
 
 def is_uri(path: Any) -> bool:
@@ -59,7 +69,7 @@ def check_uri(setting: str, uri: str) -> None:
     rest = str(uri).split("://", 1)[1]
     bucket = rest.split("/", 1)[0]
     if not bucket or rest.endswith("/") or "//" in rest:
-        raise StorageError(f"{setting}: {uri!r} is not s3://bucket[/prefix] (no empty part, no trailing /)")
+        raise StorageError(f"{setting}: {uri!r} is not {scheme}://bucket[/prefix] (no empty part, no trailing /)")
 
 
 def bucket_of(uri: str) -> str:
@@ -86,6 +96,10 @@ def clear_cache() -> None:
 def filesystem(uri: str, quick: bool = False):
     """The fsspec file system of ``uri``; ``quick``: short timeouts and no retries (preflight)."""
     key = (scheme_of(uri), quick)
+    if key not in _FS and key[0] == "gs":
+        from driftguard.components.storage_gcs import GCSFileSystem
+
+        _FS[key] = GCSFileSystem(quick=quick)
     if key not in _FS:
         import s3fs
 
@@ -103,8 +117,60 @@ def key_of(uri: str) -> str:
     return str(uri).split("://", 1)[1]
 
 
+# ---------------------------------------------------------------- conditional writes
+
+
+class _S3Writes:
+    """S3's conditional writes through s3fs: ``If-None-Match: *`` and ``If-Match: <ETag>``."""
+
+    def __init__(self, fs):
+        self.fs = fs
+
+    def version(self, path: str) -> str:
+        return self.fs.info(path)["ETag"]
+
+    def create(self, path: str, data: bytes) -> None:
+        try:
+            self.fs.pipe_file(path, data, mode="create")
+        except FileExistsError:     # s3fs's translation of 412 on If-None-Match
+            raise Conflict(path) from None
+
+    def replace(self, path: str, data: bytes, version: str) -> None:
+        try:
+            self.fs.pipe_file(path, data, IfMatch=version)
+        except OSError as e:
+            if "pre-condition" in str(e) or "PreconditionFailed" in repr(e):   # s3fs's text for S3's 412
+                raise Conflict(path) from None
+            raise
+
+
+class _GCSWrites:
+    """GCS's conditional writes: ``ifGenerationMatch=0`` and ``ifGenerationMatch=<generation>``."""
+
+    def __init__(self, fs):
+        self.fs = fs
+        self.create, self.replace = fs.create, fs.replace
+
+    def version(self, path: str) -> str:
+        return self.fs.info(path)["version"]
+
+
+def conditional_writes(uri: str):
+    """The conditional writes of ``uri``'s store, the same three calls for every scheme:
+    ``version(path)`` (an object's current version: S3's ETag, GCS's generation;
+    FileNotFoundError when absent), ``create(path, data)`` (only if absent) and
+    ``replace(path, data, version)`` (only if still at ``version``); both raise
+    :class:`Conflict` when the store refuses (412)."""
+    fs = filesystem(uri)
+    return _GCSWrites(fs) if scheme_of(uri) == "gs" else _S3Writes(fs)
+
+
 def _endpoint() -> str:
     return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or "AWS S3"
+
+
+def _probe_key(uri: str) -> str:
+    return f"{key_of(uri)}/.driftguard-preflight/{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex}"
 
 
 def preflight(setting: str, uri: str, write: bool = False) -> None:
@@ -114,6 +180,11 @@ def preflight(setting: str, uri: str, write: bool = False) -> None:
     probe object under ``<uri>/.driftguard-preflight/``, so a key allowed to read but not to write
     fails here rather than at the push."""
     check_uri(setting, uri)
+    if scheme_of(uri) == "gs":
+        from driftguard.components import storage_gcs
+
+        storage_gcs.preflight(setting, uri, key_of(uri), _probe_key(uri) if write else None)
+        return
     from botocore import exceptions as bx
 
     bucket, endpoint = bucket_of(uri), _endpoint()
@@ -122,7 +193,7 @@ def preflight(setting: str, uri: str, write: bool = False) -> None:
         fs.call_s3("head_bucket", Bucket=bucket)
         fs.call_s3("list_objects_v2", Bucket=bucket, Prefix=key_of(uri).partition("/")[2], MaxKeys=1)
         if write:
-            probe = f"{key_of(uri)}/.driftguard-preflight/{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex}"
+            probe = _probe_key(uri)
             fs.pipe_file(probe, b"", mode="create")
             with contextlib.suppress(OSError):     # a bucket that forbids deletes keeps an empty probe
                 fs.rm_file(probe)
@@ -180,7 +251,8 @@ SYNC_MANIFEST = ".driftguard-sync.json"    # in a local copy of a bucket prefix:
 def sync_tree(uri: str, folder: os.PathLike) -> Tuple[int, int]:
     """Make ``folder`` a copy of every object under ``uri`` (the spans of ``data.root``): download
     the objects that are new or whose ETag changed (each into a temporary file, then renamed),
-    delete the files this copy made whose object is gone; return (downloaded, deleted). Spans are
+    delete the files this copy made whose object is gone; return (downloaded, deleted). (A GCS
+    object's "ETag" here is its generation.) Spans are
     written once, so after the first run a sync is one listing."""
     fs = filesystem(uri)
     folder = pathlib.Path(folder)
@@ -200,7 +272,7 @@ def sync_tree(uri: str, folder: os.PathLike) -> Tuple[int, int]:
         rel = key[len(root) + 1:]
         if not rel or any(part in ("", ".", "..") for part in rel.split("/")):
             continue
-        etag = str(info.get("ETag") or info.get("size"))
+        etag = str(info.get("ETag") or info.get("version") or info.get("size"))
         now[rel] = etag
         target = folder / rel
         if had.get(rel) == etag and target.is_file():

@@ -481,9 +481,9 @@ class Config:
     schema_version: int = 1
     runs: str = "runs"                    # MLMD, pipeline outputs, registry, reports, outbox, state
     # Where the model registries live (<registry>/<model_name>/<version>/): "" = <runs>/serving,
-    # or an object-storage URI s3://bucket/prefix (components/storage.py, docs/storage.md)
+    # or an object-storage URI s3:// or gs://bucket/prefix (components/storage.py, docs/storage.md)
     registry: str = ""
-    # Also copy the HTML reports (dashboard, span pages) to s3://bucket/prefix/<model_name>/ after
+    # Also copy the HTML reports (dashboard, span pages) to s3:// or gs://bucket/prefix/<model_name>/ after
     # every build; "" = only <runs>/reports (docs/storage.md)
     reports: str = ""
     first_spans: Tuple[str, ...] = ()     # `driftguard run` trains version 1 on these
@@ -651,7 +651,7 @@ class Config:
                 raise ConfigError(f"{e} (reports names where the HTML reports are copied; they are always "
                                   f"built in <runs>/reports)") from None
         if self.registry and not self.registry_is_remote:
-            raise ConfigError(f"registry must be an object-storage URI (s3://bucket/prefix), got {self.registry!r}; "
+            raise ConfigError(f"registry must be an object-storage URI (s3:// or gs://bucket/prefix), got {self.registry!r}; "
                               f"leave it out for the local registry <runs>/serving (docs/storage.md)")
         if self.runner not in ("local", "beam"):
             raise ConfigError(f"runner must be 'local' or 'beam', got {self.runner!r}")

@@ -86,3 +86,4 @@ def first_push(workspace, tmp_path_factory):
 from project_fixtures import flights, penguins  # noqa: E402,F401  (session fixtures of the other projects)
 from postgres_fixture import postgres  # noqa: E402,F401  (a real PostgreSQL server, for metadata: postgresql)
 from s3_fixture import s3_env, s3_server  # noqa: E402,F401  (moto's S3 server on 127.0.0.1, for object storage)
+from gcs_fixture import gcs_env, gcs_proxy, gcs_server  # noqa: E402,F401  (a GCS emulator on 127.0.0.1, for gs://)

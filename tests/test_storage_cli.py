@@ -1,7 +1,8 @@
 """``registry: s3://bucket/prefix`` through the real CLI, against moto's S3 server on 127.0.0.1
 (tests/s3_fixture.py): bad settings exit 2 naming the setting before anything runs, and (tfx)
 a training pushes into the bucket and a span check in another project folder reads its profile
-from there."""
+from there. The same for ``gs://`` against gcp-storage-emulator (tests/gcs_fixture.py), reusing
+the version that training made (no second training)."""
 from __future__ import annotations
 
 import json
@@ -26,8 +27,8 @@ _ISOLATE = {"AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/
 
 
 @pytest.mark.parametrize("case", ["wrong secret", "missing bucket", "unreachable endpoint", "no credentials",
-                                  "gs scheme", "unknown scheme", "data root bucket missing",
-                                  "data root gs", "runs uri"])
+                                  "gcs scheme", "unknown scheme", "data root bucket missing",
+                                  "runs uri"])
 def test_bad_object_storage_settings_exit_2_naming_the_setting_before_anything_runs(s3_server, tmp_path, case):
     env = {**s3_server.env(), **_ISOLATE}
     registry, values, setting = s3_server.prefix_uri(), {}, "registry"
@@ -39,14 +40,12 @@ def test_bad_object_storage_settings_exit_2_naming_the_setting_before_anything_r
         env["AWS_ENDPOINT_URL_S3"] = f"http://127.0.0.1:{free_port()}"
     elif case == "no credentials":
         env["AWS_ACCESS_KEY_ID"] = env["AWS_SECRET_ACCESS_KEY"] = ""
-    elif case == "gs scheme":
-        registry = "gs://bucket/models"
+    elif case == "gcs scheme":
+        registry = "gcs://bucket/models"
     elif case == "unknown scheme":
         registry = "hdfs://namenode/models"
     elif case == "data root bucket missing":
         values, setting = {"data": {"root": "s3://no-such-bucket/data"}}, "data.root: bucket 'no-such-bucket'"
-    elif case == "data root gs":
-        values, setting = {"data": {"root": "gs://bucket/data"}}, "data.root"
     elif case == "runs uri":
         values, setting = {"runs": f"s3://{s3_server.bucket}/runs"}, "runs"
     config = _project(tmp_path, "p", registry=registry, **values)
@@ -152,3 +151,94 @@ def test_the_dashboard_of_a_check_against_the_bucket_is_copied_to_the_bucket(s3_
     assert key in s3_server.keys(reports.split("/", 3)[3])
     html = s3_server.client().get_object(Bucket=s3_server.bucket, Key=key)["Body"].read().decode()
     assert html == (config.parent / "runs" / "reports" / "index.html").read_text()
+
+
+# ---------------------------------------------------------------- gs:// (gcp-storage-emulator)
+
+# no emulator and no Google credentials anywhere: the developer's own ADC must not decide the outcome
+_GS_NO_CREDENTIALS = {"STORAGE_EMULATOR_HOST": "", "GOOGLE_APPLICATION_CREDENTIALS": "",
+                      "CLOUDSDK_CONFIG": "/nonexistent", "NO_GCE_CHECK": "true"}
+
+
+@pytest.mark.parametrize("case", ["missing bucket", "unreachable endpoint", "no credentials",
+                                  "data root bucket missing", "reports bucket missing", "runs uri"])
+def test_bad_gs_settings_exit_2_naming_the_setting_before_anything_runs(gcs_server, tmp_path, case):
+    env = {**gcs_server.env(), **_ISOLATE}
+    registry, values, setting = gcs_server.prefix_uri(), {}, "registry"
+    if case == "missing bucket":
+        registry, setting = "gs://no-such-bucket/models", "registry: bucket 'no-such-bucket' does not exist"
+    elif case == "unreachable endpoint":
+        env["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{free_port()}"
+        setting = "registry: cannot reach the GCS endpoint"
+    elif case == "no credentials":
+        env.update(_GS_NO_CREDENTIALS)
+        setting = "registry: no Google credentials"
+    elif case == "data root bucket missing":
+        values, setting = {"data": {"root": "gs://no-such-bucket/data"}}, "data.root: bucket 'no-such-bucket'"
+    elif case == "reports bucket missing":
+        values, setting = {"reports": "gs://no-such-bucket/reports"}, "reports: bucket 'no-such-bucket'"
+    elif case == "runs uri":
+        values, setting = {"runs": f"gs://{gcs_server.bucket}/runs"}, "runs"
+    config = _project(tmp_path, "p", registry=registry, **values)
+    assert_refused_before_work(config, env, setting, [], ["serving", "registry-cache", "data-cache", "metadata.sqlite"])
+    if registry.startswith(f"gs://{gcs_server.bucket}/"):
+        assert gcs_server.keys(registry.split("/", 3)[3]) == []     # nothing half-written in the bucket
+
+
+def test_report_copies_the_dashboard_to_a_gs_reports_uri(gcs_server, tmp_path):
+    env = {**gcs_server.env(), **_ISOLATE}
+    reports = gcs_server.prefix_uri()
+    config = _project(tmp_path, "p", reports=reports)
+    (config.parent / "runs").mkdir()
+    proc = run_cli("report", config=config, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"copied to {reports}/taxi/" in proc.stdout, proc.stdout
+    local = sorted(p.relative_to(config.parent / "runs" / "reports").as_posix()
+                   for p in (config.parent / "runs" / "reports").rglob("*") if p.is_file())
+    assert "index.html" in local
+    assert gcs_server.keys(reports.split("/", 3)[3]) == sorted(f"{reports.split('/', 3)[3]}/taxi/{n}" for n in local)
+
+
+@pytest.fixture(scope="module")
+def gs_runs(s3_runs, gcs_server, tmp_path_factory):
+    """The version project ``a`` trained (its mirror holds it whole, as the pusher staged it)
+    published into a ``gs://`` registry, and the taxi spans 1-3 uploaded to a ``gs://``
+    data.root; project ``c`` (its own runs, MLMD and empty mirror) checks span 3 against them."""
+    from driftguard.components import storage
+    from driftguard.components.registry_pusher import remote
+
+    assert s3_runs["train"].returncode == 0, s3_runs["train"].stderr[-3000:]
+    tmp = tmp_path_factory.mktemp("gs-projects")
+    registry, data = gcs_server.prefix_uri(), gcs_server.prefix_uri() + "/taxi-data"
+    for span in (1, 2, 3):
+        gcs_server.write(f"{data.split('/', 3)[3]}/span-{span}/data.csv",
+                         (DATA / f"span-{span}" / "data.csv").read_bytes())
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("STORAGE_EMULATOR_HOST", gcs_server.url)
+        storage.clear_cache()
+        version = s3_runs["a"].parent / "runs" / "registry-cache" / "taxi" / "1"
+        assert remote.publish_version(f"{registry}/taxi", version) == 1
+    storage.clear_cache()
+    env = {**gcs_server.env(), **_ISOLATE}
+    c = _project(tmp, "c", registry=registry, data={"root": data})
+    check = run_cli("check", "--span", "3", "--json", config=c, env=env)
+    return {"c": c, "registry": registry, "check": check, "env": env}
+
+
+@pytest.mark.tfx
+def test_a_check_reads_its_profile_and_spans_from_gs_and_labels_go_back(gcs_server, gs_runs):
+    check, c, env = gs_runs["check"], gs_runs["c"], gs_runs["env"]
+    assert check.returncode in (0, 1), check.stderr[-3000:]
+    report = json.loads(check.stdout)
+    assert report["context"]["baseline_version"] == 1 and report["context"]["registry"] == f"{gs_runs['registry']}/taxi"
+    mirror = c.parent / "runs" / "registry-cache" / "taxi"
+    assert (mirror / "1" / "profile" / "profile.json").is_file()
+    assert (mirror / ".source").read_text().strip() == f"{gs_runs['registry']}/taxi"
+    copy = c.parent / "runs" / "data-cache"
+    assert (copy / "span-3" / "data.csv").read_bytes() == (DATA / "span-3" / "data.csv").read_bytes()
+    assert not (c.parent / "runs" / "serving").exists()
+    promote = run_cli("promote", "1", "--label", "canary", "--reason", "e2e", config=c, env=env, timeout=300)
+    assert promote.returncode == 0, promote.stderr[-3000:]
+    prefix = gs_runs["registry"].split("/", 3)[3] + "/taxi"
+    assert json.loads(gcs_server.read(f"{prefix}/labels.json"))["labels"] == {"canary": 1}
+    assert [json.loads(line)["label"] for line in gcs_server.read(f"{prefix}/audit.jsonl").decode().splitlines()] == ["canary"]

@@ -1,13 +1,16 @@
-"""The model registry in a bucket (``registry: s3://...``): publish once without rename, the
-local mirror every reader uses, labels by compare-and-swap. Object-storage access itself (URIs,
-file system, preflight) is ``driftguard.components.storage``.
+"""The model registry in a bucket (``registry: s3://...`` or ``gs://...``): publish once without
+rename, the local mirror every reader uses, labels by compare-and-swap. Object-storage access
+itself (URIs, file system, preflight, the per-store conditional writes) is
+``driftguard.components.storage``; this protocol is the same for every store.
 
 Layout of a registry at ``<uri>`` (``<registry>/<model_name>``)::
 
-    <uri>/.claims/<N>        claimed by one publisher (created with If-None-Match: *)
+    <uri>/.claims/<N>        claimed by one publisher (created only if absent: S3 If-None-Match: *,
+                             GCS ifGenerationMatch=0)
     <uri>/<N>/...            the version's files (SavedModel, profile/)
-    <uri>/.published/<N>     written LAST: the manifest (every file and its size)
-    <uri>/labels.json        label -> version (replaced with If-Match on its ETag)
+    <uri>/.published/<N>     written LAST, also only if absent: the manifest (every file and its size)
+    <uri>/labels.json        label -> version (replaced only if still at the version read: S3
+                             If-Match on its ETag, GCS ifGenerationMatch on its generation)
     <uri>/audit.jsonl        every label change
 
 A version exists only once its ``.published/<N>`` marker does: a publisher killed mid-upload
@@ -32,7 +35,7 @@ import time
 import uuid
 from typing import Any, Iterator, List, Optional
 
-from driftguard.components.storage import StorageError, filesystem, key_of
+from driftguard.components.storage import Conflict, StorageError, conditional_writes, filesystem, key_of
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +45,6 @@ SOURCE_FILE = ".source"          # in a local mirror: the bucket URI it mirrors
 INCOMING = ".incoming"           # in a local mirror: versions being downloaded
 LABELS_FILE = "labels.json"      # the same names as components/registry_pusher/labels.py
 AUDIT_FILE = "audit.jsonl"
-
-
-class Conflict(Exception):
-    """A conditional write lost: someone else wrote the object first."""
 
 
 def _numbers(fs, folder: str) -> List[int]:
@@ -66,11 +65,12 @@ def _claim(fs, uri: str) -> int:
     root = key_of(uri)
     n = (_numbers(fs, f"{root}/{CLAIMS}") or [0])[-1] + 1
     owner = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "at": time.time()}).encode()
+    writes = conditional_writes(uri)
     while True:
         try:
-            fs.pipe_file(f"{root}/{CLAIMS}/{n}", owner, mode="create")
+            writes.create(f"{root}/{CLAIMS}/{n}", owner)
             return n
-        except FileExistsError:
+        except Conflict:
             n += 1     # another publisher claimed n between our listing and our write
 
 
@@ -91,8 +91,19 @@ def publish_version(uri: str, staged: os.PathLike, before_marker=None) -> int:
         manifest.append({"path": rel, "size": path.stat().st_size})
     if before_marker is not None:
         before_marker(version)
-    fs.pipe_file(f"{key_of(uri)}/{PUBLISHED}/{version}",
-                 json.dumps({"version": version, "files": manifest}).encode(), mode="create")
+    marker = f"{key_of(uri)}/{PUBLISHED}/{version}"
+    body = json.dumps({"version": version, "files": manifest}).encode()
+    try:
+        conditional_writes(uri).create(marker, body)
+    except Conflict:
+        # the client retried a create whose first answer was lost: the marker there is ours.
+        # Anything else is a protocol violation (N was claimed by this publisher): raise.
+        try:
+            ours = fs.cat_file(marker) == body
+        except FileNotFoundError:
+            ours = False
+        if not ours:
+            raise
     log.info("published %s/%d (%d files)", uri, version, len(files))
     return version
 
@@ -178,14 +189,13 @@ def _replace_local(path: pathlib.Path, data: Optional[bytes]) -> None:
 
 
 def pull_labels(uri: str, mirror: os.PathLike) -> Optional[str]:
-    """Copy the bucket's labels.json and audit.jsonl into the mirror; return labels.json's ETag
-    (None: the bucket has none yet)."""
+    """Copy the bucket's labels.json and audit.jsonl into the mirror; return labels.json's
+    version (S3's ETag, GCS's generation; None: the bucket has none yet)."""
     fs = filesystem(uri)
     mirror = pathlib.Path(mirror)
     etag, data = None, None
     try:
-        info = fs.info(f"{key_of(uri)}/{LABELS_FILE}")
-        etag = info.get("ETag")
+        etag = conditional_writes(uri).version(f"{key_of(uri)}/{LABELS_FILE}")
         data = fs.cat_file(f"{key_of(uri)}/{LABELS_FILE}")
     except FileNotFoundError:
         pass
@@ -199,25 +209,19 @@ def pull_labels(uri: str, mirror: os.PathLike) -> Optional[str]:
 
 
 def push_labels(uri: str, mirror: os.PathLike, etag: Optional[str]) -> None:
-    """Write the mirror's labels.json to the bucket only if the bucket's is still the one of
-    ``etag`` (If-Match; If-None-Match when there was none): Conflict otherwise. Then the audit."""
+    """Write the mirror's labels.json to the bucket only if the bucket's is still at version
+    ``etag`` (created only if absent when there was none): Conflict otherwise. Then the audit."""
     fs = filesystem(uri)
     mirror = pathlib.Path(mirror)
     if not (mirror / LABELS_FILE).is_file():
         return      # nothing was written (the change was a no-op on a registry without labels)
     body = (mirror / LABELS_FILE).read_bytes()
     path = f"{key_of(uri)}/{LABELS_FILE}"
-    try:
-        if etag is None:
-            fs.pipe_file(path, body, mode="create")
-        else:
-            fs.pipe_file(path, body, IfMatch=etag)
-    except FileExistsError:
-        raise Conflict(path) from None
-    except OSError as e:
-        if "pre-condition" in str(e) or "PreconditionFailed" in repr(e):   # s3fs's text for S3's 412
-            raise Conflict(path) from None
-        raise
+    writes = conditional_writes(uri)
+    if etag is None:
+        writes.create(path, body)
+    else:
+        writes.replace(path, body, etag)
     audit = mirror / AUDIT_FILE
     if audit.is_file():
         # not conditional: the labels' CAS above serializes writers, and each writer uploads the
