@@ -70,7 +70,7 @@ def _config(ctx: click.Context, beam_args=(), preflight: bool = False) -> config
             metadata.preflight(cfg)
         with user_errors(beam_staging.RunnerError):
             beam_staging.preflight(cfg.beam_args, {"data.root": cfg.data_uri or str(cfg.data_path),
-                                                     "runs": str(cfg.pipeline_root)})
+                                                     "pipeline_root": cfg.pipeline_root_uri})
     return cfg
 
 
@@ -203,7 +203,7 @@ def _check_text(check: loop.SpanCheck) -> str:
     lines.append(f"retrain gate ({d['policy']}): "
                  f"{'RETRAIN on spans ' + cfg.spans.format_list(d['spans']) if d['retrain'] else 'no'} "
                  f"-- {d['reason']}")
-    lines.append(f"report: {check.report_dir / 'report.html'}")
+    lines.append(f"report: {check.report_dir}/report.html")
     return "\n".join(lines)
 
 

@@ -28,7 +28,26 @@ warnings.filterwarnings("ignore", message="You are using a non-supported Python 
 warnings.filterwarnings("ignore", message="Support for google-cloud-storage < 3.0.0", category=FutureWarning)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """The command line's group: a process in which tensorflow-io's S3 file system was used (an
+    s3:// ``pipeline_root``) ends through ``object_root.exit_now``, because the interpreter's own
+    exit aborts there (components/object_root.py); every other process exits as usual."""
+
+    def main(self, *args, **kwargs):
+        from driftguard.components import object_root
+
+        try:
+            return super().main(*args, **kwargs)
+        except SystemExit as e:
+            if object_root.registered() and kwargs.get("standalone_mode", True):
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+                if not isinstance(e.code, (int, type(None))):
+                    click.echo(e.code, err=True)
+                object_root.exit_now(code)
+            raise
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--project", "project_dir", type=click.Path(file_okay=False), envvar="DRIFTGUARD_PROJECT",
               help="The project folder (holding driftguard.yaml). Default: the working directory or the "
                    "nearest folder above it with a driftguard.yaml (env DRIFTGUARD_PROJECT).")

@@ -21,7 +21,7 @@ every worker start, is not built either.
 
 :func:`remote_worker_problem` says, before any component runs, what a runner whose workers run
 elsewhere lacks: workers that can import driftguard (its DoFns run there), and paths they can
-reach (docs/distributed.md).
+reach: ``data.root`` and ``pipeline_root`` as object-storage URIs (docs/distributed.md).
 """
 from __future__ import annotations
 
@@ -78,8 +78,9 @@ def remote_worker_problem(beam_args: Sequence[str], paths: Mapping[str, str]) ->
                     f"--beam-arg=--extra_package=<driftguard sdist> ({how})")
         local = [setting for setting, where in paths.items() if "://" not in str(where)]
         if local:
-            return (f"{', '.join(local)}: --runner={runner} workers cannot reach this machine's disk, and the "
-                    f"pipeline root (under runs) cannot be on object storage yet ({how})")
+            return (f"{', '.join(local)}: --runner={runner} workers cannot reach this machine's disk: set "
+                    f"{' and '.join(local)} to object storage (pipeline_root: s3://bucket/prefix; gs:// is "
+                    f"not supported yet) ({how})")
         return None
     environment = (_flag(beam_args, "environment_type") or "DOCKER").upper()
     if environment in _LOCAL_WORKER_ENVIRONMENTS or _flag(beam_args, "environment_config"):

@@ -71,7 +71,7 @@ def load_config(ctx: click.Context, overrides: Optional[dict] = None) -> config_
         cfg = project.load(obj.get("project"), obj.get("config_file"), overrides)
     except config_lib.ConfigError as e:
         raise DriftguardError(str(e)) from None
-    if cfg.registry_uri or cfg.reports_uri or cfg.data_uri:
+    if cfg.registry_uri or cfg.reports_uri or cfg.data_uri or cfg.pipeline_root_is_remote:
         prepare_storage(cfg)
     obj["config_path"] = str(pathlib.Path(obj.get("config_file") or
                                           pathlib.Path(cfg.project_dir) / project.PROJECT_FILE).resolve())
@@ -79,15 +79,18 @@ def load_config(ctx: click.Context, overrides: Optional[dict] = None) -> config_
 
 
 def prepare_storage(cfg: config_lib.Config) -> None:
-    """The config's object-storage settings (``registry``, ``reports``, ``data.root``): reach each
+    """The config's object-storage settings (``registry``, ``reports``, ``data.root``,
+    ``pipeline_root``): reach each
     bucket first (exit 2 naming the setting when the scheme, the endpoint, the credentials or the
     bucket is wrong; nothing is written then), then bring the local copies the pipelines read up
     to date (the registry's mirror, the spans' copy); before any component runs."""
-    from driftguard.components import storage
+    from driftguard.components import object_root, storage
     from driftguard.components.registry_pusher import remote
 
     log = logging.getLogger(__name__)
     with user_errors(storage.StorageError):
+        if cfg.pipeline_root_is_remote:
+            object_root.preflight(cfg.pipeline_root_uri)
         for setting, uri, write in (("registry", cfg.registry_uri, True), ("reports", cfg.reports_uri, True),
                                     ("data.root", cfg.data_uri, False)):
             if uri:

@@ -486,6 +486,11 @@ class Config:
     # Also copy the HTML reports (dashboard, span pages) to s3:// or gs://bucket/prefix/<model_name>/ after
     # every build; "" = only <runs>/reports (docs/storage.md)
     reports: str = ""
+    # Where TFX writes the pipelines' artifacts (examples, statistics, schema, model, evaluation,
+    # reports of the span check): "" = <runs>/pipelines, or s3://bucket/prefix (the pipelines go
+    # under <pipeline_root>/<pipeline name>; components/object_root.py, docs/storage.md). MLMD,
+    # state, logs and caches stay in the local runs folder.
+    pipeline_root: str = ""
     first_spans: Tuple[str, ...] = ()     # `driftguard run` trains version 1 on these
     replay_spans: Tuple[str, ...] = ()    # then checks these in time order
     runner: str = "local"                 # local | beam
@@ -557,8 +562,20 @@ class Config:
         return self.runs_path / "metadata.sqlite"
 
     @property
-    def pipeline_root(self) -> pathlib.Path:
-        return self.runs_path / "pipelines"
+    def pipeline_root_uri(self) -> str:
+        """Where TFX writes artifacts: ``pipeline_root`` (a folder or s3://bucket/prefix), by
+        default the folder ``<runs>/pipelines``."""
+        if self.pipeline_root_is_remote:
+            return self.pipeline_root
+        return str(self._abs(self.pipeline_root) if self.pipeline_root else self.runs_path / "pipelines")
+
+    @property
+    def pipeline_root_is_remote(self) -> bool:
+        return "://" in self.pipeline_root
+
+    def pipeline_root_of(self, pipeline_name: str) -> str:
+        """The root of one pipeline's artifacts (``<pipeline_root>/<pipeline_name>``)."""
+        return f"{self.pipeline_root_uri}/{pipeline_name}"
 
     @property
     def registry_is_remote(self) -> bool:
@@ -650,6 +667,15 @@ class Config:
             except storage.StorageError as e:
                 raise ConfigError(f"{e} (reports names where the HTML reports are copied; they are always "
                                   f"built in <runs>/reports)") from None
+        if self.pipeline_root_is_remote:
+            from driftguard.components import object_root
+
+            try:
+                object_root.check_uri("pipeline_root", self.pipeline_root)
+            except object_root.ObjectRootError as e:
+                raise ConfigError(str(e)) from None
+        elif self.pipeline_root:
+            _check_folder("pipeline_root", self.pipeline_root)
         if self.registry and not self.registry_is_remote:
             raise ConfigError(f"registry must be an object-storage URI (s3:// or gs://bucket/prefix), got {self.registry!r}; "
                               f"leave it out for the local registry <runs>/serving (docs/storage.md)")
@@ -745,8 +771,8 @@ def _check_folder(key: str, value: str) -> None:
         raise ConfigError(f"{key} must be a folder path (not empty, no NUL byte), got {value!r}")
     if "://" in value:
         raise ConfigError(f"{key}: {value!r}: an object-storage URI is not supported for {key} (registry, "
-                          f"reports and data.root may be s3://bucket/prefix; {key} must be a local or mounted "
-                          f"folder; see docs/storage.md)")
+                          f"reports and data.root may be s3:// or gs://bucket/prefix, pipeline_root s3://; {key} must be a local "
+                          f"or mounted folder; see docs/storage.md)")
 
 
 def _check_range(path: str, value: Any, lo: float, hi: float) -> None:

@@ -23,6 +23,7 @@ import pathlib
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from driftguard.components import artifact_dirs
 from driftguard.pipeline import config as config_lib
 from driftguard.pipeline import metadata as metadata_lib
 from driftguard.pipeline import state
@@ -396,7 +397,7 @@ def check_span(cfg: config_lib.Config, span: int, *, runner: Optional[str] = Non
     def output_json(node_id: str, key: str, name: str):
         node = result.node(node_id)
         artifact = runner_lib.output_artifact(cfg, node.execution_id, key)
-        return json.loads((pathlib.Path(artifact.uri) / name).read_text()), pathlib.Path(artifact.uri)
+        return json.loads(artifact_dirs.read_text(artifact.uri, name)), artifact.uri
 
     report, report_dir = output_json("DriftDetector", "drift_report", detector_spec.REPORT_JSON)
     monitor, _ = output_json("PredictionMonitor", "model_monitor", "monitor.json")
@@ -587,7 +588,7 @@ def span_row(cfg: config_lib.Config, check: SpanCheck, outcome: str, serving: st
         "alert_titles": [a["title"] for a in check.alerts],
         "impact": span_impact(check.report, m) if m.get("status") == "monitored" else None,
         "decision": check.decision["decision"], "outcome": outcome, "serving": serving,
-        "report": str(check.report_dir / "report.html"),
+        "report": f"{check.report_dir}/report.html",
     }
 
 

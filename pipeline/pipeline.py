@@ -252,7 +252,7 @@ def create_pipeline(config: Config, spans: Optional[Sequence[int]] = None, *, da
     components += [gate, transform, trainer, resolver, evaluator, pusher]
     return tfx.dsl.Pipeline(
         pipeline_name=config.training_pipeline_name(),
-        pipeline_root=str(config.pipeline_root / config.training_pipeline_name()),
+        pipeline_root=config.pipeline_root_of(config.training_pipeline_name()),
         components=components,
         enable_cache=enable_cache,
         metadata_connection_config=metadata_connection(config),
@@ -319,7 +319,7 @@ def create_check_pipeline(config: Config, span: Optional[int] = None, *, data_ro
                                         outbox_dir=str(config.runs_path)))
     return tfx.dsl.Pipeline(
         pipeline_name=config.check_pipeline_name(),
-        pipeline_root=str(config.pipeline_root / config.check_pipeline_name()),
+        pipeline_root=config.pipeline_root_of(config.check_pipeline_name()),
         components=components,
         enable_cache=False,
         metadata_connection_config=metadata_connection(config),

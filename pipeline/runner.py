@@ -177,9 +177,11 @@ def run(pipeline, config: Config, runner: Optional[str] = None) -> RunResult:
     """Run ``pipeline`` on ``runner`` ('local' or 'beam') and return per-node results."""
     from tfx import v1 as tfx
 
+    from driftguard.components import object_root
     from driftguard.pipeline import beam_staging
 
     beam_staging.install()
+    object_root.register(config.pipeline_root_uri)     # s3://: tf.io.gfile (TFX, TF) reaches it
     runner = runner or config.runner
     config.runs_path.mkdir(parents=True, exist_ok=True)
     if runner not in ("local", "beam"):

@@ -37,8 +37,8 @@ def test_a_direct_run_builds_nothing_and_another_runner_keeps_tfxs_step(monkeypa
 
 # ---- remote workers: what a runner whose workers run elsewhere needs (docs/distributed.md)
 
-LOCAL = {"data.root": "/data/taxi", "runs": "/proj/runs/pipelines"}
-BUCKETS = {"data.root": "gs://b/data", "runs": "gs://b/runs/pipelines"}
+LOCAL = {"data.root": "/data/taxi", "pipeline_root": "/proj/runs/pipelines"}
+BUCKETS = {"data.root": "s3://b/data", "pipeline_root": "s3://b/pipelines"}
 
 
 def test_direct_runners_need_nothing():
@@ -53,8 +53,8 @@ def test_dataflow_needs_workers_that_import_driftguard_then_bucket_paths():
     assert beam_staging.remote_worker_problem(image, BUCKETS) is None
     assert beam_staging.remote_worker_problem(["--runner", "DataflowRunner", "--extra_package", "dg.tar.gz"],
                                               BUCKETS) is None
-    problem = beam_staging.remote_worker_problem(image, {**BUCKETS, "runs": "/proj/runs/pipelines"})
-    assert problem.startswith("runs: ") and "cannot be on object storage yet" in problem
+    problem = beam_staging.remote_worker_problem(image, {**BUCKETS, "pipeline_root": "/proj/runs/pipelines"})
+    assert problem.startswith("pipeline_root: ") and "set pipeline_root to object storage" in problem
 
 
 def test_portable_runners_need_a_container_or_loopback():
@@ -88,5 +88,5 @@ def test_the_cli_refuses_a_runner_its_workers_could_not_run_before_any_component
     assert "beam_args: --runner=DataflowRunner" in result.stderr and "--sdk_container_image" in result.stderr
     result = run_cli("check", "--span", "3", "--beam-arg=--runner=DataflowRunner",
                      "--beam-arg=--sdk_container_image=r/dg-worker:1", config=config, timeout=300)
-    assert result.returncode == 2 and "data.root, runs: --runner=DataflowRunner workers cannot reach" in result.stderr
+    assert result.returncode == 2 and "data.root, pipeline_root: --runner=DataflowRunner workers cannot reach" in result.stderr
     assert not (tmp_path / "runs" / "pipelines").exists()      # nothing ran

@@ -8,6 +8,7 @@ import pathlib
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
+from driftguard.components import artifact_dirs
 from driftguard.components.alert_delivery import spec
 from driftguard.components.alert_delivery.delivery import deliver, delivery_settings, headline
 from driftguard.components.retrain_gate.spec import DECISION_JSON
@@ -17,8 +18,13 @@ log = logging.getLogger(__name__)
 
 class Executor(base_executor.BaseExecutor):
     def Do(self, input_dict, output_dict, exec_properties) -> None:
-        decision_dir = pathlib.Path(artifact_utils.get_single_uri(input_dict[spec.DECISION_KEY]))
-        decision = json.loads((decision_dir / DECISION_JSON).read_text())
+        # outputs on object storage are written locally, then copied (artifact_dirs)
+        with artifact_dirs.written_locally(output_dict[spec.DELIVERY_KEY]):
+            self._do(input_dict, output_dict, exec_properties)
+
+    def _do(self, input_dict, output_dict, exec_properties) -> None:
+        decision = json.loads(artifact_dirs.read_text(artifact_utils.get_single_uri(input_dict[spec.DECISION_KEY]),
+                                                      DECISION_JSON))
         config = delivery_settings(json.loads(exec_properties[spec.ALERTS_CONFIG_KEY]))
         summary = deliver(decision, config, exec_properties[spec.OUTBOX_DIR_KEY])
         log.info("%s", headline(summary))

@@ -10,6 +10,7 @@ from typing import Any, Dict
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 
+from driftguard.components import artifact_dirs
 from driftguard.components.registry_pusher import remote
 from driftguard.components.artifacts import example_spans
 from driftguard.components.drift_detector import spec
@@ -84,6 +85,11 @@ def reference_record(choice, layout, profile, version) -> Dict[str, Any]:
 
 class Executor(base_beam_executor.BaseBeamExecutor):
     def Do(self, input_dict, output_dict, exec_properties) -> None:
+        # outputs on object storage are written locally, then copied (artifact_dirs)
+        with artifact_dirs.written_locally(output_dict[spec.DRIFT_REPORT_KEY]):
+            self._do(input_dict, output_dict, exec_properties)
+
+    def _do(self, input_dict, output_dict, exec_properties) -> None:
         report_artifact = artifact_utils.get_single_instance(output_dict[spec.DRIFT_REPORT_KEY])
         registry = pathlib.Path(exec_properties[spec.REGISTRY_DIR_KEY])
         remote.refresh(registry)      # the mirror of an s3:// registry: up to date first

@@ -19,6 +19,7 @@ import pyarrow as pa
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 
+from driftguard.components import artifact_dirs
 from driftguard.components import model_io
 from driftguard.components.registry_pusher import remote
 from driftguard.components.examples_io import (SampleSpanFn, column_floats, decode_batch, examples_file_patterns,
@@ -152,6 +153,11 @@ def score_examples(pipeline: beam.Pipeline, pattern: str, model_dir: str, model_
 
 class Executor(base_beam_executor.BaseBeamExecutor):
     def Do(self, input_dict, output_dict, exec_properties) -> None:
+        # outputs on object storage are written locally, then copied (artifact_dirs)
+        with artifact_dirs.written_locally(output_dict[spec.MONITOR_KEY]):
+            self._do(input_dict, output_dict, exec_properties)
+
+    def _do(self, input_dict, output_dict, exec_properties) -> None:
         report_artifact = artifact_utils.get_single_instance(output_dict[spec.MONITOR_KEY])
         out = pathlib.Path(report_artifact.uri)
         out.mkdir(parents=True, exist_ok=True)

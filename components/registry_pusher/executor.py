@@ -28,9 +28,11 @@ from typing import Dict
 
 from tfx.components.evaluator import constants as evaluator_constants
 from tfx.dsl.components.base import base_beam_executor
+from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
+from driftguard.components import artifact_dirs
 from driftguard.components.artifacts import example_spans
 from driftguard.components.registry_pusher import spec
 
@@ -179,7 +181,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         registry.mkdir(parents=True, exist_ok=True)
         staged = new_staging_dir(registry)
         try:
-            shutil.copytree(path_utils.serving_model_path(model.uri), staged)
+            artifact_dirs.copy_tree(path_utils.serving_model_path(model.uri), staged)   # a path or s3://
             profile_dir = staged / PROFILE_DIR
             profile_dir.mkdir()
             self._write_profile(profile_dir, input_dict, exec_properties, model, blessing)
@@ -230,8 +232,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     def _write_profile(self, profile_dir: pathlib.Path, input_dict, exec_properties, model,
                        blessing) -> None:
         schema_uri = artifact_utils.get_single_uri(input_dict[spec.SCHEMA_KEY])
-        schema_files = [n for n in os.listdir(schema_uri) if n.endswith(".pbtxt")]
-        shutil.copyfile(os.path.join(schema_uri, schema_files[0]), profile_dir / "schema.pbtxt")
+        schema_files = [n for n in fileio.listdir(schema_uri) if n.endswith(".pbtxt")]
+        fileio.copy(os.path.join(schema_uri, schema_files[0]), str(profile_dir / "schema.pbtxt"))
         read = example_spans(input_dict[spec.EXAMPLES_KEY])     # the training window
         stats_dir = profile_dir / "training_statistics"
         stats_dir.mkdir()

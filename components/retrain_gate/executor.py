@@ -7,6 +7,7 @@ import pathlib
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
+from driftguard.components import artifact_dirs
 from driftguard.components.registry_pusher import remote
 from driftguard.components.alerts.config import parse_alerts_config
 from driftguard.components.alerts.rules import evaluate
@@ -20,11 +21,16 @@ from driftguard.components.retrain_gate.policy import decide, impact_evidence
 def _read_json(artifacts, name: str):
     if not artifacts:
         return None
-    return json.loads((pathlib.Path(artifact_utils.get_single_uri(artifacts)) / name).read_text())
+    return json.loads(artifact_dirs.read_text(artifact_utils.get_single_uri(artifacts), name))
 
 
 class Executor(base_executor.BaseExecutor):
     def Do(self, input_dict, output_dict, exec_properties) -> None:
+        # outputs on object storage are written locally, then copied (artifact_dirs)
+        with artifact_dirs.written_locally(output_dict[spec.DECISION_KEY]):
+            self._do(input_dict, output_dict, exec_properties)
+
+    def _do(self, input_dict, output_dict, exec_properties) -> None:
         out = artifact_utils.get_single_instance(output_dict[spec.DECISION_KEY])
         read = example_spans(input_dict[spec.EXAMPLES_KEY])     # resolved when the ExampleGen ran
         span = read.span

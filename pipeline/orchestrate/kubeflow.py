@@ -87,7 +87,7 @@ def create_check_and_train_pipeline(config: Config, span: Optional[int] = None, 
         with tfx.dsl.Cond(retrain == 1):
             for node in train_nodes:
                 registry.put_node(node)
-    root = pipeline_root or str(config.pipeline_root / combined_pipeline_name(config))
+    root = pipeline_root or config.pipeline_root_of(combined_pipeline_name(config))
     return tfx.dsl.Pipeline(
         pipeline_name=combined_pipeline_name(config),
         pipeline_root=root,
