@@ -85,6 +85,13 @@ test-airflow: setup
 test-faults: setup
 	$(VENV)/bin/python -m pytest -m faults $(PYTEST_ARGS)
 
+# End to end against real servers on 127.0.0.1 (tests/test_metadata_postgres.py,
+# tests/test_storage_cli.py, tests/test_pipeline_root_s3.py): trainings and checks with MLMD on
+# PostgreSQL and the registry, spans and pipeline root in S3 / GCS emulators, ~8 min on 2 cores;
+# their fast refusal tests stay in `make test`. .ci/run runs this suite beside `make test`.
+test-storage: setup system-deps
+	$(VENV)/bin/python -m pytest -m storage $(PYTEST_ARGS)
+
 # Only the pure, fast tests (no TFX run): handy while editing.
 test-fast: setup
 	$(VENV)/bin/python -m pytest -m "not tfx" $(PYTEST_ARGS)

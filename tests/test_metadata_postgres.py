@@ -54,6 +54,7 @@ def shared_db_runs(postgres, tmp_path_factory):
     return {"a": a, "b": b, "train": train, "check_a": check_a, "check_b": check_b}
 
 
+@pytest.mark.storage
 @pytest.mark.tfx
 def test_a_training_and_a_check_record_their_executions_in_postgresql(postgres, shared_db_runs):
     train, check = shared_db_runs["train"], shared_db_runs["check_a"]
@@ -71,6 +72,7 @@ def test_a_training_and_a_check_record_their_executions_in_postgresql(postgres, 
     assert states <= {3, 5}, states      # COMPLETE or CACHED, nothing left RUNNING or FAILED
 
 
+@pytest.mark.storage
 @pytest.mark.tfx
 def test_two_projects_sharing_the_database_do_not_interfere(postgres, shared_db_runs):
     check_b = shared_db_runs["check_b"]

@@ -74,6 +74,7 @@ def s3_runs(s3_server, tmp_path_factory):
     return {"a": a, "b": b, "registry": registry, "train": train, "check": check}
 
 
+@pytest.mark.storage
 @pytest.mark.tfx
 def test_a_training_pushes_into_the_bucket_and_a_check_elsewhere_reads_its_profile(s3_server, s3_runs):
     train, check = s3_runs["train"], s3_runs["check"]
@@ -100,6 +101,7 @@ def test_a_training_pushes_into_the_bucket_and_a_check_elsewhere_reads_its_profi
     assert (copy / "span-3" / "data.csv").read_bytes() == (DATA / "span-3" / "data.csv").read_bytes()
 
 
+@pytest.mark.storage
 @pytest.mark.tfx
 def test_a_label_set_on_one_machine_is_in_the_bucket_and_seen_by_the_other(s3_server, s3_runs):
     env = {**s3_server.env(), **_ISOLATE}
@@ -138,6 +140,7 @@ def test_a_missing_reports_bucket_exits_2_naming_reports(s3_server, tmp_path):
     assert proc.stderr.strip().startswith("error: reports: bucket 'no-such-bucket' does not exist"), proc.stderr
 
 
+@pytest.mark.storage
 @pytest.mark.tfx
 def test_the_dashboard_of_a_check_against_the_bucket_is_copied_to_the_bucket(s3_server, s3_runs):
     env = {**s3_server.env(), **_ISOLATE}
@@ -225,6 +228,7 @@ def gs_runs(s3_runs, gcs_server, tmp_path_factory):
     return {"c": c, "registry": registry, "check": check, "env": env}
 
 
+@pytest.mark.storage
 @pytest.mark.tfx
 def test_a_check_reads_its_profile_and_spans_from_gs_and_labels_go_back(gcs_server, gs_runs):
     check, c, env = gs_runs["check"], gs_runs["c"], gs_runs["env"]
