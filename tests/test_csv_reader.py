@@ -162,3 +162,58 @@ def test_a_header_only_file_has_no_rows(tmp_path):
     (tmp_path / "a.csv").write_text("a,b\n1,x\n")
     (tmp_path / "b.csv").write_text("a,b\n")
     assert len(our_examples([tmp_path / "a.csv", tmp_path / "b.csv"], tmp_path / "out")) == 1
+
+
+def _run_span_example_gen(data_root: pathlib.Path, out: pathlib.Path, span: int):
+    """The span check's ExampleGen (SpanExampleGen, no shuffle) on a CSV span, as its executor runs."""
+    from tfx.types import standard_artifacts
+
+    from driftguard.components.example_gen import executor, spec
+    from driftguard.components.example_gen.component import SpanExampleGen
+
+    component = SpanExampleGen(data_root=str(data_root), pattern="span-{SPAN}/*", data_format="csv",
+                               spans=[span], shuffle=False)
+    examples = standard_artifacts.Examples()
+    examples.uri = str(out)
+    executor.Executor().Do({}, {spec.EXAMPLES_KEY: [examples]}, dict(component.exec_properties))
+    return examples
+
+
+def test_a_span_checks_examples_are_the_ones_tfxs_csv_path_gives_split_for_split(tmp_path):
+    """What every component of a span check reads (the Examples artifact, split by split) is
+    what it was with TFX's CSV path: the same records in the same splits, so the same verdict."""
+    import tensorflow as tf
+    from tfx.components.example_gen.base_example_gen_executor import _PartitionFn
+    from tfx.types import artifact_utils
+
+    from driftguard.components.example_gen.component import DEFAULT_BUCKETS
+    from tfx.proto import example_gen_pb2
+
+    examples = _run_span_example_gen(TAXI, tmp_path / "examples", 3)
+    names = artifact_utils.decode_split_names(examples.split_names)
+    assert names == list(DEFAULT_BUCKETS)
+    got = {}
+    for name in names:
+        files = [str(p) for p in (tmp_path / "examples" / f"Split-{name}").iterdir()]
+        got[name] = sorted(r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP"))
+    config = example_gen_pb2.SplitConfig(splits=[example_gen_pb2.SplitConfig.Split(name=n, hash_buckets=b)
+                                                 for n, b in DEFAULT_BUCKETS.items()])
+    buckets = [2, 3]
+    theirs = tfx_examples(TAXI, "span-3/*", tmp_path / "tfx")
+    expected = {n: [] for n in names}
+    for record in theirs:
+        expected[names[_PartitionFn(tf.train.Example.FromString(record), 2, buckets, config)]].append(record)
+    assert got == {n: sorted(v) for n, v in expected.items()}
+    assert len(got["train"]) > len(got["eval"]) > 0
+
+
+def test_files_of_one_span_with_different_headers_are_refused_naming_both(tmp_path):
+    from driftguard.components.example_gen.readers import CsvError
+
+    span = tmp_path / "data" / "span-4"
+    span.mkdir(parents=True)
+    (span / "a.csv").write_text("fare,company\n1.5,Flash\n")
+    (span / "b.csv").write_text("fare,tips\n2.5,1\n")
+    with pytest.raises(CsvError, match=r"span 4: .*b\.csv has a different header than .*a\.csv.*"
+                                       r"columns only here: \['tips'\], missing here: \['company'\]"):
+        _run_span_example_gen(tmp_path / "data", tmp_path / "examples", 4)
