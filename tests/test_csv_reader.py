@@ -217,3 +217,22 @@ def test_files_of_one_span_with_different_headers_are_refused_naming_both(tmp_pa
     with pytest.raises(CsvError, match=r"span 4: .*b\.csv has a different header than .*a\.csv.*"
                                        r"columns only here: \['tips'\], missing here: \['company'\]"):
         _run_span_example_gen(tmp_path / "data", tmp_path / "examples", 4)
+
+
+def test_parquet_examples_are_serialized_deterministically_too(tmp_path):
+    """The Parquet reader shares the encoding: its records are their own deterministic
+    serialization (the C++ encoder alone orders features by a per-process hash)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import tensorflow as tf
+    import apache_beam as beam
+
+    from driftguard.components.example_gen.readers import ParquetFilesToExamples
+
+    pq.write_table(pa.table({f"f{i}": pa.array([i, None, 0], pa.int64()) for i in range(12)}
+                            | {"name": pa.array(["a", "", None])}), tmp_path / "a.parquet")
+    with beam.Pipeline() as p:
+        _write_and_read(p | ParquetFilesToExamples([str(tmp_path / "a.parquet")]), tmp_path / "out")
+    records = _records(tmp_path / "out")
+    assert len(records) == 3
+    assert all(r == tf.train.Example.FromString(r).SerializeToString(deterministic=True) for r in records)

@@ -10,8 +10,9 @@ folders that no glob names, so these transforms take the resolved file list inst
   inferred over all the files at once, so a window's spans agree on them (one ExampleGen per
   span could infer INT in one span and FLOAT in the next); files whose headers differ are read
   in the union of their columns.
-* Parquet: Arrow batches (``ReadAllFromParquetBatched``) encoded by
-  ``driftguard.components.model_io.encode_examples`` (tfx-bsl's C++ encoder). TFX 1.16's own
+* Parquet: Arrow batches (``ReadAllFromParquetBatched``) encoded as
+  ``driftguard.components.model_io.encode_examples`` encodes them (tfx-bsl's C++ encoder),
+  serialized deterministically as the CSV path's. TFX 1.16's own
   Parquet executor converts rows with ``utils.dict_to_example``, which tests ``if not pyval``
   and writes every 0, 0.0, "" and False as a missing value: an on-time arrival (delay 0)
   became unlabelled. Here only a null or a float NaN is missing.
@@ -28,9 +29,17 @@ FORMATS = ("csv", "parquet", "tfrecord")
 
 
 def _encode(table) -> List[bytes]:
-    from driftguard.components.model_io import encode_examples
+    """A Parquet batch as serialized tf.Examples: ``model_io.encode_examples``' columns (zeros kept,
+    null and NaN missing), serialized deterministically (:func:`deterministic_examples`: the
+    C++ encoder's own feature order changes per process, and with it the hash split)."""
+    import pyarrow as pa
 
-    return encode_examples(table)
+    from driftguard.components.model_io import SPLIT_COLUMN, _as_list_array
+
+    names = [c for c in table.column_names if c != SPLIT_COLUMN]
+    if table.num_rows == 0 or not names:
+        return []
+    return deterministic_examples(pa.RecordBatch.from_arrays([_as_list_array(table.column(c)) for c in names], names))
 
 
 class _FilesTransform(beam.PTransform):
