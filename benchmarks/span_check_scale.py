@@ -205,6 +205,7 @@ def main() -> None:
     keep = args.workdir is not None
     workdir = pathlib.Path(args.workdir or tempfile.mkdtemp(prefix="dg-scale-")).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
+    start_load = os.getloadavg()
     try:
         ensure_model(workdir, args.beam_arg)
         from driftguard.pipeline import config as config_lib
@@ -217,7 +218,8 @@ def main() -> None:
 
     load = os.getloadavg()
     print(f"# span check, format {args.format}, beam_args {' '.join(beam_args)}")
-    print(f"# {os.cpu_count()} cores, Python {platform.python_version()}, load average at the end "
+    print(f"# {os.cpu_count()} cores, Python {platform.python_version()}, load average at the start "
+          f"{start_load[0]:.1f} {start_load[1]:.1f} {start_load[2]:.1f}, at the end "
           f"{load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
     head = f"{'rows':>10} {'wall s':>7} " + " ".join(f"{SHORT[c]:>10}" for c in COMPONENTS) + \
         f" {'rows/s':>8} {'peak RSS':>9}"
