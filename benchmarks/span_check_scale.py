@@ -12,7 +12,8 @@ It trains version 1 of the taxi example (its driftguard.yaml, spans 1-2 of data/
 (``pipeline.create_check_pipeline`` + ``runner.run``, what ``driftguard check`` runs). Each
 node's seconds come from MLMD (execution create -> last update); peak memory is the largest
 resident set of this process and all its children (Beam's worker processes), summed, sampled
-every 0.2 s while the check runs.
+every 0.2 s while the check runs, with their CPU seconds (printed per component too: on a
+shared machine they move less than the wall time does).
 """
 from __future__ import annotations
 
@@ -42,17 +43,19 @@ CHUNK_ROWS = 250_000
 
 
 class TreeRss:
-    """Peak of the summed resident memory of this process and its descendants (from /proc)."""
+    """Peak of the summed resident memory of this process and its descendants (from /proc), and
+    their CPU seconds (user + system, live processes), sampled together."""
 
     def __init__(self, every: float = 0.2):
         self.every, self.peak, self._stop = every, 0, threading.Event()
-        self.samples: List[tuple] = []       # (epoch seconds, bytes)
+        self.samples: List[tuple] = []       # (epoch seconds, bytes, CPU seconds)
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     @staticmethod
-    def _tree_bytes(root: int) -> int:
+    def _tree(root: int) -> tuple:
         parents: Dict[int, int] = {}
         rss: Dict[int, int] = {}
+        cpu: Dict[int, int] = {}
         page = os.sysconf("SC_PAGE_SIZE")
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
@@ -65,20 +68,26 @@ class TreeRss:
             pid = int(entry)
             parents[pid] = int(fields[1])
             rss[pid] = int(fields[21]) * page
-        total = 0
+            cpu[pid] = int(fields[11]) + int(fields[12])
+        total, ticks = 0, 0
         for pid in rss:
             p = pid
             while p and p != root:
                 p = parents.get(p, 0)
             if p == root:
                 total += rss[pid]
-        return total
+                ticks += cpu[pid]
+        return total, ticks / os.sysconf("SC_CLK_TCK")
+
+    @classmethod
+    def _tree_bytes(cls, root: int) -> int:
+        return cls._tree(root)[0]
 
     def _run(self):
         me = os.getpid()
         while not self._stop.is_set():
-            rss = self._tree_bytes(me)
-            self.samples.append((time.time(), rss))
+            rss, cpu = self._tree(me)
+            self.samples.append((time.time(), rss, cpu))
             self.peak = max(self.peak, rss)
             self._stop.wait(self.every)
 
@@ -92,7 +101,12 @@ class TreeRss:
         self._thread.join()
 
     def peak_between(self, start: float, end: float) -> int:
-        return max((rss for t, rss in self.samples if start <= t <= end), default=0)
+        return max((rss for t, rss, _ in self.samples if start <= t <= end), default=0)
+
+    def cpu_between(self, start: float, end: float) -> float:
+        """CPU seconds the process tree used between two times (the samples nearest inside)."""
+        inside = [cpu for t, _, cpu in self.samples if start <= t <= end]
+        return inside[-1] - inside[0] if len(inside) > 1 else 0.0
 
 
 def taxi_rows():
@@ -179,12 +193,14 @@ def check(workdir: pathlib.Path, rows: int, data_format: str, beam_args: List[st
         sys.exit(f"check did not complete: {[n.node_id for n in result.failed + result.not_run]}")
     seconds = {n.node_id: n.seconds for n in result.nodes}
     store = runner_lib.open_store(cfg)
-    peaks = {}
+    peaks, cpu = {}, {}
     for n in result.nodes:
         if n.execution_id is not None:
             [e] = store.get_executions_by_id([n.execution_id])
-            peaks[n.node_id] = rss.peak_between(e.create_time_since_epoch / 1000, e.last_update_time_since_epoch / 1000)
-    return wall, seconds, rss.peak, peaks
+            start, end = e.create_time_since_epoch / 1000, e.last_update_time_since_epoch / 1000
+            peaks[n.node_id] = rss.peak_between(start, end)
+            cpu[n.node_id] = rss.cpu_between(start, end)
+    return wall, seconds, rss.peak, (peaks, cpu)
 
 
 def main() -> None:
@@ -205,6 +221,7 @@ def main() -> None:
     keep = args.workdir is not None
     workdir = pathlib.Path(args.workdir or tempfile.mkdtemp(prefix="dg-scale-")).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
+    start_load = os.getloadavg()
     try:
         ensure_model(workdir, args.beam_arg)
         from driftguard.pipeline import config as config_lib
@@ -217,7 +234,8 @@ def main() -> None:
 
     load = os.getloadavg()
     print(f"# span check, format {args.format}, beam_args {' '.join(beam_args)}")
-    print(f"# {os.cpu_count()} cores, Python {platform.python_version()}, load average at the end "
+    print(f"# {os.cpu_count()} cores, Python {platform.python_version()}, load average at the start "
+          f"{start_load[0]:.1f} {start_load[1]:.1f} {start_load[2]:.1f}, at the end "
           f"{load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
     head = f"{'rows':>10} {'wall s':>7} " + " ".join(f"{SHORT[c]:>10}" for c in COMPONENTS) + \
         f" {'rows/s':>8} {'peak RSS':>9}"
@@ -228,8 +246,13 @@ def main() -> None:
                          for c in COMPONENTS)
         print(f"{n:>10,} {wall:7.0f} {cells} {n / wall:8,.0f} {peak / 2**30:7.2f} GB")
     print("# peak RSS (GB) of the process tree while each component ran")
-    for n, _, _, _, peaks in results:
+    for n, _, _, _, (peaks, _) in results:
         cells = " ".join(f"{peaks[c] / 2**30:10.2f}" if peaks.get(c) else f"{'-':>10}" for c in COMPONENTS)
+        print(f"{n:>10,} {'':7} {cells}")
+    print("# CPU seconds (user + system) of the process tree while each component ran (sampled every "
+          "0.2 s: less sensitive than wall time to what else runs on the machine)")
+    for n, _, _, _, (_, cpu) in results:
+        cells = " ".join(f"{cpu[c]:10.1f}" if c in cpu else f"{'-':>10}" for c in COMPONENTS)
         print(f"{n:>10,} {'':7} {cells}")
 
 

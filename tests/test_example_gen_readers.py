@@ -48,8 +48,7 @@ def test_csv_files_with_different_headers_are_read_in_the_union_of_their_columns
     for name, text in files.items():
         (tmp_path / name).write_text(text)
     with beam.Pipeline() as p:
-        (p | CsvFilesToExamples([str(tmp_path / n) for n in files])
-         | beam.Map(lambda e: e.SerializeToString())
+        (p | CsvFilesToExamples([str(tmp_path / n) for n in files])          # serialized tf.Examples
          | beam.io.WriteToTFRecord(str(tmp_path / "out" / "examples")))
     rows = []
     for r in tf.data.TFRecordDataset([str(f) for f in (tmp_path / "out").iterdir()]):

@@ -138,6 +138,8 @@ class Executor(BaseExampleGenExecutor):
                 if not found:
                     raise SpanResolutionError(f"span {pattern.label(span)}: no file matches "
                                               f"{os.path.join(root, pattern.glob(span, split.pattern))}")
+                if exec_properties[spec.DATA_FORMAT_KEY] == "csv":   # a span is one table; a window may differ
+                    readers.check_span_headers(found, f"span {pattern.label(span)}")
                 chosen += found
             files[split.pattern] = chosen
         upto = [s for s in available if s <= spans[-1]][-MAX_LABELS:]      # what a window may take
