@@ -552,7 +552,8 @@ def replay(cfg: config_lib.Config, spans: Optional[Sequence[int]] = None, *, run
 def mirror_pipeline_root(cfg: config_lib.Config) -> Optional[Tuple[int, int]]:
     """With an object-storage ``pipeline_root``: bring its local mirror for the reports,
     ``<runs>/pipeline-cache/pipelines/...``, up to date before they are built, and return
-    (downloaded, deleted); None for a local pipeline root (the reports read it in place).
+    (downloaded, deleted); None for a local pipeline root (the reports read it in place) and
+    when the runs folder does not exist (nothing ran here: the reports say so).
 
     Only the files the reports read are copied (``reports.runs.report_input``: the drift
     reports, monitors, gate decisions and statistics; never examples or models), through
@@ -560,7 +561,7 @@ def mirror_pipeline_root(cfg: config_lib.Config) -> Optional[Tuple[int, int]]:
     second call downloads only what is new. ``.source`` names the bucket prefix, so the paths
     ``state.json`` records (``s3://...``) are found in the mirror (``reports.runs.rebase``).
     Raises ``storage.StorageError`` or OSError when the bucket or the folder cannot be used."""
-    if not cfg.pipeline_root_is_remote:
+    if not cfg.pipeline_root_is_remote or not cfg.runs_path.is_dir():
         return None
     from driftguard.components import storage
     from driftguard.components.reports import runs as report_runs

@@ -148,8 +148,10 @@ def test_the_reports_mirror_copies_only_their_files_once_and_the_dashboard_reads
         assert rec.monitor and rec.decision
     assert [rec.span for rec in loaded.spans] == [r["span"] for r in state["spans"]]
     assert not (runs / "pipelines").exists()
-    # a local pipeline root has no mirror
-    assert loop.mirror_pipeline_root(config_lib.from_dict(taxi_config(runs=str(tmp_path / "r2")), tmp_path)) is None
+    # a local pipeline root has no mirror; no runs folder yet: none made (`report` says there is none)
+    assert loop.mirror_pipeline_root(config_lib.from_dict(taxi_config(runs=str(runs)), tmp_path)) is None
+    fresh = config_lib.from_dict(taxi_config(pipeline_root=root, runs=str(tmp_path / "r2")), tmp_path)
+    assert loop.mirror_pipeline_root(fresh) is None and not (tmp_path / "r2").exists()
 
 
 def test_report_input_takes_the_reports_files_only():
