@@ -18,6 +18,7 @@ from driftguard.components.drift.cli import drift
 from driftguard.components.reports.cli import report
 from driftguard.monitoring.cli import monitor
 from driftguard.pipeline import config as config_lib
+from driftguard.pipeline import loop
 from driftguard.pipeline.cli_support import load_config
 from driftguard.serving.cli import serve
 
@@ -83,6 +84,9 @@ class _AlertsSettings:
         self.runs_path = cfg.runs_path
         self.model_name = cfg.model_name
         self.reports_uri = cfg.reports_uri
+        self.pipeline_root_uri = cfg.pipeline_root_uri
+        # before `driftguard report` builds: the local mirror of an s3:// pipeline_root (the loop's)
+        self.prepare_reports = lambda: loop.mirror_pipeline_root(cfg)
 
 
 for _command in (*loop_commands.COMMANDS, *registry_commands.COMMANDS, *schema_commands.COMMANDS,

@@ -15,7 +15,7 @@ from typing import Optional
 
 import click
 
-from driftguard.pipeline.cli_support import DriftguardError, load_config, user_errors
+from driftguard.pipeline.cli_support import DriftguardError, load_config, prepare_storage, user_errors
 from driftguard.pipeline.orchestrate import triggers
 
 IMAGE_ENV = "DRIFTGUARD_IMAGE"
@@ -37,7 +37,8 @@ IMAGE_ENV = "DRIFTGUARD_IMAGE"
               help=f"kubeflow: container image of every task (default: env {IMAGE_ENV} or "
                    f"driftguard:tfx-1.16.0, built from the Dockerfile).")
 @click.option("--pipeline-root", default=None, metavar="URI",
-              help="kubeflow: pipeline root (gs://..., s3://... or a path mounted in every pod).")
+              help="kubeflow: pipeline root (gs://... or a path mounted in every pod; default: the config's "
+                   "pipeline root/<model>-check-and-train; s3:// is refused).")
 @click.option("--alerts-secret", default="driftguard-alerts", show_default=True, metavar="NAME",
               help="kubeflow: the Kubernetes secret holding the alert sinks' variables (one key per variable).")
 @click.option("--schedule", default="@daily", show_default=True,
@@ -56,18 +57,30 @@ def compile_command(ctx: click.Context, target: str, output: Optional[pathlib.Pa
         raise DriftguardError("compile --target airflow needs --dags-folder DIR (Airflow's dags folder)")
     if target == "kubeflow" and output is None:
         raise DriftguardError("compile --target kubeflow needs --output DIR")
-    cfg = load_config(ctx)
     if target == "airflow":
         from driftguard.pipeline.orchestrate import airflow_dags
 
-        path = airflow_dags.write_airflow_dags(ctx.obj.get("config_path") if ctx.obj else None, dags_folder,
-                                               schedule=None if schedule.lower() == "none" else schedule)
+        # an s3:// pipeline_root is refused (exit 2) before any bucket is reached or file written
+        cfg = load_config(ctx, storage=False)
+        with user_errors(airflow_dags.AirflowConfigError):
+            airflow_dags.refuse_object_root(cfg)
+        prepare_storage(cfg)
+        with user_errors(airflow_dags.AirflowConfigError):
+            path = airflow_dags.write_airflow_dags(ctx.obj.get("config_path") if ctx.obj else None, dags_folder,
+                                                   schedule=None if schedule.lower() == "none" else schedule)
         click.echo(f"wrote {path}\n"
                    f"DAGs: {airflow_dags.check_dag_id(cfg)} (span check, schedule {schedule}) -> triggers "
                    f"{airflow_dags.training_dag_id(cfg)} (training)\n"
                    f"Airflow needs driftguard installed and AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT=300")
         return
     from driftguard.pipeline.orchestrate import kubeflow
+
+    # an s3:// pipeline root is refused (exit 2) before any bucket is reached
+    cfg = load_config(ctx, storage=False)
+    with user_errors(kubeflow.KubeflowConfigError):
+        kubeflow.check_pipeline_root(pipeline_root or cfg.pipeline_root_uri,
+                                     "--pipeline-root" if pipeline_root else "pipeline_root")
+    prepare_storage(cfg)
 
     span = None                          # the newest span when the run starts
     if span_text is not None:
@@ -76,8 +89,9 @@ def compile_command(ctx: click.Context, target: str, output: Optional[pathlib.Pa
         except ValueError as e:
             raise DriftguardError(f"--span: {e}") from None
     image = image or os.environ.get(IMAGE_ENV) or kubeflow.DEFAULT_IMAGE
-    paths = kubeflow.compile_kubeflow(cfg, span, output, image, pipeline_root=pipeline_root,
-                                      image_project_dir=image_project_dir, alerts_secret=alerts_secret)
+    with user_errors(kubeflow.KubeflowConfigError):
+        paths = kubeflow.compile_kubeflow(cfg, span, output, image, pipeline_root=pipeline_root,
+                                          image_project_dir=image_project_dir, alerts_secret=alerts_secret)
     secrets = (f"alert delivery reads {', '.join(paths['secret_variables'])} from the Kubernetes secret "
                f"{alerts_secret!r}" if paths["secret_variables"] else "alert delivery needs no secret")
     click.echo(f"wrote {paths['pipeline_job']} (Vertex AI PipelineJob)\n"
@@ -155,6 +169,11 @@ def trigger(ctx: click.Context, airflow_url: str, dag_id: Optional[str], spans_t
 def submit(kfp_host: str, package: pathlib.Path, experiment: str, run_name: Optional[str],
            pipeline_root: Optional[str]) -> None:
     """Submit the compiled pipeline to Kubeflow Pipelines (kfp.Client) as a new run."""
+    if pipeline_root:
+        from driftguard.pipeline.orchestrate import kubeflow
+
+        with user_errors(kubeflow.KubeflowConfigError):
+            kubeflow.check_pipeline_root(pipeline_root, "--pipeline-root")
     try:
         result = triggers.submit_kfp_run(kfp_host, package, run_name=run_name, experiment=experiment,
                                          pipeline_root=pipeline_root)

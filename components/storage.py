@@ -30,7 +30,7 @@ import os
 import pathlib
 import socket
 import uuid
-from typing import Any, Dict, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 log = logging.getLogger(__name__)
 
@@ -248,12 +248,17 @@ def upload_tree(folder: os.PathLike, uri: str, last: str = "index.html") -> int:
 SYNC_MANIFEST = ".driftguard-sync.json"    # in a local copy of a bucket prefix: {file: ETag}
 
 
-def sync_tree(uri: str, folder: os.PathLike) -> Tuple[int, int]:
+def sync_tree(uri: str, folder: os.PathLike,
+              select: Optional[Callable[[str], bool]] = None) -> Tuple[int, int]:
     """Make ``folder`` a copy of every object under ``uri`` (the spans of ``data.root``): download
     the objects that are new or whose ETag changed (each into a temporary file, then renamed),
     delete the files this copy made whose object is gone; return (downloaded, deleted). (A GCS
     object's "ETag" here is its generation.) Spans are
-    written once, so after the first run a sync is one listing."""
+    written once, so after the first run a sync is one listing.
+
+    ``select(relative_path)``: copy only the objects it accepts (a relative path is
+    ``a/b/file`` below ``uri``); the others are listed, never downloaded (the small files the
+    reports read out of an object-storage ``pipeline_root``, not its examples or models)."""
     fs = filesystem(uri)
     folder = pathlib.Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -271,6 +276,8 @@ def sync_tree(uri: str, folder: os.PathLike) -> Tuple[int, int]:
             continue
         rel = key[len(root) + 1:]
         if not rel or any(part in ("", ".", "..") for part in rel.split("/")):
+            continue
+        if select is not None and not select(rel):
             continue
         etag = str(info.get("ETag") or info.get("version") or info.get("size"))
         now[rel] = etag

@@ -61,9 +61,12 @@ def token_from_env(token_env: Optional[str]) -> Optional[str]:
     return token
 
 
-def load_config(ctx: click.Context, overrides: Optional[dict] = None) -> config_lib.Config:
+def load_config(ctx: click.Context, overrides: Optional[dict] = None, *,
+                storage: bool = True) -> config_lib.Config:
     """The project's config (``--config``, ``--project`` or found from the working directory);
-    remembers the config file's path in ``ctx.obj["config_path"]``."""
+    remembers the config file's path in ``ctx.obj["config_path"]``. ``storage``: reach the
+    config's buckets and sync the local copies first (:func:`prepare_storage`); False for a
+    command that checks the config before (then it calls :func:`prepare_storage` itself)."""
     from driftguard.pipeline import project
 
     obj = ctx.find_root().obj or {}
@@ -71,7 +74,7 @@ def load_config(ctx: click.Context, overrides: Optional[dict] = None) -> config_
         cfg = project.load(obj.get("project"), obj.get("config_file"), overrides)
     except config_lib.ConfigError as e:
         raise DriftguardError(str(e)) from None
-    if cfg.registry_uri or cfg.reports_uri or cfg.data_uri or cfg.pipeline_root_is_remote:
+    if storage:
         prepare_storage(cfg)
     obj["config_path"] = str(pathlib.Path(obj.get("config_file") or
                                           pathlib.Path(cfg.project_dir) / project.PROJECT_FILE).resolve())
@@ -83,7 +86,10 @@ def prepare_storage(cfg: config_lib.Config) -> None:
     ``pipeline_root``): reach each
     bucket first (exit 2 naming the setting when the scheme, the endpoint, the credentials or the
     bucket is wrong; nothing is written then), then bring the local copies the pipelines read up
-    to date (the registry's mirror, the spans' copy); before any component runs."""
+    to date (the registry's mirror, the spans' copy); before any component runs. Nothing when
+    every setting is local."""
+    if not (cfg.registry_uri or cfg.reports_uri or cfg.data_uri or cfg.pipeline_root_is_remote):
+        return
     from driftguard.components import object_root, storage
     from driftguard.components.registry_pusher import remote
 

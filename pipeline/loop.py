@@ -533,6 +533,10 @@ def replay(cfg: config_lib.Config, spans: Optional[Sequence[int]] = None, *, run
     from driftguard.components.reports import build_reports
 
     try:
+        mirrored = mirror_pipeline_root(cfg)
+        if mirrored is not None:
+            reporter.note(f"pipeline_root {cfg.pipeline_root_uri}: {mirrored[0]} report file(s) copied, "
+                          f"{mirrored[1]} dropped")
         dashboard = build_reports(cfg.runs_path)
         reporter.say(f"dashboard: {dashboard}  (per-span pages beside it)")
         if cfg.reports_uri:
@@ -543,6 +547,33 @@ def replay(cfg: config_lib.Config, spans: Optional[Sequence[int]] = None, *, run
     except Exception as e:  # noqa: BLE001 -- a report must never fail a completed replay
         reporter.note(f"reports not built or not copied: {e} (retry: driftguard report)")
     return rows
+
+
+def mirror_pipeline_root(cfg: config_lib.Config) -> Optional[Tuple[int, int]]:
+    """With an object-storage ``pipeline_root``: bring its local mirror for the reports,
+    ``<runs>/pipeline-cache/pipelines/...``, up to date before they are built, and return
+    (downloaded, deleted); None for a local pipeline root (the reports read it in place) and
+    when the runs folder does not exist (nothing ran here: the reports say so).
+
+    Only the files the reports read are copied (``reports.runs.report_input``: the drift
+    reports, monitors, gate decisions and statistics; never examples or models), through
+    ``storage.sync_tree`` (fsspec, not ``tf.io.gfile``: no tensorflow-io in this process), so a
+    second call downloads only what is new. ``.source`` names the bucket prefix, so the paths
+    ``state.json`` records (``s3://...``) are found in the mirror (``reports.runs.rebase``).
+    Raises ``storage.StorageError`` or OSError when the bucket or the folder cannot be used."""
+    if not cfg.pipeline_root_is_remote or not cfg.runs_path.is_dir():
+        return None
+    from driftguard.components import storage
+    from driftguard.components.reports import runs as report_runs
+
+    mirror = cfg.runs_path / report_runs.PIPELINE_MIRROR
+    result = storage.sync_tree(cfg.pipeline_root_uri, mirror / "pipelines", select=report_runs.report_input)
+    source = mirror / report_runs.MIRROR_SOURCE
+    if not source.is_file() or source.read_text(encoding="utf-8").strip() != cfg.pipeline_root_uri:
+        tmp = mirror / f"{report_runs.MIRROR_SOURCE}.tmp"
+        tmp.write_text(cfg.pipeline_root_uri + "\n", encoding="utf-8")
+        tmp.replace(source)
+    return result
 
 
 # ---------------------------------------------------------------- state rows

@@ -87,6 +87,88 @@ def test_a_local_pipeline_root_is_a_folder_of_its_own(tmp_path):
     assert default.pipeline_root_uri == str(tmp_path / "q" / "runs" / "pipelines")
 
 
+# ---------------------------------------------------------------- the reports' mirror (no TFX)
+
+_FIXTURE_RUNS = REPO / "tests" / "reports" / "fixtures" / "runs"
+
+
+def test_the_reports_mirror_copies_only_their_files_once_and_the_dashboard_reads_it(s3_env, tmp_path):
+    """The committed report fixture's pipelines/ uploaded to the bucket as an s3:// pipeline
+    root: ``loop.mirror_pipeline_root`` copies the drift reports, monitors, decisions and
+    statistics into ``<runs>/pipeline-cache/pipelines`` and nothing else (prediction logs,
+    evaluations, anomalies, blessings stay in the bucket); a second call downloads nothing; the
+    dashboard and span pages are built from the mirror, finding the s3:// paths state.json holds."""
+    from helpers import taxi_config
+
+    from driftguard.components.reports import build_reports
+    from driftguard.components.reports import runs as report_runs
+    from driftguard.pipeline import config as config_lib
+    from driftguard.pipeline import loop
+
+    root = s3_env.prefix_uri()
+    prefix = root.split("/", 3)[3]
+    client = s3_env.client()
+    uploaded = sorted(p for p in (_FIXTURE_RUNS / "pipelines").rglob("*") if p.is_file())
+    for path in uploaded:
+        rel = path.relative_to(_FIXTURE_RUNS / "pipelines").as_posix()
+        client.put_object(Bucket=s3_env.bucket, Key=f"{prefix}/{rel}", Body=path.read_bytes())
+    runs = tmp_path / "runs"
+    shutil.copytree(_FIXTURE_RUNS, runs, ignore=shutil.ignore_patterns("pipelines"))
+    state = json.loads((runs / "state.json").read_text())
+    for row in state["spans"]:      # what a check with an s3:// pipeline root records
+        row["report"] = row["report"].replace("/driftguard-fixture/runs/pipelines", root)
+    (runs / "state.json").write_text(json.dumps(state))
+    cfg = config_lib.from_dict(taxi_config(pipeline_root=root, runs=str(runs)), tmp_path)
+
+    wanted = [p for p in uploaded if report_runs.report_input(p.relative_to(_FIXTURE_RUNS / "pipelines").as_posix())]
+    assert loop.mirror_pipeline_root(cfg) == (len(wanted), 0)
+    mirror = runs / report_runs.PIPELINE_MIRROR
+    assert (mirror / report_runs.MIRROR_SOURCE).read_text().strip() == root
+    copied = sorted(p.relative_to(mirror / "pipelines").as_posix() for p in (mirror / "pipelines").rglob("*")
+                    if p.is_file() and not p.name.startswith("."))
+    assert copied == sorted(p.relative_to(_FIXTURE_RUNS / "pipelines").as_posix() for p in wanted)
+    names = {c.rsplit("/", 1)[1] for c in copied}
+    assert names == {"report.json", "monitor.json", "decision.json", "FeatureStats.pb"}, names
+    assert not [c for c in copied if "/Evaluator/" in c or "/ExampleValidator/" in c or "prediction_logs" in c]
+    assert len(wanted) < len(uploaded)
+    def stamps():     # the copied files (the sync's own manifest is rewritten each time)
+        return {p: p.stat().st_mtime_ns for p in (mirror / "pipelines").rglob("*")
+                if p.is_file() and not p.name.startswith(".")}
+
+    before = stamps()
+    assert loop.mirror_pipeline_root(cfg) == (0, 0)          # one listing, nothing downloaded
+    assert stamps() == before
+
+    index = build_reports(runs)
+    loaded = report_runs.load_runs(runs)
+    for rec in loaded.spans:
+        assert rec.report_path == (mirror / "pipelines" / rec.row["report"][len(root) + 1:]).with_name("report.json")
+        assert (index.parent / f"span-{rec.span_label}.html").is_file()
+        assert f"span-{rec.span_label}.html" in index.read_text()
+        assert rec.monitor and rec.decision
+    assert [rec.span for rec in loaded.spans] == [r["span"] for r in state["spans"]]
+    assert not (runs / "pipelines").exists()
+    # a local pipeline root has no mirror; no runs folder yet: none made (`report` says there is none)
+    assert loop.mirror_pipeline_root(config_lib.from_dict(taxi_config(runs=str(runs)), tmp_path)) is None
+    fresh = config_lib.from_dict(taxi_config(pipeline_root=root, runs=str(tmp_path / "r2")), tmp_path)
+    assert loop.mirror_pipeline_root(fresh) is None and not (tmp_path / "r2").exists()
+
+
+def test_report_input_takes_the_reports_files_only():
+    from driftguard.components.reports.runs import report_input
+
+    assert report_input("taxi-check/DriftDetector/drift_report/19/report.json")
+    assert report_input("taxi-check/DriftDetector/drift_report/19/report.html")
+    assert report_input("taxi-check/StatisticsGen/statistics/17/Split-eval/FeatureStats.pb")
+    assert report_input("taxi-check/RetrainGate/decision/20/decision.json")
+    for rel in ("taxi-check/ExampleGen/examples/15/Split-eval/data_tfrecord-00000-of-00001.gz",
+                "taxi-training/Trainer/model/9/Format-Serving/saved_model.pb",
+                "taxi-check/PredictionMonitor/model_monitor/16/prediction_logs/prediction_logs-00000-of-00001.gz",
+                "taxi-training/Evaluator/evaluation/12/eval_config.json",
+                "taxi-check/DriftDetector/drift_report/x/report.json", "report.json"):
+        assert not report_input(rel), rel
+
+
 # ---------------------------------------------------------------- a real training and check
 
 
@@ -157,3 +239,21 @@ def test_a_training_and_a_check_write_every_artifact_to_the_bucket(s3_server, s3
     local = {part for path in runs.rglob("*") for part in path.relative_to(runs).parts}
     assert not local & _TFX_FOLDERS, sorted(local & _TFX_FOLDERS)
     assert not [p for p in os.listdir(runs) if p.startswith("s3:")]
+
+    # `driftguard report` copies the span check's report files out of the bucket and builds the
+    # dashboard and the span's page from them (before: index.html alone)
+    built = run_cli("report", config=s3_root_runs["config"], env={**s3_server.env(), **_ISOLATE}, timeout=600)
+    assert built.returncode == 0, built.stderr[-3000:]
+    dashboard = runs / "reports" / "index.html"
+    assert built.stdout.strip() == str(dashboard)
+    mirrored = runs / "pipeline-cache" / "pipelines" / "taxi-check"
+    assert (mirrored / report["report_dir"][len(root) + len("/taxi-check/"):] / "report.json").is_file()
+    assert not (runs / "pipeline-cache" / "pipelines" / "taxi-training" / "Trainer").exists()   # no model
+    assert not list((runs / "pipeline-cache").rglob("*tfrecord*"))                               # no examples
+    label = str(report.get("context", {}).get("span_label") or 2)
+    page = runs / "reports" / f"span-{label}.html"
+    assert page.is_file(), sorted(p.name for p in (runs / "reports").iterdir())
+    assert f"span-{label}.html" in dashboard.read_text()
+    html = page.read_text()
+    assert f"Drift report — span {label}" in html
+    assert report["features"] and all(name in html for name in report["features"])

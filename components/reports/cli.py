@@ -23,7 +23,9 @@ class ReportError(click.ClickException):
 def report(ctx: click.Context, runs_dir: Optional[pathlib.Path], force: bool) -> None:
     """Build runs/reports/index.html (trend dashboard) and one page per checked span.
 
-    RUNS_DIR defaults to the project's runs folder (the config's `runs`). Prints the dashboard's path.
+    RUNS_DIR defaults to the project's runs folder (the config's `runs`); then, with an s3://
+    `pipeline_root`, the span checks' report files are first copied from the bucket into
+    runs/pipeline-cache (a RUNS_DIR given here is read as it is). Prints the dashboard's path.
     """
     from driftguard.components.reports.build import build_reports
 
@@ -33,6 +35,13 @@ def report(ctx: click.Context, runs_dir: Optional[pathlib.Path], force: bool) ->
         settings = load() if load else None
         runs_dir = settings.runs_path if settings else pathlib.Path("runs")
         reports_uri = getattr(settings, "reports_uri", "")
+        prepare = getattr(settings, "prepare_reports", None)
+        if prepare is not None:     # an s3:// pipeline_root: its report files copied under runs first
+            try:
+                prepare()
+            except (OSError, ValueError) as e:     # storage.StorageError is a ValueError
+                raise ReportError(f"pipeline_root: cannot copy the span checks' report files from "
+                                  f"{getattr(settings, 'pipeline_root_uri', '')}: {type(e).__name__}: {e}") from None
     try:
         index = build_reports(runs_dir, force=force)
     except FileNotFoundError as e:

@@ -3,6 +3,13 @@ row), alerts, model versions and training attempts. Pure Python (json + sqlite3)
 
 Everything is found on disk, so a runs folder that was moved or copied still reads: paths
 recorded in ``state.json`` are tried as written, then re-rooted under ``runs_dir``.
+
+The span checks' outputs are read under ``<runs>/pipelines`` (a local pipeline root) and under
+``<runs>/pipeline-cache/pipelines``: the local mirror of an object-storage ``pipeline_root``
+(``s3://...``), which holds only the files :func:`report_input` accepts and names the bucket
+prefix it copies in ``<runs>/pipeline-cache/.source``. The command line fills it before it
+builds the reports (``driftguard.pipeline.loop.mirror_pipeline_root``); nothing here reaches a
+bucket.
 """
 from __future__ import annotations
 
@@ -102,8 +109,41 @@ def _read_json(path: pathlib.Path) -> Optional[Dict[str, Any]]:
         return None
 
 
+PIPELINE_MIRROR = "pipeline-cache"     # <runs>/pipeline-cache/pipelines/<pipeline>/<Component>/...
+MIRROR_SOURCE = ".source"              # <runs>/pipeline-cache/.source: the pipeline_root URI it copies
+# (component, file) of every file the reports read from a pipeline root (the statistics for
+# statistics_by_span): all a mirror of an object-storage pipeline root holds
+REPORT_INPUTS = {("DriftDetector", "report.json"), ("DriftDetector", "report.html"),
+                 ("PredictionMonitor", "monitor.json"), ("RetrainGate", "decision.json"),
+                 ("StatisticsGen", "FeatureStats.pb")}
+
+
+def report_input(rel: str) -> bool:
+    """Whether ``rel``, a path below a pipeline root, is a file the reports read:
+    ``<pipeline>/<Component>/<output>/<artifact id>/<file>`` (statistics one level deeper,
+    ``.../<id>/Split-<name>/FeatureStats.pb``) for a (component, file) of :data:`REPORT_INPUTS`.
+    Examples, models, transform graphs, evaluations and prediction logs are not."""
+    parts = rel.split("/")
+    if len(parts) == 6 and parts[4].startswith("Split-"):
+        parts = parts[:4] + parts[5:]
+    return len(parts) == 5 and parts[3].isdigit() and (parts[1], parts[4]) in REPORT_INPUTS
+
+
+def _mirror_source(runs_dir: pathlib.Path) -> str:
+    try:
+        return (pathlib.Path(runs_dir) / PIPELINE_MIRROR / MIRROR_SOURCE).read_text(encoding="utf-8").strip()
+    except OSError:
+        return ""
+
+
 def rebase(path: str, runs_dir: pathlib.Path) -> pathlib.Path:
-    """A path recorded in a runs folder, found again after the folder moved."""
+    """A path recorded in a runs folder, found again after the folder moved; an object-storage
+    URI under the pipeline root that ``<runs>/pipeline-cache`` mirrors, found in the mirror."""
+    if "://" in str(path):
+        source = _mirror_source(runs_dir).rstrip("/")
+        if source and str(path).startswith(source + "/"):
+            rest = str(path)[len(source) + 1:].strip("/")
+            return pathlib.Path(runs_dir, PIPELINE_MIRROR, "pipelines", *rest.split("/"))
     p = pathlib.Path(path)
     parts = p.parts
     if "pipelines" in parts:
@@ -114,8 +154,10 @@ def rebase(path: str, runs_dir: pathlib.Path) -> pathlib.Path:
 
 
 def _artifacts(runs_dir: pathlib.Path, component: str, filename: str) -> List[pathlib.Path]:
-    """``runs/pipelines/<pipeline>/<component>/<output>/<id>/<filename>``, by artifact id."""
-    found = runs_dir.glob(f"pipelines/*/{component}/*/*/{filename}")
+    """``runs/pipelines/<pipeline>/<component>/<output>/<id>/<filename>`` (and the same under
+    the mirror of an object-storage pipeline root), by artifact id."""
+    found = [p for root in (runs_dir, runs_dir / PIPELINE_MIRROR)
+             for p in root.glob(f"pipelines/*/{component}/*/*/{filename}")]
     return sorted((p for p in found if p.parent.name.isdigit()), key=lambda p: int(p.parent.name))
 
 

@@ -73,6 +73,26 @@ globals().update(build_dags(CONFIG_PATH, schedule={schedule!r}))
 '''
 
 
+class AirflowConfigError(ValueError):
+    """The config cannot be run by Airflow; the message names the setting and says why."""
+
+
+def refuse_object_root(config: config_lib.Config) -> None:
+    """:class:`AirflowConfigError` naming ``pipeline_root`` when it is an object-storage URI: not
+    supported with Airflow (yet). Each task runs TFX's executors in an Airflow worker process, in
+    which tensorflow-io's S3 file system would be used, and such a process aborts at exit
+    ("pure virtual method called", components/object_root.py: only driftguard's own command line
+    ends through ``os._exit``); and the ``retrain_decision`` task reads the RetrainGate's
+    ``decision.json`` as a local file."""
+    if config.pipeline_root_is_remote:
+        raise AirflowConfigError(
+            f"pipeline_root: {config.pipeline_root!r}: an object-storage pipeline root is not supported with "
+            f"Airflow: the tasks' processes would abort at exit once tensorflow-io's S3 file system was used "
+            f"(only the driftguard command line exits around it), and the {DECISION_TASK_ID} task reads the "
+            f"RetrainGate's decision.json as a local file; use a pipeline_root folder every worker mounts "
+            f"(docs/storage.md)")
+
+
 def check_dag_id(config: config_lib.Config) -> str:
     return config.check_pipeline_name()
 
@@ -87,9 +107,10 @@ def write_airflow_dags(config_path: Optional[os.PathLike], dags_folder: os.PathL
 
     The file names the config file by absolute path (None: the built-in defaults), so Airflow
     builds the DAGs from the same config as ``driftguard run``. It is validated here, before
-    anything is written.
+    anything is written (:class:`AirflowConfigError` for an object-storage ``pipeline_root``).
     """
     config = config_lib.load(config_path)
+    refuse_object_root(config)
     folder = pathlib.Path(dags_folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / DAG_FILE_NAME.format(model=config.model_name.replace("-", "_"))
@@ -370,6 +391,7 @@ def _tfx_roots(dag, exclude=()) -> list:
 
 
 def build_check_dag(config: config_lib.Config, span: Optional[int] = None, *, schedule: Optional[str] = "@daily"):
+    refuse_object_root(config)
     from airflow.operators.python import ShortCircuitOperator
     from airflow.operators.trigger_dagrun import TriggerDagRunOperator
     from driftguard.pipeline import metadata
@@ -401,6 +423,7 @@ def build_check_dag(config: config_lib.Config, span: Optional[int] = None, *, sc
 
 
 def build_training_dag(config: config_lib.Config, plan: Optional[Dict[str, Any]] = None):
+    refuse_object_root(config)
     from airflow.operators.python import PythonOperator
 
     from driftguard.pipeline import pipeline as pipeline_lib
@@ -425,6 +448,7 @@ def build_dags(config_path: Optional[os.PathLike] = None, *, schedule: Optional[
 
     beam_staging.install()          # the tasks' executors run in processes that import this file
     config = config_lib.load(config_path)
+    refuse_object_root(config)      # before any DAG: the DAG file fails to import with the reason
     check = build_check_dag(config, schedule=schedule)
     training = build_training_dag(config)
     return {"driftguard_check_dag": check, "driftguard_training_dag": training}

@@ -21,7 +21,13 @@ span N (a re-check).
 
 Paths: every path in the config (data, schemas, registry) and the pipeline root must be
 reachable from every pod at the same absolute path (a shared volume mounted at the same
-place) or be the pipeline root on GCS/S3 (``--pipeline-root gs://...``).
+place), or the pipeline root is on GCS (``--pipeline-root gs://...``; Vertex AI takes gs://
+only). The pipeline root is ``--pipeline-root`` (used as given), else the config's pipeline
+root ``/<model>-check-and-train``. An ``s3://`` root (the config's ``pipeline_root`` or
+``--pipeline-root``) is refused (:func:`check_pipeline_root`): the tasks run TFX's container
+entrypoint in the image, which has no tensorflow-io (the Dockerfile does not install it), so
+``tf.io.gfile`` has no ``s3://`` there, and a process that used tensorflow-io's S3 file system
+aborts at exit (components/object_root.py).
 """
 from __future__ import annotations
 
@@ -43,6 +49,21 @@ GATE_ID = f"{CHECK_PREFIX}RetrainGate"
 DELIVERY_ID = f"{CHECK_PREFIX}AlertDelivery"
 DEFAULT_ALERTS_SECRET = "driftguard-alerts"   # the Kubernetes secret holding the sinks' variables
 RETRAIN_PROPERTY = "retrain"
+
+
+class KubeflowConfigError(ValueError):
+    """The pipeline cannot be compiled for Kubeflow as configured; the message names the setting."""
+
+
+def check_pipeline_root(root: str, setting: str) -> None:
+    """:class:`KubeflowConfigError` naming ``setting`` for an ``s3://`` pipeline root (see the
+    module's docstring); a gs:// root and a path are taken as they are."""
+    if str(root).lower().startswith("s3://"):
+        raise KubeflowConfigError(
+            f"{setting}: {root!r}: an s3:// pipeline root is not supported with Kubeflow: the tasks run TFX's "
+            f"container entrypoint, which has no S3 file system for TensorFlow (tensorflow-io is not in the "
+            f"image, and a process that used it aborts at exit), and Vertex AI takes gs:// only; pass "
+            f"--pipeline-root gs://BUCKET/prefix or a path every pod mounts (docs/orchestrators.md)")
 
 
 def combined_pipeline_name(config: Config) -> str:
@@ -190,6 +211,10 @@ def compile_kubeflow(config: Config, span: Optional[int], output_dir, image: str
     Every project path in the spec is under ``image_project_dir`` (where the image holds the
     project); the model module is read from there, not packaged.
     """
+    if pipeline_root:
+        check_pipeline_root(pipeline_root, "--pipeline-root")
+    else:
+        check_pipeline_root(config.pipeline_root_uri, "pipeline_root")
     from driftguard.components.alerts.config import parse_alerts_config, secret_variables
     from driftguard.pipeline import pipeline as pipeline_lib
 
