@@ -195,6 +195,7 @@ def _store(runs):
     return metadata_store.MetadataStore(conn)
 
 
+@pytest.mark.storage
 @pytest.mark.tfx
 def test_a_training_and_a_check_write_every_artifact_to_the_bucket(s3_server, s3_root_runs):
     train, check, root = s3_root_runs["train"], s3_root_runs["check"], s3_root_runs["root"]
