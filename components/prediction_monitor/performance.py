@@ -443,11 +443,11 @@ class DLE(Estimator):
 
 def fit_estimator(task: str, value, label, probabilities=None,
                   features: Optional[Mapping[str, np.ndarray]] = None, *, seed: int = 0,
-                  n_bootstrap: int = CBPE_BOOTSTRAP):
+                  n_bootstrap: int = CBPE_BOOTSTRAP, n_refits: int = DLE_REFITS):
     """``(estimator, note)``: an :class:`Estimator` fitted on labelled reference rows, or None
     with the reason (too few rows, one class only, no features). ``estimator.rows``: the
     indices of the given rows it was fitted on (what :meth:`Estimator.reweighted` weights);
-    ``n_bootstrap``: CBPE's calibrator refits for the calibration's error (DLE: ``DLE_REFITS``)."""
+    ``n_bootstrap``: CBPE's calibrator refits for the calibration's error, ``n_refits`` DLE's."""
     value = np.asarray(value, dtype=float)
     label = np.asarray(label, dtype=float)
     keep = _finite_pairs(value, label)
@@ -456,7 +456,7 @@ def fit_estimator(task: str, value, label, probabilities=None,
             return None, (f"no estimate: DLE needs at least {MIN_DLE_ROWS} labelled held-out reference rows "
                           f"to learn the model's errors, the profile has {int(keep.sum())}")
         feats = {k: np.asarray(v)[keep] for k, v in (features or {}).items()}
-        est = DLE(value[keep], label[keep], feats, seed=seed)
+        est = DLE(value[keep], label[keep], feats, seed=seed, n_refits=n_refits)
         est.rows = np.flatnonzero(keep)[est.rows]
         return est, None
     probs = np.asarray(probabilities, dtype=float)
