@@ -25,6 +25,19 @@ overconfident) and applied to rows whose labels have not arrived:
   predicted squared error. With fewer than ``MIN_DLE_ROWS`` labelled held-out rows there is no
   estimate: the report says so instead of showing a number.
 
+Every estimator also gives each estimate's standard error and 95 % interval for the realized
+value it predicts (:meth:`Estimator.estimate_with_interval`; the pieces in :mod:`.uncertainty`):
+the current rows' sampling error (CBPE: Bernoulli variance of accuracy, seeded Monte Carlo for
+AUC and macro-F1; DLE: the predicted per-row variance of the error) and the calibration's own
+error (a seeded bootstrap of the held-out rows: ``CBPE_BOOTSTRAP`` refits of the calibrators,
+``DLE_REFITS`` refits of the error models), added in variance. CBPE also estimates a binary
+model's AUC: the expected AUC when row i is positive with its calibrated probability.
+
+**Shift-aware** (:meth:`Estimator.reweighted`, as PAPE, Białek et al. 2024): the same estimator
+refitted with each held-out row weighted by its density ratio p_current(x) / p_reference(x)
+(isotonic ``sample_weight``; DLE's trees likewise), so the calibration is the one of the
+current inputs' region when P(label | score) differs across the inputs.
+
 No TensorFlow: arrays in, numbers out.
 """
 from __future__ import annotations
