@@ -31,7 +31,7 @@ def _covered(result, metric, realized, parts=("se_sampling", "se_calibration")):
 
 def test_binary_interval_covers_the_realized_accuracy_and_auc_and_needs_both_terms():
     rng = np.random.default_rng(20)
-    reps, n_ref, n_cur = 120, 1000, 1000
+    reps, n_ref, n_cur = 200, 1000, 1000
     hits = {"full": 0, "auc": 0, "sampling_only": 0, "calibration_only": 0, "reported": 0}
     for i in range(reps):
         ref_probs, ref_y = _binary_sample(n_ref, rng)
