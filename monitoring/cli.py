@@ -41,7 +41,9 @@ def _window_line(w: dict) -> str:
     if w.get("prediction_drifted"):
         parts.append("prediction drift")
     if w.get("estimated") is not None:
-        parts.append(f"estimated {w.get('estimated_metric', 'metric')} {w['estimated']:.4g}")
+        interval = (f" [{w['estimated_low']:.4g}, {w['estimated_high']:.4g}]"
+                    if w.get("estimated_low") is not None and w.get("estimated_high") is not None else "")
+        parts.append(f"estimated {w.get('estimated_metric', 'metric')} {w['estimated']:.4g}{interval}")
     parts.append(f"{len(w.get('alerts') or [])} alert(s)")
     return " | ".join(parts)
 

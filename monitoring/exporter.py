@@ -209,6 +209,10 @@ class MonitorCollector:
         metric = ref.get("metric") or w.get("estimated_metric") or "accuracy"
         gauge("estimated_metric", "The watched performance metric (label metric) estimated on the last window "
               "without labels (CBPE, DLE).", w.get("estimated"), ["model", "metric"], [model, metric])
+        gauge("estimated_metric_low", "Lower end of the 95 % interval of estimated_metric (the window's sampling "
+              "error and the calibration's).", w.get("estimated_low"), ["model", "metric"], [model, metric])
+        gauge("estimated_metric_high", "Upper end of the 95 % interval of estimated_metric.",
+              w.get("estimated_high"), ["model", "metric"], [model, metric])
         gauge("estimated_metric_reference", "The same estimator on the held-out reference rows.",
               ref.get("estimated"), ["model", "metric"], [model, metric])
         gauge("baseline_metric", "The watched metric of the serving version on its held-out reference rows.",
@@ -253,7 +257,8 @@ METRIC_NAMES = (
     "false_alarm_budget_per_100k", "feature_psi", "feature_drifted", "feature_p_value", "dataset_drifted",
     "multivariate_drifted", "prediction_psi", "confidence_psi", "prediction_drifted", "prediction_quantile",
     "positive_rate", "mean_probability", "mean_prediction", "class_share", "mean_confidence",
-    "reference_mean_confidence", "estimated_metric", "estimated_metric_reference", "baseline_metric",
+    "reference_mean_confidence", "estimated_metric", "estimated_metric_low", "estimated_metric_high",
+    "estimated_metric_reference", "baseline_metric",
     "window_last_record", "last_window_timestamp_seconds",
     "realized_metric", "realized_metric_labels", "last_label_window_timestamp_seconds", "labels_pending",
     "predictions_awaiting_label", "detector_statistic", "detector_threshold", "detector_records",

@@ -100,6 +100,8 @@ def evaluate_window(baseline: Baseline, first: int, last: int, rows: Mapping[str
             monitor["performance"] = perf
             window["estimated"] = perf["estimated"].get(baseline.metric)
             window["estimated_metric"] = baseline.metric
+            low_high = perf["estimated_interval"].get(baseline.metric) or [None, None]
+            window["estimated_low"], window["estimated_high"] = low_high
     return WindowReport(scope, drift, monitor, window, error)
 
 
@@ -125,7 +127,8 @@ def top_class_matrix(index: np.ndarray, confidence: np.ndarray, k: int) -> np.nd
 
 def estimate_performance(baseline: Baseline, prob: np.ndarray, rows: Mapping[str, np.ndarray], alpha: float
                          ) -> Optional[Dict[str, Any]]:
-    """The window's performance estimated without labels (CBPE, DLE) against the same
+    """The window's performance estimated without labels (CBPE, DLE) with its 95 % interval
+    (``estimated_interval``: the window's sampling error and the calibration's), against the same
     estimate on the held-out reference rows, and whether the worsening is significant: a
     one-sided z-test on the per-row loss (a classifier's expected 0/1 error, whose
     standard deviation is at most 0.5; a regression's predicted absolute error, with its
@@ -145,7 +148,8 @@ def estimate_performance(baseline: Baseline, prob: np.ndarray, rows: Mapping[str
         # a window keeps the class and its probability, not the whole vector: the estimate
         # calibrates the top-class probability (one-vs-rest on the predicted class)
         probs = top_class_matrix(prob[keep], rows["confidence"][keep], baseline.n_classes)
-    est = baseline.estimator.estimate(prob[keep], probs, features)
+    full = baseline.estimator.estimate_with_interval(prob[keep], probs, features)
+    est = full["estimated"]
     metric = baseline.metric
     value, ref = est.get(metric), baseline.estimated_reference.get(metric)
     significant = False
@@ -157,6 +161,8 @@ def estimate_performance(baseline: Baseline, prob: np.ndarray, rows: Mapping[str
             z = worse / (sd / math.sqrt(int(keep.sum())))
             significant = bool(0.5 * math.erfc(z / math.sqrt(2.0)) <= alpha)
     return {"task": baseline.task, "metric": metric, "estimated": est,
+            "estimated_interval": {m: v for m, v in full["interval"].items() if v is not None},
+            "estimated_se": full["se"], "estimator": baseline.estimator.method,
             "estimated_reference": dict(baseline.estimated_reference), "estimated_significant": significant}
 
 

@@ -613,6 +613,10 @@ def span_row(cfg: config_lib.Config, check: SpanCheck, outcome: str, serving: st
         "realized": h.get("realized"), "baseline": h.get("baseline"), "estimated": h.get("estimated"),
         "estimated_reference": h.get("estimated_reference"), "realized_change": h.get("realized_change"),
         "estimated_change": h.get("estimated_change"), "estimated_note": perf.get("estimated_note"),
+        "estimated_low": h.get("estimated_low"), "estimated_high": h.get("estimated_high"),
+        "estimated_shift_aware": h.get("estimated_shift_aware"),
+        "estimated_shift_aware_low": h.get("estimated_shift_aware_low"),
+        "estimated_shift_aware_high": h.get("estimated_shift_aware_high"),
         "labelled_rows": perf.get("labelled_rows"),
         "model_status": m.get("status"),
         "alerts": len(severities), "critical_alerts": severities.count("critical"),
@@ -636,7 +640,8 @@ def _period(cfg: config_lib.Config, span: int) -> Optional[str]:
 
 
 def metric_text(row: Dict[str, Any]) -> str:
-    """'accuracy 0.914 (+2.0% vs 0.896), estimated -0.7%' for the row's watched metric."""
+    """'accuracy 0.914 (+2.0% vs 0.896), estimated 0.894 [0.877, 0.911] (-1.3%), shift-aware 0.889
+    [0.869, 0.909]' for the row's watched metric (the intervals: 95 %)."""
     from driftguard.components import tasks as tasks_lib
 
     if row.get("model_status") == "cannot_score":
@@ -652,8 +657,13 @@ def metric_text(row: Dict[str, Any]) -> str:
         return "n/a" if x is None else f"{x:+.1%}"
     realized = (f"{name} {num(row.get('realized'))} ({pct(row.get('realized_change'))} vs {num(row.get('baseline'))})"
                 if row.get("realized") is not None else f"{name}: no labels yet")
-    estimated = (f"estimated {num(row.get('estimated'))} ({pct(row.get('estimated_change'))})"
-                 if row.get("estimated") is not None else "not estimated")
+    def interval(low, high):
+        return f" [{num(row.get(low))}, {num(row.get(high))}]" if row.get(low) is not None else ""
+    estimated = (f"estimated {num(row.get('estimated'))}{interval('estimated_low', 'estimated_high')}"
+                 f" ({pct(row.get('estimated_change'))})" if row.get("estimated") is not None else "not estimated")
+    if row.get("estimated_shift_aware") is not None:
+        estimated += (f", shift-aware {num(row.get('estimated_shift_aware'))}"
+                      f"{interval('estimated_shift_aware_low', 'estimated_shift_aware_high')}")
     return f"{realized}, {estimated}"
 
 

@@ -7,6 +7,7 @@ the replayed spans and one retraining run here.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 
@@ -55,6 +56,10 @@ def test_run_prints_one_row_per_span_and_records_state(loop):
     assert rows[0]["decision"]["retrain"] is False and rows[1]["decision"]["retrain"] is True
     assert rows[1]["decision"]["spans"] == [7, 8]
     assert rows[1]["metric"] == "accuracy" and rows[1]["realized"] is not None and rows[1]["estimated"] is not None
+    # the estimate's 95 % interval and the shift-aware estimate with its own, for the dashboard
+    assert rows[1]["estimated_low"] < rows[1]["estimated"] < rows[1]["estimated_high"]
+    assert rows[1]["estimated_shift_aware_low"] <= rows[1]["estimated_shift_aware"] <= rows[1]["estimated_shift_aware_high"]
+    assert re.search(r"estimated 0\.\d{3} \[0\.\d{3}, 0\.\d{3}\] \([+-]", out), out
 
 
 def test_critical_alerts_reach_the_webhook_and_all_alerts_the_log(loop):

@@ -131,6 +131,11 @@ def test_monitor_reports_accuracy_and_prediction_logs(checks, first_push):
     assert 0.7 < perf["realized"]["accuracy"] <= 1.0 and 0.7 < perf["estimated"]["accuracy"] <= 1.0
     assert 0.7 < perf["realized"]["auc"] <= 1.0 and 0.7 < perf["baseline"]["accuracy"] <= 1.0
     assert perf["estimator"].startswith("CBPE") and perf["reference_rows_held_out"] > 0
+    low, high = perf["estimated_interval"]["accuracy"]
+    assert low < perf["estimated"]["accuracy"] < high
+    low, high = perf["estimated_shift_aware_interval"]["accuracy"]
+    assert low <= perf["estimated_shift_aware"]["accuracy"] <= high
+    assert perf["shift_aware"]["method"].startswith("shift-aware") and perf["shift_aware"]["effective_sample_size"] > 0
     assert abs(monitor["prediction"]["psi"]) < 0.1  # same distribution as the training window
     logs = list((monitor_dir / "prediction_logs").glob("*.gz"))
     assert logs, "no PredictionLog files"

@@ -235,7 +235,9 @@ def _metric_drop(ctx: _Context, rule: RuleConfig, monitor: Optional[Mapping[str,
     """The rule's metric (``rule.metric``) worse than its baseline by more than ``rule.threshold``
     (relative). Realized: the span's (or window's) metric against the serving model's metric on
     held-out reference rows; estimated: the estimate on the span against the same estimator on
-    the reference (like with like)."""
+    the reference (like with like), and, when the estimate has its interval
+    (``performance.estimated_interval``), only when the whole interval is worse than the line
+    (its upper end for a metric where higher is better, its lower end for an error)."""
     perf = (monitor or {}).get("performance") or {}
     metric = rule.metric or perf.get("metric")
     task = perf.get("task") or (monitor or {}).get("task") or "binary"
@@ -252,17 +254,29 @@ def _metric_drop(ctx: _Context, rule: RuleConfig, monitor: Optional[Mapping[str,
     if not worse > rule.threshold:
         return []
     higher = tasks_lib.METRICS[task][metric]
+    # an estimate fires only when its whole interval is past the threshold line: its best end too
+    interval = (perf.get("estimated_interval") or {}).get(metric) if estimated else None
+    interval = interval if interval and all(_finite(b) for b in interval) else None
+    if interval is not None:
+        best = interval[1] if higher else interval[0]
+        if not tasks_lib.worse_by(task, metric, best, baseline) > rule.threshold:
+            return []
     title_metric = tasks_lib.METRIC_TITLES.get(metric, metric)
     direction = "below" if higher else "above"
     limit = baseline * (1.0 - rule.threshold) if higher else baseline * (1.0 + rule.threshold)
+    shown = f"{current:.4g}" + (f" [{interval[0]:.4g}, {interval[1]:.4g}]" if interval else "")
     summary = (f"The serving model's {what} {title_metric} on this {'window' if ctx.live else 'span'} is "
-               f"{current:.4g}, {worse:.1%} worse than its baseline {baseline:.4g} (alert when more than "
-               f"{rule.threshold:.1%} worse, i.e. {direction} {limit:.4g}).")
+               f"{shown}, {worse:.1%} worse than its baseline {baseline:.4g} (alert when more than "
+               f"{rule.threshold:.1%} worse, i.e. {direction} {limit:.4g}"
+               + (f"; the whole 95 % interval is {direction} it" if interval else "") + ").")
     if estimated and perf.get("estimator"):
         summary += f" Estimated without labels by {perf['estimator']}."
-    return [ctx.alert(rule, f"{what} {title_metric} {current:.4g} is {worse:.1%} worse than baseline {baseline:.4g}",
-                      summary, values={"metric": metric, "baseline": baseline, what: current,
-                                       "relative_change": worse, "threshold": rule.threshold})]
+    values = {"metric": metric, "baseline": baseline, what: current, "relative_change": worse,
+              "threshold": rule.threshold}
+    if interval:
+        values["interval"] = list(interval)
+    return [ctx.alert(rule, f"{what} {title_metric} {shown} is {worse:.1%} worse than baseline {baseline:.4g}",
+                      summary, values=values)]
 
 
 def _prediction_drift(ctx: _Context, rule: RuleConfig, monitor: Optional[Mapping[str, Any]]) -> List[Alert]:

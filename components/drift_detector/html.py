@@ -68,7 +68,8 @@ def performance_panel(monitor: Optional[Mapping[str, Any]]) -> dict:
             "worse": change is not None and ((change < -0.05) if higher else (change > 0.05)),
             "other_realized": {tasks_lib.METRIC_TITLES.get(k, k): v for k, v in realized.items()
                                if k != metric and v is not None},
-            "note": perf.get("estimated_note"), "estimator": perf.get("estimator")}
+            "note": perf.get("estimated_note"), "estimator": perf.get("estimator"),
+            "shift_aware_ess": (perf.get("shift_aware") or {}).get("effective_sample_size")}
 
 
 def reference_text(report: Mapping[str, Any]) -> str:

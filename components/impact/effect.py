@@ -165,22 +165,38 @@ def reference_ratio(fit, reference, rows: np.ndarray) -> np.ndarray:
     return np.asarray(fit.density_ratio(reference.filter(rows)), dtype=float)
 
 
-def span_effect(task: str, reference, current, value, label, rows, *, columns, kinds=None, seed: int = 0,
-                **options: Any) -> Dict[str, Any]:
-    """:func:`estimate_effect` on a span: fit the domain classifier
-    (:func:`driftguard.components.drift.classifier.fit_domain_classifier`) on the reference and
-    current tables' ``columns`` (those both have), weight the labelled reference rows ``rows``
-    (a boolean mask; ``value`` and ``label`` are aligned with ``reference``) by their density
-    ratio, and say how well the classifier told the data apart (``classifier``: AUC, p-value)."""
+def span_classifier(reference, current, columns, *, kinds=None, seed: int = 0):
+    """``(fit, columns)``: the domain classifier
+    (:func:`driftguard.components.drift.classifier.fit_domain_classifier`) of the reference and
+    current tables on the ``columns`` both have, fitted once per span and shared by the impact
+    estimate (:func:`span_effect`) and the shift-aware performance estimate
+    (``prediction_monitor.performance``). Raises ValueError (DriftInputError) when there is no
+    shared column or too few rows."""
     from driftguard.components.drift.classifier import fit_domain_classifier
 
     cols = [c for c in columns if c in reference.column_names and c in current.column_names]
     if not cols:
-        return {"status": "not_estimated", "method": METHOD,
-                "note": "no estimate: the reference and the span share no compared feature"}
-    ref, cur = reference.select(cols), current.select(cols)
-    fit = fit_domain_classifier(ref, cur, cols, kinds={k: v for k, v in (kinds or {}).items() if k in cols} or None,
-                                seed=seed)
+        raise ValueError("the reference and the span share no compared feature")
+    fit = fit_domain_classifier(reference.select(cols), current.select(cols), cols,
+                                kinds={k: v for k, v in (kinds or {}).items() if k in cols} or None, seed=seed)
+    return fit, cols
+
+
+def span_effect(task: str, reference, current, value, label, rows, *, columns, kinds=None, seed: int = 0,
+                fit=None, **options: Any) -> Dict[str, Any]:
+    """:func:`estimate_effect` on a span: fit the domain classifier (:func:`span_classifier`, or
+    take ``fit``, a ``(fit, columns)`` pair it returned) on the reference and current tables'
+    ``columns`` (those both have), weight the labelled reference rows ``rows`` (a boolean mask;
+    ``value`` and ``label`` are aligned with ``reference``) by their density ratio, and say how
+    well the classifier told the data apart (``classifier``: AUC, p-value)."""
+    if fit is None:
+        cols = [c for c in columns if c in reference.column_names and c in current.column_names]
+        if not cols:
+            return {"status": "not_estimated", "method": METHOD,
+                    "note": "no estimate: the reference and the span share no compared feature"}
+        fit = span_classifier(reference, current, cols, kinds=kinds, seed=seed)
+    fit, cols = fit
+    ref = reference.select(cols)
     rows = np.asarray(rows, dtype=bool)
     out = estimate_effect(task, np.asarray(value, float)[rows], np.asarray(label, float)[rows],
                           reference_ratio(fit, ref, rows), seed=seed, **options)

@@ -27,7 +27,8 @@ from driftguard.components.examples_io import (SampleSpanFn, column_floats, deco
 from driftguard.components.artifacts import example_spans
 from driftguard.components.prediction_monitor import spec
 from driftguard.components.prediction_monitor.slices import slice_performance
-from driftguard.components.prediction_monitor.metrics import impact_report, performance_report, prediction_report
+from driftguard.components.prediction_monitor.metrics import (impact_report, performance_report, prediction_report,
+                                                               span_shift)
 from driftguard.components.registry_pusher.labels import champion_version
 
 VALUE_COLUMN = "__prediction__"
@@ -207,9 +208,15 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         report.update(status="monitored", rows_total=summary["rows"],
                       rows={"reference": int(reference_rows.num_rows), "current": int(current_rows.num_rows)},
                       **prediction_report(model_spec.task, model_spec.classes, baseline.predictions, current))
+        kinds = {f: "categorical" for f in model_io.categorical_ints(baseline.schema)}
+        # the domain classifier of reference vs span, fitted once: its density ratio weights the
+        # shift-aware estimate's calibration rows and the impact report's labelled rows
+        shift, shift_note = span_shift(reference_rows, current_rows, features, kinds) if ref_label is not None \
+            else (None, "no estimate: the reference sample has no labels")
         report["performance"] = performance_report(
             model_spec.task, metric, baseline.predictions, ref_label, baseline.held_out, current, cur_label,
-            ref_features=feature_columns(reference_rows, features), cur_features=feature_columns(current_rows, features))
+            ref_features=feature_columns(reference_rows, features), cur_features=feature_columns(current_rows, features),
+            ref_ratio=shift["ratio"] if shift else None, ratio_note=shift_note)
         # ---- performance per slice (drift.slices), with labels on both sides
         slicing = json.loads(exec_properties.get(spec.SLICES_KEY) or "{}")
         if slicing.get("slices") and cur_label is not None and ref_label is not None:
@@ -220,14 +227,18 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 min_rows=int(slicing.get("min_rows", 200)), alpha=float(slicing.get("alpha", 0.01)))
         report["impact"] = impact_report(
             model_spec.task, metric, reference_rows, current_rows, baseline.predictions.value, ref_label,
-            baseline.held_out, features, kinds={f: "categorical" for f in model_io.categorical_ints(baseline.schema)},
-            rows_note=model_io.held_out_note(reference_rows))
+            baseline.held_out, features, kinds=kinds, rows_note=model_io.held_out_note(reference_rows),
+            shift=shift, shift_note=shift_note)
         report_artifact.set_int_custom_property("cannot_score", 0)
         perf = report["performance"]
-        for section in ("realized", "estimated", "baseline"):
+        for section in ("realized", "estimated", "baseline", "estimated_shift_aware"):
             value = (perf.get(section) or {}).get(metric)
             if value is not None:
                 report_artifact.set_float_custom_property(f"{section}_{metric}", float(value))
+        for side, i in (("low", 0), ("high", 1)):
+            pair = (perf.get("estimated_interval") or {}).get(metric)
+            if pair and pair[i] is not None:
+                report_artifact.set_float_custom_property(f"estimated_{metric}_{side}", float(pair[i]))
         self._finish(report_artifact, out, report, span)
 
     def _infer(self, input_dict, exec_properties, model_dir: str, out: pathlib.Path, sample_dir: str,

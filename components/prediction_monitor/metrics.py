@@ -8,8 +8,10 @@
 - **confidence** (classification): the top-class probability and the entropy, and the drift
   of the confidence distribution;
 - **performance** (:mod:`.performance`): the task's metrics realized on the span's labels
-  when they have arrived, estimated without them (CBPE, DLE), each next to the same number on
-  the reference: realized against the serving model's metrics on held-out reference rows (the
+  when they have arrived, estimated without them (CBPE, DLE) with a 95 % interval, and the
+  shift-aware estimate (the calibration rows re-weighted to the span by the domain classifier's
+  density ratio, the classifier the impact report uses), each next to the same number on the
+  reference: realized against the serving model's metrics on held-out reference rows (the
   eval split), estimated against the same estimator on those rows (like with like).
 """
 from __future__ import annotations
@@ -95,10 +97,18 @@ def prediction_report(task: str, classes: Sequence[str], ref, cur) -> Dict[str, 
 def performance_report(task: str, metric: str, ref, ref_label: Optional[np.ndarray], held_out: np.ndarray,
                        cur, cur_label: Optional[np.ndarray],
                        ref_features: Optional[Mapping[str, np.ndarray]] = None,
-                       cur_features: Optional[Mapping[str, np.ndarray]] = None) -> Dict[str, Any]:
+                       cur_features: Optional[Mapping[str, np.ndarray]] = None,
+                       ref_ratio: Optional[np.ndarray] = None, ratio_note: Optional[str] = None,
+                       confidence: float = 0.95) -> Dict[str, Any]:
     """The ``performance`` section: realized (with labels), baseline (the model on held-out
-    reference rows), estimated and its reference value, and how it was estimated."""
+    reference rows), estimated with its interval (CBPE, DLE) and its reference value, the
+    shift-aware estimate with its interval (the calibration rows weighted by ``ref_ratio``, the
+    density ratio p_current(x) / p_reference(x) of every reference row, from the span's domain
+    classifier; ``ratio_note`` says why there is none), and how each was estimated."""
     out: Dict[str, Any] = {"task": task, "metric": metric, "realized": {}, "baseline": {}, "estimated": {},
+                           "estimated_interval": {}, "estimated_se": {}, "estimated_confidence": confidence,
+                           "estimated_shift_aware": {}, "estimated_shift_aware_interval": {},
+                           "estimated_shift_aware_se": {}, "shift_aware": None,
                            "estimated_reference": {}, "labelled_rows": 0, "estimator": None,
                            "estimated_note": None, "reference_rows_held_out": int(held_out.sum())}
     if cur_label is not None:
@@ -116,26 +126,65 @@ def performance_report(task: str, metric: str, ref, ref_label: Optional[np.ndarr
         out["estimated_note"] = note
         return _clean(out)
     out["estimator"] = estimator.method
-    out["estimated"] = estimator.estimate(cur.value, cur.probabilities, cur_features)
+    plain = estimator.estimate_with_interval(cur.value, cur.probabilities, cur_features, confidence=confidence)
+    out.update(estimated=plain["estimated"], estimated_interval=plain["interval"], estimated_se=plain["se"])
     out["estimated_reference"] = estimator.estimate(ref_ho.value, ref_ho.probabilities, feats_ho)
+    out["shift_aware"] = _shift_aware(estimator, out, ref_ratio, ho, ratio_note, cur, cur_features, confidence)
     return _clean(out)
+
+
+def _shift_aware(estimator, out: Dict[str, Any], ref_ratio, held_out, ratio_note, cur, cur_features,
+                 confidence: float) -> Dict[str, Any]:
+    """Fill ``out``'s shift-aware estimate; return its ``shift_aware`` record (method, effective
+    sample size, rows, clipped rows; or a note)."""
+    if ref_ratio is None:
+        return {"note": ratio_note or "no shift-aware estimate: no density ratio for the reference rows"}
+    try:
+        shifted, info = estimator.reweighted(np.asarray(ref_ratio, dtype=float)[held_out])
+    except ValueError as e:     # weights all zero or not finite
+        return {"note": f"no shift-aware estimate: {e}"}
+    sa = shifted.estimate_with_interval(cur.value, cur.probabilities, cur_features, confidence=confidence)
+    out.update(estimated_shift_aware=sa["estimated"], estimated_shift_aware_interval=sa["interval"],
+               estimated_shift_aware_se=sa["se"])
+    return {"method": shifted.method, **info}
+
+
+def span_shift(reference_rows, current_rows, features: Sequence[str], kinds: Optional[Mapping[str, str]] = None,
+               seed: int = 0):
+    """``(shift, note)``: the span's domain classifier, fitted once and shared by the shift-aware
+    estimate and the impact report (``shift``: ``(fit, columns)`` of
+    :func:`driftguard.components.impact.effect.span_classifier`, and ``ratio``: the density ratio of
+    every reference row), or None and why not."""
+    from driftguard.components.impact.effect import reference_ratio, span_classifier
+
+    try:
+        fit, cols = span_classifier(reference_rows, current_rows, features, kinds=kinds, seed=seed)
+    except ValueError as e:   # DriftInputError: too few rows for the classifier, an unreadable column
+        return None, f"no estimate: {e}"
+    ratio = reference_ratio(fit, reference_rows.select(cols), np.ones(reference_rows.num_rows, dtype=bool))
+    return {"fit": (fit, cols), "ratio": ratio}, None
 
 
 def impact_report(task: str, metric: str, reference_rows, current_rows, ref_value: np.ndarray,
                   ref_label: Optional[np.ndarray], held_out: np.ndarray, features: Sequence[str],
-                  kinds: Optional[Mapping[str, str]] = None, rows_note: str = "") -> Dict[str, Any]:
+                  kinds: Optional[Mapping[str, str]] = None, rows_note: str = "",
+                  shift: Optional[Mapping[str, Any]] = None, shift_note: Optional[str] = None) -> Dict[str, Any]:
     """The ``impact`` section: the change of every metric of the task on this span, estimated by
     re-weighting the labelled held-out reference rows with the domain classifier's density ratio
-    (:func:`driftguard.components.impact.effect.span_effect`); ``metric`` is the watched one."""
+    (:func:`driftguard.components.impact.effect.span_effect`); ``metric`` is the watched one.
+    ``shift``/``shift_note``: :func:`span_shift`'s result, when the caller fitted the classifier
+    already (else it is fitted here)."""
     from driftguard.components.impact.effect import METHOD, span_effect
 
     base = {"metric": metric, "method": METHOD, "rows_note": rows_note}
     if ref_label is None:
         return {**base, "status": "not_estimated", "note": "no estimate: the reference sample has no labels"}
+    if shift is None and shift_note is not None:
+        return {**base, "status": "not_estimated", "note": shift_note}
     rows = np.asarray(held_out, dtype=bool) & np.isfinite(ref_label) & np.isfinite(ref_value)
     try:
         out = span_effect(task, reference_rows, current_rows, ref_value, ref_label, rows, columns=features,
-                          kinds=kinds)
+                          kinds=kinds, fit=None if shift is None else shift["fit"])
     except ValueError as e:   # DriftInputError: too few rows for the classifier, an unreadable column
         return {**base, "status": "not_estimated", "note": f"no estimate: {e}"}
     return _clean({**base, **out})
@@ -144,6 +193,8 @@ def impact_report(task: str, metric: str, reference_rows, current_rows, ref_valu
 def _clean(value):
     if isinstance(value, dict):
         return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
@@ -161,7 +212,14 @@ def headline(perf: Mapping[str, Any]) -> Dict[str, Optional[float]]:
         if value is None or base is None or not base:
             return None
         return (value - base) / abs(base)
+    def bound(section, i):
+        pair = (perf.get(section) or {}).get(metric)
+        return pair[i] if pair else None
     return {"metric": metric, "realized": realized, "baseline": baseline, "estimated": estimated,
             "estimated_reference": est_ref, "realized_change": change(realized, baseline),
             "estimated_change": change(estimated, est_ref),
+            "estimated_low": bound("estimated_interval", 0), "estimated_high": bound("estimated_interval", 1),
+            "estimated_shift_aware": get("estimated_shift_aware"),
+            "estimated_shift_aware_low": bound("estimated_shift_aware_interval", 0),
+            "estimated_shift_aware_high": bound("estimated_shift_aware_interval", 1),
             "higher_is_better": tasks_lib.METRICS.get(task, {}).get(metric)}

@@ -201,3 +201,22 @@ def test_dataset_drift_names_what_the_domain_classifier_found():
     quiet = run(only("dataset_drift"), report(drift_detected=True, drifted_features=["fare"],
                                               classifier={"drifted": False, "auc": 0.51}))
     assert "domain classifier" not in quiet[0].summary
+
+
+def test_estimated_drop_fires_only_when_the_whole_interval_is_past_the_line():
+    # reference estimate 0.88, threshold 5 %: the line is 0.836; the estimate 0.80 is below it
+    def mon(low, high, task="binary", metric="accuracy", ref=0.88, value=0.80):
+        return perf(task=task, metric=metric, estimated={metric: value}, estimated_reference={metric: ref},
+                    estimated_interval={metric: [low, high]})
+    [a] = run(only("estimated_metric_drop"), None, mon(0.78, 0.82))      # whole interval below 0.836
+    assert "estimated accuracy 0.8 [0.78, 0.82] is 9.1% worse than baseline 0.88" in a.title
+    assert "whole 95 % interval is below it" in a.summary and a.values["interval"] == [0.78, 0.82]
+    assert run(only("estimated_metric_drop"), None, mon(0.76, 0.85)) == []  # its upper end is above the line
+    # an error (lower is better): the interval's lower end must be above the line (MAE 1.0 -> 1.05)
+    reg = dict(task="regression", metric="mae", ref=1.0, value=1.2)
+    mae = parse_alerts_config({"rules": {"estimated_metric_drop": {"metric": "mae"}}}, task="regression")
+    assert [x.rule for x in run(mae, None, mon(1.1, 1.3, **reg))] == ["estimated_metric_drop"]
+    assert run(mae, None, mon(1.02, 1.38, **reg)) == []
+    # the realized rule has no interval to clear
+    assert len(run(only("metric_drop"), None, perf(baseline={"accuracy": 0.88}, realized={"accuracy": 0.80},
+                                                   estimated_interval={"accuracy": [0.5, 0.99]}))) == 1

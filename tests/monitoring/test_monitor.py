@@ -360,6 +360,9 @@ def test_metrics_endpoint_textfile_and_dashboard(tmp_path, reference_run):
     assert samples["driftguard_monitor_feature_psi"][(("feature", "fare"), ("model", "taxi"))] > 0.2
     assert samples["driftguard_monitor_serving_version"][model] == 1
     assert 0 < samples["driftguard_monitor_window_alpha"][model] < 0.01
+    for key, value in samples["driftguard_monitor_estimated_metric"].items():     # its 95 % interval beside it
+        low, high = samples["driftguard_monitor_estimated_metric_low"][key], samples["driftguard_monitor_estimated_metric_high"][key]
+        assert low <= value <= high and low < high
     assert exporter.parse_exposition(text.read_text()) == samples
     # every metric the dashboard's queries use is one the endpoint really exports
     import re

@@ -121,6 +121,7 @@ def test_the_monitor_follows_a_regression_models_values(flights, tmp_path):
     assert snapshot["reference"]["metric"] == "mae" and 5 < snapshot["reference"]["baseline"] < 60
     # the estimate without labels (DLE) of the last window, and the realized MAE of labelled windows
     assert window["estimated_metric"] == "mae" and 5 < window["estimated"] < 60
+    assert window["estimated_low"] < window["estimated"] < window["estimated_high"]      # its 95 % interval
     labelled = sum(1 for y in rows.column("arr_delay").to_pylist() if y is not None)
     assert counters["labels_joined"] == labelled
     lw = snapshot["label_window"]
