@@ -27,8 +27,12 @@ def is_remote(uri: str) -> bool:
     return "://" in str(uri)
 
 
-def upload_tree(folder: os.PathLike, uri: str) -> int:
-    """Copy every file under the local ``folder`` to ``uri`` (overwriting); return the count."""
+def _upload(folder: os.PathLike, uri: str) -> int:
+    """Copy every file under the local ``folder`` to ``uri`` (overwriting); return the count.
+
+    Through TFX's own ``fileio`` (tf.io.gfile), not ``storage.upload_tree`` (fsspec): an artifact
+    folder is TFX's, read back by TFX and the next executors through that same file system, and
+    its (possibly empty) folders are made as TFX makes them."""
     from tfx.dsl.io import fileio
 
     count = 0
@@ -86,7 +90,7 @@ def written_locally(artifacts: Iterable) -> Iterator[None]:
         yield
         for artifact, uri, local in moved:
             artifact.uri = uri
-            upload_tree(local, uri)
+            _upload(local, uri)
     finally:
         for artifact, uri, local in moved:
             artifact.uri = uri
