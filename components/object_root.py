@@ -39,8 +39,8 @@ log = logging.getLogger(__name__)
 SUPPORTED_SCHEMES = ("s3",)
 PLUGIN = ("python", "ops", "libtensorflow_io_plugins.so")     # inside the tensorflow_io package
 _UNSUPPORTED = {
-    "gs": "TF 2.16 and Beam reach gs:// natively, but driftguard's preflight has no gs:// yet and no "
-          "GCS emulator works with TF's file system here, so it was never run",
+    "gs": "TF 2.16 and Beam reach gs:// natively, but TF's own GCS file system has no endpoint "
+          "setting, so no GCS emulator could stand in for it here and it was never run",
 }
 
 
