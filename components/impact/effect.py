@@ -30,12 +30,12 @@ No TFX, no TensorFlow: arrays in, numbers out.
 from __future__ import annotations
 
 import math
-from statistics import NormalDist
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
 from driftguard.components import tasks as tasks_lib
+from driftguard.components.prediction_monitor.uncertainty import z_value
 
 DEFAULT_BOOTSTRAP = 200
 DEFAULT_MAX_WEIGHT = 20.0
@@ -126,13 +126,6 @@ def estimate_effect(task: str, value, label, weights, *, n_bootstrap: int = DEFA
     return {"status": "estimated", "method": METHOD, "rows": int(n),
             "effective_sample_size": effective_sample_size(w), "clipped_rows": clipped,
             "max_weight": float(max_weight), "bootstrap": int(n_bootstrap), "seed": int(seed), "metrics": metrics}
-
-
-def z_value(confidence: float) -> float:
-    """The two-sided normal quantile of ``confidence`` (0.95 -> 1.96)."""
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be between 0 and 1 (exclusive), got {confidence!r}")
-    return NormalDist().inv_cdf(0.5 + confidence / 2.0)
 
 
 def worse_interval(entry: Mapping[str, Any], confidence: float) -> Optional[Dict[str, float]]:
