@@ -26,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import urllib.parse
 import uuid
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ from typing import Dict, List, Optional
 
 import pytest
 
-from s3_fixture import free_port
+from s3_fixture import free_port, stop_server, wait_for_port
 
 
 def _emulator() -> str:
@@ -46,22 +45,6 @@ def _emulator() -> str:
         return path
     pytest.fail("gcp-storage-emulator not found beside the interpreter or on PATH: it is in "
                 "requirements.lock (`make setup` installs it)", pytrace=False)
-
-
-def _wait_for_port(port: int, proc: subprocess.Popen, log: pathlib.Path, what: str) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"{what} exited with {proc.returncode}: {log.read_text()[-2000:]}", pytrace=False)
-        try:
-            import socket
-
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                pytest.fail(f"{what} did not listen on 127.0.0.1:{port} within 60 s", pytrace=False)
-            time.sleep(0.1)
 
 
 class GCSServer:
@@ -78,7 +61,7 @@ class GCSServer:
             self.proc = subprocess.Popen([_emulator(), "start", "--host=127.0.0.1", f"--port={self.port}",
                                           "--in-memory"], stdout=log, stderr=subprocess.STDOUT)
         try:
-            _wait_for_port(self.port, self.proc, self.log, "gcp-storage-emulator")
+            wait_for_port(self.port, self.proc, self.log, "gcp-storage-emulator")
         except BaseException:
             self.stop()
             raise
@@ -86,13 +69,7 @@ class GCSServer:
         return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        shutil.rmtree(self.root, ignore_errors=True)
+        stop_server(self.proc, self.root)
 
     def env(self, **changes: str) -> Dict[str, str]:
         """The variables a driftguard process reads (Google's standard ones)."""

@@ -37,6 +37,33 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_for_port(port: int, proc: subprocess.Popen, log: pathlib.Path, what: str) -> None:
+    """Until the server process ``proc`` listens on 127.0.0.1:``port`` (60 s); fails the test,
+    with the end of its ``log``, if it exits first or never listens."""
+    deadline = time.monotonic() + 60
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"{what} exited with {proc.returncode}: {log.read_text()[-2000:]}", pytrace=False)
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                pytest.fail(f"{what} did not listen on 127.0.0.1:{port} within 60 s", pytrace=False)
+            time.sleep(0.1)
+
+
+def stop_server(proc, root: pathlib.Path) -> None:
+    """Terminate the server process (kill it after 10 s) and remove its folder."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    shutil.rmtree(root, ignore_errors=True)
+
+
 def _moto_server() -> str:
     found = pathlib.Path(sys.executable).parent / "moto_server"
     if found.is_file():
@@ -66,19 +93,11 @@ class S3Server:
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen([_moto_server(), "-H", "127.0.0.1", "-p", str(self.port)],
                                          stdout=log, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + 60
-        while True:
-            if self.proc.poll() is not None:
-                pytest.fail(f"moto_server exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}",
-                            pytrace=False)
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    pytest.fail(f"moto_server did not listen on {self.url} within 60 s", pytrace=False)
-                time.sleep(0.1)
+        try:
+            wait_for_port(self.port, self.proc, self.log, "moto_server")
+        except BaseException:
+            self.stop()
+            raise
         anonymous = dict(endpoint_url=self.url, region_name=self.region, aws_access_key_id="setup",
                          aws_secret_access_key="setup")
         iam = boto3.client("iam", **anonymous)
@@ -91,13 +110,7 @@ class S3Server:
         return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        shutil.rmtree(self.root, ignore_errors=True)
+        stop_server(self.proc, self.root)
 
     def env(self, **changes: str) -> Dict[str, str]:
         """The variables a driftguard process reads (botocore's standard ones)."""
